@@ -1,0 +1,54 @@
+"""The sink interface: where a trace sends its records (memory by default, a store run writer)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from tracer.records import CallRecord, ModuleRecord
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Receives a trace's records. The trace calls the methods in this order:
+
+    ``begin`` once when the trace opens (the model's modules, and notes such as "hooks disable
+    the TransformerEncoder fast path"); ``write_step`` once per traced step with all of that
+    step's calls (in ``seq`` order, gradients already attached); ``write_metrics`` whenever the
+    user logs scalars; ``end`` once when the trace closes, with ``"completed"``, ``"failed"``
+    (``error`` set) or ``"interrupted"``. A sink must not keep references to tensors (it only
+    ever sees records) and should make each ``write_step`` durable on its own.
+    """
+
+    def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None: ...
+
+    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None: ...
+
+    def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None: ...
+
+    def end(self, status: str, error: str | None = None) -> None: ...
+
+
+class MemorySink:
+    """Keeps every record in lists; the default sink of :func:`tracer.trace`."""
+
+    def __init__(self) -> None:
+        self.modules: list[ModuleRecord] = []
+        self.notes: list[str] = []
+        self.calls: list[CallRecord] = []
+        self.metrics: list[tuple[int, str, float]] = []
+        self.status: str | None = None
+        self.error: str | None = None
+
+    def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
+        self.modules = list(modules)
+        self.notes = list(notes)
+
+    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
+        self.calls.extend(calls)
+
+    def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.metrics.extend((step, k, float(v)) for k, v in metrics.items())
+
+    def end(self, status: str, error: str | None = None) -> None:
+        self.status, self.error = status, error
