@@ -28,7 +28,23 @@ _LAZY: dict[str, str] = {
     "hookimpl": "tracer.plugins.markers",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "CallRecord",
+    "MemorySink",
+    "MetricRecord",
+    "ModuleRecord",
+    "ParamRecord",
+    "RunInfo",
+    "Sink",
+    "TensorRecord",
+    "Trace",
+    "__version__",
+    "hookimpl",
+    "open_store",
+    "register_stat",
+    "summary",
+    "trace",
+]
 
 if TYPE_CHECKING:
     from tracer.api import trace
