@@ -1,0 +1,217 @@
+"""The database schema as SQLAlchemy 2.x typed ORM classes (named ``*Row``, apart from records).
+
+The hot tables (``calls``, ``tensors``) are keyed by ``(run_id, step, seq[, pos])`` rather than by
+generated ids, so one traced step is written with two plain ``executemany`` calls and read back
+with one range scan each. Floating-point columns may hold NULL for a non-finite value: the
+``special`` column of the row says which value it was (see :mod:`tracer.store.floats`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Deterministic constraint names, so migrations and the ORM agree on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Built-in statistics stored as columns of ``tensors`` (the order fixes their ``special`` bits).
+STAT_COLUMNS: tuple[str, ...] = (
+    "numel",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "abs_mean",
+    "l2",
+    "zero_frac",
+    "nan_count",
+    "inf_count",
+)
+
+# SQLite-only: tables clustered on their primary key, which is also how they are read.
+_CLUSTERED = {"sqlite_with_rowid": False}
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class RunRow(Base):
+    """One run and its provenance."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    pipeline: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    config: Mapped[str] = mapped_column(Text, default="{}")
+    error: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    python_version: Mapped[str | None] = mapped_column(String(50))
+    torch_version: Mapped[str | None] = mapped_column(String(50))
+    tracer_version: Mapped[str | None] = mapped_column(String(50))
+    device: Mapped[str | None] = mapped_column(String(100))
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    command: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer, default=0)
+    world_size: Mapped[int] = mapped_column(Integer, default=1)
+    group_id: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[str] = mapped_column(Text, default="{}")
+    notes: Mapped[str] = mapped_column(Text, default="[]")
+    step_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_metrics: Mapped[str] = mapped_column(Text, default="{}")
+
+    __table_args__ = (
+        Index(None, "name"),
+        Index(None, "started_at"),
+        Index(None, "group_id"),
+    )
+
+
+class ModuleRow(Base):
+    """One module of a run's model, in ``named_modules()`` order (``idx``)."""
+
+    __tablename__ = "modules"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(200))
+    parent: Mapped[str | None] = mapped_column(Text)
+    depth: Mapped[int] = mapped_column(Integer)
+    params_own: Mapped[int] = mapped_column(Integer)
+    params_total: Mapped[int] = mapped_column(Integer)
+    trainable_own: Mapped[int] = mapped_column(Integer)
+    trainable_total: Mapped[int] = mapped_column(Integer)
+    extra_repr: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[str] = mapped_column(Text)  # JSON list of ParamRecord fields
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+        _CLUSTERED,
+    )
+
+
+class CallRow(Base):
+    """One module call or captured op of one traced step."""
+
+    __tablename__ = "calls"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    module: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(200))
+    call_index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))
+    op: Mapped[str | None] = mapped_column(String(100))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    depth: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+        # series(): one layer's calls across steps
+        Index(None, "run_id", "module", "call_index", "kind", "op", "step"),
+        _CLUSTERED,
+    )
+
+
+class TensorRow(Base):
+    """One tensor slot (input, output or gradient) of one call, built-in statistics as columns."""
+
+    __tablename__ = "tensors"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(10))
+    slot: Mapped[str] = mapped_column(Text)
+    shape: Mapped[str] = mapped_column(Text)  # "50,200,512"; "" for a 0-d tensor or an object
+    dtype: Mapped[str] = mapped_column(String(50))
+    device: Mapped[str] = mapped_column(String(50))
+    requires_grad: Mapped[int] = mapped_column(Integer)
+    type_name: Mapped[str | None] = mapped_column(String(200))  # NULL means "Tensor"
+    numel: Mapped[float | None] = mapped_column(Float)
+    mean: Mapped[float | None] = mapped_column(Float)
+    std: Mapped[float | None] = mapped_column(Float)
+    min: Mapped[float | None] = mapped_column(Float)
+    max: Mapped[float | None] = mapped_column(Float)
+    abs_mean: Mapped[float | None] = mapped_column(Float)
+    l2: Mapped[float | None] = mapped_column(Float)
+    zero_frac: Mapped[float | None] = mapped_column(Float)
+    nan_count: Mapped[float | None] = mapped_column(Float)
+    inf_count: Mapped[float | None] = mapped_column(Float)
+    special: Mapped[int] = mapped_column(Integer)  # 2 bits per stat column: NaN / +Inf / -Inf
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "step", "seq"],
+            ["calls.run_id", "calls.step", "calls.seq"],
+            ondelete="CASCADE",
+        ),
+        _CLUSTERED,
+    )
+
+
+class ExtraStatRow(Base):
+    """A statistic outside the built-in columns (``true_frac``, statistics plugins register)."""
+
+    __tablename__ = "extra_stats"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    special: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "step", "seq", "pos"],
+            ["tensors.run_id", "tensors.step", "tensors.seq", "tensors.pos"],
+            ondelete="CASCADE",
+        ),
+        _CLUSTERED,
+    )
+
+
+class MetricRow(Base):
+    """One scalar metric logged at a step."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float | None] = mapped_column(Float)
+    special: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+        Index(None, "run_id", "step"),
+    )

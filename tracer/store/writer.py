@@ -1,0 +1,119 @@
+"""The run writer: the Sink a trace sends its records to, one transaction per traced step."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Table, delete, update
+
+from tracer.records import CallRecord, ModuleRecord
+from tracer.store import rows
+from tracer.store.floats import encode
+from tracer.store.schema import ExtraStatRow, MetricRow, ModuleRow, RunRow
+
+if TYPE_CHECKING:
+    from tracer.store.store import Store
+
+RUNS: Table = RunRow.__table__  # type: ignore[assignment]
+MODULES: Table = ModuleRow.__table__  # type: ignore[assignment]
+METRICS: Table = MetricRow.__table__  # type: ignore[assignment]
+EXTRAS: Table = ExtraStatRow.__table__  # type: ignore[assignment]
+
+
+def _insert_sql(conn: Connection, table: str, columns: Sequence[str]) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+def insert_step(conn: Connection, run_id: int, step: int, calls: Sequence[CallRecord]) -> None:
+    """Insert one step's calls, tensors and extra statistics as plain executemany batches."""
+    call_rows, tensor_rows, extra_rows = rows.step_rows(run_id, step, calls)
+    # straight to the driver: the rows are already tuples in column order (see PERF-NOTES)
+    if call_rows:
+        conn.exec_driver_sql(_insert_sql(conn, "calls", rows.CALL_COLUMNS), call_rows)
+    if tensor_rows:
+        conn.exec_driver_sql(_insert_sql(conn, "tensors", rows.TENSOR_COLUMNS), tensor_rows)
+    if extra_rows:
+        conn.exec_driver_sql(_insert_sql(conn, "extra_stats", rows.EXTRA_COLUMNS), extra_rows)
+
+
+def insert_modules(conn: Connection, run_id: int, modules: Sequence[ModuleRecord]) -> None:
+    """Replace the run's module table with ``modules`` (named_modules() order)."""
+    conn.execute(delete(MODULES).where(MODULES.c.run_id == run_id))
+    if modules:
+        conn.execute(
+            MODULES.insert(), [rows.module_row(run_id, i, m) for i, m in enumerate(modules)]
+        )
+
+
+def insert_metrics(conn: Connection, run_id: int, step: int, metrics: Mapping[str, float]) -> None:
+    """Insert one step's metrics and fold them into the run's ``last_metrics``."""
+    if not metrics:
+        return
+    values = {name: float(value) for name, value in metrics.items()}
+    params = []
+    for name, value in values.items():
+        column, special = encode(value)
+        params.append(
+            {"run_id": run_id, "step": step, "name": name, "value": column, "special": special}
+        )
+    conn.execute(METRICS.insert(), params)
+    last = conn.execute(
+        RUNS.select().with_only_columns(RUNS.c.last_metrics).where(RUNS.c.id == run_id)
+    ).scalar_one()
+    merged = {**json.loads(last), **values}
+    conn.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(last_metrics=json.dumps(merged), updated_at=time.time())
+    )
+
+
+class RunWriter:
+    """A :class:`tracer.sink.Sink` writing into one run of a store."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
+        """Store the model's modules and the trace's notes."""
+        with self.store.writing() as conn:
+            insert_modules(conn, self.run_id, modules)
+            conn.execute(
+                update(RUNS)
+                .where(RUNS.c.id == self.run_id)
+                .values(notes=json.dumps(list(notes)), updated_at=time.time())
+            )
+
+    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
+        """Write one traced step in one transaction (durable when this returns)."""
+        with self.store.writing() as conn:
+            insert_step(conn, self.run_id, step, calls)
+            conn.execute(
+                update(RUNS)
+                .where(RUNS.c.id == self.run_id)
+                .values(step_count=RUNS.c.step_count + 1, updated_at=time.time())
+            )
+
+    def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Write scalar metrics logged at ``step``."""
+        with self.store.writing() as conn:
+            insert_metrics(conn, self.run_id, step, metrics)
+
+    def end(self, status: str, error: str | None = None) -> None:
+        """Finish the run with ``status`` (completed / failed / interrupted)."""
+        self.store.finish_run(self.run_id, status, error)
+
+
+def run_values(**values: Any) -> dict[str, Any]:
+    """Encode the JSON columns of a ``runs`` row (config, tags, notes, last metrics)."""
+    for key in ("config", "tags", "last_metrics"):
+        if key in values:
+            values[key] = json.dumps(dict(values[key] or {}), default=str)
+    if "notes" in values:
+        values["notes"] = json.dumps(list(values["notes"] or ()))
+    return values
