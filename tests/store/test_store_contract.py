@@ -197,3 +197,21 @@ def test_rewriting_a_step_is_an_error_not_a_silent_overwrite(store: Store) -> No
     with pytest.raises(StoreError, match="write to"):
         store.writer(run.id).write_step(0, sample_flow(0))
     assert store.flow(run.id, 0) == sample_flow(0)
+
+
+def test_store_diff_compares_two_runs(store: Store) -> None:
+    a = record_run(store, name="a", config={"hidden_dim": 128})
+    b = store.create_run(name="b", config={"hidden_dim": 256})
+    writer = store.writer(b.id)
+    writer.begin(sample_modules(), [])
+    flow = sample_flow(2)
+    writer.write_step(
+        2, [*flow[:4], CallRecord(2, 4, "fc", "Linear", outputs=(tensor(shape=(4, 2)),))]
+    )
+    result = store.diff("a", b.id)
+    assert (result.step_a, result.step_b) == (2, 2)
+    assert result.run_a is not None and result.run_a.id == a.id
+    assert [row.status for row in result.rows] == ["same", "same", "same", "same", "shape"]
+    assert [c.key for c in result.config] == ["hidden_dim"]
+    with pytest.raises(StoreError, match="no traced step 7"):
+        store.diff(a.id, b.id, step_a=7)
