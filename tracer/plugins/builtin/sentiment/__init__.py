@@ -1,0 +1,86 @@
+"""The built-in ``sentiment`` pipeline: the article's IMDB sentiment LSTM.
+
+Importing this module does not import torch; data, model and training load on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracer.plugins.markers import hookimpl
+from tracer.plugins.pipeline import Pipeline, RunContext
+
+
+@dataclass
+class SentimentConfig:
+    """Settings of the sentiment pipeline; the defaults finish in minutes on a laptop CPU."""
+
+    data_dir: Path | None = field(
+        default=None,
+        metadata={"help": "aclImdb folder; default: the download cache, else the generated corpus"},
+    )
+    max_reviews: int | None = field(
+        default=2500, metadata={"help": "reviews to use (none = all); split 80/10/10"}
+    )
+    seq_length: int = field(
+        default=200, metadata={"help": "tokens per review: left-padded with 0 or truncated"}
+    )
+    batch_size: int = field(default=50, metadata={"help": "reviews per batch"})
+    embedding_dim: int = field(default=30, metadata={"help": "size of the word embeddings"})
+    hidden_dim: int = field(default=512, metadata={"help": "LSTM hidden size"})
+    n_layers: int = field(default=1, metadata={"help": "stacked LSTM layers"})
+    drop_prob: float = field(
+        default=0.5, metadata={"help": "dropout between LSTM layers (only when n_layers > 1)"}
+    )
+    lr: float = field(default=0.001, metadata={"help": "Adam learning rate"})
+    clip: float = field(default=5.0, metadata={"help": "gradient norm clipping"})
+    epochs: int = field(default=2, metadata={"help": "passes over the training reviews"})
+    seed: int = field(
+        default=0, metadata={"help": "seed of the data split, shuffling and initial weights"}
+    )
+
+
+def sentiment_data(config: SentimentConfig) -> Any:
+    """Load reviews into train/validation/test batches."""
+    from tracer.plugins.builtin.sentiment.data import load_data
+
+    return load_data(config)
+
+
+def sentiment_model(config: SentimentConfig, data: Any) -> Any:
+    """Build the SentimentLSTM for the data's vocabulary."""
+    from tracer.plugins.builtin.sentiment.model import SentimentLSTM
+
+    return SentimentLSTM(
+        data.vocab_size,
+        embedding_dim=config.embedding_dim,
+        hidden_dim=config.hidden_dim,
+        n_layers=config.n_layers,
+        drop_prob=config.drop_prob,
+    )
+
+
+def sentiment_train(model: Any, data: Any, config: Any, ctx: RunContext) -> Mapping[str, float]:
+    """Train, validate each epoch, test at the end."""
+    from tracer.plugins.builtin.sentiment.train import train
+
+    return train(model, data, config, ctx)
+
+
+PIPELINE = Pipeline(
+    name="sentiment",
+    description="IMDB sentiment LSTM from the article (generated reviews when IMDB is absent)",
+    config_cls=SentimentConfig,
+    data=sentiment_data,
+    model=sentiment_model,
+    train=sentiment_train,
+)
+
+
+@hookimpl
+def register_pipelines(register: Callable[[Pipeline], None]) -> None:
+    """Contribute the sentiment pipeline."""
+    register(PIPELINE)

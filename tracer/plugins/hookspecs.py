@@ -1,0 +1,79 @@
+"""The hooks a tracer plugin can implement, grouped by when they are called.
+
+Implement one with ``from tracer import hookimpl`` and a function of the same name; a plugin may
+accept any subset of a hook's arguments. The manager calls every hook once per plugin, in the
+order plugins were loaded (built-ins, then entry points, then ``--plugin`` files). pluggy is
+never called per tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tracer.plugins.markers import hookspec
+
+if TYPE_CHECKING:
+    from tracer.plugins.pipeline import Exporter, Pipeline, TensorStat
+    from tracer.records import RunInfo
+
+# --- contributions: called once per invocation, when the manager is built -------------------
+
+
+@hookspec
+def register_pipelines(register: Callable[[Pipeline], None]) -> None:
+    """Contribute pipelines by calling ``register(Pipeline(...))`` once per pipeline.
+
+    Called once, when the plugin manager is built. The pipeline's name must be unique across all
+    plugins: a second pipeline with the same name is an error naming both plugins. The config
+    class is checked at registration (a dataclass, every field with a default and a help text).
+    """
+
+
+@hookspec
+def register_tensor_stats(register: Callable[[TensorStat], None]) -> None:
+    """Contribute extra per-tensor statistics with ``register(TensorStat(name, fn))``.
+
+    Called once, when the plugin manager is built. ``fn(tensor) -> float`` runs inside the
+    tracing core's statistics pass on every recorded floating-point tensor, so keep it to one
+    cheap reduction. Names must not clash with the built-in statistics or another plugin's.
+    """
+
+
+@hookspec
+def register_exporters(register: Callable[[Exporter], None]) -> None:
+    """Contribute run exporters with ``register(Exporter(name, description, export))``.
+
+    Called once, when the plugin manager is built. ``tracer export RUN --format NAME`` calls
+    ``export(store, run_id, path)``. A duplicate exporter name is an error naming both plugins.
+    """
+
+
+# --- lifecycle: called during ``tracer run`` / :func:`tracer.plugins.runner.run_pipeline` ----
+
+
+@hookspec
+def before_run(run: RunInfo, pipeline: Pipeline, config: Any) -> None:
+    """Called once per run, after the run is created and the model built, before training."""
+
+
+@hookspec
+def after_step(run: RunInfo, step: int, metrics: Mapping[str, float]) -> None:
+    """Called after every training step (each ``ctx.step()``) with the metrics logged in it."""
+
+
+@hookspec
+def after_run(run: RunInfo, status: str, metrics: Mapping[str, float]) -> None:
+    """Called once when a run ends: ``status`` is ``completed`` or ``interrupted``.
+
+    ``metrics`` holds the last value of every metric logged during the run.
+    """
+
+
+@hookspec
+def on_run_error(run: RunInfo, error: BaseException) -> None:
+    """Called once when a run fails with an exception (the run is already marked ``failed``).
+
+    The error is re-raised after every plugin has seen it; a hook's own exception is reported
+    and does not mask it.
+    """
