@@ -1,0 +1,1 @@
+"""The Textual inspector: browse recorded runs layer by layer, diff them (never imports torch)."""

@@ -1,0 +1,81 @@
+"""The inspector app: `tracer tui` opens it on a run store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from tracer.tui.data import Inspector, describe_error, describe_location
+from tracer.tui.screens.help import HelpScreen, screen_bindings
+
+
+class TracerApp(App[None]):
+    """Browse runs layer by layer, watch statistics across steps, diff two runs."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "layer-tracer"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help"),
+        Binding("escape", "back", "back", show=False),
+    ]
+
+    def __init__(self, data: Inspector, *, poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.data = data
+        self.poll_interval = poll_interval
+
+    def on_mount(self) -> None:
+        """Start on the runs screen."""
+        from tracer.tui.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
+    def action_help(self) -> None:
+        """Show the key bindings of the current screen."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_back(self) -> None:
+        """Close the current screen, never the runs screen."""
+        if len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The palette lists the current screen's actions next to Textual's own commands."""
+        yield from super().get_system_commands(screen)
+        for binding in screen_bindings(screen):
+            yield SystemCommand(
+                binding.description,
+                f"key: {binding.key}",
+                lambda action=binding.action: self.call_later(screen.run_action, action),
+            )
+
+    def on_unmount(self) -> None:
+        """Release the database connections."""
+        self.data.close()
+
+
+def main(db_url: str | None) -> None:
+    """Open the store at ``db_url`` (None: ``$TRACER_DB``, else ``./tracer.db``) and run the app."""
+    location = describe_location(db_url)
+    raw = db_url or os.environ.get("TRACER_DB") or "./tracer.db"
+    if "://" not in raw and not os.path.exists(raw):
+        _fail(f"no database at {location} (record a run first, e.g. `tracer run sentiment`)")
+    try:
+        data = Inspector.open(db_url)
+        data.runs()
+    except Exception as exc:  # any failure to read becomes a message, not a traceback
+        _fail(f"cannot read {location}: {describe_error(exc)}")
+    TracerApp(data).run()
+
+
+def _fail(message: str) -> None:
+    print(f"tracer tui: {message}", file=sys.stderr)
+    raise SystemExit(1)

@@ -1,0 +1,187 @@
+"""The inspector's data layer: read-side access to a run store for the UI (no Textual imports).
+
+Every method may be called from a worker thread. Finished runs never change, so their flows
+and module trees are cached; a running run's data is always read fresh.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from tracer.records import CallRecord, MetricRecord, ModuleRecord, RunInfo, TensorRecord
+
+if TYPE_CHECKING:
+    from tracer.store import Store
+    from tracer.store.diff import FlowDiff
+
+#: Statistics the layer screen plots across steps.
+SERIES_STATS: tuple[str, ...] = ("mean", "std", "zero_frac")
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    """A diff of two runs with what the diff screen needs around it."""
+
+    diff: FlowDiff
+    steps_a: list[int]
+    steps_b: list[int]
+    modules_a: list[ModuleRecord]
+    modules_b: list[ModuleRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSeries:
+    """One tensor slot of one layer across steps: each statistic as ``(step, value)`` pairs."""
+
+    role: str
+    slot: str
+    stats: dict[str, list[tuple[int, float]]]
+    grad_norm: list[tuple[int, float]]
+
+
+class Inspector:
+    """What the screens ask of the store, with small caches for finished runs."""
+
+    def __init__(self, store: Store, location: str) -> None:
+        self.store = store
+        self.location = location
+        self._lock = threading.Lock()
+        self._flows: OrderedDict[tuple[int, int], list[CallRecord]] = OrderedDict()
+        self._modules: dict[int, list[ModuleRecord]] = {}
+
+    @classmethod
+    def open(cls, db_url: str | None) -> Inspector:
+        """Open the store at ``db_url`` (None: ``$TRACER_DB``, else ``./tracer.db``)."""
+        from tracer.store import open_store
+
+        store = open_store(db_url)
+        return cls(store, describe_location(db_url))
+
+    def runs(self) -> list[RunInfo]:
+        """All runs, newest first."""
+        return self.store.list_runs()
+
+    def run(self, run_id: int | str) -> RunInfo:
+        """One run by id, name or ``"latest"``."""
+        return self.store.get_run(run_id)
+
+    def steps(self, run_id: int) -> list[int]:
+        """The run's traced steps, in order."""
+        return self.store.steps(run_id)
+
+    def flow(self, run: RunInfo, step: int) -> list[CallRecord]:
+        """The ordered calls of one step (cached once the run has finished)."""
+        key = (run.id, step)
+        with self._lock:
+            if key in self._flows:
+                self._flows.move_to_end(key)
+                return self._flows[key]
+        calls = self.store.flow(run.id, step)
+        if run.status != "running":
+            with self._lock:
+                self._flows[key] = calls
+                while len(self._flows) > 32:
+                    self._flows.popitem(last=False)
+        return calls
+
+    def modules(self, run: RunInfo) -> list[ModuleRecord]:
+        """The run's module tree in ``named_modules()`` order (cached)."""
+        with self._lock:
+            cached = self._modules.get(run.id)
+        if cached is not None:
+            return cached
+        modules = self.store.module_tree(run.id)
+        if run.status != "running" or modules:
+            with self._lock:
+                self._modules[run.id] = modules
+        return modules
+
+    def metrics(self, run_id: int) -> list[MetricRecord]:
+        """Every logged metric of the run."""
+        return self.store.metrics(run_id)
+
+    def layer_series(self, run_id: int, call: CallRecord, tensor: TensorRecord) -> LayerSeries:
+        """The statistics of one tensor slot of one call across all traced steps."""
+        where: dict[str, Any] = {
+            "slot": tensor.slot,
+            "role": tensor.role,
+            "call_index": call.call_index,
+            "kind": call.kind,
+            "op": call.op,
+        }
+        stats = {s: self.store.series(run_id, call.module, stat=s, **where) for s in SERIES_STATS}
+        grad_norm: list[tuple[int, float]] = []
+        if tensor.role in ("output", "grad", "param_grad"):
+            # the gradient flowing into an output has the output's slot; a parameter's is itself
+            role = "param_grad" if tensor.role == "param_grad" else "grad"
+            grad = {**where, "role": role}
+            grad_norm = self.store.series(run_id, call.module, stat="l2", **grad)
+        return LayerSeries(tensor.role, tensor.slot, stats, grad_norm)
+
+    def delete(self, run_id: int) -> None:
+        """Delete a run and everything recorded for it."""
+        self.store.delete_run(run_id)
+        with self._lock:
+            self._modules.pop(run_id, None)
+            for key in [k for k in self._flows if k[0] == run_id]:
+                del self._flows[key]
+
+    def diff(self, run_a: int, run_b: int, step_a: int | None, step_b: int | None) -> Compared:
+        """Two runs' flows aligned at the given steps (default: their first common step)."""
+        from tracer.store.diff import diff_flows, pick_steps
+
+        left, right = self.run(run_a), self.run(run_b)
+        steps_a, steps_b = self.steps(left.id), self.steps(right.id)
+        step_a, step_b = pick_steps(steps_a, steps_b, step_a, step_b)
+        modules_a, modules_b = self.modules(left), self.modules(right)
+        result = diff_flows(
+            self.flow(left, step_a) if step_a is not None else [],
+            self.flow(right, step_b) if step_b is not None else [],
+            config_a=left.config,
+            config_b=right.config,
+            modules_a=modules_a,
+            modules_b=modules_b,
+        )
+        result = replace(result, run_a=left, run_b=right, step_a=step_a, step_b=step_b)
+        return Compared(result, steps_a, steps_b, modules_a, modules_b)
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        closer = getattr(self.store, "close", None)
+        if callable(closer):
+            closer()
+
+
+def describe_location(db_url: str | None) -> str:
+    """A short, password-free description of where the database is."""
+    import os
+
+    raw = db_url or os.environ.get("TRACER_DB") or "./tracer.db"
+    if "://" in raw and "@" in raw:
+        scheme, rest = raw.split("://", 1)
+        return f"{scheme}://…@{rest.rsplit('@', 1)[1]}"
+    return raw
+
+
+def nearest(steps: Sequence[int], step: int | None) -> int | None:
+    """The traced step equal to ``step``, else the last one before it, else the first."""
+    if not steps:
+        return None
+    if step is None:
+        return steps[0]
+    before = [s for s in steps if s <= step]
+    return before[-1] if before else steps[0]
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line message for a failed query (the store's own errors read as they are)."""
+    from tracer.store import StoreError
+
+    if isinstance(exc, StoreError):
+        return str(exc) or type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'no details'}"

@@ -1,0 +1,128 @@
+"""Turning record values into short, literal strings for table cells (no Textual imports)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+from tracer.records import format_shape
+
+_BARS = "▁▂▃▄▅▆▇█"
+MISSING = "-"
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A compact number: ``0.0123``, ``1.2e-05``, ``nan``, ``-`` for None."""
+    if value is None:
+        return MISSING
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1e5 or magnitude < 1e-3:
+        return f"{value:.{max(digits - 1, 1)}e}"
+    return f"{value:.{digits}g}"
+
+
+def count(value: int | None) -> str:
+    """A parameter count: ``513``, ``295k``, ``1.11M``."""
+    if value is None:
+        return MISSING
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= limit:
+            scaled = value / limit
+            return f"{scaled:.3g}{suffix}"
+    return str(value)
+
+
+def duration(seconds: float | None) -> str:
+    """A duration: ``0.4s``, ``31s``, ``1m12s``, ``2h05m``; ``…`` for unknown."""
+    if seconds is None:
+        return "…"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def clock(stamp: float | None, now: float | None = None) -> str:
+    """A start time: ``10:42:03`` today, ``2026-11-26 10:42`` on another day."""
+    if stamp is None:
+        return MISSING
+    local = time.localtime(stamp)
+    today = time.localtime(time.time() if now is None else now)
+    if local[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", local)
+    return time.strftime("%Y-%m-%d %H:%M", local)
+
+
+def when(stamp: float | None) -> str:
+    """A full local timestamp for provenance: ``2026-11-26 10:42:03``."""
+    if stamp is None:
+        return MISSING
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def shape(dims: tuple[int, ...], names: Mapping[int, str] | None = None) -> str:
+    """A tensor shape, dimensions optionally named from the run's config."""
+    return format_shape(tuple(dims), names)
+
+
+def config_value(value: object) -> str:
+    """A config value as the user wrote it (strings unquoted, missing as ``-``)."""
+    if value is None:
+        return MISSING
+    if isinstance(value, float):
+        return number(value, 4)
+    return str(value)
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """Values resampled to ``width`` columns of block characters; gaps (None, NaN) as spaces."""
+    if not values or width <= 0:
+        return ""
+    columns = _resample(values, width)
+    finite = [v for v in columns if v is not None]
+    if not finite:
+        return " " * len(columns)
+    low, high = min(finite), max(finite)
+    span = high - low
+    out = []
+    for v in columns:
+        if v is None:
+            out.append(" ")
+        elif span == 0:
+            out.append(_BARS[len(_BARS) // 2 - 1])
+        else:
+            out.append(_BARS[min(int((v - low) / span * len(_BARS)), len(_BARS) - 1)])
+    return "".join(out)
+
+
+def _resample(values: Sequence[float | None], width: int) -> list[float | None]:
+    """Pick ``width`` evenly spaced values (or all of them when there are fewer)."""
+    clean = [None if v is None or not math.isfinite(v) else float(v) for v in values]
+    if len(clean) <= width:
+        return clean
+    return [clean[int(i * len(clean) / width)] for i in range(width)]
+
+
+_DTYPE_SHORT = {"float": "f", "bfloat": "bf", "int": "i", "uint": "u", "complex": "c"}
+
+
+def dtype_short(dtype: str) -> str:
+    """``float32`` -> ``f32``, ``bfloat16`` -> ``bf16``, ``int64`` -> ``i64``; others unchanged."""
+    for prefix in sorted(_DTYPE_SHORT, key=len, reverse=True):
+        rest = dtype[len(prefix) :]
+        if dtype.startswith(prefix) and rest.isdigit():
+            return _DTYPE_SHORT[prefix] + rest
+    return dtype

@@ -1,0 +1,57 @@
+"""What every inspector screen shares: store queries in worker threads, errors as notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from textual import work
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from tracer.tui.data import Inspector, describe_error
+
+if TYPE_CHECKING:
+    from tracer.tui.app import TracerApp
+
+T = TypeVar("T")
+
+
+class TracerScreen(Screen[None]):
+    """A screen that reads the store only in worker threads."""
+
+    @property
+    def tracer_app(self) -> TracerApp:
+        """The app, typed."""
+        return cast("TracerApp", self.app)
+
+    @property
+    def data(self) -> Inspector:
+        """The data layer over the open store."""
+        return self.tracer_app.data
+
+    @work(thread=True, exit_on_error=False, group="store")
+    def fetch(self, query: Callable[[], T], done: Callable[[T], Any]) -> None:
+        """Run a store query off the UI thread; hand its result (or its error) back to the UI."""
+        try:
+            result = query()
+        except Exception as exc:  # every failed read becomes a notification, never a crash
+            self._deliver(self.report, exc)
+            return
+        self._deliver(done, result)
+
+    def _deliver(self, callback: Callable[[Any], Any], value: Any) -> None:
+        if get_current_worker().is_cancelled:
+            return
+        with suppress(RuntimeError):  # the app closed while the query ran
+            self.app.call_from_thread(self._land, callback, value)
+
+    def _land(self, callback: Callable[[Any], Any], value: Any) -> None:
+        # A screen closed while its query ran has nothing left to update.
+        if self.is_attached:
+            callback(value)
+
+    def report(self, exc: BaseException) -> None:
+        """Show a failed query as an error notification (literal text)."""
+        self.notify(describe_error(exc), title="error", severity="error", markup=False)

@@ -1,0 +1,81 @@
+"""The key bindings of the screen below, and what the flags mean."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+from tracer.tui.flow import FLAG_HELP
+
+GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
+    ("?", "this help"),
+    ("ctrl+p", "command palette (every action)"),
+    ("escape", "back"),
+    ("q", "quit"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """A modal listing the bindings of the screen it was opened from."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def __init__(self, screen: Screen[object]) -> None:
+        super().__init__()
+        self.below = screen
+
+    def compose(self) -> ComposeResult:
+        """One table of keys, then the flag legend."""
+        with VerticalScroll(id="help"):
+            yield Static(self._keys(), id="help-keys")
+            yield Static(self._flags(), id="help-flags")
+
+    def _keys(self) -> Table:
+        table = Table(title=f"keys: {self.below.__class__.__name__.removesuffix('Screen')}")
+        table.add_column("key", style="bold cyan")
+        table.add_column("action")
+        for binding in screen_bindings(self.below):
+            table.add_row(Text(display_key(binding.key)), Text(binding.description))
+        for key, what in GLOBAL_KEYS:
+            table.add_row(Text(key), Text(what))
+        return table
+
+    def _flags(self) -> Table:
+        table = Table(title="flags")
+        table.add_column("flag", style="bold red")
+        table.add_column("meaning")
+        for glyph, meaning in FLAG_HELP.items():
+            table.add_row(glyph, meaning)
+        return table
+
+
+def screen_bindings(screen: Screen[object]) -> list[Binding]:
+    """The described bindings a screen declares (its own, not the app's)."""
+    found = []
+    for item in getattr(screen, "BINDINGS", []):
+        binding = item if isinstance(item, Binding) else Binding(*item)
+        if binding.description:
+            found.append(binding)
+    return found
+
+
+def display_key(key: str) -> str:
+    """``left_square_bracket,question_mark`` -> ``[ ?``."""
+    names = {
+        "left_square_bracket": "[",
+        "right_square_bracket": "]",
+        "left_curly_bracket": "{",
+        "right_curly_bracket": "}",
+        "question_mark": "?",
+        "slash": "/",
+        "space": "space",
+        "full_stop": ".",
+    }
+    return " ".join(names.get(k.strip(), k.strip()) for k in key.split(","))

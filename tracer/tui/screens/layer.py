@@ -1,0 +1,139 @@
+"""The layer screen: every tensor of one call, the layer's parameters, statistics across steps."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Static
+
+from tracer.records import BUILTIN_STATS, CallRecord, ModuleRecord, RunInfo, TensorRecord
+from tracer.tui import formatting as fmt
+from tracer.tui.screens.base import TracerScreen
+from tracer.tui.widgets.stat_plots import StatPlots
+
+TENSOR_COLUMNS = ("role", "slot", "shape", "dtype", "device", "grad?")
+STAT_COLUMNS = (
+    "numel",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "abs_mean",
+    "l2",
+    "zero_frac",
+    "nan_count",
+    "inf_count",
+)
+STAT_TITLES = {"abs_mean": "|mean|", "zero_frac": "zero%", "nan_count": "nan", "inf_count": "inf"}
+PARAM_COLUMNS = ("parameter", "shape", "dtype", "numel", "trainable", "shared with")
+
+
+class LayerScreen(TracerScreen):
+    """One call in full, and how its statistics move across the run's traced steps."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "back")]
+
+    def __init__(self, run: RunInfo, call: CallRecord, module: ModuleRecord | None) -> None:
+        super().__init__()
+        self.run = run
+        self.call = call
+        self.module = module
+        self.tensors: list[TensorRecord] = list(call.tensors)
+
+    def compose(self) -> ComposeResult:
+        """Title, tensors, parameters, plots."""
+        yield Static(self._title(), id="title")
+        tensors = DataTable(id="tensors", cursor_type="row")
+        tensors.border_title = "tensors"
+        yield tensors
+        params = DataTable(id="params", cursor_type="row")
+        params.border_title = "parameters"
+        yield params
+        yield StatPlots(id="plots")
+        yield Footer()
+
+    def _title(self) -> Text:
+        call, module = self.call, self.module
+        title = Text(f" {call.name if call.kind == 'module' else call.module or '<root>'}", "bold")
+        if call.kind == "op":
+            title.append(f" · op {call.op}")
+        title.append(f" · {call.type}")
+        if module is not None and module.extra_repr:
+            title.append(f"({module.extra_repr})")
+        if module is not None:
+            title.append(
+                f" · params {module.params_total:,} ({module.trainable_total:,} trainable)"
+            )
+        title.append(f" · call {call.call_index} · step {call.step}", style="cyan")
+        return title
+
+    def on_mount(self) -> None:
+        """Fill the tables from the call at hand; the plots come from a worker."""
+        self._fill_tensors()
+        self._fill_params()
+        self.query_one("#tensors", DataTable).focus()
+
+    def _fill_tensors(self) -> None:
+        table = self.query_one("#tensors", DataTable)
+        for name in (*TENSOR_COLUMNS, *STAT_COLUMNS, "other"):
+            table.add_column(Text(STAT_TITLES.get(name, name)), key=name)
+        for index, tensor in enumerate(self.tensors):
+            table.add_row(*tensor_cells(tensor), key=str(index))
+
+    def _fill_params(self) -> None:
+        table = self.query_one("#params", DataTable)
+        for name in PARAM_COLUMNS:
+            table.add_column(Text(name), key=name)
+        params = self.module.parameters if self.module is not None else ()
+        for param in params:
+            table.add_row(
+                Text(param.name),
+                Text(fmt.shape(param.shape)),
+                Text(param.dtype),
+                Text(f"{param.numel:,}", justify="right"),
+                Text("yes" if param.requires_grad else "no"),
+                Text(param.shared_with or ""),
+            )
+        if not params:
+            table.display = False
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Plot the statistics of the tensor under the cursor."""
+        if event.data_table.id != "tensors" or not self.tensors:
+            return
+        tensor = self.tensors[event.cursor_row]
+        run_id, call = self.run.id, self.call
+        plots = self.query_one(StatPlots)
+
+        def landed(series: object) -> None:
+            plots.show_series(series)  # type: ignore[arg-type]
+
+        self.fetch(lambda: self.data.layer_series(run_id, call, tensor), landed)
+
+    def action_back(self) -> None:
+        """Back to the run."""
+        self.app.pop_screen()
+
+
+def tensor_cells(tensor: TensorRecord) -> list[Text]:
+    """Shape, dtype, device and every statistic of one tensor slot (literal text)."""
+    stats = tensor.stats
+    cells = [
+        Text(tensor.role),
+        Text(tensor.slot),
+        Text(fmt.shape(tensor.shape) if tensor.is_tensor else tensor.type_name),
+        Text(tensor.dtype),
+        Text(tensor.device),
+        Text("yes" if tensor.requires_grad else ""),
+    ]
+    for name in STAT_COLUMNS:
+        value = stats.get(name)
+        text = fmt.number(value * 100 if name == "zero_frac" and value is not None else value)
+        style = "bold red" if name in ("nan_count", "inf_count") and value else ""
+        cells.append(Text(text, style=style, justify="right"))
+    extra = {k: v for k, v in stats.items() if k not in BUILTIN_STATS}
+    cells.append(Text("  ".join(f"{k}={fmt.number(v)}" for k, v in sorted(extra.items()))))
+    return cells

@@ -1,0 +1,126 @@
+"""The metrics screen: loss and accuracy curves of a run, its config and its provenance."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Static
+
+from tracer.records import MetricRecord, RunInfo
+from tracer.tui import formatting as fmt
+from tracer.tui.screens.base import TracerScreen
+from tracer.tui.widgets.stat_plots import plot_line
+
+CURVE_SPARE = 60
+
+
+def provenance(run: RunInfo) -> list[tuple[str, str]]:
+    """Where a run came from, as (field, value) pairs in reading order."""
+    return [
+        ("id", str(run.id)),
+        ("name", run.name),
+        ("pipeline", run.pipeline or fmt.MISSING),
+        ("status", run.status),
+        ("error", run.error or ""),
+        ("traced steps", str(run.steps)),
+        ("started", fmt.when(run.started_at)),
+        ("finished", fmt.when(run.finished_at)),
+        ("took", fmt.duration(run.duration_s)),
+        ("seed", fmt.config_value(run.seed)),
+        ("device", run.device or fmt.MISSING),
+        ("host", run.host or fmt.MISSING),
+        ("pid", fmt.config_value(run.pid)),
+        ("rank", f"{run.rank} of {run.world_size}"),
+        ("group", run.group_id or ""),
+        ("python", run.python_version or fmt.MISSING),
+        ("torch", run.torch_version or fmt.MISSING),
+        ("layer-tracer", run.tracer_version or fmt.MISSING),
+        ("git commit", run.git_commit or ""),
+        ("command", run.command or ""),
+        ("tags", ", ".join(f"{k}={v}" for k, v in run.tags.items())),
+        ("notes", " | ".join(run.notes)),
+    ]
+
+
+def curves(metrics: Sequence[MetricRecord]) -> dict[str, list[tuple[int, float]]]:
+    """Metrics grouped by name, each as (step, value) pairs in step order."""
+    grouped: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for metric in sorted(metrics, key=lambda m: (m.name, m.step)):
+        grouped[metric.name].append((metric.step, metric.value))
+    return dict(grouped)
+
+
+class MetricsScreen(TracerScreen):
+    """Curves on top, provenance and config side by side below."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "back")]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.curves: dict[str, list[tuple[int, float]]] | None = None
+
+    def compose(self) -> ComposeResult:
+        """Title, curves, provenance and config."""
+        yield Static(Text(f" run {self.run_id}  loading…"), id="title")
+        plots = Static(Text("loading metrics…", style="dim"), id="curves")
+        plots.border_title = "metrics per step"
+        yield plots
+        with Horizontal(id="metrics-panes"):
+            prov = DataTable(id="provenance", cursor_type="row", show_header=False)
+            prov.border_title = "provenance"
+            yield prov
+            config = DataTable(id="config", cursor_type="row")
+            config.border_title = "config"
+            yield config
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Read run and metrics in a worker."""
+        self.query_one("#provenance", DataTable).focus()
+        run_id = self.run_id
+        self.fetch(lambda: (self.data.run(run_id), self.data.metrics(run_id)), self._loaded)
+
+    def _loaded(self, result: tuple[RunInfo, list[MetricRecord]]) -> None:
+        run, metrics = result
+        title = Text(f" run {run.id} ", style="bold")
+        title.append(run.name, style="bold")
+        title.append(f" · metrics and provenance · {run.status}")
+        self.query_one("#title", Static).update(title)
+        prov = self.query_one("#provenance", DataTable)
+        prov.add_columns("field", "value")
+        for key, value in provenance(run):
+            prov.add_row(Text(key, style="bold"), Text(value))
+        config = self.query_one("#config", DataTable)
+        config.add_columns(Text("key"), Text("value"))
+        for key, value in run.config.items():
+            config.add_row(Text(str(key), style="bold"), Text(fmt.config_value(value)))
+        self.curves = curves(metrics)
+        self._draw()
+
+    def on_resize(self) -> None:
+        """Curves fill the width."""
+        self._draw()
+
+    def _draw(self) -> None:
+        plots = self.query_one("#curves", Static)
+        if self.curves is None:
+            return
+        if not self.curves:
+            plots.update(Text("no metrics logged", style="dim"))
+            return
+        label = max(len(name) for name in self.curves) + 2
+        width = max(self.size.width - CURVE_SPARE - label, 10)
+        lines = (plot_line(name, p, width, label) for name, p in self.curves.items())
+        plots.update(Group(*lines))
+
+    def action_back(self) -> None:
+        """Back to where the screen was opened from."""
+        self.app.pop_screen()

@@ -1,0 +1,75 @@
+"""Statistics of one tensor slot across steps, as labelled sparklines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from tracer.tui import formatting as fmt
+from tracer.tui.data import LayerSeries
+
+LABEL_WIDTH = 7
+TAIL_WIDTH = 34
+
+
+class StatPlots(Static):
+    """mean, std, zero fraction and gradient norm of one slot, each over every traced step."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(Text("loading statistics across steps…", style="dim"), id=id)
+        self.series: LayerSeries | None = None
+
+    def show_series(self, series: LayerSeries) -> None:
+        """Draw the series (redrawn to the widget's width on resize)."""
+        self.series = series
+        self.border_title = f"{series.role} {series.slot} across steps"
+        self._draw()
+
+    def on_resize(self) -> None:
+        """Sparklines fill the available width."""
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.series is None:
+            return
+        width = max(self.size.width - LABEL_WIDTH - TAIL_WIDTH - 2, 10)
+        lines = [
+            plot_line(label, points, width)
+            for label, points in (
+                ("mean", self.series.stats.get("mean", [])),
+                ("std", self.series.stats.get("std", [])),
+                ("zero%", self.series.stats.get("zero_frac", [])),
+                ("grad‖", self.series.grad_norm),
+            )
+        ]
+        self.update(Group(*lines))
+
+
+def plot_line(
+    label: str, points: Sequence[tuple[int, float]], width: int, label_width: int = LABEL_WIDTH
+) -> Text:
+    """``std    ▁▂▃▅▇  0.04 → 0.31  (4 steps)`` for one statistic."""
+    line = Text(f"{label:<{label_width}}", style="bold")
+    if not points:
+        line.append("not recorded", style="dim")
+        return line
+    values = [v for _, v in points]
+    line.append(f"{fmt.sparkline(values, width):<{width}}", style="cyan")
+    line.append(f"  {fmt.number(values[0])} → {fmt.number(values[-1])}")
+    if label == "grad‖":
+        line.append(trend(values), style="bold yellow")
+    line.append(f"  ({len(points)} steps)", style="dim")
+    return line
+
+
+def trend(values: Sequence[float]) -> str:
+    """A warning when a gradient norm shrank or grew a hundredfold from first to last step."""
+    first, last = values[0], values[-1]
+    if first > 0 and last < first / 100:
+        return "  vanishing?"
+    if first > 0 and last > first * 100:
+        return "  exploding?"
+    return ""
