@@ -1,0 +1,165 @@
+"""Statistics right for every dtype, batched small tensors, deduplication and extra statistics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import tracer
+from tracer.collector import StatsCollector
+from tracer.records import BUILTIN_STATS
+from tracer.stats import SMALL_NUMEL, register_stat, tensor_stats, unregister_stat
+
+
+def _reference(x: torch.Tensor) -> dict[str, float]:
+    d = x.double().reshape(-1)
+    finite = d[torch.isfinite(d)]
+    return {
+        "numel": x.numel(),
+        "mean": finite.mean().item(),
+        "std": finite.std().item() if finite.numel() > 1 else 0.0,
+        "min": finite.min().item(),
+        "max": finite.max().item(),
+        "abs_mean": finite.abs().mean().item(),
+        "l2": finite.norm().item(),
+        "zero_frac": (finite == 0).double().mean().item(),
+        "nan_count": int(torch.isnan(d).sum()),
+        "inf_count": int(torch.isinf(d).sum()),
+    }
+
+
+def _assert_close(got: dict[str, float], want: dict[str, float], rel: float) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=rel, abs=rel), key
+
+
+def _collected(x: torch.Tensor) -> dict[str, float]:
+    collector = StatsCollector()
+    ref = collector.request(x)
+    collector.flush()
+    return ref.get()
+
+
+@pytest.mark.parametrize("numel", [7, SMALL_NUMEL, SMALL_NUMEL * 4])
+def test_stats_float32_match_float64_reference_small_and_big(numel: int) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(numel) * 3 + 0.5
+    x[::5] = 0
+    _assert_close(_collected(x), _reference(x), rel=1e-5)
+    _assert_close(tensor_stats(x), _reference(x), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_stats_half_precision_upcast_before_reducing(dtype: torch.dtype) -> None:
+    torch.manual_seed(2)
+    x = (torch.randn(50_000) * 100).to(dtype)  # float16 sums would overflow without upcasting
+    want = _reference(x)
+    _assert_close(tensor_stats(x), want, rel=1e-5)
+    _assert_close(_collected(x[:100]), _reference(x[:100]), rel=1e-5)
+
+
+def test_stats_integer_tensors_get_count_range_and_mean() -> None:
+    ids = torch.tensor([[0, 5, 9], [3, 0, 1]])
+    assert tensor_stats(ids) == {"numel": 6, "mean": 3.0, "min": 0, "max": 9, "zero_frac": 2 / 6}
+    assert tensor_stats(ids.to(torch.uint8))["max"] == 9
+
+
+def test_stats_bool_gets_true_fraction() -> None:
+    assert tensor_stats(torch.tensor([True, False, True, True])) == {"numel": 4, "true_frac": 0.75}
+
+
+def test_stats_empty_and_zero_dim() -> None:
+    assert tensor_stats(torch.zeros(0, 3)) == {"numel": 0}
+    scalar = _collected(torch.tensor(2.5))
+    assert scalar["numel"] == 1 and scalar["mean"] == 2.5 and scalar["std"] == 0.0
+    assert scalar["min"] == scalar["max"] == 2.5
+
+
+@pytest.mark.parametrize("numel", [10, SMALL_NUMEL * 2])
+def test_stats_nan_and_inf_counted_rest_over_finite_values(numel: int) -> None:
+    x = torch.arange(numel, dtype=torch.float32)
+    x[1], x[2], x[3] = math.nan, math.inf, -math.inf
+    got = _collected(x)
+    assert got["nan_count"] == 1 and got["inf_count"] == 2
+    _assert_close(got, _reference(x), rel=1e-6)
+    all_nan = tensor_stats(torch.full((4,), math.nan))
+    assert all_nan == {"numel": 4, "nan_count": 4, "inf_count": 0}
+
+
+def test_stats_tensors_without_readable_values_get_numel_only() -> None:
+    sparse = torch.eye(3).to_sparse()
+    meta = torch.empty(4, 5, device="meta")
+    quantized = torch.quantize_per_tensor(torch.randn(6), 0.1, 0, torch.quint8)
+    complex_ = torch.randn(3, dtype=torch.complex64)
+    for t, n in [(sparse, 9), (meta, 20), (quantized, 6), (complex_, 3)]:
+        assert _collected(t) == {"numel": n}
+
+
+def test_stats_large_mean_small_spread_keeps_std_precise() -> None:
+    torch.manual_seed(3)
+    x = 1000 + torch.randn(40_000, dtype=torch.float64).float() * 1e-3
+    assert tensor_stats(x)["std"] == pytest.approx(_reference(x)["std"], rel=1e-4)
+    assert _collected(x[:500])["std"] == pytest.approx(_reference(x[:500])["std"], rel=1e-4)
+
+
+def test_stats_collector_dedups_by_identity_and_version_not_address() -> None:
+    collector = StatsCollector()
+    a = torch.randn(100)
+    first = collector.request(a)
+    assert collector.request(a) is first
+    assert collector.request(a.view(10, 10)) is first  # same elements, same statistics
+    assert collector.request(a[:50]) is not first
+    a.add_(1)  # in place: the cached statistics no longer describe it
+    second = collector.request(a)
+    assert second is not first
+    collector.flush()
+    assert second.get()["mean"] == pytest.approx(first.get()["mean"] + 1, rel=1e-5)
+
+
+def test_stats_collector_freed_tensor_id_reuse_is_not_a_hit() -> None:
+    collector = StatsCollector()
+    refs = []
+    for value in range(200):  # freed tensors' ids get reused by the next ones
+        refs.append((value, collector.request(torch.full((8,), float(value)))))
+    collector.flush()
+    assert all(ref.get()["mean"] == value for value, ref in refs)
+
+
+def test_stats_copy_at_hook_time_ignores_later_inplace_change() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(inplace=True))
+    with tracer.trace(model) as t:
+        model(torch.full((2, 4), -5.0) @ torch.eye(4))
+    linear = t.flow(0)[1]
+    relu = t.flow(0)[2]
+    assert linear.outputs[0].stats["min"] < 0  # before ReLU overwrote it
+    assert relu.outputs[0].stats["min"] >= 0
+
+
+def test_stats_extra_statistics_per_trace_and_registered() -> None:
+    model = nn.Linear(3, 3)
+    register_stat("sum_sq", lambda t: float((t * t).sum()))
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_stat("sum_sq", lambda t: 0.0)
+        with pytest.raises(ValueError, match="built in"):
+            register_stat("mean", lambda t: 0.0)
+        extra = {"first": lambda t: float(t.reshape(-1)[0]), "broken": lambda t: 1 / 0}
+        with tracer.trace(model, extra_stats=extra) as t:
+            model(torch.ones(1, 3))
+    finally:
+        unregister_stat("sum_sq")
+    stats = t.calls[0].inputs[0].stats
+    assert stats["sum_sq"] == 3.0 and stats["first"] == 1.0 and "broken" not in stats
+    assert set(BUILTIN_STATS) <= set(stats)
+
+
+def test_stats_off_records_shapes_only() -> None:
+    model = nn.Linear(3, 3)
+    with tracer.trace(model, stats=False) as t:
+        model(torch.ones(1, 3))
+    out = t.calls[0].outputs[0]
+    assert out.shape == (1, 3) and out.stats == {}

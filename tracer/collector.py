@@ -1,0 +1,169 @@
+"""Per-step statistics collector: deduplication by tensor identity and batched small tensors.
+
+The hooks ask :meth:`StatsCollector.request` for the statistics of each tensor they see and get a
+:class:`StatsRef` back; :meth:`StatsCollector.flush` at the end of the step fills every ref.
+
+Nothing here keeps a user's tensor alive. Small tensors are *copied* into reusable row buffers
+(their values at hook time, which is also what makes in-place ops after the hook harmless); big
+tensors are reduced at once. The identity cache maps ``id(tensor)`` to a weak reference, the
+tensor's version counter and the ref: ``id`` alone is not enough because CPython reuses the id
+of a freed object (as the allocator reuses a freed ``data_ptr``), the weak reference proves the
+entry still describes the same live object without owning it, and the version counter catches
+in-place updates (a BatchNorm output that an in-place ReLU then overwrites).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from tracer.stats import (
+    CHUNK_NUMEL,
+    SMALL_NUMEL,
+    StatFn,
+    extra_stats,
+    finite_stats,
+    has_values,
+    stats_from_sums,
+    tensor_stats,
+)
+
+_BATCHED_DTYPES = {
+    torch.float32: torch.float32,
+    torch.float16: torch.float32,
+    torch.bfloat16: torch.float32,
+    torch.float64: torch.float64,
+}
+
+
+class StatsRef:
+    """The statistics of one tensor: ``value`` is filled at once or when the step is flushed."""
+
+    __slots__ = ("extra", "value")
+
+    def __init__(self, value: dict[str, float] | None = None) -> None:
+        self.value = value
+        self.extra: dict[str, float] | None = None
+
+    def get(self) -> dict[str, float]:
+        """The statistics (built-in and extra) as one mapping."""
+        value = self.value if self.value is not None else {}
+        return {**value, **self.extra} if self.extra else value
+
+
+class _Rows:
+    """Row buffer for small tensors of one shape, dtype and device: one row per tensor."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.shape, self.dtype, self.device = shape, dtype, device
+        self.numel = max(1, int(torch.Size(shape).numel()))
+        self.per_chunk = max(1, CHUNK_NUMEL // self.numel)
+        self.chunks: list[torch.Tensor] = []
+        self.rows: list[torch.Tensor] = []  # views into the chunks, one per row
+        self.refs: list[StatsRef] = []
+
+    def add(self, t: torch.Tensor, ref: StatsRef) -> None:
+        index = len(self.refs)
+        if index == len(self.rows):
+            # Grow geometrically so a shape seen once costs one row, not a whole 4 MB chunk.
+            count = min(self.per_chunk, max(4, index))
+            chunk = torch.empty((count, *self.shape), dtype=self.dtype, device=self.device)
+            self.chunks.append(chunk)
+            self.rows.extend(chunk.unbind(0))
+        self.rows[index].copy_(t)
+        self.refs.append(ref)
+
+    def flush(self) -> None:
+        """Reduce every used row, fill the refs and forget them (the buffers stay for reuse)."""
+        start, used = 0, len(self.refs)
+        for chunk in self.chunks:
+            if start >= used:
+                break
+            count = min(chunk.shape[0], used - start)
+            block = chunk[:count].reshape(count, self.numel)
+            for offset, sums in enumerate(_row_sums(block)):
+                self.refs[start + offset].value = stats_from_sums(self.numel, sums) or finite_stats(
+                    block[offset], self.numel
+                )
+            start += count
+        self.refs.clear()
+
+
+def _row_sums(block: torch.Tensor) -> list[list[float]]:
+    """``[sum, l2, l1, min, max, nonzero]`` of each row, with one host transfer."""
+    parts = (
+        block.sum(1),
+        torch.linalg.vector_norm(block, 2, dim=1),
+        torch.linalg.vector_norm(block, 1, dim=1),
+        block.amin(1),
+        block.amax(1),
+        (block != 0).sum(1).to(block.dtype),
+    )
+    return torch.stack(parts, 1).tolist()
+
+
+class StatsCollector:
+    """Computes (or schedules) statistics for the tensors of one step, each distinct tensor once."""
+
+    def __init__(self, extra: Mapping[str, StatFn] | None = None) -> None:
+        self.extra = dict(extra or {})
+        self._seen: dict[int, tuple[Any, int, StatsRef]] = {}
+        self._rows: dict[tuple[Any, ...], _Rows] = {}
+
+    def request(self, t: torch.Tensor) -> StatsRef:
+        """The statistics of ``t`` as it is now (reused when the same tensor was seen this step)."""
+        key = id(t)
+        hit = self._seen.get(key)
+        if hit is not None and hit[0]() is t and hit[1] == t._version:
+            return hit[2]
+        ref = self._same_as_base(t) or self._compute(t)
+        with contextlib.suppress(TypeError):  # a subclass without weak references: no dedup
+            self._seen[key] = (weakref.ref(t), t._version, ref)
+        return ref
+
+    def flush(self) -> None:
+        """Fill every pending ref; call once at the end of the step."""
+        with torch.no_grad():
+            for rows in self._rows.values():
+                if rows.refs:
+                    rows.flush()
+        self._seen.clear()
+
+    def _same_as_base(self, t: torch.Tensor) -> StatsRef | None:
+        """A view holding exactly its base's elements (``view``/``reshape``) has its statistics."""
+        base = t._base
+        if base is None:
+            return None
+        hit = self._seen.get(id(base))
+        if hit is None or hit[0]() is not base or hit[1] != t._version:
+            return None
+        same = (
+            t.numel() == base.numel()
+            and t.dtype == base.dtype
+            and t.storage_offset() == base.storage_offset()
+            and t.is_contiguous()
+            and base.is_contiguous()
+        )
+        return hit[2] if same else None
+
+    def _compute(self, t: torch.Tensor) -> StatsRef:
+        ref = StatsRef()
+        if self.extra:
+            ref.extra = extra_stats(t, self.extra)
+        n = t.numel()
+        target = _BATCHED_DTYPES.get(t.dtype)
+        if target is not None and 0 < n <= SMALL_NUMEL and has_values(t):
+            key = (t.shape, target, t.device)
+            rows = self._rows.get(key)
+            if rows is None:
+                rows = self._rows[key] = _Rows(tuple(t.shape), target, t.device)
+            with torch.no_grad():
+                rows.add(t, ref)
+            return ref
+        with torch.no_grad():
+            ref.value = tensor_stats(t)
+        return ref

@@ -1,0 +1,39 @@
+"""Facts about how tracing changes a model's execution, stated in the run's records (notes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def collect_notes(model: nn.Module, hooked: Sequence[str], *, ops: bool) -> list[str]:
+    """Human-readable notes for the sink: fast paths switched off, compiled models, ..."""
+    notes: list[str] = []
+    hooked_set = set(hooked)
+    encoder_layers = [
+        path
+        for path, module in model.named_modules()
+        if isinstance(module, nn.TransformerEncoderLayer)
+        and any(p == path or p.startswith(f"{path}.") for p in hooked_set)
+    ]
+    if encoder_layers:
+        shown = ", ".join(repr(p) for p in encoder_layers[:3])
+        more = f" and {len(encoder_layers) - 3} more" if len(encoder_layers) > 3 else ""
+        notes.append(
+            f"hooks switch off the fused fast path of nn.TransformerEncoderLayer ({shown}{more}): "
+            "in eval mode without gradients these layers run their slower Python path while "
+            "traced, so outputs match an untraced run to float tolerance, not bit for bit; "
+            "exclude them (exclude=[...]) to keep the fast path and record fewer calls"
+        )
+    if type(model).__name__ == "OptimizedModule":
+        notes.append(
+            "the model is compiled with torch.compile: module hooks run inside the compiled "
+            "graph and can cause graph breaks or recompilation; trace the uncompiled module"
+        )
+    if ops:
+        notes.append(
+            "op layer on: functional view/reshape/flatten/unflatten/permute/transpose/squeeze/"
+            "unsqueeze/getitem/cat/stack/split/chunk calls are recorded as kind='op'"
+        )
+    return notes

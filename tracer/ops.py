@@ -1,0 +1,114 @@
+"""The opt-in op layer: functional shape changes that are not modules, recorded as ``kind="op"``.
+
+A :class:`torch.overrides.TorchFunctionMode` is pushed only while a traced module's forward
+runs (the outermost one pushes it, and pops it when it returns), so ops in the training loop or
+in the loss are not recorded and untraced steps pay nothing. Each captured op is attributed to
+the innermost module whose forward is running. The tracer's own statistics code runs with
+torch functions disabled (:meth:`Recorder.quiet`), so it is never captured itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from tracer.recorder import Recorder
+from tracer.walk import walk_inputs, walk_output
+
+
+def _captured() -> dict[Callable[..., Any], tuple[str, str]]:
+    """The functions recorded by the op layer: ``func -> (op name, qualified name)``."""
+    table: dict[Callable[..., Any], tuple[str, str]] = {}
+    tensor_methods = {
+        "view": "view",
+        "reshape": "reshape",
+        "flatten": "flatten",
+        "unflatten": "unflatten",
+        "permute": "permute",
+        "transpose": "transpose",
+        "squeeze": "squeeze",
+        "unsqueeze": "unsqueeze",
+        "__getitem__": "getitem",
+        "split": "split",
+        "chunk": "chunk",
+    }
+    for attr, op in tensor_methods.items():
+        table[getattr(torch.Tensor, attr)] = (op, f"Tensor.{attr}")
+    functions = {
+        "reshape": "reshape",
+        "flatten": "flatten",
+        "unflatten": "unflatten",
+        "permute": "permute",
+        "transpose": "transpose",
+        "squeeze": "squeeze",
+        "unsqueeze": "unsqueeze",
+        "cat": "cat",
+        "concat": "cat",
+        "concatenate": "cat",
+        "stack": "stack",
+        "split": "split",
+        "chunk": "chunk",
+    }
+    for attr, op in functions.items():
+        func = getattr(torch, attr, None)
+        if func is not None:
+            table[func] = (op, f"torch.{attr}")
+    return table
+
+
+CAPTURED = _captured()
+
+#: Op names the layer records, for documentation and tests.
+OP_NAMES: tuple[str, ...] = tuple(sorted({op for op, _ in CAPTURED.values()}))
+
+
+class OpCapture(TorchFunctionMode):
+    """Records captured ops into a recorder while a traced forward runs."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        names = CAPTURED.get(func)
+        rec = self.recorder
+        if names is None or not rec.stack:
+            return func(*args, **kwargs)
+        start = time.perf_counter()
+        result = func(*args, **kwargs)
+        elapsed = time.perf_counter() - start
+        try:
+            # Inside __torch_function__ the mode is off, so this bookkeeping is not captured.
+            rec.add_op(names[0], names[1], walk_inputs(args, kwargs), walk_output(result), elapsed)
+        except Exception:
+            rec.internal_errors += 1
+        return result
+
+
+class OpLayer:
+    """Pushes and pops the :class:`OpCapture` mode around the outermost traced forward."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.mode = OpCapture(recorder)
+        recorder.on_outermost = self.switch
+
+    def switch(self, on: bool) -> None:
+        """Push the mode (``on``) or pop it; idempotent."""
+        if on and not self.recorder.ops_on:
+            self.mode.__enter__()
+            self.recorder.ops_on = True
+        elif not on and self.recorder.ops_on:
+            self.recorder.ops_on = False
+            self.mode.__exit__(None, None, None)

@@ -1,0 +1,224 @@
+"""The trace session: owns every hook, closes steps, and hands records to the sink."""
+
+from __future__ import annotations
+
+import sys
+import types
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from tracer.collector import StatsCollector
+from tracer.hooks import HookSet
+from tracer.modules import module_records
+from tracer.notes import collect_notes
+from tracer.ops import OpLayer
+from tracer.recorder import Recorder
+from tracer.records import CallRecord, ModuleRecord, RunInfo
+from tracer.sink import MemorySink, Sink
+from tracer.stats import StatFn
+
+#: Modules currently under an open trace (weak: a dropped model is forgotten).
+_TRACED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+class TraceError(RuntimeError):
+    """A misuse of a trace (double tracing, ``step()`` inside a forward, a closed trace)."""
+
+
+class Trace:
+    """One tracing session over a model; use it as a context manager (see :func:`tracer.trace`)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        sink: Sink | None = None,
+        every: int = 1,
+        stats: bool = True,
+        ops: bool = False,
+        grads: bool = False,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        extra_stats: Mapping[str, StatFn] | None = None,
+        run: RunInfo | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.sink: Sink = sink if sink is not None else MemorySink()
+        self.every = every
+        self.ops, self.grads = ops, grads
+        self.run = run  # the store's run when tracing into a store
+        self.modules: list[ModuleRecord] = []
+        self.notes: list[str] = []
+        self._step = 0
+        self._state = "new"
+        self._last: list[CallRecord] = []
+        self._on_close = on_close
+        self._rec = Recorder(stats=stats, collector=StatsCollector(extra_stats))
+        self._hooks = HookSet(model, self._rec, grads=grads, include=include, exclude=exclude)
+        self._ops = OpLayer(self._rec) if ops else None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Trace:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is None:
+            self.close()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.close("interrupted", "KeyboardInterrupt", quiet=True)
+        else:
+            self.close("failed", f"{type(exc).__name__}: {exc}", quiet=True)
+
+    def open(self) -> None:
+        """Claim the model, describe it to the sink and attach the hooks."""
+        if self._state != "new":
+            raise TraceError("this trace was already opened; create a new tracer.trace(...)")
+        _claim(self.model)
+        try:
+            self.modules = module_records(self.model)
+            self.notes = collect_notes(self.model, self._hooks.paths, ops=self.ops)
+            self.sink.begin(self.modules, self.notes)
+            self._rec.active = True
+            self._state = "open"
+            if self._traced(self._step):
+                self._hooks.attach()
+        except BaseException:
+            self._release()
+            raise
+
+    def close(
+        self, status: str = "completed", error: str | None = None, *, quiet: bool = False
+    ) -> None:
+        """Detach every hook, write the pending step, end the sink (``quiet``: never raise)."""
+        if self._state != "open":
+            return
+        self._state = "closed"
+        try:
+            self._release()
+            if self._rec.calls:
+                self._write_step()  # a partial step of a failed forward is still written
+        except Exception as err:
+            if not quiet:
+                self._end_sink("failed", f"{type(err).__name__}: {err}", quiet=True)
+                raise
+        self._end_sink(status, error, quiet=quiet)
+
+    def _release(self) -> None:
+        self._rec.active = False
+        try:
+            self._hooks.detach()
+        finally:
+            if self._ops is not None:
+                self._ops.switch(False)  # after a KeyboardInterrupt mid-forward
+            self._rec.stack.clear()
+            _TRACED.difference_update(self.model.modules())
+
+    def _end_sink(self, status: str, error: str | None, *, quiet: bool) -> None:
+        try:
+            self.sink.end(status, error)
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+    # -- steps -------------------------------------------------------------------------------
+
+    @property
+    def step_index(self) -> int:
+        """The current step (0-based): the one the next forward belongs to."""
+        return self._step
+
+    def step(self) -> None:
+        """Close the current step: its records go to the sink; the step counter advances."""
+        if self._state != "open":
+            raise TraceError("t.step() on a trace that is not open (use it inside `with`)")
+        if self._rec.stack:
+            raise TraceError("t.step() was called inside a forward; call it after the step")
+        if self._traced(self._step):
+            self._write_step()
+        self._step += 1
+        if self._traced(self._step):
+            self._hooks.attach()
+        else:
+            self._hooks.detach()  # untraced steps run with no hook at all
+
+    def _traced(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def _write_step(self) -> None:
+        records = self._rec.finish(self._step)
+        if records:
+            self.sink.write_step(self._step, records)
+            self._last = records
+
+    def log(self, metrics: Mapping[str, Any] | None = None, /, **values: Any) -> None:
+        """Log scalar metrics (loss, accuracy) at the current step: ``t.log(loss=0.3)``."""
+        merged = {**(metrics or {}), **values}
+        clean: dict[str, float] = {}
+        for name, value in merged.items():
+            try:
+                clean[str(name)] = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"metric {name!r} must be a number, got {type(value).__name__}"
+                ) from None
+        if clean:
+            self.sink.write_metrics(self._step, clean)
+
+    # -- reading back ------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        """Recorded calls: all of them with the in-memory sink, else those of the last step."""
+        if isinstance(self.sink, MemorySink):
+            return list(self.sink.calls)
+        return list(self._last)
+
+    def flow(self, step: int | None = None) -> list[CallRecord]:
+        """The calls of one step (default: the last recorded step) in execution order."""
+        calls = self.calls
+        if step is None:
+            step = calls[-1].step if calls else 0
+        return sorted((c for c in calls if c.step == step), key=lambda c: c.seq)
+
+    @property
+    def internal_errors(self) -> int:
+        """How many times the tracer's own hook code failed (recorded calls may be partial)."""
+        return self._rec.internal_errors
+
+
+def _claim(model: nn.Module) -> None:
+    for path, module in model.named_modules():
+        if module in _TRACED:
+            where = "the model" if path == "" else f"its submodule {path!r}"
+            raise TraceError(
+                f"{where} is already traced by an open tracer.trace(); close that trace first"
+            )
+    _TRACED.update(model.modules())
+
+
+class _CallableModule(types.ModuleType):
+    """Keeps ``tracer.trace(...)`` working after ``import tracer.trace`` binds this module there.
+
+    Importing a submodule sets it as an attribute of its package, so once ``tracer.trace`` (this
+    module) is imported, the name ``tracer.trace`` would stop meaning the function. Calling the
+    module forwards to the function instead.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Trace:
+        from tracer.api import trace
+
+        return trace(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
