@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tui_seed import frozen_provenance, seed_run
+
 from tracer.store import Store, open_store
 from tracer.tui.app import TracerApp
 from tracer.tui.data import Inspector

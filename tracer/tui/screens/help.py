@@ -30,6 +30,7 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, screen: Screen[object]) -> None:
         super().__init__()
         self.below = screen
+        self.rows = help_rows(screen)
 
     def compose(self) -> ComposeResult:
         """One table of keys, then the flag legend."""
@@ -41,9 +42,7 @@ class HelpScreen(ModalScreen[None]):
         table = Table(title=f"keys: {self.below.__class__.__name__.removesuffix('Screen')}")
         table.add_column("key", style="bold cyan")
         table.add_column("action")
-        for binding in screen_bindings(self.below):
-            table.add_row(Text(display_key(binding.key)), Text(binding.description))
-        for key, what in GLOBAL_KEYS:
+        for key, what in self.rows:
             table.add_row(Text(key), Text(what))
         return table
 
@@ -54,6 +53,12 @@ class HelpScreen(ModalScreen[None]):
         for glyph, meaning in FLAG_HELP.items():
             table.add_row(glyph, meaning)
         return table
+
+
+def help_rows(screen: Screen[object]) -> list[tuple[str, str]]:
+    """(keys, what they do) for a screen, then the keys that work everywhere."""
+    own = [(display_key(b.key), b.description) for b in screen_bindings(screen)]
+    return own + list(GLOBAL_KEYS)
 
 
 def screen_bindings(screen: Screen[object]) -> list[Binding]:

@@ -6,7 +6,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import ClassVar
 
-from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -119,7 +118,7 @@ class MetricsScreen(TracerScreen):
         label = max(len(name) for name in self.curves) + 2
         width = max(self.size.width - CURVE_SPARE - label, 10)
         lines = (plot_line(name, p, width, label) for name, p in self.curves.items())
-        plots.update(Group(*lines))
+        plots.update(Text("\n").join(lines))
 
     def action_back(self) -> None:
         """Back to where the screen was opened from."""

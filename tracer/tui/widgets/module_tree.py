@@ -29,6 +29,7 @@ class ModuleTree(Tree[str]):
         self.guide_depth = 2
         self._by_path: dict[str, TreeNode[str]] = {}
         self.modules: list[ModuleRecord] = []
+        self._target: TreeNode[str] | None = None
 
     def show(self, modules: Sequence[ModuleRecord]) -> None:
         """Rebuild the tree from module records (``named_modules()`` order, parents first)."""
@@ -49,16 +50,22 @@ class ModuleTree(Tree[str]):
         self.root.expand()
 
     def select_path(self, path: str) -> None:
-        """Move the cursor to a module, expanding its ancestors."""
+        """Move the cursor to a module, expanding its ancestors (the latest request wins)."""
         node = self._by_path.get(path)
-        if node is None or self.cursor_node is node:
+        if node is None:
             return
         parent = node.parent
         while parent is not None:
             parent.expand()
             parent = parent.parent
         # Expanding invalidates line numbers; they are rebuilt on the next refresh.
-        self.call_after_refresh(self.move_cursor, node, False)
+        self._target = node
+        self.call_after_refresh(self._move_to_target)
+
+    def _move_to_target(self) -> None:
+        node = self._target
+        if node is not None and self.cursor_node is not node:
+            self.move_cursor(node, animate=False)
 
     @property
     def current_path(self) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
@@ -45,7 +44,7 @@ class StatPlots(Static):
                 ("grad‖", self.series.grad_norm),
             )
         ]
-        self.update(Group(*lines))
+        self.update(Text("\n").join(lines))
 
 
 def plot_line(
