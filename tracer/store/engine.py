@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import StaticPool
 
 from tracer.store.errors import StoreError
 
@@ -55,7 +55,9 @@ def make_engine(url: URL) -> Engine:
         # one shared connection, or every checkout would see its own empty in-memory database
         engine = create_engine(url, connect_args=args, poolclass=StaticPool)
     else:
-        engine = create_engine(url, connect_args=args, poolclass=NullPool)
+        # pooled: a fresh connection per step would redo the pragmas and, on closing the last
+        # one, checkpoint the WAL (an fsync) every time
+        engine = create_engine(url, connect_args=args, pool_size=2, max_overflow=8)
     _configure_sqlite(engine, wal=sqlite_file(url) is not None)
     return engine
 
