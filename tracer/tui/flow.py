@@ -20,6 +20,9 @@ FLAG_HELP: dict[str, str] = {
     FLAG_MOVED: "dtype or device changed from the previous row",
 }
 
+#: Extra outputs (an LSTM's h and c) get a line each under the call, up to this many.
+MAX_EXTRA_LINES = 3
+
 _SIGMOID = {"Sigmoid", "sigmoid"}
 _TANH = {"Tanh", "tanh"}
 
@@ -128,16 +131,16 @@ def rows(
 def _row(call: CallRecord, previous: CallRecord | None, names: Mapping[int, str] | None) -> FlowRow:
     first = primary(call.outputs)
     rest = [t for t in call.outputs if t is not first]
-    extra = "  ".join(
-        f"{t.slot} {fmt.shape(t.shape, names) if t.is_tensor else t.type_name}" for t in rest
-    )
+    extra = [f"{t.slot} {fmt.shape(t.shape, names) if t.is_tensor else t.type_name}" for t in rest]
+    if len(extra) > MAX_EXTRA_LINES:
+        extra[MAX_EXTRA_LINES - 1 :] = [f"+{len(extra) - MAX_EXTRA_LINES + 1} more outputs"]
     return FlowRow(
         call=call,
         label=label(call),
         kind="op" if call.kind == "op" else call.type,
         inputs=shapes([t for t in call.inputs if t.is_tensor], names),
         output=fmt.shape(first.shape, names) if first is not None else "",
-        extra_outputs=extra,
+        extra_outputs="\n".join(extra),
         dtype=first.dtype if first is not None else "",
         device=first.device if first is not None else "",
         stats=first.stats if first is not None else {},

@@ -24,7 +24,9 @@ def number(value: float | None, digits: int = 3) -> str:
         return "0"
     magnitude = abs(value)
     if magnitude >= 1e5 or magnitude < 1e-3:
-        return f"{value:.{max(digits - 1, 1)}e}"
+        return f"{value:.1e}"
+    if magnitude >= 10**digits:
+        return f"{value:.0f}"
     return f"{value:.{digits}g}"
 
 

@@ -108,4 +108,5 @@ def flow_row(row: FlowRow) -> Row:
         *(Text(fmt.number(stats.get(s)), justify="right") for s in ("mean", "std", "min", "max")),
         Text(row.flags, style="bold red"),
     ]
-    return Row(row.key, cells, height=2 if row.extra_outputs else 1)
+    height = 1 + (row.extra_outputs.count("\n") + 1 if row.extra_outputs else 0)
+    return Row(row.key, cells, height=height)

@@ -1,0 +1,68 @@
+"""Failures become notifications or clear messages, never tracebacks; the UI never loads torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from textual.pilot import Pilot
+from tui_pilot import drive, wait_for
+
+from tracer.tui.app import main
+from tracer.tui.screens.run import RunScreen
+
+
+def errors(pilot: Pilot[None]) -> list[str]:
+    """Messages of the error notifications on screen."""
+    return [n.message for n in pilot.app._notifications if n.severity == "error"]
+
+
+def test_run_screen_reports_a_run_deleted_meanwhile(seeded, make_app) -> None:
+    async def script(pilot: Pilot[None]) -> None:
+        seeded.store.delete_run(seeded.small)
+        await pilot.app.push_screen(RunScreen(seeded.small))
+        await wait_for(pilot, lambda: bool(errors(pilot)))
+        assert str(seeded.small) in errors(pilot)[0]
+        assert isinstance(pilot.app.screen, RunScreen)  # still running, nothing crashed
+        await pilot.press("escape")
+        assert pilot.app.screen.__class__.__name__ == "RunsScreen"
+
+    drive(make_app(), script)
+
+
+def test_runs_screen_survives_a_database_that_goes_away(seeded, make_app) -> None:
+    async def script(pilot: Pilot[None]) -> None:
+        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "RunsScreen")
+        for suffix in ("", "-wal", "-shm"):
+            seeded.path.with_name(seeded.path.name + suffix).unlink(missing_ok=True)
+        pilot.app.data.store.engine.dispose()  # drop pooled connections to the old file
+        await wait_for(pilot, lambda: bool(errors(pilot)))
+        assert pilot.app.is_running
+
+    drive(make_app(), script)
+
+
+def test_main_refuses_a_missing_database_with_a_message(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(str(tmp_path / "nothing-here.db"))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "no database at" in err and "nothing-here.db" in err
+
+
+def test_main_refuses_a_file_that_is_not_a_tracer_database(tmp_path, capsys) -> None:
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n" * 50)
+    with pytest.raises(SystemExit) as exit_info:
+        main(str(junk))
+    assert exit_info.value.code == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert junk.read_text().startswith("these are my notes")  # never modified
+
+
+def test_tui_import_never_loads_torch() -> None:
+    code = "import sys, tracer.tui.app, tracer.tui.screens.run, tracer.tui.screens.diff; "
+    code += "print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
