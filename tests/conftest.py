@@ -157,7 +157,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """``postgresql+psycopg://`` URL of a fresh, empty database, dropped after the test."""
     name = f"t_{uuid.uuid4().hex[:16]}"
-    postgres_server.admin(f"CREATE DATABASE {name}")
+    postgres_server.admin(f"CREATE DATABASE {name} STRATEGY FILE_COPY")
     yield postgres_server.url(name)
     with contextlib.suppress(Exception):  # a test may leave connections open; FORCE ends them
         postgres_server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

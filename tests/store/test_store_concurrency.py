@@ -63,7 +63,7 @@ def test_processes_opening_a_fresh_database_create_the_schema_once(
         else request.getfixturevalue("postgres_url")
     )
     start = str(time.time() + 2.0)  # after every interpreter has started
-    for proc in [spawn("open", url, start) for _ in range(4)]:
+    for proc in [spawn("open", url, start) for _ in range(3)]:
         finish(proc)
     engine = create_engine(url if "://" in url else f"sqlite:///{url}")
     with engine.connect() as conn:

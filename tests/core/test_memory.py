@@ -1,0 +1,67 @@
+"""No tensor outlives its hook: memory stays flat over a long traced run."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+import tracer
+from tracer.records import CallRecord, ModuleRecord
+
+
+class CountingSink:
+    """Counts records and drops them, so only the tracer's own memory is measured."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
+        pass
+
+    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
+        self.calls += len(calls)
+
+    def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def end(self, status: str, error: str | None = None) -> None:
+        pass
+
+
+def _live_tensors() -> int:
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
+
+
+def _train(model: nn.Module, t: tracer.Trace, steps: int) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(steps):
+        loss = model(torch.randn(4, 8)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        t.log(loss=loss.item())
+        t.step()
+
+
+def test_memory_flat_over_1000_traced_steps() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    sink = CountingSink()
+    with tracer.trace(model, sink=sink, ops=True, grads=True) as t:
+        _train(model, t, 100)  # warm up: buffers, caches, optimizer state
+        tensors_before = _live_tensors()
+        tracemalloc.start()
+        start, _ = tracemalloc.get_traced_memory()
+        _train(model, t, 900)
+        gc.collect()
+        end, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        tensors_after = _live_tensors()
+    assert sink.calls == 1000 * 6
+    assert tensors_after <= tensors_before
+    assert end - start < 64 * 1024, f"grew by {end - start} bytes over 900 steps"
