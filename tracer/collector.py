@@ -106,6 +106,21 @@ def _row_sums(block: torch.Tensor) -> list[list[float]]:
     return torch.stack(parts, 1).tolist()
 
 
+def _identity(t: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:
+    """The object whose lifetime vouches for the cache entry, and the entry's key.
+
+    A contiguous tensor is keyed by its view root (``_base``, shared by every view of the same
+    memory), offset and size: ``x.view(-1, 512)`` holds exactly the elements of ``x`` and so has
+    its statistics (they do not depend on order). Other tensors are keyed by their own identity.
+    """
+    base = t._base
+    if base is not None and t.is_contiguous():
+        return base, (id(base), t.storage_offset(), t.numel(), t.dtype)
+    if t.is_contiguous():
+        return t, (id(t), t.storage_offset(), t.numel(), t.dtype)
+    return t, (id(t),)
+
+
 class StatsCollector:
     """Computes (or schedules) statistics for the tensors of one step, each distinct tensor once."""
 
@@ -116,13 +131,13 @@ class StatsCollector:
 
     def request(self, t: torch.Tensor) -> StatsRef:
         """The statistics of ``t`` as it is now (reused when the same tensor was seen this step)."""
-        key = id(t)
+        owner, key = _identity(t)
         hit = self._seen.get(key)
-        if hit is not None and hit[0]() is t and hit[1] == t._version:
+        if hit is not None and hit[0]() is owner and hit[1] == t._version:
             return hit[2]
-        ref = self._same_as_base(t) or self._compute(t)
+        ref = self._compute(t)
         with contextlib.suppress(TypeError):  # a subclass without weak references: no dedup
-            self._seen[key] = (weakref.ref(t), t._version, ref)
+            self._seen[key] = (weakref.ref(owner), t._version, ref)
         return ref
 
     def flush(self) -> None:
@@ -132,23 +147,6 @@ class StatsCollector:
                 if rows.refs:
                     rows.flush()
         self._seen.clear()
-
-    def _same_as_base(self, t: torch.Tensor) -> StatsRef | None:
-        """A view holding exactly its base's elements (``view``/``reshape``) has its statistics."""
-        base = t._base
-        if base is None:
-            return None
-        hit = self._seen.get(id(base))
-        if hit is None or hit[0]() is not base or hit[1] != t._version:
-            return None
-        same = (
-            t.numel() == base.numel()
-            and t.dtype == base.dtype
-            and t.storage_offset() == base.storage_offset()
-            and t.is_contiguous()
-            and base.is_contiguous()
-        )
-        return hit[2] if same else None
 
     def _compute(self, t: torch.Tensor) -> StatsRef:
         ref = StatsRef()

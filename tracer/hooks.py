@@ -137,6 +137,7 @@ class HookSet:
 
     def _add_param_hooks(self, rec: Recorder, path: str, module: nn.Module, seen: set[int]) -> None:
         for name, param in module.named_parameters(recurse=False):
+            rec.param_rank.setdefault(name, len(rec.param_rank))
             if param.requires_grad and id(param) not in seen:
                 seen.add(id(param))  # a tied parameter is reported on its first owner
                 self._params.append((param, _param_grad_hook(rec, path, name)))

@@ -86,6 +86,7 @@ class Recorder:
         self.stack: list[PendingCall] = []
         self.counts: dict[tuple[str, str | None], int] = {}
         self.param_grads: dict[str, dict[str, PendingTensor]] = {}
+        self.param_rank: dict[str, int] = {}  # name -> registration order, for stable records
         self.generation = 0  # bumped per step: late gradient hooks of an old step do nothing
         self.on_outermost: Callable[[bool], None] | None = None  # op layer on/off
         self.ops_on = False  # True while the op layer's TorchFunctionMode is pushed
@@ -185,7 +186,10 @@ class Recorder:
         for path, grads in self.param_grads.items():
             call = first.get(path)
             if call is not None:
-                call.grads.extend(grads.values())
+                rank = self.param_rank
+                call.grads.extend(
+                    grads[name] for name in sorted(grads, key=lambda n: rank.get(n, 0))
+                )
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -98,9 +98,23 @@ def _stats_by_kind(x: torch.Tensor, n: int) -> dict[str, float]:
         }
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()  # float16 / bfloat16 / float8: reduce in float32
+    x = dense_order(x)
     sums = fused_sums(x)
     stats = stats_from_sums(n, sums)
     return stats if stats is not None else finite_stats(x, n)
+
+
+def dense_order(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its dimensions permuted into memory order when that makes it contiguous.
+
+    The statistics do not depend on element order, and reductions over contiguous memory are
+    much faster (a batch-first LSTM's output is a transposed view).
+    """
+    if x.is_contiguous() or x.dim() < 2:
+        return x
+    order = sorted(range(x.dim()), key=lambda d: (x.stride(d), x.shape[d]), reverse=True)
+    permuted = x.permute(order)
+    return permuted if permuted.is_contiguous() else x
 
 
 def fused_sums(x: torch.Tensor) -> list[float]:

@@ -50,7 +50,7 @@ def _train(model: nn.Module, t: tracer.Trace, steps: int) -> None:
 
 def test_memory_flat_over_1000_traced_steps() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     sink = CountingSink()
     with tracer.trace(model, sink=sink, ops=True, grads=True) as t:
         _train(model, t, 100)  # warm up: buffers, caches, optimizer state
@@ -62,6 +62,6 @@ def test_memory_flat_over_1000_traced_steps() -> None:
         end, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         tensors_after = _live_tensors()
-    assert sink.calls == 1000 * 6
+    assert sink.calls == 1000 * 4
     assert tensors_after <= tensors_before
     assert end - start < 64 * 1024, f"grew by {end - start} bytes over 900 steps"
