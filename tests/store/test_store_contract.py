@@ -224,3 +224,9 @@ def test_store_package_never_imports_torch() -> None:
     code += "print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_writer_empty_step_is_not_a_traced_step(store: Store) -> None:
+    run = store.create_run(name="empty")
+    store.writer(run.id).write_step(0, [])
+    assert store.steps(run.id) == [] and store.get_run(run.id).steps == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -163,3 +164,30 @@ def test_open_store_defaults_to_tracer_db_env(
     monkeypatch.chdir(tmp_path)
     with open_store() as store:
         assert store.where == str(tmp_path / "tracer.db")
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+    with open_store(tmp_path / "p.db") as store, store.reading() as conn:
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "foreign_keys", "busy_timeout")
+        }
+    assert pragma == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000}
+
+
+def test_sqlite_writes_take_the_write_lock_up_front(tmp_path: Path) -> None:
+    path = tmp_path / "lock.db"
+    with open_store(path) as store, store.writing():
+        other = sqlite3.connect(path, timeout=0)
+        # BEGIN IMMEDIATE already holds the write lock, so a second writer cannot start
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
+
+
+def test_open_store_unreachable_server_is_a_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connection refused
+        with pytest.raises(StoreError, match="cannot open"):
+            open_store(f"postgresql+psycopg://nobody@127.0.0.1:{port}/x")
