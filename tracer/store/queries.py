@@ -37,7 +37,7 @@ class SeriesKey(NamedTuple):
     op: str | None
 
 
-def run_info(row: Mapping[str, Any], *, now: float, stale_after_s: float) -> RunInfo:
+def run_info(row: Mapping[Any, Any], *, now: float, stale_after_s: float) -> RunInfo:
     """Build a RunInfo from a ``runs`` row, with the status a dead process implies."""
     status = effective_status(
         row["status"],

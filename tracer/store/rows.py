@@ -54,7 +54,9 @@ def step_rows(
     run_id: int, step: int, calls: Sequence[CallRecord]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Rows of ``calls``, ``tensors`` and ``extra_stats`` for one traced step."""
-    call_rows, tensor_rows, extra_rows = [], [], []
+    call_rows: list[tuple[Any, ...]] = []
+    tensor_rows: list[tuple[Any, ...]] = []
+    extra_rows: list[tuple[Any, ...]] = []
     for call in calls:
         seq = call.seq
         call_rows.append(
@@ -175,7 +177,7 @@ def module_row(run_id: int, idx: int, module: ModuleRecord) -> dict[str, Any]:
     }
 
 
-def module_record(row: Mapping[str, Any]) -> ModuleRecord:
+def module_record(row: Mapping[Any, Any]) -> ModuleRecord:
     """Rebuild a ModuleRecord from a ``modules`` row mapping."""
     params = tuple(
         ParamRecord(name, tuple(shape), dtype, numel, bool(grad), shared)

@@ -207,7 +207,7 @@ class Store:
             raise RunNotFound(f"no run {ref!r} in {self.where}")
         return self._info(row)
 
-    def _info(self, row: Mapping[str, Any]) -> RunInfo:
+    def _info(self, row: Mapping[Any, Any]) -> RunInfo:
         return queries.run_info(row, now=time.time(), stale_after_s=self.stale_after_s)
 
     def delete_run(self, run_id: int) -> None:

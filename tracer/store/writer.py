@@ -91,6 +91,8 @@ class RunWriter:
 
     def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
         """Write one traced step in one transaction (durable when this returns)."""
+        if not calls:
+            return  # nothing traced in this step: no rows, and not counted as a traced step
         with self.store.writing() as conn:
             insert_step(conn, self.run_id, step, calls)
             conn.execute(
