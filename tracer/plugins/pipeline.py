@@ -100,11 +100,15 @@ class RunContext:
         self._trace = trace
         self.device = device
         self.progress: Progress = progress or SilentProgress()
-        self._on_step = on_step
+        self.on_step = on_step
         self._pending: dict[str, float] = {}
         self.metrics: dict[str, float] = {}
         self.steps = 0
         self.stop_requested = False
+
+    def bind(self, trace: Any) -> None:
+        """Attach the open trace that ``step()`` and ``log()`` report to."""
+        self._trace = trace
 
     @property
     def should_stop(self) -> bool:
@@ -128,8 +132,8 @@ class RunContext:
             self.log(metrics)
         self._trace.step()
         done, self._pending = self._pending, {}
-        if self._on_step is not None:
-            self._on_step(self.steps, done)
+        if self.on_step is not None:
+            self.on_step(self.steps, done)
         self.steps += 1
         return self.steps - 1
 

@@ -1,0 +1,184 @@
+"""The ``tracer`` command: run pipelines, list and show runs, diff, export, import, inspect.
+
+Heavy imports (torch, SQLAlchemy, Textual) happen inside the commands that need them, so
+``tracer --help`` is instant. Known errors become one line on stderr and exit status 1; with
+``--debug`` (or ``TRACER_DEBUG=1``) the traceback is shown instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from tracer import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+INTERRUPTED = 130
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+class TracerGroup(click.Group):
+    """A click group that turns the project's errors into one clear line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; known errors become a message and a non-zero exit status."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            ctx.exit(INTERRUPTED)
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            raise click.ClickException(_message(exc)) from exc
+
+
+def _debug(ctx: click.Context) -> bool:
+    """Whether tracebacks were asked for (``--debug`` anywhere, or ``TRACER_DEBUG``)."""
+    if os.environ.get("TRACER_DEBUG", "") not in ("", "0"):
+        return True
+    return bool(ctx.meta.get("tracer.debug"))
+
+
+def _message(exc: BaseException) -> str:
+    """One line for an error; unexpected ones say how to see the traceback."""
+    from tracer.plugins.config import ConfigError
+    from tracer.plugins.manager import PluginError
+    from tracer.plugins.runner import RunFailed
+    from tracer.store import StoreError
+
+    known: tuple[type[BaseException], ...] = (ConfigError, PluginError, RunFailed, StoreError)
+    text = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, RunFailed):
+        text += " (the steps recorded before the error are kept)"
+    if not isinstance(exc, (ConfigError, PluginError, StoreError)):
+        text += "\n(run with --debug for the traceback)"
+    return text
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta["tracer.debug"] = True
+    return value
+
+
+def debug_option(func: F) -> F:
+    """``--debug``: show tracebacks (accepted after any command)."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_debug,
+        help="Show tracebacks instead of one-line errors.",
+    )(func)
+
+
+def common(func: F) -> F:
+    """The options most commands take: ``--db`` and ``--debug``."""
+    func = debug_option(func)
+    return click.option(
+        "--db",
+        envvar="TRACER_DB",
+        metavar="PATH|URL",
+        help="Database: a SQLite path or a SQLAlchemy URL [env TRACER_DB; default ./tracer.db].",
+    )(func)
+
+
+def plugin_option(func: F) -> F:
+    """``--plugin FILE`` (repeatable): load a Python file as a plugin."""
+    return click.option(
+        "--plugin",
+        "plugin_files",
+        multiple=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Load a Python file as a plugin (repeatable).",
+    )(func)
+
+
+def format_option(func: F) -> F:
+    """``--format table|json``."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(func)
+
+
+def open_store(db: str | None, *, create: bool = False) -> Any:
+    """Open the store; reading commands refuse a database file that does not exist."""
+    from tracer.store import open_store as _open
+
+    raw = db or "./tracer.db"
+    if not create and "://" not in raw and not Path(raw).exists():
+        raise click.ClickException(
+            f"no database at {raw} (record a run first: tracer run sentiment)"
+        )
+    return _open(db)
+
+
+def load_plugins(plugin_files: Sequence[Path] = ()) -> Any:
+    """A fresh plugin manager for this invocation."""
+    from tracer.plugins.manager import PluginManager
+
+    return PluginManager.load(plugin_files)
+
+
+def print_json(doc: Any) -> None:
+    """Write a JSON document to stdout (strict JSON: NaN becomes null)."""
+    from tracer.cli_render import plain_json
+
+    click.echo(json.dumps(plain_json(doc), indent=2, default=str))
+
+
+@click.group(cls=TracerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_debug,
+    is_eager=True,
+    help="Show tracebacks instead of one-line errors.",
+)
+@click.version_option(__version__, prog_name="tracer")
+def cli() -> None:
+    """See what flows through your PyTorch network, layer by layer, across training steps."""
+    _setup_logging()
+
+
+def _setup_logging() -> None:
+    """Pipelines' warnings (e.g. "using the generated corpus") go to stderr, never silently."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    logger = logging.getLogger("tracer")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="tracer")
+
+
+# The commands live in their own modules and attach themselves to ``cli`` when imported.
+from tracer import cli_run, cli_runs  # noqa: E402, F401
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

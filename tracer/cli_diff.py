@@ -1,0 +1,162 @@
+"""How ``tracer diff`` presents a FlowDiff: config changes, aligned flow, parameter counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from tracer.cli_render import fmt_count, run_dict
+from tracer.records import TensorRecord, format_shape
+
+MARKS = {"same": " ", "shape": "≠", "dtype": "≠", "device": "≠", "added": "+", "removed": "-"}
+STYLES = {"same": "", "added": "green", "removed": "red"}
+
+
+def _tensor_shape(t: TensorRecord | None) -> str:
+    return "-" if t is None else (format_shape(t.shape) if t.is_tensor else t.type_name)
+
+
+def _side(row: Any, role: str, right: bool) -> str:
+    call = row.right if right else row.left
+    if call is None:
+        return ""
+    records = call.inputs if role == "input" else call.outputs
+    return _tensor_shape(records[0] if records else None)
+
+
+def _changes_text(row: Any) -> str:
+    return "; ".join(f"{c.role} {c.slot}: {c.left} → {c.right}" for c in row.changes)
+
+
+def own_param_changes(diff: Any) -> list[Any]:
+    """Parameter changes of modules whose own parameters differ (parents' totals follow)."""
+    return [p for p in diff.params if p.left_own != p.right_own]
+
+
+def diff_renderable(diff: Any, drift: bool = False) -> RenderableType:
+    """Config changes, the aligned flow with changes marked, and parameter-count changes."""
+    parts: list[RenderableType] = [
+        Text(
+            f"A: run {diff.run_a.id} ({diff.run_a.name}) step {diff.step_a}    "
+            f"B: run {diff.run_b.id} ({diff.run_b.name}) step {diff.step_b}",
+            style="bold",
+        )
+    ]
+    if diff.config:
+        config = Table(title="config", box=None, header_style="bold", title_justify="left")
+        for column in ("key", "A", "B"):
+            config.add_column(column)
+        for c in diff.config:
+            config.add_row(
+                c.key,
+                repr(c.left) if c.present_left else "-",
+                repr(c.right) if c.present_right else "-",
+            )
+        parts.append(config)
+    parts.append(_flow_table(diff, drift))
+    changed = own_param_changes(diff)
+    if changed:
+        params = Table(title="parameters", box=None, header_style="bold", title_justify="left")
+        for column in ("module", "A", "B"):
+            params.add_column(column, justify="left" if column == "module" else "right")
+        for p in changed:
+            params.add_row(p.module or "<root>", fmt_count(p.left_own), fmt_count(p.right_own))
+        parts.append(params)
+    parts.append(Text(_summary(diff)))
+    return Group(*parts)
+
+
+def _flow_table(diff: Any, drift: bool) -> Table:
+    table = Table(title="flow", box=None, header_style="bold", title_justify="left")
+    for column in ("", "layer", "in A", "in B", "out A", "out B", "changes"):
+        table.add_column(column)
+    for row in diff.rows:
+        call = row.call
+        label = f"· {call.op}" if call.kind == "op" else call.name
+        changes = _changes_text(row)
+        if drift and row.drift:
+            changes = "; ".join(filter(None, [changes, "drift: " + ", ".join(map(str, row.drift))]))
+        table.add_row(
+            MARKS[row.status],
+            label,
+            _side(row, "input", False),
+            _side(row, "input", True),
+            _side(row, "output", False),
+            _side(row, "output", True),
+            changes,
+            style=STYLES.get(row.status, "yellow"),
+        )
+    return table
+
+
+def _summary(diff: Any) -> str:
+    counts = diff.counts
+    changed = sum(counts.get(s, 0) for s in ("shape", "dtype", "device"))
+    return (
+        f"{changed} changed, {counts.get('added', 0)} added, {counts.get('removed', 0)} removed, "
+        f"{counts.get('same', 0)} same; {len(diff.config)} config keys and "
+        f"{len(own_param_changes(diff))} modules' parameter counts differ"
+    )
+
+
+def diff_dict(diff: Any) -> dict[str, Any]:
+    """The ``tracer diff --format json`` document."""
+    return {
+        "run_a": run_dict(diff.run_a),
+        "run_b": run_dict(diff.run_b),
+        "step_a": diff.step_a,
+        "step_b": diff.step_b,
+        "identical": diff.identical,
+        "counts": dict(diff.counts),
+        "config": [{"key": c.key, "a": c.left, "b": c.right} for c in diff.config],
+        "params": [
+            {
+                "module": p.module,
+                "a_total": p.left_total,
+                "b_total": p.right_total,
+                "a_own": p.left_own,
+                "b_own": p.right_own,
+            }
+            for p in diff.params
+        ],
+        "rows": [_row_dict(r) for r in diff.rows],
+    }
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    call = row.call
+    return {
+        "status": row.status,
+        "module": call.module,
+        "name": call.name,
+        "type": call.type,
+        "kind": call.kind,
+        "op": call.op,
+        "call_index": call.call_index,
+        "changes": [
+            {
+                "role": c.role,
+                "slot": c.slot,
+                "field": c.field,
+                "a": _plain(c.left),
+                "b": _plain(c.right),
+            }
+            for c in row.changes
+        ],
+        "drift": [
+            {"role": d.role, "slot": d.slot, "stat": d.stat, "a": d.left, "b": d.right}
+            for d in row.drift
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def structure_differs(diff: Any) -> bool:
+    """True when any aligned call differs in shape, dtype or device, or was added or removed."""
+    return any(row.status != "same" for row in diff.rows)

@@ -1,0 +1,207 @@
+"""What the ``tracer`` command prints: rich tables and JSON documents built from records."""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+
+from tracer.records import CallRecord, RunInfo, TensorRecord, dimension_names, format_shape
+
+SUMMARY_METRICS = ("loss", "accuracy", "val_acc", "test_acc")
+
+
+def fmt_number(value: float | None, digits: int = 4) -> str:
+    """A short number: ``0.4132``, ``1.2e-05``, ``nan``, ``-`` for missing."""
+    if value is None:
+        return "-"
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e9:
+        return str(int(value))
+    return f"{value:.{digits}g}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``1m12s`` / ``8.3s`` / ``-``."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def fmt_time(stamp: float | None) -> str:
+    """Local date and time of a POSIX timestamp."""
+    if stamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_count(n: int | None) -> str:
+    """``3,313,313`` or ``-``."""
+    return "-" if n is None else f"{n:,}"
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+def run_dict(run: RunInfo) -> dict[str, Any]:
+    """A run as JSON-friendly values."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "pipeline": run.pipeline,
+        "status": run.status,
+        "steps": run.steps,
+        "started_at": run.started_at,
+        "duration_s": run.duration_s,
+        "config": dict(run.config),
+        "metrics": dict(run.last_metrics),
+        "error": run.error,
+        "device": run.device,
+        "rank": run.rank,
+        "world_size": run.world_size,
+    }
+
+
+def runs_table(runs: Sequence[RunInfo]) -> Table:
+    """The ``tracer runs`` table: one row per run, newest first."""
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "name", "pipeline", "status", "steps", "started", "took"):
+        table.add_column(column, justify="right" if column in ("id", "steps") else "left")
+    for metric in SUMMARY_METRICS:
+        table.add_column(metric, justify="right")
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            run.name,
+            run.pipeline or "-",
+            run.status,
+            str(run.steps),
+            fmt_time(run.started_at),
+            fmt_duration(run.duration_s),
+            *(fmt_number(run.last_metrics.get(m)) for m in SUMMARY_METRICS),
+        )
+    return table
+
+
+def summary_table(run: RunInfo, metrics: Mapping[str, float], duration_s: float) -> Table:
+    """The table printed after ``tracer run``: id, status, steps, time and final metrics."""
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("run", f"{run.id} ({run.name})")
+    table.add_row("status", run.status)
+    table.add_row("traced steps", str(run.steps))
+    table.add_row("took", fmt_duration(duration_s))
+    for name, value in metrics.items():
+        table.add_row(name, fmt_number(value))
+    return table
+
+
+# --- show --------------------------------------------------------------------------------
+
+
+def select_calls(calls: Iterable[CallRecord], layer: str | None) -> list[CallRecord]:
+    """Calls whose module path (or op name) matches the glob ``layer`` (all when None)."""
+    if not layer:
+        return list(calls)
+    return [
+        c
+        for c in calls
+        if fnmatch.fnmatchcase(c.module, layer) or fnmatch.fnmatchcase(c.name, layer)
+    ]
+
+
+def _shapes(records: Sequence[TensorRecord], names: Mapping[int, str] | None) -> str:
+    """Shapes of a call's tensors: the first plainly, the others with their slot."""
+    parts = []
+    for i, t in enumerate(records):
+        text = format_shape(t.shape, names) if t.is_tensor else t.type_name
+        parts.append(text if i == 0 else f"{t.slot}: {text}")
+    return "\n".join(parts) or "-"
+
+
+def flow_table(calls: Sequence[CallRecord], names: Mapping[int, str] | None = None) -> Table:
+    """The shape flow of one step, one row per call; ops indented under their module."""
+    table = Table(box=None, header_style="bold")
+    for column in ("#", "layer", "type", "in", "out", "dtype", "mean", "std"):
+        table.add_column(column, justify="right" if column in ("#", "mean", "std") else "left")
+    for call in calls:
+        first = call.outputs[0] if call.outputs else None
+        label = f"· {call.op}" if call.kind == "op" else call.name
+        stats = first.stats if first else {}
+        table.add_row(
+            str(call.seq),
+            "  " * call.depth + label,
+            call.type,
+            _shapes(call.inputs, names),
+            _shapes(call.outputs, names),
+            first.dtype if first else "-",
+            fmt_number(stats.get("mean")),
+            fmt_number(stats.get("std")),
+        )
+    return table
+
+
+def tensor_dict(t: TensorRecord, names: Mapping[int, str] | None) -> dict[str, Any]:
+    """A tensor record as JSON-friendly values."""
+    out: dict[str, Any] = {
+        "role": t.role,
+        "slot": t.slot,
+        "shape": list(t.shape),
+        "dtype": t.dtype,
+        "device": t.device,
+        "requires_grad": t.requires_grad,
+        "type": t.type_name,
+        "stats": {k: (None if math.isnan(v) else v) for k, v in t.stats.items()},
+    }
+    if names is not None:
+        out["named_shape"] = format_shape(t.shape, names)
+    return out
+
+
+def call_dict(call: CallRecord, names: Mapping[int, str] | None) -> dict[str, Any]:
+    """A call record as JSON-friendly values."""
+    return {
+        "seq": call.seq,
+        "name": call.name,
+        "module": call.module,
+        "type": call.type,
+        "kind": call.kind,
+        "op": call.op,
+        "call_index": call.call_index,
+        "depth": call.depth,
+        "inputs": [tensor_dict(t, names) for t in call.inputs],
+        "outputs": [tensor_dict(t, names) for t in call.outputs],
+        "grads": [tensor_dict(t, names) for t in call.grads],
+    }
+
+
+def flow_dict(
+    run: RunInfo, step: int, calls: Sequence[CallRecord], with_names: bool
+) -> dict[str, Any]:
+    """The ``tracer show --format json`` document."""
+    names = dimension_names(run.config) if with_names else None
+    return {
+        "run": run_dict(run),
+        "step": step,
+        "calls": [call_dict(c, names) for c in calls],
+    }
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with non-finite floats turned into None, so the output is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value

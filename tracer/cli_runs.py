@@ -1,0 +1,175 @@
+"""``tracer runs``, ``show``, ``diff``, ``export``, ``import`` and ``rm``: reading the store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tracer.cli import cli, common, format_option, load_plugins, open_store, out, plugin_option
+from tracer.cli import print_json as emit_json
+
+
+@cli.command()
+@click.option("--pipeline", help="Only runs of this pipeline.")
+@click.option(
+    "--status",
+    type=click.Choice(["running", "completed", "failed", "interrupted"]),
+    help="Only runs with this status.",
+)
+@click.option("--name", help="Only runs with this name.")
+@click.option("--group", "group_id", help="Only runs of this distributed job (group id).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many (newest first).")
+@format_option
+@common
+def runs(
+    pipeline: str | None,
+    status: str | None,
+    name: str | None,
+    group_id: str | None,
+    limit: int | None,
+    fmt: str,
+    db: str | None,
+) -> None:
+    """List recorded runs, newest first."""
+    from tracer.cli_render import run_dict, runs_table
+
+    found = open_store(db).list_runs(
+        pipeline=pipeline, status=status, name=name, group_id=group_id, limit=limit
+    )
+    if fmt == "json":
+        emit_json([run_dict(r) for r in found])
+    elif not found:
+        out.print("no runs")
+    else:
+        out.print(runs_table(found))
+
+
+@cli.command()
+@click.argument("ref", metavar="RUN")
+@click.option("--step", type=int, help="Traced step to show [default: the first].")
+@click.option("--layer", metavar="GLOB", help="Only layers whose path or op matches (lstm*, fc).")
+@click.option(
+    "--names",
+    is_flag=True,
+    help="Label dimensions equal to a config value: (batch_size, seq_length, ...).",
+)
+@format_option
+@common
+def show(
+    ref: str, step: int | None, layer: str | None, names: bool, fmt: str, db: str | None
+) -> None:
+    """Show the shape flow of one traced step of RUN (an id, a name or `latest`)."""
+    from tracer.cli_render import flow_dict, flow_table, select_calls
+    from tracer.records import dimension_names
+
+    store = open_store(db)
+    run = store.get_run(ref)
+    steps = store.steps(run.id)
+    if not steps:
+        raise click.ClickException(f"run {run.id} ({run.name}) has no traced steps")
+    chosen = steps[0] if step is None else step
+    if chosen not in steps:
+        shown = ", ".join(map(str, steps[:20])) + (" ..." if len(steps) > 20 else "")
+        raise click.ClickException(f"run {run.id} has no traced step {chosen} (traced: {shown})")
+    calls = select_calls(store.flow(run.id, chosen), layer)
+    if fmt == "json":
+        emit_json(flow_dict(run, chosen, calls, names))
+        return
+    out.print(
+        f"[bold]run {run.id}[/] {run.name} · {run.pipeline or '-'} · {run.status} · "
+        f"step {chosen} (traced: {len(steps)} steps)"
+    )
+    out.print(flow_table(calls, dimension_names(run.config) if names else None))
+
+
+@cli.command()
+@click.argument("ref_a", metavar="RUN_A")
+@click.argument("ref_b", metavar="RUN_B")
+@click.option("--step", type=int, help="Traced step to compare [default: first common one].")
+@click.option("--step-b", type=int, help="A different step for RUN_B.")
+@click.option("--drift", is_flag=True, help="Also list value statistics that moved > 10%.")
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit with 1 when shapes, dtypes or devices differ (a CI shape contract).",
+)
+@format_option
+@common
+def diff(
+    ref_a: str,
+    ref_b: str,
+    step: int | None,
+    step_b: int | None,
+    drift: bool,
+    exit_code: bool,
+    fmt: str,
+    db: str | None,
+) -> None:
+    """Compare the flows of two runs: config changes, then every call with changes marked."""
+    from tracer.cli_diff import diff_dict, diff_renderable, structure_differs
+
+    result = open_store(db).diff(ref_a, ref_b, step, step_b if step_b is not None else step)
+    if fmt == "json":
+        emit_json(diff_dict(result))
+    else:
+        out.print(diff_renderable(result, drift))
+    if exit_code and structure_differs(result):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("ref", metavar="RUN")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    help="Exporter: json, csv or one from a plugin [default: from the file suffix].",
+)
+@plugin_option
+@common
+def export(
+    ref: str, output: Path, fmt: str | None, plugin_files: tuple[Path, ...], db: str | None
+) -> None:
+    """Write RUN to a file (json re-imports with `tracer import`)."""
+    exporters = load_plugins(plugin_files).exporters
+    fmt = fmt or output.suffix.lstrip(".") or "json"
+    if fmt not in exporters:
+        raise click.ClickException(f"unknown format {fmt!r}; available: {', '.join(exporters)}")
+    store = open_store(db)
+    run = store.get_run(ref)
+    exporters[fmt].export(store, run.id, output)
+    out.print(f"run {run.id} ({run.name}) written to {output} as {fmt}")
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@common
+def import_(path: Path, db: str | None) -> None:
+    """Add a run exported with `tracer export --format json` to the database."""
+    run = open_store(db, create=True).import_run(path)
+    out.print(f"imported as run {run.id} ({run.name})")
+
+
+@cli.command()
+@click.argument("refs", metavar="RUN...", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@common
+def rm(refs: tuple[str, ...], yes: bool, db: str | None) -> None:
+    """Delete runs and everything recorded for them."""
+    store = open_store(db)
+    targets = [store.get_run(ref) for ref in refs]
+    listed = ", ".join(f"{r.id} ({r.name})" for r in targets)
+    if not yes:
+        click.confirm(f"delete run {listed}?", abort=True)
+    for target in targets:
+        store.delete_run(target.id)
+    out.print(f"deleted run {listed}")

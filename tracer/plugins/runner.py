@@ -1,0 +1,209 @@
+"""Running a pipeline as a recorded run: create the run, trace training, finish it.
+
+Shared by ``tracer run`` and the Python API. The first Ctrl-C asks the pipeline to stop after
+its current step (the run ends ``interrupted`` with everything recorded so far); a second one
+interrupts at once, with the same outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tracer.plugins.pipeline import Pipeline, Progress, RunContext, build_model, config_dict
+
+if TYPE_CHECKING:
+    import torch
+
+    from tracer.plugins.manager import PluginManager
+    from tracer.records import RunInfo
+    from tracer.store import Store
+
+
+class RunFailed(Exception):
+    """Training raised: the run is recorded as ``failed``; ``__cause__`` is the original error."""
+
+    def __init__(self, run: RunInfo, error: BaseException) -> None:
+        super().__init__(f"run {run.id} ({run.name}) failed: {type(error).__name__}: {error}")
+        self.run = run
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this process sits in a distributed job (``torchrun`` sets the variables)."""
+
+    rank: int = 0
+    world_size: int = 1
+    group_id: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Placement:
+        """Read ``RANK``, ``WORLD_SIZE`` and ``TRACER_GROUP_ID`` (defaults: one process)."""
+        env = os.environ if env is None else env
+        return cls(
+            rank=int(env.get("RANK", "0")),
+            world_size=int(env.get("WORLD_SIZE", "1")),
+            group_id=env.get("TRACER_GROUP_ID") or None,
+        )
+
+
+@dataclass
+class RunResult:
+    """How a run ended: its final record, status, last metrics and duration."""
+
+    run: RunInfo
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    duration_s: float = 0.0
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``auto`` (or None) picks CUDA when available, else the CPU; anything else is parsed."""
+    import torch
+
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r} (try auto, cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's generators so a run can be repeated."""
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def with_seed(config: Any, seed: int | None) -> tuple[Any, int]:
+    """The config with ``seed`` applied (when it has a ``seed`` field) and the seed in effect."""
+    has_seed = any(f.name == "seed" for f in dataclasses.fields(config))
+    if seed is None:
+        return config, int(getattr(config, "seed", 0)) if has_seed else 0
+    return (dataclasses.replace(config, seed=seed) if has_seed else config), seed
+
+
+@contextmanager
+def stop_on_interrupt(ctx: RunContext) -> Iterator[None]:
+    """First Ctrl-C: ask the pipeline to stop after this step; second: interrupt at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if ctx.should_stop:
+            raise KeyboardInterrupt
+        ctx.request_stop()
+        ctx.progress.print("stopping after this step (Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    config: Any,
+    *,
+    store: Store,
+    plugins: PluginManager,
+    name: str | None = None,
+    every: int = 10,
+    ops: bool = True,
+    grads: bool = False,
+    device: str | None = "auto",
+    seed: int | None = None,
+    progress: Progress | None = None,
+    command: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Build data and model, create the run, train under a trace into the store, finish it."""
+    import torch
+
+    config, seed = with_seed(config, seed)
+    torch_device = resolve_device(device)
+    seed_everything(seed)
+    data = pipeline.data(config)
+    model = build_model(pipeline, config, data).to(torch_device)
+    where = Placement.from_env()
+    run = store.create_run(
+        name=name or pipeline.name,
+        pipeline=pipeline.name,
+        config=config_dict(config),
+        seed=seed,
+        tags=tags,
+        device=str(torch_device),
+        torch_version=torch.__version__,
+        rank=where.rank,
+        world_size=where.world_size,
+        group_id=where.group_id,
+        command=command,
+    )
+    ctx = RunContext(None, device=torch_device, progress=progress)
+
+    def on_step(step: int, metrics: Mapping[str, float]) -> None:
+        if metrics:
+            ctx.progress.status("  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]))
+        plugins.after_step(run, step, metrics)
+
+    ctx.on_step = on_step
+    options = {"every": every, "ops": ops, "grads": grads}
+    started = time.perf_counter()
+    status = _train(pipeline, model, data, config, ctx, store, run, plugins, options)
+    final = store.get_run(run.id)
+    plugins.after_run(final, status, dict(ctx.metrics))
+    return RunResult(final, status, dict(ctx.metrics), ctx.steps, time.perf_counter() - started)
+
+
+def _train(
+    pipeline: Pipeline,
+    model: Any,
+    data: Any,
+    config: Any,
+    ctx: RunContext,
+    store: Store,
+    run: RunInfo,
+    plugins: PluginManager,
+    options: Mapping[str, Any],
+) -> str:
+    """Train under a trace into the run's writer; returns the run's final status."""
+    import tracer
+
+    extra = {name: stat.fn for name, stat in plugins.tensor_stats.items()}
+    status = "completed"
+    try:
+        with (
+            stop_on_interrupt(ctx),
+            tracer.trace(model, sink=store.writer(run.id), extra_stats=extra, **options) as t,
+        ):
+            ctx.bind(t)
+            plugins.before_run(run, pipeline, config)
+            final = pipeline.train(model, data, config, ctx)
+            if final:
+                ctx.metrics.update({k: float(v) for k, v in final.items()})
+            if ctx.should_stop:
+                status = "interrupted"
+                t.close("interrupted", "stopped by the user")
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except Exception as exc:
+        plugins.on_run_error(store.get_run(run.id), exc)
+        raise RunFailed(store.get_run(run.id), exc) from exc
+    return status
