@@ -57,4 +57,5 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
 @pytest.fixture
 def make_app(seeded: Seeded) -> Callable[[], TracerApp]:
     """A factory of apps on the seeded database (fast polling, so live tests stay short)."""
-    return lambda: TracerApp(Inspector.open(str(seeded.path)), poll_interval=0.1)
+    # a fixed location label: the real path changes from run to run and shows in the title
+    return lambda: TracerApp(Inspector(open_store(seeded.path), "tracer.db"), poll_interval=0.1)

@@ -40,6 +40,8 @@ def test_formatting_sparkline_spans_low_to_high_and_resamples() -> None:
     assert fmt.sparkline([0, 1, 2, 3, 4, 5, 6, 7], 8) == "▁▂▃▄▅▆▇█"
     assert len(fmt.sparkline(list(range(1000)), 20)) == 20
     assert fmt.sparkline([1.0, float("nan"), 2.0], 3) == "▁ █"
+    assert fmt.sparkline([0.0, 1.0], 6) == "▁▁▁███"  # few values stretch to the width
+    assert fmt.sparkline([0.0, 0.0], 2) == "▁▁"
     assert fmt.sparkline([], 5) == ""
 
 
@@ -155,3 +157,10 @@ def test_nearest_step() -> None:
     assert nearest([0, 10, 20], 15) == 10
     assert nearest([0, 10, 20], None) == 0
     assert nearest([], 3) is None
+
+
+def test_formatting_chart_is_height_lines_with_bars_growing_upwards() -> None:
+    lines = fmt.chart([0.0, 0.5, 1.0], 3, 2)
+    assert len(lines) == 2 and all(len(line) == 3 for line in lines)
+    assert lines[0][0] == " " and lines[0][2] == "█"  # top line: only the highest is full
+    assert lines[1] == "▁██"  # bottom line: the lowest keeps a sliver

@@ -95,7 +95,9 @@ def test_snapshot_metrics_screen(seeded, make_app, snap_compare) -> None:
 
 
 def test_snapshot_help_screen(seeded, make_app, snap_compare) -> None:
-    assert snap_compare(make_app(), press=["question_mark"], terminal_size=WIDE, run_before=runs_listed)
+    assert snap_compare(
+        make_app(), press=["question_mark"], terminal_size=WIDE, run_before=runs_listed
+    )
 
 
 def test_snapshot_delete_confirmation(seeded, make_app, snap_compare) -> None:

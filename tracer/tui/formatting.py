@@ -104,17 +104,15 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
         if v is None:
             out.append(" ")
         elif span == 0:
-            out.append(_BARS[len(_BARS) // 2 - 1])
+            out.append(_BARS[0] if v == 0 else _BARS[len(_BARS) // 2 - 1])
         else:
             out.append(_BARS[min(int((v - low) / span * len(_BARS)), len(_BARS) - 1)])
     return "".join(out)
 
 
 def _resample(values: Sequence[float | None], width: int) -> list[float | None]:
-    """Pick ``width`` evenly spaced values (or all of them when there are fewer)."""
+    """``width`` evenly spaced values; fewer values than columns are stretched to fill them."""
     clean = [None if v is None or not math.isfinite(v) else float(v) for v in values]
-    if len(clean) <= width:
-        return clean
     return [clean[int(i * len(clean) / width)] for i in range(width)]
 
 
@@ -128,3 +126,29 @@ def dtype_short(dtype: str) -> str:
         if dtype.startswith(prefix) and rest.isdigit():
             return _DTYPE_SHORT[prefix] + rest
     return dtype
+
+
+_COLUMN = " ▁▂▃▄▅▆▇█"
+
+
+def chart(values: Sequence[float | None], width: int, height: int) -> list[str]:
+    """A bar chart ``height`` lines tall (top line first), one column per resampled value."""
+    if not values or width <= 0 or height <= 0:
+        return []
+    columns = _resample(values, width)
+    finite = [v for v in columns if v is not None]
+    if not finite:
+        return [" " * len(columns)] * height
+    low, high = min(finite), max(finite)
+    span = (high - low) or 1.0
+    # the lowest value keeps a sliver, so a flat curve still shows as a line
+    levels = [
+        None if v is None else 1 + round((v - low) / span * (height * 8 - 1)) for v in columns
+    ]
+    lines = []
+    for row in range(height - 1, -1, -1):
+        base = row * 8
+        lines.append(
+            "".join(" " if lv is None else _COLUMN[min(max(lv - base, 0), 8)] for lv in levels)
+        )
+    return lines

@@ -15,9 +15,9 @@ from textual.widgets import DataTable, Footer, Static
 from tracer.records import MetricRecord, RunInfo
 from tracer.tui import formatting as fmt
 from tracer.tui.screens.base import TracerScreen
-from tracer.tui.widgets.stat_plots import plot_line
 
-CURVE_SPARE = 60
+CURVE_WIDTH_SPARE = 36  # the name on the left, the numbers on the right
+CURVE_HEIGHT = 4
 
 
 def provenance(run: RunInfo) -> list[tuple[str, str]]:
@@ -54,6 +54,26 @@ def curves(metrics: Sequence[MetricRecord]) -> dict[str, list[tuple[int, float]]
     for metric in sorted(metrics, key=lambda m: (m.name, m.step)):
         grouped[metric.name].append((metric.step, metric.value))
     return dict(grouped)
+
+
+def curve_lines(curves: dict[str, list[tuple[int, float]]], width: int) -> list[Text]:
+    """Each metric as a small bar chart with its first, last, lowest and highest value."""
+    lines: list[Text] = []
+    for name, points in curves.items():
+        values = [v for _, v in points]
+        chart = fmt.chart(values, width, CURVE_HEIGHT)
+        notes = [
+            f"{fmt.number(values[0])} → {fmt.number(values[-1])}",
+            f"min {fmt.number(min(values))}  max {fmt.number(max(values))}",
+            f"steps {points[0][0]}-{points[-1][0]} ({len(points)})",
+            "",
+        ]
+        for index, bars in enumerate(chart):
+            line = Text(f"{name if index == 0 else '':<12.12}", style="bold", no_wrap=True)
+            line.append(bars, style="cyan")
+            line.append(f"  {notes[index] if index < len(notes) else ''}")
+            lines.append(line)
+    return lines
 
 
 class MetricsScreen(TracerScreen):
@@ -115,10 +135,10 @@ class MetricsScreen(TracerScreen):
         if not self.curves:
             plots.update(Text("no metrics logged", style="dim"))
             return
-        label = max(len(name) for name in self.curves) + 2
-        width = max(self.size.width - CURVE_SPARE - label, 10)
-        lines = (plot_line(name, p, width, label) for name, p in self.curves.items())
-        plots.update(Text("\n").join(lines))
+        width = max(plots.size.width - CURVE_WIDTH_SPARE, 10)
+        plots.update(
+            Text("\n", no_wrap=True, overflow="crop").join(curve_lines(self.curves, width))
+        )
 
     def action_back(self) -> None:
         """Back to where the screen was opened from."""

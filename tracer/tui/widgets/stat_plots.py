@@ -34,7 +34,7 @@ class StatPlots(Static):
     def _draw(self) -> None:
         if self.series is None:
             return
-        width = max(self.size.width - LABEL_WIDTH - TAIL_WIDTH - 2, 10)
+        width = max(self.size.width - LABEL_WIDTH - TAIL_WIDTH, 10)
         lines = [
             plot_line(label, points, width)
             for label, points in (
@@ -44,14 +44,14 @@ class StatPlots(Static):
                 ("grad‖", self.series.grad_norm),
             )
         ]
-        self.update(Text("\n").join(lines))
+        self.update(Text("\n", no_wrap=True, overflow="crop").join(lines))
 
 
 def plot_line(
     label: str, points: Sequence[tuple[int, float]], width: int, label_width: int = LABEL_WIDTH
 ) -> Text:
     """``std    ▁▂▃▅▇  0.04 → 0.31  (4 steps)`` for one statistic."""
-    line = Text(f"{label:<{label_width}}", style="bold")
+    line = Text(f"{label:<{label_width}}", style="bold", no_wrap=True, overflow="crop")
     if not points:
         line.append("not recorded", style="dim")
         return line
