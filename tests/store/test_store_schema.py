@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from tracer.store import SchemaError, StoreError, open_store
-from tracer.store.migrate import head
+from tracer.store.migrate import REVISIONS, head, script_revisions
 from tracer.store.schema import Base
 
 ASSET = Path(__file__).with_name("assets") / "first_schema.db"
@@ -30,6 +32,10 @@ def revision_of(path: Path) -> list[str]:
 def snapshot(path: Path) -> tuple[bytes, int, list[str]]:
     """Bytes, mtime and sibling files of a database file, to prove it was not touched."""
     return path.read_bytes(), path.stat().st_mtime_ns, sorted(os.listdir(path.parent))
+
+
+def test_known_revisions_match_the_migration_scripts() -> None:
+    assert script_revisions() == REVISIONS
 
 
 def test_open_store_creates_schema_at_head(tmp_path: Path) -> None:
@@ -191,3 +197,14 @@ def test_open_store_unreachable_server_is_a_clear_error() -> None:
         port = sock.getsockname()[1]  # bound but not listening: connection refused
         with pytest.raises(StoreError, match="cannot open"):
             open_store(f"postgresql+psycopg://nobody@127.0.0.1:{port}/x")
+
+
+def test_opening_an_up_to_date_store_does_not_import_alembic(tmp_path: Path) -> None:
+    path = tmp_path / "fast.db"
+    open_store(path).close()
+    code = (
+        f"import sys\nfrom tracer.store import open_store\nopen_store({str(path)!r}).list_runs()\n"
+    )
+    code += "print('alembic' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -10,40 +10,51 @@ fresh database at the same time create the schema exactly once.
 from __future__ import annotations
 
 import sqlite3
-from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 import tracer
 from tracer.store.engine import WRITE_OPTION
 from tracer.store.errors import SchemaError, StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
+#: Every revision in migrations/versions, oldest first. Spelled out so that opening an up-to-date
+#: database never imports Alembic (a third of a second); a test checks it against the scripts.
+REVISIONS: tuple[str, ...] = ("0001", "0002")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 #: Advisory lock key serialising schema creation on PostgreSQL ("tracer" in ASCII).
 ADVISORY_KEY = 0x747261636572
 
 
 def _config() -> Config:
+    from alembic.config import Config  # lazy: only creating or upgrading needs Alembic
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     return config
 
 
-@cache
-def revisions() -> tuple[str, ...]:
-    """Every revision this version of layer-tracer knows, oldest first."""
+def script_revisions() -> tuple[str, ...]:
+    """The revisions Alembic finds in migrations/versions, oldest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config())
     return tuple(reversed([rev.revision for rev in script.walk_revisions()]))
 
 
+def revisions() -> tuple[str, ...]:
+    """Every revision this version of layer-tracer knows, oldest first."""
+    return REVISIONS
+
+
 def head() -> str:
     """The newest schema revision."""
-    return revisions()[-1]
+    return REVISIONS[-1]
 
 
 def classify(tables: list[str], revision: list[str], where: str) -> str | None:
@@ -110,14 +121,18 @@ def ensure_schema(engine: Engine, where: str) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_KEY})
         if _current(conn, where) == head():
             return
-        config = _config()
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        _upgrade(conn, "head")
 
 
 def upgrade_to(engine: Engine, revision: str) -> None:
     """Bring an empty or older database to ``revision`` exactly (used to build test assets)."""
     with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
-        config = _config()
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+        _upgrade(conn, revision)
+
+
+def _upgrade(conn: Connection, revision: str) -> None:
+    from alembic import command
+
+    config = _config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, revision)
