@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +24,8 @@ from tracer import __version__
 F = TypeVar("F", bound=Callable[..., Any])
 INTERRUPTED = 130
 
-out = Console(soft_wrap=True)
+# Piped output is not cut to 80 columns: tables stay readable in files and CI logs.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
@@ -56,16 +58,19 @@ def _message(exc: BaseException) -> str:
     """One line for an error; unexpected ones say how to see the traceback."""
     from tracer.plugins.config import ConfigError
     from tracer.plugins.manager import PluginError
+    from tracer.plugins.pipeline import PipelineError
     from tracer.plugins.runner import RunFailed
     from tracer.store import StoreError
 
-    known: tuple[type[BaseException], ...] = (ConfigError, PluginError, RunFailed, StoreError)
-    text = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+    user = (ConfigError, PluginError, PipelineError, StoreError)
+    if isinstance(exc, RunFailed) and isinstance(exc.error, user):
+        return f"{exc.error} (run {exc.run.id} is marked failed)"
+    if isinstance(exc, user):
+        return str(exc)
+    text = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, RunFailed):
         text += " (the steps recorded before the error are kept)"
-    if not isinstance(exc, (ConfigError, PluginError, StoreError)):
-        text += "\n(run with --debug for the traceback)"
-    return text
+    return text + "\n(run with --debug for the traceback)"
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
@@ -160,14 +165,21 @@ def cli() -> None:
     _setup_logging()
 
 
-def _setup_logging() -> None:
-    """Pipelines' warnings (e.g. "using the generated corpus") go to stderr, never silently."""
-    from rich.logging import RichHandler
+class _ConsoleHandler(logging.Handler):
+    """Log records as plain lines on stderr (through rich, so they print above the bars)."""
 
-    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        err.print(prefix + record.getMessage(), markup=False, highlight=False)
+
+
+def _setup_logging() -> None:
+    """Pipelines' messages (e.g. "using the generated corpus") go to stderr, never silently."""
+    # torch warns at import when NumPy is missing; nothing here needs NumPy.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     logger = logging.getLogger("tracer")
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        logger.addHandler(handler)
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(_ConsoleHandler())
     logger.setLevel(logging.INFO)
     logger.propagate = False
 

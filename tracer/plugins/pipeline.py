@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from tracer.store import Store
 
 
+class PipelineError(Exception):
+    """An error a pipeline reports to the user (missing data, a bad setting): shown as one line."""
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """A trainable recipe: a typed config, ``data(config)``, ``model(config)`` and ``train``.

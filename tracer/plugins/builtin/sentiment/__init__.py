@@ -38,6 +38,9 @@ class SentimentConfig:
     lr: float = field(default=0.001, metadata={"help": "Adam learning rate"})
     clip: float = field(default=5.0, metadata={"help": "gradient norm clipping"})
     epochs: int = field(default=2, metadata={"help": "passes over the training reviews"})
+    steps_per_epoch: int | None = field(
+        default=None, metadata={"help": "stop each epoch after this many steps (none = all)"}
+    )
     seed: int = field(
         default=0, metadata={"help": "seed of the data split, shuffling and initial weights"}
     )

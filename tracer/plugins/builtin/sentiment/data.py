@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tracer.plugins.builtin.sentiment.corpus import generate_reviews
 from tracer.plugins.builtin.sentiment.download import cache_dir
+from tracer.plugins.pipeline import PipelineError
 
 log = logging.getLogger("tracer.sentiment")
 
@@ -23,7 +24,7 @@ _STRIP = str.maketrans("", "", string.punctuation)
 GENERATED_SIZE = 5000  # reviews generated when max_reviews is None
 
 
-class DataError(ValueError):
+class DataError(PipelineError):
     """The review data cannot be found or read."""
 
 

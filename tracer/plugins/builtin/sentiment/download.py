@@ -11,6 +11,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from tracer.plugins.pipeline import PipelineError
+
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 CHUNK = 1 << 16
@@ -18,7 +20,7 @@ CHUNK = 1 << 16
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PipelineError):
     """The archive could not be fetched, did not match its checksum, or is unsafe."""
 
 

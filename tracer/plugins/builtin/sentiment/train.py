@@ -41,8 +41,8 @@ def train_epoch(
     """One pass over the training batches; one traced step per optimiser step."""
     criterion = nn.BCELoss()
     model.train()
-    for inputs, labels in data.train:
-        if ctx.should_stop:
+    for i, (inputs, labels) in enumerate(data.train):
+        if ctx.should_stop or i == config.steps_per_epoch:
             return
         inputs, labels = inputs.to(ctx.device), labels.to(ctx.device)
         optimizer.zero_grad()
@@ -61,7 +61,8 @@ def train(model: nn.Module, data: Any, config: Any, ctx: RunContext) -> dict[str
     criterion = nn.BCELoss()
     final: dict[str, float] = {}
     for epoch in range(1, config.epochs + 1):
-        ctx.progress.start(f"epoch {epoch}/{config.epochs}", len(data.train))
+        total = min(len(data.train), config.steps_per_epoch or len(data.train))
+        ctx.progress.start(f"epoch {epoch}/{config.epochs}", total)
         train_epoch(model, data, config, ctx, optimizer)
         if ctx.should_stop:
             return final
