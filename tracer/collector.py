@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -27,7 +28,6 @@ from tracer.stats import (
     StatFn,
     extra_stats,
     finite_stats,
-    has_values,
     stats_from_sums,
     tensor_stats,
 )
@@ -43,16 +43,23 @@ _BATCHED_DTYPES = {
 class StatsRef:
     """The statistics of one tensor: ``value`` is filled at once or when the step is flushed."""
 
-    __slots__ = ("extra", "value")
+    __slots__ = ("_frozen", "extra", "value")
 
     def __init__(self, value: dict[str, float] | None = None) -> None:
         self.value = value
         self.extra: dict[str, float] | None = None
+        self._frozen: Mapping[str, float] | None = None
 
     def get(self) -> dict[str, float]:
         """The statistics (built-in and extra) as one mapping."""
         value = self.value if self.value is not None else {}
         return {**value, **self.extra} if self.extra else value
+
+    def frozen(self) -> Mapping[str, float]:
+        """A read-only view, built once and shared by every record of this tensor."""
+        if self._frozen is None:
+            self._frozen = MappingProxyType(self.get())
+        return self._frozen
 
 
 class _Rows:
@@ -91,6 +98,10 @@ class _Rows:
                 )
             start += count
         self.refs.clear()
+
+
+def _plain(t: torch.Tensor) -> bool:
+    return t.layout == torch.strided and not t.is_nested
 
 
 def _row_sums(block: torch.Tensor) -> list[list[float]]:
@@ -153,14 +164,13 @@ class StatsCollector:
         if self.extra:
             ref.extra = extra_stats(t, self.extra)
         n = t.numel()
-        target = _BATCHED_DTYPES.get(t.dtype)
-        if target is not None and 0 < n <= SMALL_NUMEL and has_values(t):
+        target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
+        if target is not None and 0 < n <= SMALL_NUMEL and not t.is_meta and _plain(t):
             key = (t.shape, target, t.device)
             rows = self._rows.get(key)
             if rows is None:
                 rows = self._rows[key] = _Rows(tuple(t.shape), target, t.device)
-            with torch.no_grad():
-                rows.add(t, ref)
+            rows.add(t.detach() if t.requires_grad else t, ref)  # detached: no graph to the copy
             return ref
         with torch.no_grad():
             ref.value = tensor_stats(t)

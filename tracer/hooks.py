@@ -18,7 +18,6 @@ from torch.utils.hooks import RemovableHandle
 
 from tracer.modules import module_depth
 from tracer.recorder import PendingCall, Recorder
-from tracer.walk import walk_inputs, walk_output
 
 PreHook = Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]
 PostHook = Callable[[nn.Module, tuple[Any, ...], dict[str, Any], Any], None]
@@ -36,10 +35,13 @@ def module_pre_hook(rec: Recorder, path: str, type_: str, depth: int) -> PreHook
 
     def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
-            with rec.quiet():
-                rec.begin_call(path, type_, depth, walk_inputs(args, kwargs))
-            if len(rec.stack) == 1 and rec.on_outermost is not None:
-                rec.on_outermost(True)  # the op layer runs only inside traced forwards
+            if rec.ops_on:
+                with torch._C.DisableTorchFunction():  # our own torch calls are not the model's
+                    rec.begin_call(path, type_, depth, args, kwargs)
+            else:
+                rec.begin_call(path, type_, depth, args, kwargs)
+                if rec.on_outermost is not None and len(rec.stack) == 1:
+                    rec.on_outermost(True)  # the op layer runs only inside traced forwards
         except Exception:
             rec.internal_errors += 1
 
@@ -50,19 +52,22 @@ def module_post_hook(rec: Recorder, path: str, grads: bool) -> PostHook:
     """Post-hook (``always_call``): record outputs, duration and gradient hooks."""
 
     def post(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
-        call = rec.open_call(path)
+        stack = rec.stack
+        call = stack[-1] if stack and stack[-1].module is path else rec.open_call(path)
         if call is None:
             return
         try:
-            with rec.quiet():
-                leaves = walk_output(result) if result is not None else None
-                rec.end_call(call, leaves)
-                if grads and leaves and torch.is_grad_enabled():
-                    _watch_grads(rec, call, leaves)
+            if rec.ops_on:
+                with torch._C.DisableTorchFunction():
+                    leaves = rec.end_call(call, result)
+            else:
+                leaves = rec.end_call(call, result)
+            if grads and leaves and torch.is_grad_enabled():
+                _watch_grads(rec, call, leaves)
         except Exception:
             rec.internal_errors += 1
         finally:
-            if not rec.stack and rec.on_outermost is not None:
+            if not stack and rec.ops_on and rec.on_outermost is not None:
                 rec.on_outermost(False)
 
     return post

@@ -4,7 +4,7 @@ A :class:`torch.overrides.TorchFunctionMode` is pushed only while a traced modul
 runs (the outermost one pushes it, and pops it when it returns), so ops in the training loop or
 in the loss are not recorded and untraced steps pay nothing. Each captured op is attributed to
 the innermost module whose forward is running. The tracer's own statistics code runs with
-torch functions disabled (:meth:`Recorder.quiet`), so it is never captured itself.
+torch functions disabled (see tracer.hooks), so it is never captured itself.
 """
 
 from __future__ import annotations

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
 
 from tracer.collector import StatsCollector, StatsRef
-from tracer.records import CallKind, CallRecord, Role, TensorRecord, frozen_mapping
-from tracer.walk import Leaf
+from tracer.records import CallKind, CallRecord, Role, TensorRecord
+from tracer.walk import Leaf, walk_inputs, walk_output
 
 #: (slot, shape, dtype, device, requires_grad, role, type_name, stats ref or None)
 PendingTensor = tuple[str, tuple[int, ...], str, str, bool, Role, str, StatsRef | None]
 
-_NULL = nullcontext()
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
 _DEVICE_NAMES: dict[torch.device, str] = {}
 
@@ -61,18 +59,18 @@ class PendingCall:
     def to_record(self, step: int) -> CallRecord:
         """The frozen record of this call (statistics must have been flushed)."""
         return CallRecord(
-            step=step,
-            seq=self.seq,
-            module=self.module,
-            type=self.type,
-            call_index=self.call_index,
-            kind=self.kind,
-            op=self.op,
-            inputs=_freeze(self.inputs),
-            outputs=_freeze(self.outputs),
-            grads=_freeze(self.grads),
-            duration_s=self.duration,
-            depth=self.depth,
+            step,
+            self.seq,
+            self.module,
+            self.type,
+            self.call_index,
+            self.kind,
+            self.op,
+            _freeze(self.inputs),
+            _freeze(self.outputs),
+            _freeze(self.grads) if self.grads else (),
+            self.duration,
+            self.depth,
         )
 
 
@@ -84,7 +82,8 @@ class Recorder:
         self.collector = collector
         self.calls: list[PendingCall] = []
         self.stack: list[PendingCall] = []
-        self.counts: dict[tuple[str, str | None], int] = {}
+        self.counts: dict[tuple[str, str], int] = {}  # (module, op) -> ops seen
+        self.module_counts: dict[str, int] = {}  # module path -> calls seen
         self.param_grads: dict[str, dict[str, PendingTensor]] = {}
         self.param_rank: dict[str, int] = {}  # name -> registration order, for stable records
         self.generation = 0  # bumped per step: late gradient hooks of an old step do nothing
@@ -93,10 +92,6 @@ class Recorder:
         self.active = False  # True while the trace is open (gradient hooks check it)
         self.internal_errors = 0  # failures inside our own hooks (never raised to the user)
 
-    def quiet(self) -> AbstractContextManager[Any]:
-        """Context in which our own torch calls bypass the op layer (and its cost)."""
-        return torch._C.DisableTorchFunction() if self.ops_on else _NULL
-
     def open_call(self, path: str) -> PendingCall | None:
         """The innermost open call of module ``path`` (normally the top of the stack)."""
         for call in reversed(self.stack):
@@ -104,27 +99,36 @@ class Recorder:
                 return call
         return None
 
-    def begin_call(self, path: str, type_: str, depth: int, leaves: list[Leaf]) -> PendingCall:
+    def begin_call(self, path: str, type_: str, depth: int, args: Any, kwargs: Any) -> None:
         """Open a module call (pre-hook): it takes its ``seq`` now, before its children."""
-        key = (path, None)
-        index = self.counts.get(key, 0)
-        self.counts[key] = index + 1
+        counts = self.module_counts
+        index = counts.get(path, 0)
+        counts[path] = index + 1
         call = PendingCall(len(self.calls), path, type_, index, "module", depth)
         self.calls.append(call)
         self.stack.append(call)
-        call.inputs = self.describe_all(leaves, "input")
+        if not kwargs and len(args) == 1 and type(args[0]) is torch.Tensor:
+            call.inputs = [self.describe("0", args[0], "input")]  # the common case, no walking
+        else:
+            call.inputs = self.describe_all(walk_inputs(args, kwargs), "input")
         call.start = time.perf_counter()
-        return call
 
-    def end_call(self, call: PendingCall, leaves: list[Leaf] | None) -> None:
-        """Close a module call (post-hook): duration, then outputs."""
+    def end_call(self, call: PendingCall, result: Any) -> list[Leaf] | None:
+        """Close a module call (post-hook): duration, then outputs (returned for grad hooks)."""
         call.duration = time.perf_counter() - call.start
-        if self.stack and self.stack[-1] is call:
-            self.stack.pop()
-        elif call in self.stack:  # a child raised and was caught by its parent's forward
-            del self.stack[self.stack.index(call) :]
-        if leaves:
-            call.outputs = self.describe_all(leaves, "output")
+        stack = self.stack
+        if stack and stack[-1] is call:
+            stack.pop()
+        elif call in stack:  # a child raised and was caught by its parent's forward
+            del stack[stack.index(call) :]
+        if result is None:
+            return None
+        if type(result) is torch.Tensor:
+            call.outputs = [self.describe("0", result, "output")]
+            return None if not result.requires_grad else [("0", result)]
+        leaves = walk_output(result)
+        call.outputs = self.describe_all(leaves, "output")
+        return leaves
 
     def add_op(
         self, op: str, type_: str, inputs: list[Leaf], outputs: list[Leaf], dt: float
@@ -158,9 +162,9 @@ class Recorder:
         try:
             ref = self.collector.request(t) if self.stats else None
             type_name = "Tensor" if type(t) is torch.Tensor else type(t).__name__
-            shape = tuple(t.shape)
-            return (slot, shape, dtype_name(t.dtype), device_name(t.device),
-                    t.requires_grad, role, type_name, ref)  # fmt: skip
+            dtype = _DTYPE_NAMES.get(t.dtype) or dtype_name(t.dtype)
+            device = _DEVICE_NAMES.get(t.device) or device_name(t.device)
+            return (slot, tuple(t.shape), dtype, device, t.requires_grad, role, type_name, ref)
         except Exception:
             return (slot, (), "", "", False, role, type(t).__name__, None)
 
@@ -176,6 +180,7 @@ class Recorder:
         """Forget the step (also after a failure); the statistics buffers are kept for reuse."""
         self.calls, self.stack = [], []
         self.counts.clear()
+        self.module_counts.clear()
         self.param_grads.clear()
         self.generation += 1
 
@@ -208,17 +213,23 @@ def device_name(device: torch.device) -> str:
     return name
 
 
+#: Records without statistics repeat from step to step: share them instead of rebuilding.
+_INTERNED: dict[tuple[Any, ...], TensorRecord] = {}
+_INTERN_LIMIT = 100_000
+
+
 def _freeze(pending: list[PendingTensor]) -> tuple[TensorRecord, ...]:
-    return tuple(
-        TensorRecord(
-            slot=slot,
-            shape=shape,
-            dtype=dtype,
-            device=device,
-            requires_grad=grad,
-            role=role,
-            type_name=type_name,
-            stats=frozen_mapping(ref.get()) if ref is not None else frozen_mapping(None),
-        )
-        for slot, shape, dtype, device, grad, role, type_name, ref in pending
-    )
+    return tuple(_record(p) for p in pending)
+
+
+def _record(p: PendingTensor) -> TensorRecord:
+    ref = p[7]
+    if ref is not None:
+        return TensorRecord(p[0], p[1], p[2], p[3], p[4], p[5], p[6], ref.frozen())
+    key = p[:7]
+    record = _INTERNED.get(key)
+    if record is None:
+        record = TensorRecord(*key)
+        if len(_INTERNED) < _INTERN_LIMIT:
+            _INTERNED[key] = record
+    return record

@@ -1,0 +1,178 @@
+"""Tracing overhead: median forward time of each model untraced and traced, as ratios.
+
+Run ``python benchmarks/overhead.py`` (add ``--quick`` for a smoke run). Plain and traced blocks
+are interleaved in one process and the medians compared, because absolute times drift a lot on
+a shared machine. Forward modes run in eval mode under ``torch.no_grad()``; the ``grads`` mode
+times forward + backward against an untraced forward + backward. ``every=10`` times the steps
+that a sampled trace does not record. torchinfo and TorchLens, when importable, are timed on the
+same models for comparison (optional, never required by the package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+import tracer
+from tracer.records import CallRecord, ModuleRecord
+
+
+class NullSink:
+    """Drops records: the benchmark measures the tracer, not a store."""
+
+    def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
+        pass
+
+    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
+        pass
+
+    def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def end(self, status: str, error: str | None = None) -> None:
+        pass
+
+
+class ArticleLSTM(nn.Module):
+    """The article's model: Embedding(v,30), LSTM(30,512), view, Linear, Sigmoid, [:, -1]."""
+
+    def __init__(self, vocab: int = 20000) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, 30)
+        self.lstm = nn.LSTM(30, 512, 1, batch_first=True)
+        self.fc = nn.Linear(512, 1)
+        self.sig = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(x))
+        out = self.sig(self.fc(out.contiguous().view(-1, 512)))
+        return out.view(x.size(0), -1)[:, -1]
+
+
+def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...], int]]:
+    """name -> (model, inputs, forwards per timed block)."""
+    torch.manual_seed(0)
+    blocks: list[nn.Module] = []
+    for _ in range(500):
+        blocks += [nn.Linear(64, 64), nn.ReLU()]
+    layer = nn.TransformerEncoderLayer(256, 8, batch_first=True)
+    return {
+        "article LSTM 50x200": (ArticleLSTM(), (torch.randint(0, 20000, (50, 200)),), 1),
+        "MLP 500x(Linear,ReLU) b32": (nn.Sequential(*blocks), (torch.randn(32, 64),), 10),
+        "TransformerEncoder 12L 8x128": (
+            nn.TransformerEncoder(layer, 12, enable_nested_tensor=False),
+            (torch.randn(8, 128, 256),),
+            1,
+        ),
+    }
+
+
+MODES: dict[str, dict[str, Any]] = {
+    "shapes": {"stats": False},
+    "stats": {"stats": True},
+    "stats+ops": {"stats": True, "ops": True},
+    "stats+grads": {"stats": True, "grads": True},
+}
+
+
+def _forward(model: nn.Module, inputs: tuple[torch.Tensor, ...], backward: bool) -> None:
+    with nullcontext() if backward else torch.no_grad():
+        out = model(*inputs)
+        if backward:
+            out.float().sum().backward()
+
+
+def _block(model: nn.Module, inputs: tuple[Any, ...], n: int, mode: str | None) -> float:
+    """Seconds per forward (+ ``t.step()``) over ``n`` forwards in one mode."""
+    backward = mode == "stats+grads" or mode == "plain+grads"
+    if mode in (None, "plain+grads"):
+        start = time.perf_counter()
+        for _ in range(n):
+            _forward(model, inputs, backward)
+        return (time.perf_counter() - start) / n
+    if mode == "every=10 (untraced step)":
+        with tracer.trace(model, sink=NullSink(), every=10) as t:
+            t.step()  # leave the recorded step 0: steps 1..9 are not recorded
+            start = time.perf_counter()
+            for _ in range(min(n, 9)):
+                _forward(model, inputs, False)
+                t.step()
+            return (time.perf_counter() - start) / min(n, 9)
+    with tracer.trace(model, sink=NullSink(), **MODES[mode]) as t:
+        start = time.perf_counter()
+        for _ in range(n):
+            _forward(model, inputs, backward)
+            t.step()
+        return (time.perf_counter() - start) / n
+
+
+def _peers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Callable[[], None]]:
+    peers: dict[str, Callable[[], None]] = {}
+    try:
+        import torchinfo
+
+        peers["torchinfo.summary"] = lambda: torchinfo.summary(
+            model, input_data=list(inputs), verbose=0
+        )
+    except ImportError:
+        pass
+    try:
+        import torchlens
+
+        peers["torchlens"] = lambda: torchlens.log_forward_pass(model, list(inputs))
+    except ImportError:
+        pass
+    return peers
+
+
+def measure(reps: int) -> list[tuple[str, str, float, float]]:
+    """Rows of (model, mode, median seconds, ratio to the matching untraced time)."""
+    rows = []
+    for name, (model, inputs, n) in models().items():
+        model.eval()
+        modes = ["plain", "shapes", "stats", "stats+ops", "every=10 (untraced step)"]
+        modes += ["plain+grads", "stats+grads"]
+        peers = _peers(model, inputs)
+        times: dict[str, list[float]] = {m: [] for m in modes + list(peers)}
+        _block(model, inputs, 1, None)  # warm up allocator and kernels
+        for _ in range(reps):
+            for mode in modes:
+                times[mode].append(_block(model, inputs, n, None if mode == "plain" else mode))
+            for peer, run in peers.items():
+                with torch.no_grad():
+                    start = time.perf_counter()
+                    run()
+                    times[peer].append(time.perf_counter() - start)
+        med = {m: statistics.median(v) for m, v in times.items()}
+        for mode, value in med.items():
+            base = med["plain+grads"] if mode.endswith("grads") else med["plain"]
+            rows.append((name, mode, value, value / base))
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, float, float]]) -> None:
+    """One table: model, mode, median ms, ratio."""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'model':<30} {'mode':<26} {'median ms':>10} {'ratio':>7}")
+    for name, mode, seconds, ratio in rows:
+        print(f"{name:<30} {mode:<26} {seconds * 1e3:>10.2f} {ratio:>6.2f}x")
+
+
+def main() -> None:
+    """Parse arguments, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions per mode")
+    parser.add_argument("--quick", action="store_true", help="3 repetitions (a smoke run)")
+    args = parser.parse_args()
+    print_table(measure(3 if args.quick else args.reps))
+
+
+if __name__ == "__main__":
+    main()
