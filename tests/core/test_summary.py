@@ -1,0 +1,41 @@
+"""tracer.summary(): one forward, a printed table, and the records behind it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from core.models import ArticleLSTM, NestedModel
+
+import tracer
+
+
+def test_summary_prints_table_with_ops_shapes_and_params(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    torch.manual_seed(0)
+    model = ArticleLSTM(vocab=100, embed=6, hidden=8)
+    result = tracer.summary(model, torch.randint(0, 100, (4, 5)))
+    printed = capsys.readouterr().out
+    text = str(result)
+    for needle in ("lstm (LSTM)", "view", "getitem", "(20, 8)", "1.1: (1, 4, 8)", "int64"):
+        assert needle in printed and needle in text
+    assert result.total_params == sum(p.numel() for p in model.parameters())
+    assert f"Total params: {result.total_params:,}" in text
+    assert [c.name for c in result.calls][-3:] == ["sig", "view", "getitem"]
+    assert model.training  # the summary does not switch modes
+
+
+def test_summary_options_and_forward_keyword_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    model = NestedModel()
+    result = tracer.summary(model, torch.randn(2, 4), mask=torch.ones(2, 4), ops=False, echo=False)
+    assert capsys.readouterr().out == ""
+    assert all(c.kind == "module" for c in result.calls)
+    root = result.calls[0]
+    assert [r.slot for r in root.inputs] == ["0", "mask"]
+    assert "opaque: Opaque" in str(result)
+
+
+def test_summary_forward_error_propagates_unchanged() -> None:
+    model = ArticleLSTM(vocab=10, embed=2, hidden=3)
+    with pytest.raises(IndexError):
+        tracer.summary(model, torch.tensor([[50]]), echo=False)  # token id out of range

@@ -1,0 +1,149 @@
+"""``tracer.summary()``: one traced forward printed as a table (the torchinfo habit, with values)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from torch import nn
+
+from tracer.api import trace
+from tracer.records import CallRecord, ModuleRecord, TensorRecord, format_shape
+
+
+class Summary:
+    """The records of one forward and their table: ``print(s)``, ``s.calls``, ``s.total_params``."""
+
+    def __init__(
+        self, calls: Sequence[CallRecord], modules: Sequence[ModuleRecord], notes: Sequence[str]
+    ) -> None:
+        self.calls = list(calls)
+        self.modules = list(modules)
+        self.notes = list(notes)
+        self._by_path = {m.path: m for m in self.modules}
+        root = self._by_path.get("")
+        self.total_params = root.params_total if root else 0
+        self.trainable_params = root.trainable_total if root else 0
+
+    def table(self) -> Table:
+        """The per-call table: layer, input and output shapes, dtype, device, params, stats."""
+        table = Table(header_style="bold")
+        labels = [_layer_label(call) for call in self.calls]
+        for name, justify in _COLUMNS:
+            width = max((len(t.plain) for t in labels), default=5) if name == "Layer" else None
+            table.add_column(name, justify=justify, no_wrap=True, min_width=width)
+        for call in self.calls:
+            table.add_row(*self._row(call))
+        return table
+
+    def _row(self, call: CallRecord) -> list[RenderableType]:
+        outputs = [r for r in call.outputs if r.is_tensor] or list(call.outputs)
+        module = self._by_path.get(call.module)
+        params = ""
+        if call.kind == "module" and call.call_index == 0 and module and module.params_own:
+            params = f"{module.params_own:,}"
+        return [
+            _layer_label(call),
+            _shapes(call.inputs, outputs[0].dtype if outputs else ""),
+            _shapes(call.outputs),
+            "\n".join(r.dtype or r.type_name for r in outputs),
+            "\n".join(r.device for r in outputs),
+            params,
+            *(_stat_lines(outputs, key) for key in ("mean", "std", "min", "max")),
+        ]
+
+    def footer(self) -> str:
+        """Totals and notes under the table."""
+        ops = sum(1 for c in self.calls if c.kind == "op")
+        lines = [
+            f"Total params: {self.total_params:,}   Trainable params: {self.trainable_params:,}   "
+            f"Calls: {len(self.calls) - ops} module, {ops} op"
+        ]
+        lines += [f"Note: {note}" for note in self.notes if not note.startswith("op layer on")]
+        return "\n".join(lines)
+
+    def __rich__(self) -> Group:
+        return Group(self.table(), Text(self.footer()))
+
+    def __str__(self) -> str:
+        buffer = io.StringIO()
+        Console(file=buffer, width=_WIDTH, color_system=None, legacy_windows=False).print(self)
+        return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+    def __repr__(self) -> str:
+        return f"<Summary {len(self.calls)} calls, {self.total_params:,} params>"
+
+
+_WIDTH = 200
+_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("Layer", "left"),
+    ("Input", "left"),
+    ("Output", "left"),
+    ("dtype", "left"),
+    ("device", "left"),
+    ("Params", "right"),
+    ("mean", "right"),
+    ("std", "right"),
+    ("min", "right"),
+    ("max", "right"),
+)
+
+
+def _layer_label(call: CallRecord) -> Text:
+    indent = "  " * call.depth
+    if call.kind == "op":
+        return Text(f"{indent}{call.op}", style="italic cyan")
+    leaf = call.module.rsplit(".", 1)[-1] if call.module else call.type
+    suffix = f" #{call.call_index}" if call.call_index else ""
+    return Text(f"{indent}{leaf} ({call.type}){suffix}" if call.module else f"{indent}{leaf}")
+
+
+def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> str:
+    """One line per record; an input whose dtype differs from the output's shows it."""
+    lines = []
+    for r in records:
+        label = format_shape(r.shape) if r.is_tensor else r.type_name
+        if usual_dtype is not None and r.is_tensor and r.dtype != usual_dtype:
+            label = f"{label} {r.dtype}"
+        lines.append(label if r.slot == "0" and len(records) == 1 else f"{r.slot}: {label}")
+    return "\n".join(lines)
+
+
+def _stat_lines(records: Sequence[TensorRecord], key: str) -> str:
+    return "\n".join(_number(r.stats, key) for r in records)
+
+
+def _number(stats: Mapping[str, float], key: str) -> str:
+    value = stats.get(key)
+    if value is None and key == "mean":
+        value = stats.get("true_frac")  # bool tensors: the share of True
+    return "" if value is None else f"{value:.4g}"
+
+
+def summary(
+    model: nn.Module,
+    *example_inputs: Any,
+    ops: bool = True,
+    stats: bool = True,
+    echo: bool = True,
+    **example_kwargs: Any,
+) -> Summary:
+    """Run one forward under a trace (no gradients) and print its table; returns the Summary.
+
+    ``ops``, ``stats`` and ``echo`` (print the table) are the summary's own options; every
+    other keyword argument goes to the model's forward.
+    """
+    with torch.no_grad(), trace(model, ops=ops, stats=stats) as t:
+        model(*example_inputs, **example_kwargs)
+    result = Summary(t.flow(0), t.modules, t.notes)
+    if echo:
+        # At least _WIDTH columns: a narrow terminal wraps long lines instead of squeezing
+        # the layer names away (the torchinfo habit of fixed-width lines).
+        console = Console()
+        Console(width=max(console.width, _WIDTH)).print(result)
+    return result
