@@ -1,4 +1,4 @@
-"""``tracer.summary()``: one traced forward printed as a table (the torchinfo habit, with values)."""
+"""``tracer.summary()``: one traced forward printed as a table (torchinfo's habit, with values)."""
 
 from __future__ import annotations
 
