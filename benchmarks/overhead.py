@@ -170,7 +170,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions per mode")
     parser.add_argument("--quick", action="store_true", help="3 repetitions (a smoke run)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print_table(measure(3 if args.quick else args.reps))
 
 

@@ -28,6 +28,7 @@ from tracer.stats import (
     StatFn,
     extra_stats,
     finite_stats,
+    needs_careful,
     stats_from_sums,
     tensor_stats,
 )
@@ -92,10 +93,8 @@ class _Rows:
                 break
             count = min(chunk.shape[0], used - start)
             block = chunk[:count].reshape(count, self.numel)
-            for offset, sums in enumerate(_row_sums(block)):
-                self.refs[start + offset].value = stats_from_sums(self.numel, sums) or finite_stats(
-                    block[offset], self.numel
-                )
+            for offset, stats in enumerate(_reduce_rows(block)):
+                self.refs[start + offset].value = stats
             start += count
         self.refs.clear()
 
@@ -104,17 +103,38 @@ def _plain(t: torch.Tensor) -> bool:
     return t.layout == torch.strided and not t.is_nested
 
 
-def _row_sums(block: torch.Tensor) -> list[list[float]]:
-    """``[sum, l2, l1, min, max, nonzero]`` of each row, with one host transfer."""
-    parts = (
-        block.sum(1),
-        torch.linalg.vector_norm(block, 2, dim=1),
-        torch.linalg.vector_norm(block, 1, dim=1),
-        block.amin(1),
-        block.amax(1),
-        (block != 0).sum(1).to(block.dtype),
-    )
-    return torch.stack(parts, 1).tolist()
+def _reduce_rows(block: torch.Tensor) -> list[dict[str, float]]:
+    """Statistics of each row of our own buffer (which this overwrites), two host transfers.
+
+    Sum, L2, min and max first; rows that need the careful path (NaN/Inf, or a spread too
+    small for the fast std) are reduced from their original values before the buffer is
+    turned in place into ``|x|`` (its row sums are the L1 norms) and then into 0/1 nonzero
+    flags (``ceil`` of ``|x|`` clamped to 1). In-place passes avoid the slow boolean
+    temporaries and unvectorised L1/L0 kernels that cost twice as much.
+    """
+    n = block.shape[1]
+    lo, hi = block.amin(1), block.amax(1)
+    first = torch.stack((block.sum(1), torch.linalg.vector_norm(block, 2, dim=1), lo, hi), 1)
+    rows = first.tolist()
+    careful = {
+        i: finite_stats(block[i], n)
+        for i, (total, l2, low, high) in enumerate(rows)
+        if needs_careful(n, total, l2, low, high)
+    }
+    block.abs_()
+    l1 = block.sum(1)
+    nonzero = block.ceil_().clamp_(max=1).sum(1)
+    second = torch.stack((l1, nonzero), 1).tolist()
+    return [
+        careful.get(i) or _fast(n, total, l2, a1, low, high, nz)
+        for i, ((total, l2, low, high), (a1, nz)) in enumerate(zip(rows, second, strict=True))
+    ]
+
+
+def _fast(
+    n: int, total: float, l2: float, l1: float, lo: float, hi: float, nz: float
+) -> dict[str, float]:
+    return stats_from_sums(n, [total, l2, l1, lo, hi, nz]) or {"numel": n}
 
 
 def _identity(t: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:

@@ -136,13 +136,10 @@ def fused_sums(x: torch.Tensor) -> list[float]:
 def stats_from_sums(n: int, sums: list[float]) -> dict[str, float] | None:
     """Statistics from fused sums; None when a value is non-finite or the std would be inexact."""
     total, l2, l1, lo, hi, nonzero = sums
-    if not (math.isfinite(total) and math.isfinite(l2) and math.isfinite(lo) and math.isfinite(hi)):
-        return None  # NaN/Inf present (or the squares overflowed): take the careful path
+    if needs_careful(n, total, l2, lo, hi):
+        return None
     mean = total / n
-    squares = l2 * l2
-    spread = squares - n * mean * mean
-    if n > 1 and spread < 1e-2 * squares:
-        return None  # |mean| >> std: the difference of squares loses precision
+    spread = l2 * l2 - n * mean * mean
     std = math.sqrt(max(spread, 0.0) / (n - 1)) if n > 1 else 0.0
     return {
         "numel": n,
@@ -156,6 +153,16 @@ def stats_from_sums(n: int, sums: list[float]) -> dict[str, float] | None:
         "nan_count": 0,
         "inf_count": 0,
     }
+
+
+def needs_careful(n: int, total: float, l2: float, lo: float, hi: float) -> bool:
+    """Whether the fast sums cannot give exact statistics (see :func:`finite_stats`)."""
+    if not (math.isfinite(total) and math.isfinite(l2) and math.isfinite(lo) and math.isfinite(hi)):
+        return True  # NaN/Inf present (or the squares overflowed)
+    squares = l2 * l2
+    mean = total / n
+    # |mean| >> std: the difference of squares would lose the spread to rounding.
+    return n > 1 and squares - n * mean * mean < 1e-2 * squares
 
 
 def finite_stats(x: torch.Tensor, n: int) -> dict[str, float]:
