@@ -1,4 +1,4 @@
-"""End to end in a real terminal: tmux runs `tracer tui` on runs recorded by `tracer run sentiment`."""
+"""End to end in a real terminal: tmux runs `tracer tui` on runs that `tracer run` recorded."""
 
 from __future__ import annotations
 
