@@ -5,6 +5,7 @@ Loaded with ``--plugin``; each lifecycle hook appends what it saw to ``EVENTS``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from tracer import hookimpl
@@ -20,6 +21,7 @@ class TinyConfig:
     fail_at: int = field(default=-1, metadata={"help": "raise at this step (-1: never)"})
     interrupt_at: int = field(default=-1, metadata={"help": "Ctrl-C at this step (-1: never)"})
     stop_at: int = field(default=-1, metadata={"help": "request a stop at this step"})
+    delay: float = field(default=0.0, metadata={"help": "seconds to sleep per step"})
 
 
 def data(config):
@@ -42,11 +44,14 @@ def train(model, data, config, ctx):
             raise RuntimeError(f"boom at step {i}")
         if i == config.interrupt_at:
             raise KeyboardInterrupt
+        time.sleep(config.delay)
         loss = model(data.to(ctx.device)).pow(2).mean()
         loss.backward()
         ctx.step({"loss": loss.item()})
         if i == config.stop_at:
             ctx.request_stop()
+    with ctx.untraced():  # an evaluation pass that must not show up as a traced step
+        model(data.to(ctx.device))
     return {"final": 1.5}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -145,8 +145,21 @@ class RunContext:
     def untraced(self) -> Iterator[None]:
         """Run a block (validation, testing) without recording it into the trace."""
         pause = getattr(self._trace, "paused", None)
-        with pause() if callable(pause) else nullcontext():
+        if callable(pause):
+            with pause():
+                yield
+            return
+        # Until the core's Trace offers paused(): lifting its module hooks stops recording
+        # (the op layer only switches on inside a hooked forward).
+        hooks = getattr(self._trace, "_hooks", None)
+        lifted = bool(getattr(hooks, "attached", False))
+        if lifted:
+            hooks.detach()
+        try:
             yield
+        finally:
+            if lifted:
+                hooks.attach()
 
 
 def build_model(pipeline: Pipeline, config: Any, data: Any) -> Any:

@@ -135,13 +135,51 @@ def run_pipeline(
     tags: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Build data and model, create the run, train under a trace into the store, finish it."""
-    import torch
+    from tracer import distributed
 
     config, seed = with_seed(config, seed)
-    torch_device = resolve_device(device)
+    # under torchrun: process group up, SIGTERM handled, clean teardown when the run is over
+    with distributed.session(resolve_device(device)) as job:
+        if job.where.distributed:
+            job.on_exit(store.engine.dispose)
+        return _run_in_job(
+            pipeline,
+            config,
+            job.device,
+            store=store,
+            plugins=plugins,
+            name=name,
+            seed=seed,
+            options={"every": every, "ops": ops, "grads": grads},
+            progress=progress,
+            command=command,
+            tags=tags,
+        )
+
+
+def _run_in_job(
+    pipeline: Pipeline,
+    config: Any,
+    torch_device: torch.device,
+    *,
+    store: Store,
+    plugins: PluginManager,
+    name: str | None,
+    seed: int,
+    options: Mapping[str, Any],
+    progress: Progress | None,
+    command: str | None,
+    tags: Mapping[str, str] | None,
+) -> RunResult:
+    """The run itself; the (DDP) model is released when this returns, before the teardown."""
+    import torch
+
+    from tracer import distributed
+
     seed_everything(seed)
     data = pipeline.data(config)
     model = build_model(pipeline, config, data).to(torch_device)
+    model = distributed.wrap(model, torch_device)  # DDP when in a job; each rank traces its replica
     where = Placement.from_env()
     run = store.create_run(
         name=name or pipeline.name,
@@ -153,7 +191,7 @@ def run_pipeline(
         torch_version=torch.__version__,
         rank=where.rank,
         world_size=where.world_size,
-        group_id=where.group_id,
+        group_id=where.group_id or distributed.group_id(),
         command=command,
     )
     ctx = RunContext(None, device=torch_device, progress=progress)
@@ -164,7 +202,6 @@ def run_pipeline(
         plugins.after_step(run, step, metrics)
 
     ctx.on_step = on_step
-    options = {"every": every, "ops": ops, "grads": grads}
     started = time.perf_counter()
     status = _train(pipeline, model, data, config, ctx, store, run, plugins, options)
     final = store.get_run(run.id)
@@ -185,13 +222,16 @@ def _train(
 ) -> str:
     """Train under a trace into the run's writer; returns the run's final status."""
     import tracer
+    from tracer.distributed import unwrap
 
     extra = {name: stat.fn for name, stat in plugins.tensor_stats.items()}
     status = "completed"
     try:
         with (
             stop_on_interrupt(ctx),
-            tracer.trace(model, sink=store.writer(run.id), extra_stats=extra, **options) as t,
+            tracer.trace(
+                unwrap(model), sink=store.writer(run.id), extra_stats=extra, **options
+            ) as t,
         ):
             ctx.bind(t)
             plugins.before_run(run, pipeline, config)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from tracer import distributed
 from tracer.plugins.builtin.sentiment.corpus import generate_reviews
 from tracer.plugins.builtin.sentiment.download import cache_dir
 from tracer.plugins.pipeline import PipelineError
@@ -109,6 +110,9 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int | None) -> D
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     dataset = TensorDataset(x, y)
     shuffle = seed is not None
+    shard = distributed.sampler(dataset, seed=seed) if seed is not None else None
+    if shard is not None:  # under torchrun each rank trains on its own shard
+        return DataLoader(dataset, batch, sampler=shard, drop_last=True)
     return DataLoader(dataset, batch, shuffle=shuffle, generator=generator, drop_last=True)
 
 

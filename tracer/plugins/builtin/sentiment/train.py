@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tracer import distributed
 from tracer.plugins.pipeline import RunContext
 
 
@@ -63,6 +64,7 @@ def train(model: nn.Module, data: Any, config: Any, ctx: RunContext) -> dict[str
     for epoch in range(1, config.epochs + 1):
         total = min(len(data.train), config.steps_per_epoch or len(data.train))
         ctx.progress.start(f"epoch {epoch}/{config.epochs}", total)
+        distributed.set_epoch(data.train, epoch)  # a new shard order each epoch under torchrun
         train_epoch(model, data, config, ctx, optimizer)
         if ctx.should_stop:
             return final

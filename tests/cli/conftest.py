@@ -1,0 +1,77 @@
+"""Fixtures for the command tests: a database with two recorded sentiment runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tracer.cli import cli
+
+TINY_PLUGIN = Path(__file__).parents[1] / "plugins" / "tiny_plugin.py"
+#: Small enough to be quick, with the article's dimensions where they shape the flow.
+QUICK = ["max_reviews=500", "epochs=1", "steps_per_epoch=1"]
+
+Invoke = Callable[..., Result]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    """Run the command in-process (click's runner); stdout and stderr kept apart."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def sets(values: list[str]) -> list[str]:
+    """``--set`` options for each value."""
+    return [part for value in values for part in ("--set", value)]
+
+
+@pytest.fixture
+def tracer_cli() -> Invoke:
+    """Run ``tracer ARGS...`` in-process; returns click's Result."""
+    return invoke
+
+
+@pytest.fixture
+def tiny_plugin() -> Path:
+    """The test plugin file with the ``tiny`` pipeline and every hook."""
+    return TINY_PLUGIN
+
+
+@pytest.fixture
+def quick_sets() -> list[str]:
+    """``--set`` options for a quick sentiment run with the article's dimensions."""
+    return sets(QUICK)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user database, cache or disabled plugins leak into the tests."""
+    monkeypatch.delenv("TRACER_DB", raising=False)
+    monkeypatch.delenv("TRACER_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("TRACER_DEBUG", raising=False)
+    monkeypatch.setenv("TRACER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with run 1 (hidden_dim 512) and run 2 (hidden_dim 256) of `sentiment`."""
+    db = tmp_path_factory.mktemp("runs") / "runs.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRACER_CACHE", str(db.parent / "cache"))
+        for name, hidden in (("big", 512), ("small", 256)):
+            result = invoke(
+                "run",
+                "sentiment",
+                "--db",
+                db,
+                "--name",
+                name,
+                "--every",
+                "1",
+                *sets([*QUICK, f"hidden_dim={hidden}"]),
+            )
+            assert result.exit_code == 0, result.output
+    return db
