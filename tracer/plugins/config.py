@@ -39,7 +39,8 @@ class ConfigField:
     @property
     def type_name(self) -> str:
         """The expected type as a user reads it: ``int``, ``float or none``."""
-        base = {Path: "path", str: "text"}.get(self.type, self.type.__name__)
+        names: dict[type, str] = {Path: "path", str: "text"}
+        base = names.get(self.type, self.type.__name__)
         return f"{base} or none" if self.optional else base
 
 
@@ -70,7 +71,8 @@ def config_fields(cls: type) -> list[ConfigField]:
         help_text = f.metadata.get("help")
         if not help_text:
             raise ConfigError(f"config field {f.name!r} of {cls.__name__} has no help text")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         kind, optional = _resolve(hints[f.name])
         fields.append(ConfigField(f.name, kind, optional, default, help_text))
     return fields

@@ -36,7 +36,7 @@ class Pipeline:
     description: str
     config_cls: type
     data: Callable[[Any], Any]
-    model: Callable[[Any], Any]
+    model: Callable[..., Any]
     train: Callable[[Any, Any, Any, RunContext], Mapping[str, float] | None]
     plugin: str = ""
 
@@ -151,7 +151,7 @@ class RunContext:
             return
         # Until the core's Trace offers paused(): lifting its module hooks stops recording
         # (the op layer only switches on inside a hooked forward).
-        hooks = getattr(self._trace, "_hooks", None)
+        hooks: Any = getattr(self._trace, "_hooks", None)
         lifted = bool(getattr(hooks, "attached", False))
         if lifted:
             hooks.detach()
