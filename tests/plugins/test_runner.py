@@ -149,3 +149,18 @@ def test_runner_resolve_device_is_clear_about_bad_names() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_runner_run_by_name_is_the_python_face_of_tracer_run(tmp_path: Path) -> None:
+    from tracer.plugins.runner import run
+
+    result = run(
+        "tiny",
+        db=str(tmp_path / "api.db"),
+        sets=["steps=2"],
+        plugin_files=[TINY_PLUGIN],
+        name="api",
+        every=1,
+    )
+    assert result.status == "completed" and result.steps == 2
+    assert open_store(tmp_path / "api.db").get_run("api").steps == 2

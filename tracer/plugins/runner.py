@@ -13,7 +13,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -247,3 +247,31 @@ def _train(
         plugins.on_run_error(store.get_run(run.id), exc)
         raise RunFailed(store.get_run(run.id), exc) from exc
     return status
+
+
+def run(
+    pipeline: str,
+    *,
+    db: str | None = None,
+    sets: Sequence[str] = (),
+    config_file: str | os.PathLike[str] | None = None,
+    plugin_files: Sequence[str | os.PathLike[str]] = (),
+    **options: Any,
+) -> RunResult:
+    """The Python face of ``tracer run``: ``run("sentiment", sets=["hidden_dim=256"])``.
+
+    ``options`` are those of :func:`run_pipeline` (``name``, ``every``, ``ops``, ``grads``,
+    ``device``, ``seed``, ``progress``, ``tags``).
+    """
+    from pathlib import Path
+
+    from tracer.plugins.config import build_config
+    from tracer.plugins.manager import PluginManager
+    from tracer.store import open_store
+
+    plugins = PluginManager.load([Path(p) for p in plugin_files])
+    found = plugins.pipeline(pipeline)
+    path = Path(config_file) if config_file is not None else None
+    config = build_config(found.config_cls, sets, path, section=found.name)
+    with open_store(db) as store:
+        return run_pipeline(found, config, store=store, plugins=plugins, **options)
