@@ -15,6 +15,7 @@ in-place updates (a BatchNorm output that an in-place ReLU then overwrites).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import weakref
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -72,18 +73,33 @@ class _Rows:
         self.per_chunk = max(1, CHUNK_NUMEL // self.numel)
         self.chunks: list[torch.Tensor] = []
         self.rows: list[torch.Tensor] = []  # views into the chunks, one per row
+        self.addresses: list[int] = []  # data_ptr of each row (CPU only)
         self.refs: list[StatsRef] = []
+        self.nbytes = self.numel * torch.empty((), dtype=dtype).element_size()
+        self.raw = self.device.type == "cpu"
 
     def add(self, t: torch.Tensor, ref: StatsRef) -> None:
         index = len(self.refs)
         if index == len(self.rows):
-            # Grow geometrically so a shape seen once costs one row, not a whole 4 MB chunk.
-            count = min(self.per_chunk, max(4, index))
-            chunk = torch.empty((count, *self.shape), dtype=self.dtype, device=self.device)
-            self.chunks.append(chunk)
-            self.rows.extend(chunk.unbind(0))
-        self.rows[index].copy_(t)
+            self._grow(index)
+        if self.raw and t.dtype is self.dtype and t.is_contiguous():
+            # A plain memory copy skips copy_()'s dispatch (about 0.3 us of 1.6 per tensor).
+            # Safe: rows are keyed by device (this is a CPU row), same dtype, contiguous
+            # source, and the destination is our own preallocated row.
+            ctypes.memmove(self.addresses[index], t.data_ptr(), self.nbytes)
+        else:
+            self.rows[index].copy_(t)  # converts float16/bfloat16, follows strides
         self.refs.append(ref)
+
+    def _grow(self, used: int) -> None:
+        # Geometric growth: a shape seen once costs a few rows, not a whole 4 MB chunk.
+        count = min(self.per_chunk, max(4, used))
+        chunk = torch.empty((count, *self.shape), dtype=self.dtype, device=self.device)
+        self.chunks.append(chunk)
+        rows = chunk.unbind(0)
+        self.rows.extend(rows)
+        if self.raw:
+            self.addresses.extend(row.data_ptr() for row in rows)
 
     def flush(self) -> None:
         """Reduce every used row, fill the refs and forget them (the buffers stay for reuse)."""
@@ -164,11 +180,12 @@ class StatsCollector:
         """The statistics of ``t`` as it is now (reused when the same tensor was seen this step)."""
         owner, key = _identity(t)
         hit = self._seen.get(key)
-        if hit is not None and hit[0]() is owner and hit[1] == t._version:
+        version = t._version
+        if hit is not None and hit[0]() is owner and hit[1] == version:
             return hit[2]
         ref = self._compute(t)
         with contextlib.suppress(TypeError):  # a subclass without weak references: no dedup
-            self._seen[key] = (weakref.ref(owner), t._version, ref)
+            self._seen[key] = (weakref.ref(owner), version, ref)
         return ref
 
     def flush(self) -> None:
