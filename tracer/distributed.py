@@ -274,4 +274,8 @@ def _on_sigterm() -> Callable[[], None] | None:
         signal.signal(signal.SIGTERM, handle)
     except ValueError:  # not the main thread
         return None
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore

@@ -22,6 +22,7 @@ from tracer.store.writer import RUNS, RunWriter, run_values
 
 if TYPE_CHECKING:
     from tracer.store.diff import FlowDiff
+    from tracer.store.groups import GroupInfo
 
 _STATUSES = ("running", "completed", "failed", "interrupted")
 
@@ -206,6 +207,18 @@ class Store:
         if row is None:
             raise RunNotFound(f"no run {ref!r} in {self.where}")
         return self._info(row)
+
+    def group(self, ref: int | str) -> GroupInfo:
+        """The distributed job of a run (id, name, ``latest``) or with group id ``ref``."""
+        from tracer.store.groups import find_group
+
+        return find_group(self, ref)
+
+    def run_of_rank(self, ref: int | str, rank: int | None) -> RunInfo:
+        """The run of ``rank`` in the job of ``ref`` (a run or a group id); None: ``ref``'s run."""
+        from tracer.store.groups import run_of_rank
+
+        return run_of_rank(self, ref, rank)
 
     def _info(self, row: Mapping[Any, Any]) -> RunInfo:
         return queries.run_info(row, now=time.time(), stale_after_s=self.stale_after_s)
