@@ -70,7 +70,7 @@ def main(db_url: str | None) -> None:
         _fail(f"no database at {location} (record a run first, e.g. `tracer run sentiment`)")
     try:
         data = Inspector.open(db_url)
-        data.runs()
+        data.store.list_runs(limit=1)  # fail here, before the screen is taken over
     except Exception as exc:  # any failure to read becomes a message, not a traceback
         _fail(f"cannot read {location}: {describe_error(exc)}")
     TracerApp(data).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -40,6 +41,7 @@ class RunsScreen(TracerScreen):
         self.sort_reverse = False
         self._seen: object = None
         self._polling = False
+        self._next_poll = 0.0
 
     def compose(self) -> ComposeResult:
         """Title line, filter, table, key bar; rows arrive from a worker."""
@@ -55,11 +57,24 @@ class RunsScreen(TracerScreen):
         self.set_interval(self.tracer_app.poll_interval, self.poll)
 
     def poll(self) -> None:
-        """Ask the store for the runs (one poll at a time)."""
-        if self._polling:
+        """Ask the store for the runs: one poll at a time, only while this screen is shown,
+        and never more than a tenth of the time (a database of thousands of runs takes a
+        while to list)."""
+        if self._polling or self.app.screen is not self or time.monotonic() < self._next_poll:
             return
         self._polling = True
-        self.fetch(self.data.runs, self._got_runs)
+        self.fetch(self._timed_runs, self._got_runs)
+
+    def _timed_runs(self) -> list[RunInfo]:
+        start = time.monotonic()
+        runs = self.data.runs()
+        self._next_poll = time.monotonic() + 9 * (time.monotonic() - start)
+        return runs
+
+    def on_screen_resume(self) -> None:
+        """Back from another screen: catch up at once."""
+        self._next_poll = 0.0
+        self.poll()
 
     def report(self, exc: BaseException) -> None:
         """A failed poll must not stop the next one."""

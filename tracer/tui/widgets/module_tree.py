@@ -54,13 +54,19 @@ class ModuleTree(Tree[str]):
         node = self._by_path.get(path)
         if node is None:
             return
+        self._target = node
+        expanded = False
         parent = node.parent
         while parent is not None:
-            parent.expand()
+            if not parent.is_expanded:  # expand() redraws the whole tree even when open
+                parent.expand()
+                expanded = True
             parent = parent.parent
-        # Expanding invalidates line numbers; they are rebuilt on the next refresh.
-        self._target = node
-        self.call_after_refresh(self._move_to_target)
+        if expanded:
+            # line numbers are rebuilt on the next refresh; move once they are
+            self.call_after_refresh(self._move_to_target)
+        else:
+            self._move_to_target()
 
     def _move_to_target(self) -> None:
         node = self._target

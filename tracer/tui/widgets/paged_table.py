@@ -26,7 +26,7 @@ class PagedTable(DataTable[Text]):
     table of a thousand runs or a step of thousands of calls starts with one page and grows.
     """
 
-    PAGE = 120
+    PAGE = 64
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
