@@ -75,33 +75,41 @@ def run(
     db: str | None,
 ) -> None:
     """Train PIPELINE with tracing on and record it as a run."""
+    from tracer import distributed
+    from tracer.cli_jobs import job_line, rank_progress
     from tracer.cli_render import summary_table
     from tracer.plugins.config import build_config
-    from tracer.plugins.progress import RichProgress
-    from tracer.plugins.runner import run_pipeline
+    from tracer.plugins.runner import resolve_device, run_pipeline
 
     plugins = load_plugins(plugin_files)
     pipeline = plugins.pipeline(pipeline_name)
     config = build_config(pipeline.config_cls, assignments, config_file, section=pipeline.name)
-    store = open_store(db, create=True)
-    err.print(f"[bold]{pipeline.name}[/] → {store.where}  (tracing every {every} steps)")
-    with RichProgress(err) as progress:
-        result = run_pipeline(
-            pipeline,
-            config,
-            store=store,
-            plugins=plugins,
-            name=name,
-            every=every,
-            ops=ops,
-            grads=grads,
-            device=device,
-            seed=seed,
-            progress=progress,
-            command=shlex.join(["tracer", *sys.argv[1:]]),
-        )
-    out.print(summary_table(result.run, result.metrics, result.duration_s))
-    out.print(f"run id: {result.run.id}    see it: tracer show {result.run.id}")
+    # under torchrun: one process group for the whole command; rank 0 creates the schema first
+    with distributed.session(resolve_device(device)) as job:
+        store = distributed.main_first(lambda: open_store(db, create=True))
+        job.on_exit(store.close)
+        if job.where.is_main:
+            err.print(f"[bold]{pipeline.name}[/] → {store.where}  (tracing every {every} steps)")
+        with rank_progress(job.where, err) as progress:
+            result = run_pipeline(
+                pipeline,
+                config,
+                store=store,
+                plugins=plugins,
+                name=name,
+                every=every,
+                ops=ops,
+                grads=grads,
+                device=device,
+                seed=seed,
+                progress=progress,
+                command=shlex.join(["tracer", *sys.argv[1:]]),
+            )
+    if job.where.is_main:  # one rank reports, after every rank has finished (the barrier)
+        out.print(summary_table(result.run, result.metrics, result.duration_s))
+        out.print(f"run id: {result.run.id}    see it: tracer show {result.run.id}")
+        if job.where.distributed:
+            out.print(job_line(store, result.run))
     if result.status == "interrupted":
         err.print("interrupted: the steps recorded so far are kept")
         sys.exit(INTERRUPTED)

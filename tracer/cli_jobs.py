@@ -1,0 +1,75 @@
+"""What the ``tracer`` command shows of distributed jobs: one rank reporting, job lines."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from tracer.distributed import Placement
+    from tracer.plugins.pipeline import Progress
+    from tracer.records import RunInfo
+    from tracer.store import Store
+    from tracer.store.groups import GroupInfo
+
+
+@contextmanager
+def rank_progress(where: Placement, console: Console) -> Iterator[Progress]:
+    """Rich bars on rank 0; the other ranks stay silent (their warnings too, errors still show)."""
+    if where.is_main:
+        from tracer.plugins.progress import RichProgress
+
+        with RichProgress(console) as progress:
+            yield progress
+        return
+    from tracer.plugins.pipeline import SilentProgress
+
+    logger = logging.getLogger("tracer")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # rank 0 already says it (e.g. "using the generated corpus")
+    try:
+        yield SilentProgress()
+    finally:
+        logger.setLevel(level)
+
+
+def ranks_text(group: GroupInfo) -> str:
+    """``0:5 1:6`` (rank:run id), with ``2:?`` for a rank that recorded nothing."""
+    shown = [f"{run.rank}:{run.id}" for run in group.runs]
+    shown += [f"{rank}:?" for rank in group.missing_ranks]
+    return " ".join(shown)
+
+
+def group_status(group: GroupInfo) -> str:
+    """``completed``, or ``failed (rank 1 died)``."""
+    return f"{group.status} ({group.reason})" if group.reason else group.status
+
+
+def job_line(store: Store, run: RunInfo) -> str:
+    """The line ``tracer run`` prints on rank 0 of a job: its id, status and runs by rank."""
+    if run.group_id is None:
+        return ""
+    group = store.group(run.id)
+    return (
+        f"job {group.group_id}: {group_status(group)}, {len(group.runs)} of "
+        f"{group.world_size} ranks (rank:run {ranks_text(group)})    "
+        f"compare ranks: tracer diff {run.id} --rank 0 --rank 1"
+    )
+
+
+def group_dict(group: GroupInfo, run_dict: Any) -> dict[str, Any]:
+    """A job as JSON-friendly values (``run_dict`` renders each rank's run)."""
+    return {
+        "group_id": group.group_id,
+        "status": group.status,
+        "reason": group.reason,
+        "world_size": group.world_size,
+        "dead_ranks": list(group.dead_ranks),
+        "failed_ranks": list(group.failed_ranks),
+        "missing_ranks": list(group.missing_ranks),
+        "runs": [run_dict(run) for run in group.runs],
+    }
