@@ -11,7 +11,7 @@ from torch import nn
 import tracer
 from tracer.collector import StatsCollector
 from tracer.records import BUILTIN_STATS
-from tracer.stats import SMALL_NUMEL, register_stat, tensor_stats, unregister_stat
+from tracer.stats import CHUNK, SMALL_NUMEL, register_stat, tensor_stats, unregister_stat
 
 
 def _reference(x: torch.Tensor) -> dict[str, float]:
@@ -44,11 +44,12 @@ def _collected(x: torch.Tensor) -> dict[str, float]:
     return ref.get()
 
 
-@pytest.mark.parametrize("numel", [7, SMALL_NUMEL, SMALL_NUMEL * 4])
+@pytest.mark.parametrize("numel", [7, SMALL_NUMEL, SMALL_NUMEL * 4, CHUNK * 2 + 10])
 def test_stats_float32_match_float64_reference_small_and_big(numel: int) -> None:
     torch.manual_seed(1)
     x = torch.randn(numel) * 3 + 0.5
     x[::5] = 0
+    x = x if numel < CHUNK else x.view(-1, 2).t()  # a transposed big tensor: reordered first
     _assert_close(_collected(x), _reference(x), rel=1e-5)
     _assert_close(tensor_stats(x), _reference(x), rel=1e-5)
 
@@ -79,10 +80,10 @@ def test_stats_empty_and_zero_dim() -> None:
     assert scalar["min"] == scalar["max"] == 2.5
 
 
-@pytest.mark.parametrize("numel", [10, SMALL_NUMEL * 2])
+@pytest.mark.parametrize("numel", [10, SMALL_NUMEL * 2, CHUNK * 2 + 5])
 def test_stats_nan_and_inf_counted_rest_over_finite_values(numel: int) -> None:
     x = torch.arange(numel, dtype=torch.float32)
-    x[1], x[2], x[3] = math.nan, math.inf, -math.inf
+    x[1], x[2], x[-1] = math.nan, math.inf, -math.inf
     got = _collected(x)
     assert got["nan_count"] == 1 and got["inf_count"] == 2
     _assert_close(got, _reference(x), rel=1e-6)
