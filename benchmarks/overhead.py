@@ -89,28 +89,30 @@ def _forward(model: nn.Module, inputs: tuple[torch.Tensor, ...], backward: bool)
             out.float().sum().backward()
 
 
-def _block(model: nn.Module, inputs: tuple[Any, ...], n: int, mode: str | None) -> float:
-    """Seconds per forward (+ ``t.step()``) over ``n`` forwards in one mode."""
-    backward = mode == "stats+grads" or mode == "plain+grads"
-    if mode in (None, "plain+grads"):
+def _block(model: nn.Module, inputs: tuple[Any, ...], n: int, mode: str) -> tuple[float, float]:
+    """Seconds per step over ``n`` steps in one mode: (forward + ``t.step()``, ``t.step()``)."""
+    backward = mode.endswith("grads")
+    if mode in ("plain", "plain+grads"):
         start = time.perf_counter()
         for _ in range(n):
             _forward(model, inputs, backward)
-        return (time.perf_counter() - start) / n
-    if mode == "every=10 (untraced step)":
-        with tracer.trace(model, sink=NullSink(), every=10) as t:
+        return (time.perf_counter() - start) / n, 0.0
+    untraced = mode.startswith("every=10")
+    options = {"every": 10} if untraced else MODES[mode]
+    with tracer.trace(model, sink=NullSink(), **options) as t:
+        if untraced:
             t.step()  # leave the recorded step 0: steps 1..9 are not recorded
-            start = time.perf_counter()
-            for _ in range(min(n, 9)):
-                _forward(model, inputs, False)
-                t.step()
-            return (time.perf_counter() - start) / min(n, 9)
-    with tracer.trace(model, sink=NullSink(), **MODES[mode]) as t:
-        start = time.perf_counter()
+            n = min(n, 9)
+        total = stepping = 0.0
         for _ in range(n):
+            start = time.perf_counter()
             _forward(model, inputs, backward)
+            middle = time.perf_counter()
             t.step()
-        return (time.perf_counter() - start) / n
+            end = time.perf_counter()
+            total += end - start
+            stepping += end - middle
+        return total / n, stepping / n
 
 
 def _peers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Callable[[], None]]:
@@ -132,37 +134,41 @@ def _peers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Call
     return peers
 
 
-def measure(reps: int) -> list[tuple[str, str, float, float]]:
-    """Rows of (model, mode, median seconds, ratio to the matching untraced time)."""
-    rows = []
+Row = tuple[str, str, float, float, float]
+
+
+def measure(reps: int) -> list[Row]:
+    """Rows of (model, mode, median seconds, ratio to untraced, share of it in ``t.step()``)."""
+    rows: list[Row] = []
     for name, (model, inputs, n) in models().items():
         model.eval()
         modes = ["plain", "shapes", "stats", "stats+ops", "every=10 (untraced step)"]
         modes += ["plain+grads", "stats+grads"]
         peers = _peers(model, inputs)
-        times: dict[str, list[float]] = {m: [] for m in modes + list(peers)}
-        _block(model, inputs, 1, None)  # warm up allocator and kernels
+        times: dict[str, list[tuple[float, float]]] = {m: [] for m in modes + list(peers)}
+        _block(model, inputs, 1, "plain")  # warm up allocator and kernels
         for _ in range(reps):
             for mode in modes:
-                times[mode].append(_block(model, inputs, n, None if mode == "plain" else mode))
+                times[mode].append(_block(model, inputs, n, mode))
             for peer, run in peers.items():
                 with torch.no_grad():
                     start = time.perf_counter()
                     run()
-                    times[peer].append(time.perf_counter() - start)
-        med = {m: statistics.median(v) for m, v in times.items()}
+                    times[peer].append((time.perf_counter() - start, 0.0))
+        med = {m: statistics.median(t for t, _ in v) for m, v in times.items()}
         for mode, value in med.items():
             base = med["plain+grads"] if mode.endswith("grads") else med["plain"]
-            rows.append((name, mode, value, value / base))
+            step = statistics.median(s for _, s in times[mode])
+            rows.append((name, mode, value, value / base, step / base))
     return rows
 
 
-def print_table(rows: list[tuple[str, str, float, float]]) -> None:
-    """One table: model, mode, median ms, ratio."""
+def print_table(rows: list[Row]) -> None:
+    """One table: model, mode, median ms, ratio, and how much of the ratio ``t.step()`` is."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'model':<30} {'mode':<26} {'median ms':>10} {'ratio':>7}")
-    for name, mode, seconds, ratio in rows:
-        print(f"{name:<30} {mode:<26} {seconds * 1e3:>10.2f} {ratio:>6.2f}x")
+    print(f"{'model':<30} {'mode':<26} {'median ms':>10} {'ratio':>7} {'in step()':>10}")
+    for name, mode, seconds, ratio, step in rows:
+        print(f"{name:<30} {mode:<26} {seconds * 1e3:>10.2f} {ratio:>6.2f}x {step:>9.2f}x")
 
 
 def main() -> None:
