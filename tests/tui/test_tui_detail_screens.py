@@ -81,10 +81,12 @@ def test_diff_screen_highlights_the_lstm_rows_of_two_hidden_sizes(seeded, make_a
         assert "lstm 1.11M → 295k" in text(pilot, "#counts")
         changed = {line.left.layer: line.status for line in table.lines if line.status != "same"}
         assert changed == {"lstm": "shape", "· view": "shape", "fc": "shape"}
-        lstm = table.get_row("2")
-        assert str(lstm[1]).endswith("(50, 200, 512) +2") and CHANGED in str(lstm[1].style)
-        assert str(lstm[8]).endswith("(50, 200, 256) +2") and CHANGED in str(lstm[8].style)
-        assert CHANGED not in str(table.get_row("1")[1].style)  # the embedding did not change
+        left, right = table.get_cell("2", "a.flow"), table.get_cell("2", "b.flow")
+        assert str(left).endswith("(50, 200, 512) +2") and CHANGED in str(left.style)
+        assert str(right).endswith("(50, 200, 256) +2") and CHANGED in str(right.style)
+        assert CHANGED in str(table.get_cell("2", "b.params").style)
+        assert CHANGED not in str(table.get_cell("1", "a.flow").style)  # the embedding: same
+        assert "a.dtype" not in [str(key.value) for key in table.columns]  # no dtype changes
 
         assert table.current_line().left.layer == "<root>"  # its parameter count changed
         await pilot.press("n")

@@ -23,7 +23,7 @@ class TracerApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help"),
-        Binding("escape", "back", "back", show=False),
+        Binding("escape", "close_screen", "back", show=False),
     ]
 
     def __init__(self, data: Inspector, *, poll_interval: float = 1.0) -> None:
@@ -42,7 +42,7 @@ class TracerApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
-    def action_back(self) -> None:
+    def action_close_screen(self) -> None:
         """Close the current screen, never the runs screen."""
         if len(self.screen_stack) > 2:
             self.pop_screen()

@@ -80,8 +80,8 @@ def side(call: CallRecord, modules: Mapping[str, ModuleRecord], names: Mapping[i
         flow=f"{ins} → {outs}" + (f" +{more}" if more > 0 else ""),
         dtype=kind,
         params=fmt.count(module.params_total) if module is not None and module.params_total else "",
-        mean=fmt.number(stats.get("mean")),
-        std=fmt.number(stats.get("std")),
+        mean=fmt.number(stats.get("mean"), 2),
+        std=fmt.number(stats.get("std"), 2),
     )
 
 

@@ -66,17 +66,19 @@ def varying_keys(runs: Sequence[RunInfo]) -> list[str]:
     return [key for key in keys if len({repr(run.config.get(key, missing)) for run in runs}) > 1]
 
 
+def _config_sort_key(key: str) -> Callable[[RunInfo], Any]:
+    return lambda run: _sortable(run.config.get(key))
+
+
 def columns(config_keys: Sequence[str]) -> list[Column]:
     """The base columns followed by one column per varying config key."""
-    extra = [
-        Column(f"config.{k}", k, lambda r, k=k: _sortable(r.config.get(k))) for k in config_keys
-    ]
+    extra = [Column(f"config.{k}", k, _config_sort_key(k)) for k in config_keys]
     return [*BASE_COLUMNS, *extra]
 
 
 def status_text(run: RunInfo) -> str:
     """The status cell: running runs carry the live marker, ranks show when there are several."""
-    text = run.status
+    text: str = run.status
     if run.status == "running":
         text = f"{text} {LIVE_MARKER}"
     if run.world_size > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from rich.text import Text
@@ -66,7 +67,7 @@ class DiffScreen(TracerScreen):
         if compared is None:
             return
         diff = compared.diff
-        names = ({}, {})
+        names: tuple[Mapping[int, str], Mapping[int, str]] = ({}, {})
         if self.show_names and diff.run_a is not None and diff.run_b is not None:
             names = (dimension_names(diff.run_a.config), dimension_names(diff.run_b.config))
         lines = diffview.lines(diff, compared.modules_a, compared.modules_b, names)
@@ -74,7 +75,8 @@ class DiffScreen(TracerScreen):
             lines = [line for line in lines if line.is_change]
         table = self.query_one(DiffTable)
         table.border_title = "aligned flows" + ("  (changes only)" if self.changes_only else "")
-        table.show_lines(lines, keep=keep)
+        moved = diff.counts.get("dtype", 0) + diff.counts.get("device", 0)
+        table.show_lines(lines, keep=keep, dtype=bool(moved))
 
     def _title(self) -> None:
         diff = self.compared.diff if self.compared else None

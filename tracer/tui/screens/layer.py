@@ -46,10 +46,10 @@ class LayerScreen(TracerScreen):
     def compose(self) -> ComposeResult:
         """Title, tensors, parameters, plots."""
         yield Static(self._title(), id="title")
-        tensors = DataTable(id="tensors", cursor_type="row")
+        tensors: DataTable[Text] = DataTable(id="tensors", cursor_type="row")
         tensors.border_title = "tensors"
         yield tensors
-        params = DataTable(id="params", cursor_type="row")
+        params: DataTable[Text] = DataTable(id="params", cursor_type="row")
         params.border_title = "parameters"
         yield params
         yield StatPlots(id="plots")

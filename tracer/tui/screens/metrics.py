@@ -93,10 +93,10 @@ class MetricsScreen(TracerScreen):
         plots.border_title = "metrics per step"
         yield plots
         with Horizontal(id="metrics-panes"):
-            prov = DataTable(id="provenance", cursor_type="row", show_header=False)
+            prov: DataTable[Text] = DataTable(id="provenance", cursor_type="row", show_header=False)
             prov.border_title = "provenance"
             yield prov
-            config = DataTable(id="config", cursor_type="row")
+            config: DataTable[Text] = DataTable(id="config", cursor_type="row")
             config.border_title = "config"
             yield config
         yield Footer()

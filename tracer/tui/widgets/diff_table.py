@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.console import JustifyMethod
 from rich.text import Text
 
 from tracer.tui.diffview import SIDE_FIELDS, DiffLine, Side
@@ -17,10 +18,10 @@ GAP = "┄"
 _MARK_STYLE = {"added": "bold green", "removed": "bold red"}
 
 
-def columns() -> list[tuple[str, str]]:
+def columns(fields: Sequence[str] = SIDE_FIELDS) -> list[tuple[str, str]]:
     """Left side, the marker, right side."""
-    left = [(f"a.{f}", TITLES[f]) for f in SIDE_FIELDS]
-    right = [(f"b.{f}", TITLES[f]) for f in SIDE_FIELDS]
+    left = [(f"a.{f}", TITLES[f]) for f in fields]
+    right = [(f"b.{f}", TITLES[f]) for f in fields]
     return [*left, ("marker", "│"), *right]
 
 
@@ -30,15 +31,23 @@ class DiffTable(PagedTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.lines: list[DiffLine] = []
+        self.fields: tuple[str, ...] = SIDE_FIELDS
 
     def on_mount(self) -> None:
         """The headings exist before the first diff arrives."""
         self.set_columns(columns())
 
-    def show_lines(self, lines: Sequence[DiffLine], keep: str | None = None) -> None:
-        """Show the lines, keeping the cursor on the same aligned row when possible."""
+    def show_lines(
+        self, lines: Sequence[DiffLine], keep: str | None = None, dtype: bool = True
+    ) -> None:
+        """Show the lines, keeping the cursor on the same aligned row when possible; the
+        dtype/device column only when asked (it costs width that the shapes need)."""
+        fields = SIDE_FIELDS if dtype else tuple(f for f in SIDE_FIELDS if f != "dtype")
+        if fields != self.fields:
+            self.fields = fields
+            self.set_columns(columns(fields))
         self.lines = list(lines)
-        self.show([diff_row(line) for line in self.lines], keep=keep)
+        self.show([diff_row(line, fields) for line in self.lines], keep=keep)
 
     def current_line(self) -> DiffLine | None:
         """The aligned row under the cursor."""
@@ -58,18 +67,19 @@ class DiffTable(PagedTable):
         return False
 
 
-def diff_row(line: DiffLine) -> Row:
+def diff_row(line: DiffLine, fields: Sequence[str] = SIDE_FIELDS) -> Row:
     """Cells for one aligned row: highlighted where the two sides differ."""
     marker = Text(line.marker, style=_MARK_STYLE.get(line.status, "bold yellow"))
-    return Row(line.key, [*side_cells(line.left, line), marker, *side_cells(line.right, line)])
+    left, right = side_cells(line.left, line, fields), side_cells(line.right, line, fields)
+    return Row(line.key, [*left, marker, *right])
 
 
-def side_cells(side: Side | None, line: DiffLine) -> list[Text]:
+def side_cells(side: Side | None, line: DiffLine, fields: Sequence[str]) -> list[Text]:
     """One side's cells, or a gap when the call exists only on the other side."""
     if side is None:
-        return [Text(GAP, style="dim") for _ in SIDE_FIELDS]
+        return [Text(GAP, style="dim") for _ in fields]
     cells = []
-    for field in SIDE_FIELDS:
+    for field in fields:
         style = ""
         if field in line.changed:
             style = CHANGED
@@ -77,6 +87,6 @@ def side_cells(side: Side | None, line: DiffLine) -> list[Text]:
             style = DRIFTED
         elif field == "layer" and line.is_change:
             style = "bold"
-        justify = "right" if field in ("params", "mean", "std") else "left"
+        justify: JustifyMethod = "right" if field in ("params", "mean", "std") else "left"
         cells.append(Text(side.cell(field), style=style, justify=justify))
     return cells
