@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -73,3 +73,16 @@ def group_dict(group: GroupInfo, run_dict: Any) -> dict[str, Any]:
         "missing_ranks": list(group.missing_ranks),
         "runs": [run_dict(run) for run in group.runs],
     }
+
+
+def job_cells(runs: Sequence[RunInfo], *, by_job: bool) -> Iterator[tuple[RunInfo, str, str]]:
+    """(run, status, ranks) per table row: a job folded into its rank 0 run when ``by_job``."""
+    from tracer.store.groups import GroupInfo, group_runs
+
+    for entry in group_runs(runs) if by_job else runs:
+        if isinstance(entry, GroupInfo):
+            yield entry.lead, group_status(entry), ranks_text(entry)
+        elif entry.world_size > 1 or entry.group_id is not None:
+            yield entry, entry.status, f"{entry.rank} of {entry.world_size}"
+        else:
+            yield entry, entry.status, "-"

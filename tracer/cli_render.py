@@ -67,22 +67,29 @@ def run_dict(run: RunInfo) -> dict[str, Any]:
         "device": run.device,
         "rank": run.rank,
         "world_size": run.world_size,
+        "group_id": run.group_id,
     }
 
 
-def runs_table(runs: Sequence[RunInfo]) -> Table:
-    """The ``tracer runs`` table: one row per run, newest first."""
+def runs_table(runs: Sequence[RunInfo], *, by_job: bool = True) -> Table:
+    """The ``tracer runs`` table, newest first: one row per run, or per distributed job (its
+    ranks listed as rank:run id) when ``by_job``."""
+    from tracer.cli_jobs import job_cells
+
+    jobs = any(run.group_id is not None or run.world_size > 1 for run in runs)
     table = Table(box=None, header_style="bold")
-    for column in ("id", "name", "pipeline", "status", "steps", "started", "took"):
-        table.add_column(column, justify="right" if column in ("id", "steps") else "left")
+    for column in ("id", "name", "pipeline", "status", "ranks", "steps", "started", "took"):
+        if column != "ranks" or jobs:
+            table.add_column(column, justify="right" if column in ("id", "steps") else "left")
     for metric in SUMMARY_METRICS:
         table.add_column(metric, justify="right")
-    for run in runs:
+    for run, status, ranks in job_cells(runs, by_job=by_job):
         table.add_row(
             str(run.id),
             run.name,
             run.pipeline or "-",
-            run.status,
+            status,
+            *([ranks] if jobs else []),
             str(run.steps),
             fmt_time(run.started_at),
             fmt_duration(run.duration_s),
