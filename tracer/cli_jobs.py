@@ -86,3 +86,20 @@ def job_cells(runs: Sequence[RunInfo], *, by_job: bool) -> Iterator[tuple[RunInf
             yield entry, entry.status, f"{entry.rank} of {entry.world_size}"
         else:
             yield entry, entry.status, "-"
+
+
+def rank_pair(
+    store: Store, ref_a: str, ref_b: str | None, ranks: Sequence[int]
+) -> tuple[RunInfo, RunInfo]:
+    """The two runs ``tracer diff`` compares: ``RUN_A RUN_B``, each at ``--rank`` (one rank for
+    both, or one each); ``RUN_B`` defaults to ``RUN_A`` when two ranks are given."""
+    import click
+
+    if len(ranks) > 2:
+        raise click.UsageError("--rank takes at most two values (RUN_A's and RUN_B's)")
+    if ref_b is None and len(ranks) != 2:
+        raise click.UsageError("give RUN_B, or two ranks of RUN_A's job: --rank 0 --rank 1")
+    rank_a = ranks[0] if ranks else None
+    rank_b = ranks[-1] if ranks else None
+    run_a = store.run_of_rank(ref_a, rank_a)
+    return run_a, store.run_of_rank(ref_a if ref_b is None else ref_b, rank_b)

@@ -21,6 +21,9 @@ from tracer.cli import print_json as emit_json
 @click.option("--name", help="Only runs with this name.")
 @click.option("--group", "group_id", help="Only runs of this distributed job (group id).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many (newest first).")
+@click.option(
+    "--ranks", "per_rank", is_flag=True, help="One line per rank of a distributed job, not per job."
+)
 @format_option
 @common
 def runs(
@@ -29,10 +32,11 @@ def runs(
     name: str | None,
     group_id: str | None,
     limit: int | None,
+    per_rank: bool,
     fmt: str,
     db: str | None,
 ) -> None:
-    """List recorded runs, newest first."""
+    """List recorded runs, newest first (a distributed job on one line with its ranks)."""
     from tracer.cli_render import run_dict, runs_table
 
     found = open_store(db).list_runs(
@@ -43,12 +47,13 @@ def runs(
     elif not found:
         out.print("no runs")
     else:
-        out.print(runs_table(found))
+        out.print(runs_table(found, by_job=not (per_rank or group_id)))
 
 
 @cli.command()
 @click.argument("ref", metavar="RUN")
 @click.option("--step", type=int, help="Traced step to show [default: the first].")
+@click.option("--rank", type=click.IntRange(min=0), help="That rank of RUN's distributed job.")
 @click.option("--layer", metavar="GLOB", help="Only layers whose path or op matches (lstm*, fc).")
 @click.option(
     "--names",
@@ -58,14 +63,20 @@ def runs(
 @format_option
 @common
 def show(
-    ref: str, step: int | None, layer: str | None, names: bool, fmt: str, db: str | None
+    ref: str,
+    step: int | None,
+    rank: int | None,
+    layer: str | None,
+    names: bool,
+    fmt: str,
+    db: str | None,
 ) -> None:
     """Show the shape flow of one traced step of RUN (an id, a name or `latest`)."""
     from tracer.cli_render import flow_dict, flow_table, select_calls
     from tracer.records import dimension_names
 
     store = open_store(db)
-    run = store.get_run(ref)
+    run = store.run_of_rank(ref, rank)
     steps = store.steps(run.id)
     if not steps:
         raise click.ClickException(f"run {run.id} ({run.name}) has no traced steps")
@@ -79,14 +90,22 @@ def show(
         return
     out.print(
         f"[bold]run {run.id}[/] {run.name} · {run.pipeline or '-'} · {run.status} · "
-        f"step {chosen} (traced: {len(steps)} steps)"
+        + (f"rank {run.rank} of {run.world_size} · " if run.world_size > 1 else "")
+        + f"step {chosen} (traced: {len(steps)} steps)"
     )
     out.print(flow_table(calls, dimension_names(run.config) if names else None))
 
 
 @cli.command()
 @click.argument("ref_a", metavar="RUN_A")
-@click.argument("ref_b", metavar="RUN_B")
+@click.argument("ref_b", metavar="[RUN_B]", required=False)
+@click.option(
+    "--rank",
+    "ranks",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="Rank of the job to compare; twice: RUN_A's and RUN_B's (RUN_B defaults to RUN_A).",
+)
 @click.option("--step", type=int, help="Traced step to compare [default: first common one].")
 @click.option("--step-b", type=int, help="A different step for RUN_B.")
 @click.option("--drift", is_flag=True, help="Also list value statistics that moved > 10%.")
@@ -99,7 +118,8 @@ def show(
 @common
 def diff(
     ref_a: str,
-    ref_b: str,
+    ref_b: str | None,
+    ranks: tuple[int, ...],
     step: int | None,
     step_b: int | None,
     drift: bool,
@@ -107,10 +127,15 @@ def diff(
     fmt: str,
     db: str | None,
 ) -> None:
-    """Compare the flows of two runs: config changes, then every call with changes marked."""
+    """Compare the flows of two runs (or two ranks of a job: `tracer diff RUN --rank 0 --rank 1`):
+    config changes, then every call with changes marked."""
     from tracer.cli_diff import diff_dict, diff_renderable, structure_differs
+    from tracer.cli_jobs import rank_pair
 
-    result = open_store(db).diff(ref_a, ref_b, step, step_b if step_b is not None else step)
+    store = open_store(db)
+    run_a, run_b = rank_pair(store, ref_a, ref_b, ranks)
+    drift = drift or run_a.group_id == run_b.group_id is not None  # ranks differ in values
+    result = store.diff(run_a.id, run_b.id, step, step_b if step_b is not None else step)
     if fmt == "json":
         emit_json(diff_dict(result))
     else:
