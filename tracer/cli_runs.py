@@ -134,7 +134,8 @@ def diff(
 
     store = open_store(db)
     run_a, run_b = rank_pair(store, ref_a, ref_b, ranks)
-    drift = drift or run_a.group_id == run_b.group_id is not None  # ranks differ in values
+    same_job = run_a.group_id is not None and run_a.group_id == run_b.group_id
+    drift = drift or same_job  # ranks of a job share shapes; their values are what differs
     result = store.diff(run_a.id, run_b.id, step, step_b if step_b is not None else step)
     if fmt == "json":
         emit_json(diff_dict(result))
