@@ -112,7 +112,9 @@ def _store_sink(
                 f"store= takes a path, a database URL, a Store or True, got {type(store).__name__}"
             )
         store = open_store(os.fspath(store))
-    fields = dict(run_fields)
+    from tracer.distributed import run_fields as placement  # rank, world size, group id
+
+    fields = {**dict(run_fields), **placement()}
     fields["name"] = fields["name"] or type(model).__name__
     run = store.create_run(**fields, device=_model_device(model), torch_version=torch.__version__)
     close = getattr(store, "close", None) if owned else None

@@ -77,13 +77,33 @@ def placement(env: Mapping[str, str] | None = None) -> Placement:
     return Placement(rank, world, local)
 
 
-def group_id(env: Mapping[str, str] | None = None) -> str | None:
+def run_fields() -> dict[str, Any]:
+    """``rank`` / ``world_size`` / ``group_id`` for a run created in this process ({} alone).
+
+    Never a collective (a user may trace on one rank only): the process group's rank and size
+    when one is up, else the torchrun variables; the group id from ``$TRACER_GROUP_ID`` or
+    torchrun's rendezvous id (other launchers: set ``TRACER_GROUP_ID``).
+    """
+    where = placement()
+    if dist.is_available() and dist.is_initialized():
+        where = Placement(dist.get_rank(), dist.get_world_size(), where.local_rank)
+    if not where.distributed and not os.environ.get(GROUP_ENV):
+        return {}
+    env = {**os.environ, "WORLD_SIZE": str(where.world_size), "RANK": str(where.rank)}
+    return {
+        "rank": where.rank,
+        "world_size": where.world_size,
+        "group_id": group_id(env, collective=False),
+    }
+
+
+def group_id(env: Mapping[str, str] | None = None, *, collective: bool = True) -> str | None:
     """The id every rank of this job records (None for a single process); cached per process.
 
     ``$TRACER_GROUP_ID`` wins; else torchrun's rendezvous id (``TORCHELASTIC_RUN_ID``, unique
     per ``--standalone`` launch or the ``--rdzv-id`` you pass), with the restart count after a
-    restart; else rank 0's random id, broadcast over the initialised process group (a collective:
-    every rank must get here).
+    restart; else, when ``collective``, rank 0's random id broadcast over the initialised process
+    group (every rank must get here).
     """
     env = os.environ if env is None else env
     chosen = env.get(GROUP_ENV, "").strip()
@@ -95,6 +115,8 @@ def group_id(env: Mapping[str, str] | None = None) -> str | None:
     if run_id and run_id.lower() != "none":
         restart = _env_int(env, "TORCHELASTIC_RESTART_COUNT", 0)
         return run_id if restart == 0 else f"{run_id}.{restart}"
+    if not collective:
+        return None
     if "broadcast" not in _group_cache:
         _group_cache["broadcast"] = _broadcast_id() if dist.is_initialized() else None
     return _group_cache["broadcast"]
