@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,10 +56,25 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database with run 1 (hidden_dim 512) and run 2 (hidden_dim 256) of `sentiment`."""
-    db = tmp_path_factory.mktemp("runs") / "runs.db"
+    """A database with run 1 "big" (hidden_dim 512) and run 2 "small" (hidden_dim 256).
+
+    Recorded once per test session and shared by the xdist workers (a file lock in the
+    session's common temporary folder), since each run trains the article's LSTM.
+    """
+    shared = tmp_path_factory.getbasetemp().parent / "tracer-cli-two-runs"
+    shared.mkdir(exist_ok=True)
+    db, done = shared / "runs.db", shared / "done"
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            _record_two_runs(db)
+            done.touch()
+    return db
+
+
+def _record_two_runs(db: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRACER_CACHE", str(db.parent / "cache"))
         for name, hidden in (("big", 512), ("small", 256)):
@@ -74,4 +90,3 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 *sets([*QUICK, f"hidden_dim={hidden}"]),
             )
             assert result.exit_code == 0, result.output
-    return db

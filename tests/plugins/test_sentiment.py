@@ -90,8 +90,10 @@ def test_sentiment_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_sentiment_without_imdb_announces_the_generated_corpus(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the command sends tracer's log to its own handler; here it goes to pytest's
+    monkeypatch.setattr(logging.getLogger("tracer"), "propagate", True)
     with caplog.at_level(logging.WARNING, logger="tracer.sentiment"):
         data = load_data(SentimentConfig(max_reviews=500))
     assert "using the built-in generated corpus" in caplog.text
