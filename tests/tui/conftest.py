@@ -57,5 +57,8 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
 @pytest.fixture
 def make_app(seeded: Seeded) -> Callable[[], TracerApp]:
     """A factory of apps on the seeded database (fast polling, so live tests stay short)."""
-    # a fixed location label: the real path changes from run to run and shows in the title
-    return lambda: TracerApp(Inspector(open_store(seeded.path), "tracer.db"), poll_interval=0.1)
+    # A fixed location label: the real path changes from run to run and shows in the title.
+    # The app shares the fixture's store: opening the same SQLite file a second time in one
+    # process (open_store reads the file's header) drops the locks of the first store's
+    # connections, after which they miss what another process writes.
+    return lambda: TracerApp(Inspector(seeded.store, "tracer.db"), poll_interval=0.1)

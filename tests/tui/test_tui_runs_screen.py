@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from tui_pilot import drive, wait_for
-from tui_seed import seed_run
 
 from tracer.tui.app import TracerApp
 from tracer.tui.dialogs.confirm import ConfirmDialog
 from tracer.tui.screens.diff import DiffScreen
+from tracer.tui.screens.run import RunScreen
 from tracer.tui.screens.runs import RunsScreen
 from tracer.tui.widgets.run_table import RunTable
 
@@ -117,17 +121,45 @@ def test_runs_screen_deletes_only_after_confirmation(seeded, make_app) -> None:
     drive(make_app(), script)
 
 
-def test_runs_screen_follows_new_runs_and_new_steps(seeded, make_app: Callable[[], TracerApp]):
-    from tui_seed import sentiment_calls
+WRITER = """
+import sys
+from tui_seed import seed_run, sentiment_calls
+from tracer.store import open_store
 
+store = open_store(sys.argv[1])
+store.writer(int(sys.argv[2])).write_step(10, sentiment_calls(10, 512))
+seed_run(store, "arrived later", hidden=64, steps=1)
+store.close()
+"""
+
+
+def test_runs_screen_follows_a_writer_process(seeded, make_app: Callable[[], TracerApp]) -> None:
     async def script(pilot: Pilot[None]) -> None:
         await loaded(pilot)
-        writer = seeded.store.writer(seeded.live)
-        writer.write_step(10, sentiment_calls(10, 512))
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+        args = [sys.executable, "-c", WRITER, str(seeded.path), str(seeded.live)]
+        writer = subprocess.Popen(args, env=env)  # writes while the app keeps polling
+        while writer.poll() is None:
+            await pilot.pause(0.05)
+        assert writer.returncode == 0
         await wait_for(pilot, lambda: cell(pilot, seeded.live, "steps") == "2")
-        new = seed_run(seeded.store, "arrived later", hidden=64, steps=1)
-        await wait_for(pilot, lambda: new in listed(pilot))
-        assert listed(pilot)[0] == new
+        await wait_for(pilot, lambda: len(listed(pilot)) == 5)
+        new = listed(pilot)[0]
+        assert cell(pilot, new, "name") == "arrived later"
         assert cell(pilot, new, "config.hidden_dim") == "64"
+
+    drive(make_app(), script)
+
+
+def test_runs_screen_responds_to_the_mouse(seeded, make_app) -> None:
+    async def script(pilot: Pilot[None]) -> None:
+        await loaded(pilot)
+        await pilot.click(RunTable, offset=(6, 0))  # the "id" heading: sort by id
+        assert listed(pilot) == sorted(listed(pilot))
+        row = listed(pilot).index(seeded.small) + 1  # below the heading
+        await pilot.click(RunTable, offset=(10, row))
+        await pilot.click(RunTable, offset=(10, row))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+        assert pilot.app.screen.run_id == seeded.small
 
     drive(make_app(), script)
