@@ -28,7 +28,13 @@ def _side(row: Any, role: str, right: bool) -> str:
 
 
 def _changes_text(row: Any) -> str:
-    return "; ".join(f"{c.role} {c.slot}: {c.left} → {c.right}" for c in row.changes)
+    """Which slots changed, by role and field: ``output 0, 1.0, 1.1 shape``."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in row.changes:
+        groups.setdefault((c.role, c.field), []).append(c.slot)
+    return "; ".join(
+        f"{role} {', '.join(slots)} {field}" for (role, field), slots in groups.items()
+    )
 
 
 def own_param_changes(diff: Any) -> list[Any]:
@@ -95,10 +101,11 @@ def _flow_table(diff: Any, drift: bool) -> Table:
 def _summary(diff: Any) -> str:
     counts = diff.counts
     changed = sum(counts.get(s, 0) for s in ("shape", "dtype", "device"))
+    keys, modules = len(diff.config), len(own_param_changes(diff))
     return (
         f"{changed} changed, {counts.get('added', 0)} added, {counts.get('removed', 0)} removed, "
-        f"{counts.get('same', 0)} same; {len(diff.config)} config keys and "
-        f"{len(own_param_changes(diff))} modules' parameter counts differ"
+        f"{counts.get('same', 0)} same; config: {keys} {'key' if keys == 1 else 'keys'} changed; "
+        f"parameters: {modules} {'module' if modules == 1 else 'modules'} changed"
     )
 
 
