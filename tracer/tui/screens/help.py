@@ -15,6 +15,7 @@ from textual.widgets import Static
 from tracer.tui.flow import FLAG_HELP
 
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
+    ("click", "move there; a runs heading sorts, a second click opens"),
     ("?", "this help"),
     ("ctrl+p", "command palette (every action)"),
     ("escape", "back"),
