@@ -120,3 +120,22 @@ def test_torchrun_killed_rank_fails_the_job_and_keeps_every_record(tmp_path: Pat
         assert survivor is not None and survivor.finished_at is not None  # it finished its run
     listed = CliRunner().invoke(cli, ["runs", "--db", db])
     assert listed.exit_code == 0 and "rank 1 died" in listed.output
+
+
+@pytest.mark.slow
+def test_torchrun_user_ddp_script_traced_through_the_api_records_a_job(tmp_path: Path) -> None:
+    db = str(tmp_path / "user.db")
+    done = torchrun(str(Path(__file__).with_name("ddp_script.py")), db, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with open_store(db) as store:
+        runs = store.list_runs()
+        assert len(runs) == 2 and {r.name for r in runs} == {"user-ddp"}
+        group = store.group(runs[0].id)
+        assert group.status == "completed" and group.ranks == (0, 1)
+        assert group.group_id == runs[1].group_id is not None
+        rank0, rank1 = group.runs
+        assert (rank0.world_size, rank1.world_size) == (2, 2)
+        assert store.steps(rank0.id) == store.steps(rank1.id) == [0, 1, 2]
+        flow0, flow1 = store.flow(rank0.id, 2), store.flow(rank1.id, 2)
+        assert shape_flow(flow0) == shape_flow(flow1)
+        assert output_means(flow0) != output_means(flow1)
