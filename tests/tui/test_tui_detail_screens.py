@@ -162,3 +162,25 @@ def test_command_palette_lists_the_screens_actions(seeded, make_app) -> None:
         assert {"diff marked", "mark", "delete", "filter", "metrics"} <= set(titles)
 
     drive(make_app(), script)
+
+
+def test_layer_screen_steps_through_the_same_call(seeded, make_app) -> None:
+    async def script(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        run = seeded.store.get_run(seeded.baseline)
+        call = next(c for c in seeded.store.flow(run.id, 0) if c.module == "lstm")
+        module = {m.path: m for m in seeded.store.module_tree(run.id)}["lstm"]
+        screen = LayerScreen(run, call, module, [0, 10, 20])
+        await app.push_screen(screen)
+        tensors = screen.query_one("#tensors", DataTable)
+        await pilot.press("down")  # output 0
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: screen.call.step == 10)
+        assert screen.call.module == "lstm"
+        assert str(tensors.get_cell("1", "mean")) == "0.11"
+        assert tensors.cursor_row == 1  # still on output 0
+        assert "step 10" in text(pilot, "#title")
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await wait_for(pilot, lambda: screen.call.step == 0)
+
+    drive(make_app(), script)

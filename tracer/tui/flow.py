@@ -56,6 +56,11 @@ def label(call: CallRecord) -> str:
     return (call.module or "<root>") + suffix
 
 
+def call_identity(call: CallRecord) -> tuple[str, int, str, str | None]:
+    """What makes "the same call" in another step: module, call index, kind and op."""
+    return (call.module, call.call_index, call.kind, call.op)
+
+
 def primary(tensors: Sequence[TensorRecord]) -> TensorRecord | None:
     """The first tensor among records (the value most layers are about)."""
     return next((t for t in tensors if t.is_tensor), None)

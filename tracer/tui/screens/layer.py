@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -11,6 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from tracer.records import BUILTIN_STATS, CallRecord, ModuleRecord, RunInfo, TensorRecord
 from tracer.tui import formatting as fmt
+from tracer.tui.flow import call_identity
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.stat_plots import StatPlots
 
@@ -34,13 +36,24 @@ PARAM_COLUMNS = ("parameter", "shape", "dtype", "numel", "trainable", "shared wi
 class LayerScreen(TracerScreen):
     """One call in full, and how its statistics move across the run's traced steps."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left_square_bracket", "step(-1)", "prev step"),
+        Binding("right_square_bracket", "step(1)", "next step"),
+        Binding("escape", "back", "back"),
+    ]
 
-    def __init__(self, run: RunInfo, call: CallRecord, module: ModuleRecord | None) -> None:
+    def __init__(
+        self,
+        run: RunInfo,
+        call: CallRecord,
+        module: ModuleRecord | None,
+        steps: Sequence[int] = (),
+    ) -> None:
         super().__init__()
         self.run = run
         self.call = call
         self.module = module
+        self.steps = list(steps) or [call.step]
         self.tensors: list[TensorRecord] = list(call.tensors)
 
     def compose(self) -> ComposeResult:
@@ -78,10 +91,33 @@ class LayerScreen(TracerScreen):
 
     def _fill_tensors(self) -> None:
         table = self.query_one("#tensors", DataTable)
+        row = table.cursor_row
+        table.clear(columns=True)
         for name in (*TENSOR_COLUMNS, *STAT_COLUMNS, "other"):
             table.add_column(Text(STAT_TITLES.get(name, name)), key=name)
         for index, tensor in enumerate(self.tensors):
             table.add_row(*tensor_cells(tensor), key=str(index))
+        if self.tensors:
+            table.move_cursor(row=min(row, len(self.tensors) - 1), animate=False)
+
+    def action_step(self, delta: int) -> None:
+        """Show the same call at the previous or next traced step (the plots stay)."""
+        where = self.steps.index(self.call.step) if self.call.step in self.steps else 0
+        index = min(max(where + delta, 0), len(self.steps) - 1)
+        if index == where:
+            return
+        run, step, wanted = self.run, self.steps[index], call_identity(self.call)
+
+        def landed(calls: list[CallRecord]) -> None:
+            found = next((c for c in calls if call_identity(c) == wanted), None)
+            if found is None:
+                self.notify(f"this layer was not called at step {step}", severity="warning")
+                return
+            self.call, self.tensors = found, list(found.tensors)
+            self.query_one("#title", Static).update(self._title())
+            self._fill_tensors()
+
+        self.fetch(lambda: self.data.flow(run, step), landed)
 
     def _fill_params(self) -> None:
         table = self.query_one("#params", DataTable)

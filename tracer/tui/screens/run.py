@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Static
 
 from tracer.records import CallRecord, ModuleRecord, RunInfo, dimension_names
 from tracer.tui import flow
+from tracer.tui.flow import call_identity
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.flow_table import FlowTable
 from tracer.tui.widgets.module_tree import ModuleTree
@@ -29,11 +30,6 @@ class Opened:
     steps: list[int]
     modules: list[ModuleRecord]
     calls: list[CallRecord]
-
-
-def call_identity(call: CallRecord) -> tuple[str, int, str, str | None]:
-    """What makes "the same call" in another step: module, call index, kind and op."""
-    return (call.module, call.call_index, call.kind, call.op)
 
 
 class RunScreen(TracerScreen):
@@ -206,7 +202,8 @@ class RunScreen(TracerScreen):
         from tracer.tui.screens.layer import LayerScreen
 
         modules = {m.path: m for m in self.query_one(ModuleTree).modules}
-        self.app.push_screen(LayerScreen(self.run, call, modules.get(call.module)))
+        screen = LayerScreen(self.run, call, modules.get(call.module), self.steps)
+        self.app.push_screen(screen)
 
     def action_search(self) -> None:
         """Show the module search box."""
