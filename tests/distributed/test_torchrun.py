@@ -52,6 +52,7 @@ def run_repeatedly(db: str, cwd: Path, times: int) -> None:
         done = torchrun(*sentiment_args(db), cwd=cwd)
         assert done.returncode == 0, f"attempt {attempt}: exit {done.returncode}\n{done.stderr}"
         assert done.stdout.count("run id:") == 1  # only rank 0 reports
+        assert done.stderr.count("val_loss") == 1 and done.stderr.count("generated corpus") == 1
         assert "job " in done.stdout and "completed, 2 of 2 ranks" in done.stdout
         assert "terminate called" not in done.stderr
 
