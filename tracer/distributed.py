@@ -152,9 +152,11 @@ def start(device: torch.device, where: Placement | None = None) -> bool:
             "WORLD_SIZE=%d without MASTER_ADDR/MASTER_PORT: no process group", where.world_size
         )
         return False
+    options: dict[str, Any] = {"rank": where.rank, "world_size": where.world_size}
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend_for(device), rank=where.rank, world_size=where.world_size)
+        options["device_id"] = device  # binds NCCL to this rank's GPU (barriers need to know)
+    dist.init_process_group(backend_for(device), **options)
     return True
 
 
