@@ -120,7 +120,17 @@ def select(
     shown = [run for run in runs if matches(run, query)]
     if sort is not None:
         shown.sort(key=sort.sort_key, reverse=reverse)
-    return shown
+    return ranks_together(shown)
+
+
+def ranks_together(runs: Sequence[RunInfo]) -> list[RunInfo]:
+    """The ranks of a distributed job next to each other, by rank, where its first run was."""
+    from tracer.store.groups import GroupInfo, group_runs
+
+    together: list[RunInfo] = []
+    for entry in group_runs(runs):
+        together.extend(entry.runs if isinstance(entry, GroupInfo) else (entry,))
+    return together
 
 
 def fingerprint(runs: Sequence[RunInfo]) -> tuple[tuple[Any, ...], ...]:
