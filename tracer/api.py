@@ -122,8 +122,8 @@ def _store_sink(
 
 
 def _model_device(model: nn.Module) -> str:
-    for tensor in model.parameters():
-        return str(tensor.device)
-    for tensor in model.buffers():
-        return str(tensor.device)
+    for param in model.parameters():
+        return str(param.device)
+    for buffer in model.buffers():
+        return str(buffer.device)
     return "cpu"

@@ -173,7 +173,7 @@ class StatsCollector:
 
     def __init__(self, extra: Mapping[str, StatFn] | None = None) -> None:
         self.extra = dict(extra or {})
-        self._seen: dict[int, tuple[Any, int, StatsRef]] = {}
+        self._seen: dict[tuple[Any, ...], tuple[Any, int, StatsRef]] = {}
         self._rows: dict[tuple[Any, ...], _Rows] = {}
 
     def request(self, t: torch.Tensor) -> StatsRef:
