@@ -41,7 +41,9 @@ class Terminal:
     def __init__(self, command: str, env: dict[str, str]) -> None:
         self.socket = f"tracer-test-{uuid.uuid4().hex[:8]}"
         self.env = env
-        self.tmux("new-session", "-d", "-s", "ui", "-x", "160", "-y", "48", command)
+        self.tmux(
+            "-f", "/dev/null", "new-session", "-d", "-s", "ui", "-x", "160", "-y", "48", command
+        )
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -87,6 +89,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     folder = tmp_path_factory.mktemp("sentiment")
     env = {**os.environ, "TRACER_CACHE": str(folder / "cache"), "TERM": "xterm-256color"}
     env.pop("TRACER_DB", None)
+    # Textual takes COLUMNS / LINES over the real terminal size (pytest workers may set them)
+    for name in ("COLUMNS", "LINES", "TMUX"):
+        env.pop(name, None)
     db = folder / "tracer.db"
     record(db, "baseline", 512, env)
     record(db, "small", 256, env)
@@ -126,35 +131,54 @@ def backgrounds(line: str) -> set[str]:
     return found
 
 
+def shows_runs(screen: str) -> bool:
+    """Both runs listed, with the config key that differs as a column."""
+    return "hidden_dim" in screen and "completed" in line_with(screen, "baseline", "512")
+
+
+def shows_article_flow(screen: str) -> bool:
+    """The article's shapes, call by call, in the flow pane."""
+    flow = right_pane(screen)
+    return all(
+        (
+            "(50, 200, 30)" in line_with(flow, "embedding", "(50, 200)"),
+            "(50, 200, 512)" in line_with(flow, "lstm", "(50, 200, 30)"),
+            "(10000, 512)" in line_with(flow, "view", "(50, 200, 512)"),
+            "(10000, 1)" in line_with(flow, "fc", "(10000, 512)"),
+            "(50,)" in line_with(flow, "getitem", "(50, 200)"),
+            "1.0 (1, 50, 512)" in flow,  # the LSTM's h
+        )
+    )
+
+
+def shows_hidden_size_diff(screen: str) -> bool:
+    """The config change on top, the LSTM row marked, the embedding row not."""
+    lstm = line_with(screen, "lstm", "(50, 200, 512)")
+    return (
+        "hidden_dim 512 → 256" in screen
+        and "≠shape" in lstm
+        and "(50, 200, 256)" in lstm
+        and "≠" not in line_with(screen, "embedding", "(50, 200, 30)")
+    )
+
+
 def test_tmux_inspector_shows_the_articles_flow_and_the_hidden_size_diff(terminal) -> None:
     term = terminal
-    runs = term.wait_for(lambda s: "baseline" in s and "small" in s)
-    assert "hidden_dim" in runs and "completed" in line_with(runs, "baseline")
-
+    term.wait_for(shows_runs)
     term.keys("Down", "Enter")  # newest first: small, then baseline (hidden_dim 512)
-    flow = right_pane(term.wait_for(lambda s: "(50, 200, 512)" in s))
-    assert "(50, 200, 30)" in line_with(flow, "embedding", "(50, 200)")
-    assert "(10000, 512)" in line_with(flow, "view", "(50, 200, 512)")
-    assert "(10000, 1)" in line_with(flow, "fc", "(10000, 512)")
-    assert "(50,)" in line_with(flow, "getitem")
-    assert "1.0 (1, 50, 512)" in flow  # the LSTM's h
-
+    term.wait_for(shows_article_flow)
     term.keys("n")
     term.wait_for(lambda s: "(batch_size, seq_length, hidden_dim)" in s)
 
     term.keys("Down", "Down", "Enter")  # <root> -> embedding -> lstm, open its detail
-    detail = term.wait_for(lambda s: "across steps" in s and "weight_hh_l0" in s)
-    assert "LSTM(30, 512" in detail
+    term.wait_for(lambda s: "LSTM(30, 512" in s and "across steps" in s and "weight_hh_l0" in s)
 
     term.keys("Escape")
     term.wait_for(lambda s: "names on (n)" in s)
     term.keys("Escape")
     term.wait_for(lambda s: "diff marked" in s)
     term.keys("Space", "Up", "Space", "d")  # mark baseline (last row), then small
-    diff = term.wait_for(lambda s: "hidden_dim 512 → 256" in s and "≠shape" in s)
-    lstm = line_with(diff, "lstm", "(50, 200, 512)")
-    assert "≠shape" in lstm and "(50, 200, 256)" in lstm
-    assert "≠" not in line_with(diff, "embedding", "(50, 200, 30)")
+    term.wait_for(shows_hidden_size_diff)
     coloured = term.screen(colours=True)
     lstm_colours = backgrounds(line_with(coloured, "lstm", "shape"))
     embedding_colours = backgrounds(line_with(coloured, "embedding"))
