@@ -6,6 +6,7 @@ import gc
 import tracemalloc
 from collections.abc import Mapping, Sequence
 
+import pytest
 import torch
 from torch import nn
 
@@ -48,6 +49,7 @@ def _train(model: nn.Module, t: tracer.Trace, steps: int) -> None:
         t.step()
 
 
+@pytest.mark.slow
 def test_memory_flat_over_1000_traced_steps() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))

@@ -14,6 +14,7 @@ def _shapes(records: tuple[tracer.TensorRecord, ...]) -> list[tuple[int, ...]]:
     return [r.shape for r in records]
 
 
+@pytest.mark.slow  # the full-size model: (50, 200) tokens through LSTM(30, 512)
 def test_ops_article_model_flow_reads_like_the_article() -> None:
     torch.manual_seed(0)
     model = ArticleLSTM(vocab=1000, embed=30, hidden=512)
