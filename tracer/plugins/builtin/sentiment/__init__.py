@@ -23,7 +23,7 @@ class SentimentConfig:
         metadata={"help": "aclImdb folder; default: the download cache, else the generated corpus"},
     )
     max_reviews: int | None = field(
-        default=1500, metadata={"help": "reviews to use (none = all); split 80/10/10"}
+        default=1000, metadata={"help": "reviews to use (none = all); split 80/10/10"}
     )
     seq_length: int = field(
         default=200, metadata={"help": "tokens per review: left-padded with 0 or truncated"}
