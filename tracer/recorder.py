@@ -219,7 +219,9 @@ _INTERN_LIMIT = 100_000
 
 
 def _freeze(pending: list[PendingTensor]) -> tuple[TensorRecord, ...]:
-    return tuple(_record(p) for p in pending)
+    if len(pending) == 1:  # the common case, without a generator
+        return (_record(pending[0]),)
+    return tuple([_record(p) for p in pending])
 
 
 def _record(p: PendingTensor) -> TensorRecord:
