@@ -178,9 +178,12 @@ class StatsCollector:
 
     def request(self, t: torch.Tensor) -> StatsRef:
         """The statistics of ``t`` as it is now (reused when the same tensor was seen this step)."""
+        try:
+            version = t._version
+        except RuntimeError:  # inference tensors have no version counter: no dedup
+            return self._compute(t)
         owner, key = _identity(t)
         hit = self._seen.get(key)
-        version = t._version
         if hit is not None and hit[0]() is owner and hit[1] == version:
             return hit[2]
         ref = self._compute(t)

@@ -160,13 +160,18 @@ class Recorder:
     def describe(self, slot: str, t: torch.Tensor, role: Role) -> PendingTensor:
         """Metadata of one tensor; never raises (an unreadable tensor keeps its type name)."""
         try:
-            ref = self.collector.request(t) if self.stats else None
             type_name = "Tensor" if type(t) is torch.Tensor else type(t).__name__
             dtype = _DTYPE_NAMES.get(t.dtype) or dtype_name(t.dtype)
             device = _DEVICE_NAMES.get(t.device) or device_name(t.device)
-            return (slot, tuple(t.shape), dtype, device, t.requires_grad, role, type_name, ref)
+            shape = tuple(t.shape)
         except Exception:
             return (slot, (), "", "", False, role, type(t).__name__, None)
+        try:
+            ref = self.collector.request(t) if self.stats else None
+        except Exception:  # statistics are best effort; the metadata is kept
+            self.internal_errors += 1
+            ref = None
+        return (slot, shape, dtype, device, t.requires_grad, role, type_name, ref)
 
     def finish(self, step: int) -> list[CallRecord]:
         """Flush statistics, attach parameter gradients, and return the step's records."""

@@ -164,3 +164,11 @@ def test_stats_off_records_shapes_only() -> None:
         model(torch.ones(1, 3))
     out = t.calls[0].outputs[0]
     assert out.shape == (1, 3) and out.stats == {}
+
+
+def test_stats_inference_mode_tensors_recorded_with_statistics() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    with torch.inference_mode(), tracer.trace(model) as t:
+        model(torch.ones(2, 4))
+    assert all(r.shape == (2, 4) and "mean" in r.stats for c in t.calls for r in c.outputs)
+    assert t.internal_errors == 0
