@@ -91,7 +91,7 @@ def show(
     out.print(
         f"[bold]run {run.id}[/] {run.name} · {run.pipeline or '-'} · {run.status} · "
         + (f"rank {run.rank} of {run.world_size} · " if run.world_size > 1 else "")
-        + f"step {chosen} (traced: {len(steps)} steps)"
+        + f"step {chosen} ({len(steps)} traced)"
     )
     out.print(flow_table(calls, dimension_names(run.config) if names else None))
 
