@@ -184,3 +184,8 @@ def test_trace_name_stays_callable_after_submodule_import() -> None:
     with tracer.trace(nn.Linear(2, 2)) as t:
         pass
     assert isinstance(t, tracer.Trace)
+
+
+def test_trace_store_argument_of_wrong_type_is_refused_clearly() -> None:
+    with pytest.raises(TypeError, match="store= takes a path, a database URL, a Store or True"):
+        tracer.trace(nn.Linear(1, 1), store=123)
