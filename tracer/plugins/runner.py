@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tracer.plugins.config import ConfigError
 from tracer.plugins.pipeline import Pipeline, Progress, RunContext, build_model, config_dict
 
 if TYPE_CHECKING:
@@ -76,9 +77,9 @@ def resolve_device(name: str | None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r} (try auto, cpu, cuda, cuda:1, mps)") from None
+        raise ConfigError(f"unknown device {name!r} (try auto, cpu, cuda, cuda:1, mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
     return device
 
 
