@@ -143,6 +143,7 @@ def test_cli_debug_shows_the_traceback(tracer_cli, tiny_plugin) -> None:
         (["run", "sentiment", "--set", "hidden_dim=big"], "expected int"),
         (["run", "sentiment", "--set", "hidden_dim"], "expected key=value"),
         (["run", "sentiment", "--plugin", "missing.py"], "plugin file missing.py does not exist"),
+        (["run", "sentiment", "--device", "warp"], "unknown device 'warp'"),
         (["runs"], "no database at ./tracer.db"),
         (["show", "1", "--db", "none.db"], "no database at none.db"),
     ],
