@@ -158,7 +158,7 @@ def chunked_sums(x: torch.Tensor) -> list[float]:
         lo, hi = min(lo, low.item()), max(hi, high.item())
         torch.abs(chunk, out=part)
         l1 += part.sum().item()
-        nonzero += part.ceil_().clamp_(max=1).sum().item()
+        nonzero += part.sign_().sum().item()
     return [total, math.sqrt(squares), l1, lo, hi, nonzero]
 
 
