@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,7 +64,9 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Recorded once per test session and shared by the xdist workers (a file lock in the
     session's common temporary folder), since each run trains the article's LSTM.
     """
-    shared = tmp_path_factory.getbasetemp().parent / "tracer-cli-two-runs"
+    base = tmp_path_factory.getbasetemp()
+    # under xdist each worker's base folder sits inside the session's: share that one
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "two-runs"
     shared.mkdir(exist_ok=True)
     db, done = shared / "runs.db", shared / "done"
     with (shared / "lock").open("w") as lock:
