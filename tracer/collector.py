@@ -79,6 +79,7 @@ class _Rows:
         self.raw = self.device.type == "cpu"
 
     def add(self, t: torch.Tensor, ref: StatsRef) -> None:
+        """Copy ``t``'s values into the next row; ``ref`` is filled when the rows are flushed."""
         index = len(self.refs)
         if index == len(self.rows):
             self._grow(index)
