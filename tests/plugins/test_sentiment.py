@@ -180,3 +180,15 @@ def test_sentiment_steps_per_epoch_caps_training() -> None:
         RunContext(steps, device=torch.device("cpu")),
     )
     assert steps.n == 4
+
+
+def test_sentiment_run_records_where_its_data_came_from(tmp_path: Path) -> None:
+    from tracer.plugins.runner import run
+
+    result = run(
+        "sentiment",
+        db=str(tmp_path / "s.db"),
+        every=1,
+        sets=["max_reviews=500", "hidden_dim=8", "epochs=1", "steps_per_epoch=1"],
+    )
+    assert result.run.tags["data"] == "the built-in generated corpus"

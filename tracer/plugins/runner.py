@@ -83,6 +83,12 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+def _with_source(tags: Mapping[str, str] | None, data: Any) -> dict[str, str]:
+    """The run's tags plus ``data``: where the data came from, when the pipeline says so."""
+    source = getattr(data, "source", None)
+    return {**(tags or {}), **({"data": str(source)} if source else {})}
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's and torch's generators so a run can be repeated."""
     import torch
@@ -187,7 +193,7 @@ def _run_in_job(
         pipeline=pipeline.name,
         config=config_dict(config),
         seed=seed,
-        tags=tags,
+        tags=_with_source(tags, data),
         device=str(torch_device),
         torch_version=torch.__version__,
         rank=where.rank,
