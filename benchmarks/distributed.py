@@ -169,10 +169,19 @@ def postgres(args: argparse.Namespace) -> tuple[str | None, Any]:
     return server.url("bench"), server
 
 
-def report_writers(label: str, make_url: Any, args: argparse.Namespace) -> None:
-    """Print the writer rates of one backend for 1, 2 and 4 writers."""
-    for writers in (1, 2, 4):
-        rate, per_step = writers_rate(make_url(writers), writers, args.steps, args.calls)
+def report_writers(backends: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print each backend's writer rates for 1, 2 and 4 writers: medians of alternating rounds
+    (this machine's speed drifts from one second to the next)."""
+    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for round_ in range(args.rounds):
+        for label, make_url in backends.items():
+            for writers in (1, 2, 4):
+                url = make_url(writers, round_)
+                measured = writers_rate(url, writers, args.steps, args.calls)
+                results.setdefault((label, writers), []).append(measured)
+    for (label, writers), measured in results.items():
+        rate = statistics.median(r for r, _ in measured)
+        per_step = statistics.median(ms for _, ms in measured)
         print(f"{label:10} {writers} writer(s): {rate:>10,.0f} tensor records/s   "
               f"{per_step:6.1f} ms per step transaction")  # fmt: skip
 
@@ -184,19 +193,23 @@ def main() -> None:
     parser.add_argument("--no-pg", action="store_true", help="Skip PostgreSQL.")
     parser.add_argument("--steps", type=int, default=200, help="steps per writer")
     parser.add_argument("--calls", type=int, default=50, help="calls per step (3 tensors each)")
+    parser.add_argument("--rounds", type=int, default=3, help="writer rounds (medians)")
     parser.add_argument("--ddp-steps", type=int, default=3, help="steps per timed block")
-    parser.add_argument("--ddp-rounds", type=int, default=3, help="untraced/traced block pairs")
+    parser.add_argument(
+        "--ddp-rounds", type=int, default=3, help="untraced/traced block pairs (0: skip)"
+    )
     parser.add_argument("--hidden-dim", type=int, default=512, help="LSTM size of the DDP step")
     args = parser.parse_args()
     pg_url, server = postgres(args)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{args.steps} steps per writer, {args.calls * 3} tensor records per step")
-            report_writers("sqlite", lambda n: str(Path(tmp) / f"w{n}.db"), args)
+            backends: dict[str, Any] = {"sqlite": lambda n, r: str(Path(tmp) / f"w{n}-{r}.db")}
             if pg_url is not None:
-                report_writers("postgresql", lambda n: pg_url, args)
+                backends["postgresql"] = lambda n, r: pg_url
+            report_writers(backends, args)
             for label, url in (("sqlite", str(Path(tmp) / "ddp.db")), ("postgresql", pg_url)):
-                if url is None:
+                if url is None or args.ddp_rounds == 0:
                     continue
                 times = ddp_step_times(url, args.ddp_steps, args.ddp_rounds, args.hidden_dim)
                 plain = statistics.median(times["plain"])
