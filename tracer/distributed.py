@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -291,6 +292,10 @@ def _on_sigterm() -> Callable[[], None] | None:
     def handle(signum: int, frame: Any) -> None:
         if fired:
             return  # already finishing: let the cleanup run
+        if _in_database_call(frame):
+            # an exception inside a commit could leave the run unfinished: ask again shortly
+            threading.Timer(0.02, os.kill, (os.getpid(), signum)).start()
+            return
         fired.append(signum)
         raise Terminated("stopped by SIGTERM (torchrun stops every rank when one fails)")
 
@@ -303,3 +308,12 @@ def _on_sigterm() -> Callable[[], None] | None:
         signal.signal(signal.SIGTERM, previous)
 
     return restore
+
+
+def _in_database_call(frame: Any) -> bool:
+    """True while the interrupted code is inside the store or SQLAlchemy (a write, a commit)."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(("tracer.store", "sqlalchemy")):
+            return True
+        frame = frame.f_back
+    return False

@@ -3,12 +3,20 @@ wrappers, and every helper being a no-op outside a job."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
+from sqlalchemy import event
 from torch import nn
 
 from tracer import distributed
 from tracer.distributed import DistributedError, Placement
+from tracer.store import open_store
 
 TORCHRUN = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "TORCHELASTIC_RUN_ID": "abc"}
 
@@ -99,3 +107,28 @@ def test_session_without_rendezvous_records_placement_but_forms_no_group(
     with distributed.session(torch.device("cpu")) as job:
         assert job.where == Placement(1, 2, 1) and not job.owned
     assert not torch.distributed.is_initialized()
+
+
+def test_sigterm_becomes_terminated_outside_database_calls() -> None:
+    restore = distributed._on_sigterm()
+    assert restore is not None
+    try:
+        with pytest.raises(distributed.Terminated, match="stopped by SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here, in the main thread
+    finally:
+        restore()
+
+
+def test_sigterm_waits_while_the_store_writes(tmp_path: Path) -> None:
+    frames: list[bool] = []
+    with open_store(tmp_path / "t.db") as store:
+        # what the handler sees when the signal lands inside a statement
+        event.listen(
+            store.engine,
+            "before_cursor_execute",
+            lambda *args: frames.append(distributed._in_database_call(sys._getframe())),
+        )
+        store.create_run(name="x")
+    assert frames and all(frames)
+    assert not distributed._in_database_call(sys._getframe())
