@@ -104,3 +104,18 @@ def test_run_on_other_host_is_interrupted_after_silence(tmp_path: Path) -> None:
         assert store.get_run(busy.id).status == "running"
         store.writer(quiet.id).write_metrics(1, {"loss": 0.1})  # a write is a heartbeat
         assert store.get_run(quiet.id).status == "running"
+
+
+def test_store_opened_twice_in_one_process_sees_other_processes_writes(tmp_path: Path) -> None:
+    # Opening a database a second time must not drop the first store's SQLite locks (closing
+    # any descriptor of the file would), or a writer process deletes the WAL under it.
+    path = str(tmp_path / "twice.db")
+    first = open_store(path)
+    assert first.list_runs() == []
+    second = open_store(path)
+    finish(spawn("write", path, "other", "1", "3"))
+    runs = first.list_runs()
+    assert [(r.name, r.steps) for r in runs] == [("other", 3)]
+    assert first.flow(runs[0].id, 2) == sample_flow(2)
+    first.close()
+    second.close()

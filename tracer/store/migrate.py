@@ -26,7 +26,6 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 #: Every revision in migrations/versions, oldest first. Spelled out so that opening an up-to-date
 #: database never imports Alembic (a third of a second); a test checks it against the scripts.
 REVISIONS: tuple[str, ...] = ("0001", "0002")
-_SQLITE_HEADER = b"SQLite format 3\x00"
 #: Advisory lock key serialising schema creation on PostgreSQL ("tracer" in ASCII).
 ADVISORY_KEY = 0x747261636572
 
@@ -83,12 +82,11 @@ def precheck_sqlite_file(path: Path) -> None:
         return
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a database file")
-    with path.open("rb") as fh:
-        header = fh.read(len(_SQLITE_HEADER))
-    if not header:
+    if path.stat().st_size == 0:
         return  # an empty file is a fresh database to SQLite
-    if header != _SQLITE_HEADER:
-        raise SchemaError(f"{path} is not a SQLite database (corrupt or another kind of file)")
+    # No open()/close() of the file here: closing any descriptor of a SQLite file drops every
+    # POSIX lock this process holds on it, which would silently break other open stores.
+    # SQLite's own connections share lock state per inode, so asking sqlite3 is safe.
     try:
         conn = sqlite3.connect(path, timeout=30)
         try:
@@ -102,6 +100,10 @@ def precheck_sqlite_file(path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if "file is not a database" in str(exc):
+            raise SchemaError(
+                f"{path} is not a SQLite database (corrupt or another kind of file)"
+            ) from None
         raise SchemaError(f"{path} is a corrupt SQLite database: {exc}") from None
     classify(tables, revision, str(path))
 
