@@ -30,6 +30,18 @@ def test_imports_torch_free_module_does_not_load_torch(module: str) -> None:
     assert done.stdout.strip() == "False", f"importing {module} imported torch"
 
 
+def test_imports_trace_is_the_function_whatever_is_imported_first() -> None:
+    code = (
+        "import types, tracer.session, tracer; import tracer.api as api; "
+        "print(isinstance(tracer.trace, types.FunctionType) and tracer.trace is api.trace)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+
+
 def test_imports_public_api_loads_lazily() -> None:
     code = (
         "import sys, tracer; assert 'torch' not in sys.modules; "

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "trace": "tracer.api",
     "summary": "tracer.summary",
-    "Trace": "tracer.trace",
+    "Trace": "tracer.session",
     "Sink": "tracer.sink",
     "MemorySink": "tracer.sink",
     "register_stat": "tracer.stats",
@@ -57,11 +57,11 @@ if TYPE_CHECKING:
         RunInfo,
         TensorRecord,
     )
+    from tracer.session import Trace
     from tracer.sink import MemorySink, Sink
     from tracer.stats import register_stat
     from tracer.store import open_store
     from tracer.summary import summary
-    from tracer.trace import Trace
 
 
 def __getattr__(name: str) -> Any:

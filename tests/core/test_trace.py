@@ -8,8 +8,8 @@ from core.models import ArticleLSTM, DictModel, TwiceModel, mlp
 from torch import nn
 
 import tracer
+from tracer.session import TraceError
 from tracer.sink import MemorySink
-from tracer.trace import TraceError
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -176,11 +176,14 @@ def test_trace_step_inside_forward_is_refused() -> None:
             model(torch.ones(1))
 
 
-def test_trace_name_stays_callable_after_submodule_import() -> None:
+def test_trace_name_is_the_function_after_session_import() -> None:
     import importlib
+    import types
 
-    importlib.import_module("tracer.trace")
-    assert tracer.Trace.__name__ == "Trace"
+    importlib.import_module("tracer.session")
+    assert isinstance(tracer.trace, types.FunctionType)
+    assert tracer.trace is importlib.import_module("tracer.api").trace
+    assert tracer.Trace is importlib.import_module("tracer.session").Trace
     with tracer.trace(nn.Linear(2, 2)) as t:
         pass
     assert isinstance(t, tracer.Trace)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -205,20 +203,3 @@ def _claim(model: nn.Module) -> None:
                 f"{where} is already traced by an open tracer.trace(); close that trace first"
             )
     _TRACED.update(model.modules())
-
-
-class _CallableModule(types.ModuleType):
-    """Keeps ``tracer.trace(...)`` working after ``import tracer.trace`` binds this module there.
-
-    Importing a submodule sets it as an attribute of its package, so once ``tracer.trace`` (this
-    module) is imported, the name ``tracer.trace`` would stop meaning the function. Calling the
-    module forwards to the function instead.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Trace:
-        from tracer.api import trace
-
-        return trace(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
