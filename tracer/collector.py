@@ -26,11 +26,15 @@ import torch
 from tracer.stats import (
     CHUNK_NUMEL,
     SMALL_NUMEL,
+    VECTOR_SIZE,
     StatFn,
+    device_vector,
     extra_stats,
     finite_stats,
+    has_values,
     needs_careful,
     stats_from_sums,
+    stats_from_vector,
     tensor_stats,
 )
 
@@ -176,6 +180,8 @@ class StatsCollector:
         self.extra = dict(extra or {})
         self._seen: dict[tuple[Any, ...], tuple[Any, int, StatsRef]] = {}
         self._rows: dict[tuple[Any, ...], _Rows] = {}
+        # Accelerator tensors: statistics vectors still on the device, read back at flush.
+        self._pending: list[tuple[StatsRef, str, int, torch.Tensor]] = []
 
     def request(self, t: torch.Tensor) -> StatsRef:
         """The statistics of ``t`` as it is now (reused when the same tensor was seen this step)."""
@@ -198,13 +204,39 @@ class StatsCollector:
             for rows in self._rows.values():
                 if rows.refs:
                     rows.flush()
+            self._flush_pending()
         self._seen.clear()
+
+    def _flush_pending(self) -> None:
+        """One device-to-host transfer for every accelerator tensor of the step."""
+        if not self._pending:
+            return
+        by_device: dict[torch.device, list[tuple[StatsRef, str, int, torch.Tensor]]] = {}
+        for item in self._pending:
+            by_device.setdefault(item[3].device, []).append(item)
+        self._pending = []
+        for items in by_device.values():
+            values = torch.cat([vector for *_, vector in items]).tolist()
+            offset = 0
+            for ref, kind, n, _ in items:
+                size = VECTOR_SIZE[kind]
+                ref.value = stats_from_vector(kind, n, values[offset : offset + size])
+                offset += size
 
     def _compute(self, t: torch.Tensor) -> StatsRef:
         ref = StatsRef()
         if self.extra:
             ref.extra = extra_stats(t, self.extra)
         n = t.numel()
+        if t.device.type not in ("cpu", "meta") and n > 0 and has_values(t):
+            with torch.no_grad():
+                try:
+                    kind, vector = device_vector(t.detach())
+                except (RuntimeError, TypeError, NotImplementedError):  # exotic dtype
+                    ref.value = {"numel": n}
+                    return ref
+            self._pending.append((ref, kind, n, vector))
+            return ref
         target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
         if target is not None and 0 < n <= SMALL_NUMEL and not t.is_meta and _plain(t):
             key = (t.shape, target, t.device)

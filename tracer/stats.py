@@ -225,6 +225,75 @@ def finite_stats(x: torch.Tensor, n: int) -> dict[str, float]:
     return stats
 
 
+def device_vector(x: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """Statistics of an accelerator tensor as a float64 vector that stays on the device.
+
+    No value is read back here (no host synchronisation): the collector concatenates the
+    vectors of a whole step and transfers them once. Float tensors get the careful statistics
+    unconditionally (finite mask, two-pass std), since the values are gone by the time a fast
+    pass could tell that they were needed. Returns the kind (``float``, ``int``, ``bool``) that
+    :func:`stats_from_vector` needs to read the vector back.
+    """
+    if x.dtype == torch.bool:
+        return "bool", torch.count_nonzero(x).double().reshape(1)
+    if not x.is_floating_point():
+        lo, hi = torch.aminmax(x)
+        parts = (x.sum(dtype=torch.float64), lo, hi, torch.count_nonzero(x))
+        return "int", torch.stack([p.double() for p in parts])
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    finite = torch.isfinite(x)
+    m = finite.sum()
+    xz = torch.where(finite, x, 0.0)
+    total = xz.sum(dtype=torch.float64)
+    mean = total / m.clamp(min=1)
+    spread = torch.linalg.vector_norm(torch.where(finite, x - mean.to(x.dtype), 0.0))
+    parts = (
+        m,
+        torch.isnan(x).sum(),
+        total,
+        spread,
+        torch.linalg.vector_norm(xz),
+        torch.linalg.vector_norm(xz, 1),
+        torch.count_nonzero(xz),
+        torch.where(finite, x, math.inf).amin(),
+        torch.where(finite, x, -math.inf).amax(),
+    )
+    return "float", torch.stack([p.double() for p in parts])
+
+
+#: Length of each kind's vector from :func:`device_vector`.
+VECTOR_SIZE = {"bool": 1, "int": 4, "float": 9}
+
+
+def stats_from_vector(kind: str, n: int, v: list[float]) -> dict[str, float]:
+    """Read back a vector made by :func:`device_vector` for a tensor of ``n`` elements."""
+    if kind == "bool":
+        return {"numel": n, "true_frac": v[0] / n}
+    if kind == "int":
+        total, lo, hi, nonzero = v
+        return {"numel": n, "mean": total / n, "min": lo, "max": hi, "zero_frac": (n - nonzero) / n}
+    m, nan_count, total, spread, l2, l1, nonzero, lo, hi = v
+    m = int(m)
+    stats: dict[str, float] = {
+        "numel": n,
+        "nan_count": int(nan_count),
+        "inf_count": n - m - int(nan_count),
+    }
+    if m == 0:
+        return stats
+    stats.update(
+        mean=total / m,
+        std=spread / math.sqrt(m - 1) if m > 1 else 0.0,
+        min=lo,
+        max=hi,
+        abs_mean=l1 / m,
+        l2=l2,
+        zero_frac=(m - nonzero) / m,
+    )
+    return stats
+
+
 def extra_stats(t: torch.Tensor, extra: Mapping[str, StatFn]) -> dict[str, float]:
     """Run the extra statistics on a float tensor; a failing statistic is left out, not raised."""
     if not extra or not t.is_floating_point() or t.numel() == 0 or not has_values(t):
