@@ -176,8 +176,13 @@ def _identity(t: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:
 class StatsCollector:
     """Computes (or schedules) statistics for the tensors of one step, each distinct tensor once."""
 
-    def __init__(self, extra: Mapping[str, StatFn] | None = None) -> None:
+    def __init__(
+        self, extra: Mapping[str, StatFn] | None = None, *, defer_cpu: bool = False
+    ) -> None:
         self.extra = dict(extra or {})
+        # CPU tensors are reduced at once (reading a CPU value back is free); defer_cpu sends
+        # them through the accelerator path instead, which lets that path be tested anywhere.
+        self.defer_cpu = defer_cpu
         self._seen: dict[tuple[Any, ...], tuple[Any, int, StatsRef]] = {}
         self._rows: dict[tuple[Any, ...], _Rows] = {}
         # Accelerator tensors: statistics vectors still on the device, read back at flush.
@@ -228,7 +233,7 @@ class StatsCollector:
         if self.extra:
             ref.extra = extra_stats(t, self.extra)
         n = t.numel()
-        if t.device.type not in ("cpu", "meta") and n > 0 and has_values(t):
+        if (t.device.type != "cpu" or self.defer_cpu) and n > 0 and has_values(t):
             with torch.no_grad():
                 try:
                     kind, vector = device_vector(t.detach())

@@ -10,6 +10,7 @@ import torch
 from core.models import ArticleLSTM
 
 import tracer
+from tracer.collector import StatsCollector
 from tracer.stats import device_vector, stats_from_vector, tensor_stats
 
 CASES = {
@@ -41,6 +42,17 @@ def test_device_vector_matches_the_reference_statistics(name: str) -> None:
     x = CASES[name]
     kind, vector = device_vector(x)
     _same(stats_from_vector(kind, x.numel(), vector.tolist()), tensor_stats(x))
+
+
+def test_deferred_collector_fills_every_ref_at_flush_and_reuses_seen_tensors() -> None:
+    collector = StatsCollector(defer_cpu=True)
+    tensors = [CASES[name] for name in ("float", "int64 tokens", "bool", "float16")]
+    refs = [collector.request(x) for x in tensors]
+    assert collector.request(tensors[0]) is refs[0]  # the same tensor is reduced once
+    assert all(ref.value is None for ref in refs)  # nothing read back before the flush
+    collector.flush()
+    for x, ref in zip(tensors, refs, strict=True):
+        _same(ref.get(), tensor_stats(x))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
