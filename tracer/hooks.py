@@ -7,6 +7,7 @@ counted on the recorder and the call is recorded as far as it got.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
@@ -17,7 +18,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from tracer.modules import module_depth
-from tracer.recorder import PendingCall, Recorder
+from tracer.recorder import GRADS, PendingCall, Recorder, shared
 
 PreHook = Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]
 PostHook = Callable[[nn.Module, tuple[Any, ...], dict[str, Any], Any], None]
@@ -30,38 +31,63 @@ def selected(path: str, include: Sequence[str] | None, exclude: Sequence[str] | 
     return not (exclude and any(fnmatchcase(path, p) for p in exclude))
 
 
-def module_pre_hook(rec: Recorder, path: str, type_: str, depth: int) -> PreHook:
-    """Pre-hook: give the call its ``seq`` and record its inputs."""
+def module_hooks(
+    rec: Recorder, path: str, type_: str, depth: int, grads: bool
+) -> tuple[PreHook, PostHook]:
+    """The pre-hook (``seq``, inputs, start time) and post-hook (outputs, duration) of a module.
+
+    The overwhelmingly common call, one plain tensor in and one out with the op layer off, is
+    recorded inline: one tuple per tensor, one list per call, one clock read per hook. Anything
+    else goes through the recorder's generic walker.
+    """
+    info = (path, type_, depth)
+    calls, stack = rec.calls, rec.stack  # cleared in place by the recorder, never replaced
+    clock, tensor, stats = time.perf_counter, torch.Tensor, rec.stats
 
     def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             if rec.ops_on:
                 with torch._C.DisableTorchFunction():  # our own torch calls are not the model's
-                    rec.begin_call(path, type_, depth, args, kwargs)
+                    rec.begin_call(info, args, kwargs)
+                return
+            if kwargs or len(args) != 1 or type(args[0]) is not tensor:
+                rec.begin_call(info, args, kwargs)
             else:
-                rec.begin_call(path, type_, depth, args, kwargs)
-                if rec.on_outermost is not None and len(rec.stack) == 1:
-                    rec.on_outermost(True)  # the op layer runs only inside traced forwards
+                x = args[0]
+                call = [info, None, (), 0.0, None, None, None]  # see recorder.new_call
+                calls.append(call)
+                stack.append(call)
+                if stats:
+                    ref = rec.stats_ref(x)
+                    call[1] = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", ref)
+                else:
+                    call[1] = shared(
+                        ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
+                    )
+                call[3] = clock()
+            if rec.on_outermost is not None and len(stack) == 1:
+                rec.on_outermost(True)  # the op layer runs only inside traced forwards
         except Exception:
             rec.internal_errors += 1
 
-    return pre
-
-
-def module_post_hook(rec: Recorder, path: str, grads: bool) -> PostHook:
-    """Post-hook (``always_call``): record outputs, duration and gradient hooks."""
-
     def post(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
-        stack = rec.stack
-        call = stack[-1] if stack and stack[-1].module is path else rec.open_call(path)
+        end = clock()
+        call = stack[-1] if stack and stack[-1][0] is info else rec.open_call(path)
         if call is None:
             return
         try:
             if rec.ops_on:
                 with torch._C.DisableTorchFunction():
-                    leaves = rec.end_call(call, result)
+                    leaves = rec.end_call(call, result, end)
+            elif type(result) is tensor:
+                call[4] = end - call[3]
+                rec.pop(call)
+                rg = result.requires_grad
+                pending = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
+                call[2] = (*pending[:6], rec.stats_ref(result)) if stats else shared(pending)
+                leaves = [("0", result)] if rg else None
             else:
-                leaves = rec.end_call(call, result)
+                leaves = rec.end_call(call, result, end)
             if grads and leaves and torch.is_grad_enabled():
                 _watch_grads(rec, call, leaves)
         except Exception:
@@ -70,7 +96,7 @@ def module_post_hook(rec: Recorder, path: str, grads: bool) -> PostHook:
             if not stack and rec.ops_on and rec.on_outermost is not None:
                 rec.on_outermost(False)
 
-    return post
+    return pre, post
 
 
 def _watch_grads(rec: Recorder, call: PendingCall, leaves: list[tuple[str, Any]]) -> None:
@@ -92,7 +118,9 @@ def _grad_hook(
         if rec is None or rec.generation != generation or not rec.active:
             return
         try:
-            call.grads.append(rec.describe(slot, grad, "grad"))
+            if call[GRADS] is None:
+                call[GRADS] = []
+            call[GRADS].append((rec.describe(slot, grad), "grad"))
         except Exception:
             rec.internal_errors += 1
 
@@ -106,7 +134,7 @@ def _param_grad_hook(rec: Recorder, path: str, name: str) -> Callable[[torch.Ten
             return
         try:
             # The last backward of the step wins: with gradient accumulation that is the total.
-            rec.param_grads.setdefault(path, {})[name] = rec.describe(name, grad, "param_grad")
+            rec.param_grads.setdefault(path, {})[name] = rec.describe(name, grad)
         except Exception:
             rec.internal_errors += 1
 
@@ -133,9 +161,8 @@ class HookSet:
             if not selected(path, include, exclude):
                 continue
             self.paths.append(path)
-            kind = type(module).__name__
-            pre = module_pre_hook(rec, path, kind, module_depth(path))
-            self._modules.append((module, pre, module_post_hook(rec, path, grads)))
+            pre, post = module_hooks(rec, path, type(module).__name__, module_depth(path), grads)
+            self._modules.append((module, pre, post))
             if grads:
                 self._add_param_hooks(rec, path, module, seen_params)
         self._handles: list[RemovableHandle] = []

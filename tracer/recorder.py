@@ -2,8 +2,15 @@
 
 Hooks (tracer.hooks) and the op layer (tracer.ops) report into a :class:`Recorder`; at the end
 of the step :meth:`Recorder.finish` turns the pending calls into frozen
-:class:`~tracer.records.CallRecord` objects. Pending calls hold only plain metadata and
-:class:`~tracer.collector.StatsRef` objects, never tensors.
+:class:`~tracer.records.CallRecord` objects. Pending calls hold only plain metadata
+(``torch.Size``, dtype and device objects) and :class:`~tracer.collector.StatsRef` objects,
+never tensors.
+
+Cost model: on a model of many small layers the hooks run about as often as the kernels, so a
+pending call is a plain list (no object construction), a pending tensor a plain tuple (its names
+are made once per step from cached tables), ``call_index`` is counted at the end of the step,
+and the frozen records are built with their slot setters (about half the cost of the frozen
+dataclass ``__init__``, which goes through ``object.__setattr__`` per field).
 """
 
 from __future__ import annotations
@@ -15,63 +22,27 @@ from typing import Any
 import torch
 
 from tracer.collector import StatsCollector, StatsRef
-from tracer.records import CallKind, CallRecord, Role, TensorRecord
+from tracer.records import CallRecord, Role, TensorRecord
 from tracer.walk import Leaf, walk_inputs, walk_output
 
-#: (slot, shape, dtype, device, requires_grad, role, type_name, stats ref or None)
-PendingTensor = tuple[str, tuple[int, ...], str, str, bool, Role, str, StatsRef | None]
+#: (slot, shape, dtype, device, requires_grad, type_name, stats ref or None); dtype and device
+#: are torch objects (None for an opaque leaf), turned into names when the step is finished.
+PendingTensor = tuple[str, tuple[int, ...], Any, Any, bool, str, StatsRef | None]
 
-_DTYPE_NAMES: dict[torch.dtype, str] = {}
-_DEVICE_NAMES: dict[torch.device, str] = {}
+#: Static facts of a call's module: (path, type name, depth).
+CallInfo = tuple[str, str, int]
+
+#: A pending call is a list indexed by these positions (cheaper to build than an object).
+INFO, INPUTS, OUTPUTS, START, DURATION, GRADS, OP = range(7)
+PendingCall = list[Any]
+
+_DTYPE_NAMES: dict[Any, str] = {None: ""}
+_DEVICE_NAMES: dict[Any, str] = {None: ""}
 
 
-class PendingCall:
-    """A call being recorded: metadata now, statistics filled when the step is flushed."""
-
-    __slots__ = (
-        "call_index",
-        "depth",
-        "duration",
-        "grads",
-        "inputs",
-        "kind",
-        "module",
-        "op",
-        "outputs",
-        "seq",
-        "start",
-        "type",
-    )
-
-    def __init__(
-        self, seq: int, module: str, type_: str, call_index: int, kind: CallKind, depth: int
-    ) -> None:
-        self.seq, self.module, self.type, self.call_index = seq, module, type_, call_index
-        self.kind: CallKind = kind
-        self.depth = depth
-        self.op: str | None = None
-        self.inputs: list[PendingTensor] = []
-        self.outputs: list[PendingTensor] = []
-        self.grads: list[PendingTensor] = []
-        self.start = 0.0
-        self.duration: float | None = None
-
-    def to_record(self, step: int) -> CallRecord:
-        """The frozen record of this call (statistics must have been flushed)."""
-        return CallRecord(
-            step,
-            self.seq,
-            self.module,
-            self.type,
-            self.call_index,
-            self.kind,
-            self.op,
-            _freeze(self.inputs),
-            _freeze(self.outputs),
-            _freeze(self.grads) if self.grads else (),
-            self.duration,
-            self.depth,
-        )
+def new_call(info: CallInfo, op: str | None = None) -> PendingCall:
+    """A pending call: info, inputs, outputs, start, duration, gradients, op name."""
+    return [info, (), (), 0.0, None, None, op]
 
 
 class Recorder:
@@ -80,10 +51,9 @@ class Recorder:
     def __init__(self, *, stats: bool, collector: StatsCollector) -> None:
         self.stats = stats
         self.collector = collector
+        # Hooks bind these two lists once: they are cleared in place, never replaced.
         self.calls: list[PendingCall] = []
         self.stack: list[PendingCall] = []
-        self.counts: dict[tuple[str, str], int] = {}  # (module, op) -> ops seen
-        self.module_counts: dict[str, int] = {}  # module path -> calls seen
         self.param_grads: dict[str, dict[str, PendingTensor]] = {}
         self.param_rank: dict[str, int] = {}  # name -> registration order, for stable records
         self.generation = 0  # bumped per step: late gradient hooks of an old step do nothing
@@ -95,114 +65,129 @@ class Recorder:
     def open_call(self, path: str) -> PendingCall | None:
         """The innermost open call of module ``path`` (normally the top of the stack)."""
         for call in reversed(self.stack):
-            if call.module == path and call.kind == "module":
+            if call[INFO][0] == path and call[OP] is None:
                 return call
         return None
 
-    def begin_call(self, path: str, type_: str, depth: int, args: Any, kwargs: Any) -> None:
+    def begin_call(self, info: CallInfo, args: Any, kwargs: Any) -> None:
         """Open a module call (pre-hook): it takes its ``seq`` now, before its children."""
-        counts = self.module_counts
-        index = counts.get(path, 0)
-        counts[path] = index + 1
-        call = PendingCall(len(self.calls), path, type_, index, "module", depth)
+        call = new_call(info)
         self.calls.append(call)
         self.stack.append(call)
-        if not kwargs and len(args) == 1 and type(args[0]) is torch.Tensor:
-            call.inputs = [self.describe("0", args[0], "input")]  # the common case, no walking
-        else:
-            call.inputs = self.describe_all(walk_inputs(args, kwargs), "input")
-        call.start = time.perf_counter()
+        call[INPUTS] = self.describe_all(walk_inputs(args, kwargs))
+        call[START] = time.perf_counter()
 
-    def end_call(self, call: PendingCall, result: Any) -> list[Leaf] | None:
-        """Close a module call (post-hook): duration, then outputs (returned for grad hooks)."""
-        call.duration = time.perf_counter() - call.start
+    def end_call(self, call: PendingCall, result: Any, end: float) -> list[Leaf] | None:
+        """Close a module call (post-hook) that ended at ``end``: duration, then outputs."""
+        call[DURATION] = end - call[START]
+        self.pop(call)
+        if result is None:
+            return None
+        leaves = walk_output(result)
+        call[OUTPUTS] = self.describe_all(leaves)
+        return leaves
+
+    def pop(self, call: PendingCall) -> None:
+        """Take ``call`` (and anything opened after it) off the stack."""
         stack = self.stack
         if stack and stack[-1] is call:
             stack.pop()
         elif call in stack:  # a child raised and was caught by its parent's forward
             del stack[stack.index(call) :]
-        if result is None:
-            return None
-        if type(result) is torch.Tensor:
-            call.outputs = [self.describe("0", result, "output")]
-            return None if not result.requires_grad else [("0", result)]
-        leaves = walk_output(result)
-        call.outputs = self.describe_all(leaves, "output")
-        return leaves
 
     def add_op(
         self, op: str, type_: str, inputs: list[Leaf], outputs: list[Leaf], dt: float
     ) -> None:
         """Record one captured op, attributed to the innermost module whose forward is running."""
-        owner = self.stack[-1]
-        key = (owner.module, op)
-        index = self.counts.get(key, 0)
-        self.counts[key] = index + 1
-        call = PendingCall(len(self.calls), owner.module, type_, index, "op", owner.depth + 1)
-        call.op = op
-        call.duration = dt
-        call.inputs = self.describe_all(inputs, "input", tensors_only=True)
-        call.outputs = self.describe_all(outputs, "output", tensors_only=True)
+        path, _, depth = self.stack[-1][INFO]
+        call = new_call((path, type_, depth + 1), op)
+        call[DURATION] = dt
+        call[INPUTS] = self.describe_all(inputs, tensors_only=True)
+        call[OUTPUTS] = self.describe_all(outputs, tensors_only=True)
         self.calls.append(call)
 
-    def describe_all(
-        self, leaves: list[Leaf], role: Role, *, tensors_only: bool = False
-    ) -> list[PendingTensor]:
+    def describe_all(self, leaves: list[Leaf], *, tensors_only: bool = False) -> list[Any]:
         """Metadata (and a statistics request) for each leaf."""
         out = []
         for slot, leaf in leaves:
             if isinstance(leaf, torch.Tensor):
-                out.append(self.describe(slot, leaf, role))
+                out.append(self.describe(slot, leaf))
             elif not tensors_only:
-                out.append((slot, (), "", "", False, role, type(leaf).__name__, None))
+                out.append((slot, (), None, None, False, type(leaf).__name__, None))
         return out
 
-    def describe(self, slot: str, t: torch.Tensor, role: Role) -> PendingTensor:
+    def describe(self, slot: str, t: torch.Tensor) -> PendingTensor:
         """Metadata of one tensor; never raises (an unreadable tensor keeps its type name)."""
         try:
             type_name = "Tensor" if type(t) is torch.Tensor else type(t).__name__
-            dtype = _DTYPE_NAMES.get(t.dtype) or dtype_name(t.dtype)
-            device = _DEVICE_NAMES.get(t.device) or device_name(t.device)
-            shape = tuple(t.shape)
+            pending = (slot, tuple(t.shape), t.dtype, t.device, t.requires_grad, type_name)
         except Exception:
-            return (slot, (), "", "", False, role, type(t).__name__, None)
+            return (slot, (), None, None, False, type(t).__name__, None)
+        return (*pending, self.stats_ref(t) if self.stats else None)
+
+    def stats_ref(self, t: torch.Tensor) -> StatsRef | None:
+        """A statistics request for ``t``; statistics are best effort, a failure is counted."""
         try:
-            ref = self.collector.request(t) if self.stats else None
-        except Exception:  # statistics are best effort; the metadata is kept
+            return self.collector.request(t)
+        except Exception:
             self.internal_errors += 1
-            ref = None
-        return (slot, shape, dtype, device, t.requires_grad, role, type_name, ref)
+            return None
 
     def finish(self, step: int) -> list[CallRecord]:
         """Flush statistics, attach parameter gradients, and return the step's records."""
         self.collector.flush()
-        self._attach_param_grads()
-        records = [call.to_record(step) for call in self.calls]
-        self.reset()
-        return records
+        try:
+            return _records(self.calls, step, self.param_grads, self.param_rank)
+        finally:
+            self.reset()
 
     def reset(self) -> None:
         """Forget the step (also after a failure); the statistics buffers are kept for reuse."""
-        self.calls, self.stack = [], []
-        self.counts.clear()
-        self.module_counts.clear()
+        self.calls.clear()
+        self.stack.clear()
         self.param_grads.clear()
         self.generation += 1
 
-    def _attach_param_grads(self) -> None:
-        if not self.param_grads:
-            return
-        first = {c.module: c for c in self.calls if c.kind == "module" and c.call_index == 0}
-        for path, grads in self.param_grads.items():
-            call = first.get(path)
-            if call is not None:
-                rank = self.param_rank
-                call.grads.extend(
-                    grads[name] for name in sorted(grads, key=lambda n: rank.get(n, 0))
-                )
+
+def _records(
+    calls: list[PendingCall],
+    step: int,
+    param_grads: dict[str, dict[str, PendingTensor]],
+    rank: dict[str, int],
+) -> list[CallRecord]:
+    """Frozen records in ``seq`` order; ``call_index`` counted here, in that same order."""
+    counts: dict[Any, int] = {}
+    records = []
+    for seq, (info, inputs, outputs, _, duration, grads, op) in enumerate(calls):
+        path, type_, depth = info
+        key = path if op is None else (path, op)
+        index = counts.get(key, 0)
+        counts[key] = index + 1
+        frozen_grads = _freeze_grads(grads) if grads else ()
+        if index == 0 and op is None and path in param_grads:
+            named = param_grads[path]
+            ordered = sorted(named, key=lambda n: rank.get(n, 0))
+            frozen_grads += tuple(_tensor(named[n], "param_grad") for n in ordered)
+        records.append(
+            _call_record(
+                step,
+                seq,
+                path,
+                type_,
+                index,
+                "module" if op is None else "op",
+                op,
+                _freeze(inputs, "input"),
+                _freeze(outputs, "output"),
+                frozen_grads,
+                duration,
+                depth,
+            )
+        )
+    return records
 
 
-def dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype | None) -> str:
     """``torch.float32`` -> ``"float32"`` (cached: this runs for every tensor)."""
     name = _DTYPE_NAMES.get(dtype)
     if name is None:
@@ -210,7 +195,7 @@ def dtype_name(dtype: torch.dtype) -> str:
     return name
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device | None) -> str:
     """``device(type='cuda', index=0)`` -> ``"cuda:0"`` (cached)."""
     name = _DEVICE_NAMES.get(device)
     if name is None:
@@ -219,24 +204,147 @@ def device_name(device: torch.device) -> str:
 
 
 #: Records without statistics repeat from step to step: share them instead of rebuilding.
-_INTERNED: dict[tuple[Any, ...], TensorRecord] = {}
+#: Keyed by role, then by the pending tuple itself (hashable when it has no stats ref); the
+#: value is the record as a 1-tuple, ready to be a call's whole ``inputs`` or ``outputs``.
+_INTERNED: dict[str, dict[PendingTensor, tuple[TensorRecord]]] = {"input": {}, "output": {}}
+#: The pending tuples themselves, shared so that a step allocates (almost) nothing that the
+#: garbage collector tracks: full collections, proportional to the whole heap, are triggered
+#: by the number of container objects that survive, and on a model of many small layers they
+#: cost more than everything else the tracer does.
+_PENDING: dict[PendingTensor, PendingTensor] = {}
 _INTERN_LIMIT = 100_000
 
 
-def _freeze(pending: list[PendingTensor]) -> tuple[TensorRecord, ...]:
-    if len(pending) == 1:  # the common case, without a generator
-        return (_record(pending[0]),)
-    return tuple([_record(p) for p in pending])
+def shared(p: PendingTensor) -> PendingTensor:
+    """``p``, or the equal pending tuple seen before (only for tuples without a stats ref)."""
+    known = _PENDING.get(p)
+    if known is None:
+        if len(_PENDING) < _INTERN_LIMIT:
+            _PENDING[p] = p
+        return p
+    return known
 
 
-def _record(p: PendingTensor) -> TensorRecord:
-    ref = p[7]
+def _freeze(pending: Any, role: Role) -> tuple[TensorRecord, ...]:
+    """Records of a call's inputs or outputs: one pending tuple, a list of them, or ``()``."""
+    if not pending:
+        return ()
+    if type(pending) is tuple:  # a single pending tensor: the common case
+        return _single(pending, role)
+    return tuple([_tensor(p, role) for p in pending])
+
+
+def _freeze_grads(grads: list[tuple[PendingTensor, Role]]) -> tuple[TensorRecord, ...]:
+    return tuple([_tensor(p, role) for p, role in grads])
+
+
+def _single(p: PendingTensor, role: Role) -> tuple[TensorRecord, ...]:
+    if p[6] is not None:
+        return (_tensor(p, role),)
+    table = _INTERNED.setdefault(role, {})
+    single = table.get(p)
+    if single is None:
+        single = (_tensor(p, role),)
+        if len(table) < _INTERN_LIMIT:
+            table[p] = single
+    return single
+
+
+def _tensor(p: PendingTensor, role: Role) -> TensorRecord:
+    ref = p[6]
+    shape = p[1] if type(p[1]) is tuple else tuple(p[1])
     if ref is not None:
-        return TensorRecord(p[0], p[1], p[2], p[3], p[4], p[5], p[6], ref.frozen())
-    key = p[:7]
-    record = _INTERNED.get(key)
-    if record is None:
-        record = TensorRecord(*key)
-        if len(_INTERNED) < _INTERN_LIMIT:
-            _INTERNED[key] = record
-    return record
+        stats = ref.frozen()
+        return _tensor_record(
+            p[0], shape, dtype_name(p[2]), device_name(p[3]), p[4], role, p[5], stats
+        )
+    table = _INTERNED.setdefault(role, {})
+    single = table.get(p)
+    if single is not None:
+        return single[0]
+    return _tensor_record(
+        p[0], shape, dtype_name(p[2]), device_name(p[3]), p[4], role, p[5], _NO_STATS
+    )
+
+
+_NO_STATS = TensorRecord("", (), "", "").stats
+
+
+_TENSOR_FIELDS = (
+    "slot",
+    "shape",
+    "dtype",
+    "device",
+    "requires_grad",
+    "role",
+    "type_name",
+    "stats",
+)
+_CALL_FIELDS = (
+    "step",
+    "seq",
+    "module",
+    "type",
+    "call_index",
+    "kind",
+    "op",
+    "inputs",
+    "outputs",
+    "grads",
+    "duration_s",
+    "depth",
+)
+
+
+def _has_fields(cls: type, fields: tuple[str, ...]) -> bool:
+    return tuple(getattr(cls, "__dataclass_fields__", ())) == fields
+
+
+_new = object.__new__
+_T = (
+    [TensorRecord.__dict__[n].__set__ for n in _TENSOR_FIELDS]
+    if _has_fields(TensorRecord, _TENSOR_FIELDS)
+    else []
+)
+_C = (
+    [CallRecord.__dict__[n].__set__ for n in _CALL_FIELDS]
+    if _has_fields(CallRecord, _CALL_FIELDS)
+    else []
+)
+
+
+def _fast_tensor_record(
+    slot: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    device: str,
+    requires_grad: bool,
+    role: Role,
+    type_name: str,
+    stats: Any,
+    _t: list[Callable[[Any, Any], None]] = _T,
+) -> TensorRecord:
+    """``TensorRecord(...)`` through its slot setters: the frozen ``__init__`` is twice as slow."""
+    obj = _new(TensorRecord)
+    _t[0](obj, slot), _t[1](obj, shape), _t[2](obj, dtype), _t[3](obj, device)
+    _t[4](obj, requires_grad), _t[5](obj, role), _t[6](obj, type_name), _t[7](obj, stats)
+    return obj
+
+
+def _fast_call_record(*values: Any, _c: list[Callable[[Any, Any], None]] = _C) -> CallRecord:
+    """``CallRecord(...)`` (all twelve fields, positionally) through its slot setters."""
+    obj = _new(CallRecord)
+    _c[0](obj, values[0]), _c[1](obj, values[1]), _c[2](obj, values[2]), _c[3](obj, values[3])
+    _c[4](obj, values[4]), _c[5](obj, values[5]), _c[6](obj, values[6]), _c[7](obj, values[7])
+    _c[8](obj, values[8]), _c[9](obj, values[9]), _c[10](obj, values[10])
+    _c[11](obj, values[11])
+    return obj
+
+
+# A record class that gains a field (or changes them) falls back to its own constructor.
+_tensor_record: Callable[..., TensorRecord] = (
+    _fast_tensor_record if _has_fields(TensorRecord, _TENSOR_FIELDS) else TensorRecord
+)
+_call_record: Callable[..., CallRecord] = (
+    _fast_call_record if _has_fields(CallRecord, _CALL_FIELDS) else CallRecord
+)
