@@ -54,16 +54,12 @@ def module_hooks(
                 rec.begin_call(info, args, kwargs)
             else:
                 x = args[0]
-                call = [info, None, (), 0.0, None, None, None]  # see recorder.new_call
+                call = [info, None, (), 0.0, None, None, None, None, None]  # see new_call
                 calls.append(call)
                 stack.append(call)
+                call[1] = shared(("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None))
                 if stats:
-                    ref = rec.stats_ref(x)
-                    call[1] = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", ref)
-                else:
-                    call[1] = shared(
-                        ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
-                    )
+                    call[7] = rec.stats_ref(x)
                 call[3] = clock()
             if rec.on_outermost is not None and len(stack) == 1:
                 rec.on_outermost(True)  # the op layer runs only inside traced forwards
@@ -83,8 +79,11 @@ def module_hooks(
                 call[4] = end - call[3]
                 rec.pop(call)
                 rg = result.requires_grad
-                pending = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
-                call[2] = (*pending[:6], rec.stats_ref(result)) if stats else shared(pending)
+                call[2] = shared(
+                    ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
+                )
+                if stats:
+                    call[8] = rec.stats_ref(result)
                 leaves = [("0", result)] if rg else None
             else:
                 leaves = rec.end_call(call, result, end)

@@ -33,7 +33,9 @@ PendingTensor = tuple[str, tuple[int, ...], Any, Any, bool, str, StatsRef | None
 CallInfo = tuple[str, str, int]
 
 #: A pending call is a list indexed by these positions (cheaper to build than an object).
-INFO, INPUTS, OUTPUTS, START, DURATION, GRADS, OP = range(7)
+#: A single plain tensor is kept as its shared metadata tuple plus its stats ref (IN_REF,
+#: OUT_REF), so that the common call allocates no per-tensor tuple at all.
+INFO, INPUTS, OUTPUTS, START, DURATION, GRADS, OP, IN_REF, OUT_REF = range(9)
 PendingCall = list[Any]
 
 _DTYPE_NAMES: dict[Any, str] = {None: ""}
@@ -41,8 +43,8 @@ _DEVICE_NAMES: dict[Any, str] = {None: ""}
 
 
 def new_call(info: CallInfo, op: str | None = None) -> PendingCall:
-    """A pending call: info, inputs, outputs, start, duration, gradients, op name."""
-    return [info, (), (), 0.0, None, None, op]
+    """A pending call: info, inputs, outputs, start, duration, gradients, op name, refs."""
+    return [info, (), (), 0.0, None, None, op, None, None]
 
 
 class Recorder:
@@ -158,7 +160,7 @@ def _records(
     """Frozen records in ``seq`` order; ``call_index`` counted here, in that same order."""
     counts: dict[Any, int] = {}
     records = []
-    for seq, (info, inputs, outputs, _, duration, grads, op) in enumerate(calls):
+    for seq, (info, inputs, outputs, _, duration, grads, op, in_ref, out_ref) in enumerate(calls):
         path, type_, depth = info
         key = path if op is None else (path, op)
         index = counts.get(key, 0)
@@ -177,8 +179,8 @@ def _records(
                 index,
                 "module" if op is None else "op",
                 op,
-                _freeze(inputs, "input"),
-                _freeze(outputs, "output"),
+                _freeze(inputs, "input", in_ref),
+                _freeze(outputs, "output", out_ref),
                 frozen_grads,
                 duration,
                 depth,
@@ -225,12 +227,12 @@ def shared(p: PendingTensor) -> PendingTensor:
     return known
 
 
-def _freeze(pending: Any, role: Role) -> tuple[TensorRecord, ...]:
+def _freeze(pending: Any, role: Role, ref: StatsRef | None) -> tuple[TensorRecord, ...]:
     """Records of a call's inputs or outputs: one pending tuple, a list of them, or ``()``."""
     if not pending:
         return ()
     if type(pending) is tuple:  # a single pending tensor: the common case
-        return _single(pending, role)
+        return _single(pending, role) if ref is None else (_with_stats(pending, role, ref),)
     return tuple([_tensor(p, role) for p in pending])
 
 
@@ -251,20 +253,20 @@ def _single(p: PendingTensor, role: Role) -> tuple[TensorRecord, ...]:
 
 
 def _tensor(p: PendingTensor, role: Role) -> TensorRecord:
-    ref = p[6]
-    shape = p[1] if type(p[1]) is tuple else tuple(p[1])
-    if ref is not None:
-        stats = ref.frozen()
-        return _tensor_record(
-            p[0], shape, dtype_name(p[2]), device_name(p[3]), p[4], role, p[5], stats
-        )
-    table = _INTERNED.setdefault(role, {})
-    single = table.get(p)
+    if p[6] is not None:
+        return _with_stats(p, role, p[6])
+    single = _INTERNED.setdefault(role, {}).get(p)
     if single is not None:
         return single[0]
-    return _tensor_record(
-        p[0], shape, dtype_name(p[2]), device_name(p[3]), p[4], role, p[5], _NO_STATS
-    )
+    shape = p[1] if type(p[1]) is tuple else tuple(p[1])
+    dtype, device = dtype_name(p[2]), device_name(p[3])
+    return _tensor_record(p[0], shape, dtype, device, p[4], role, p[5], _NO_STATS)
+
+
+def _with_stats(p: PendingTensor, role: Role, ref: StatsRef) -> TensorRecord:
+    shape = p[1] if type(p[1]) is tuple else tuple(p[1])
+    dtype, device = dtype_name(p[2]), device_name(p[3])
+    return _tensor_record(p[0], shape, dtype, device, p[4], role, p[5], ref.frozen())
 
 
 _NO_STATS = TensorRecord("", (), "", "").stats
