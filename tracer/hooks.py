@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from tracer.modules import module_depth
-from tracer.recorder import GRADS, PendingCall, Recorder, shared
+from tracer.recorder import GRADS, SHARED, PendingCall, Recorder, shared
 
 PreHook = Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], None]
 PostHook = Callable[[nn.Module, tuple[Any, ...], dict[str, Any], Any], None]
@@ -37,12 +37,13 @@ def module_hooks(
     """The pre-hook (``seq``, inputs, start time) and post-hook (outputs, duration) of a module.
 
     The overwhelmingly common call, one plain tensor in and one out with the op layer off, is
-    recorded inline: one tuple per tensor, one list per call, one clock read per hook. Anything
-    else goes through the recorder's generic walker.
+    recorded inline: its metadata tuple is shared with earlier calls (a lookup, no allocation
+    that survives), the call is one list, each hook reads the clock once. Anything else goes
+    through the recorder's generic walker.
     """
     info = (path, type_, depth)
     calls, stack = rec.calls, rec.stack  # cleared in place by the recorder, never replaced
-    clock, tensor, stats = time.perf_counter, torch.Tensor, rec.stats
+    clock, tensor, stats, known = time.perf_counter, torch.Tensor, rec.stats, SHARED.get
 
     def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
@@ -57,7 +58,8 @@ def module_hooks(
                 call = [info, None, (), 0.0, None, None, None, None, None]  # see new_call
                 calls.append(call)
                 stack.append(call)
-                call[1] = shared(("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None))
+                meta = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
+                call[1] = known(meta) or shared(meta)
                 if stats:
                     call[7] = rec.stats_ref(x)
                 call[3] = clock()
@@ -77,11 +79,13 @@ def module_hooks(
                     leaves = rec.end_call(call, result, end)
             elif type(result) is tensor:
                 call[4] = end - call[3]
-                rec.pop(call)
+                if stack and stack[-1] is call:
+                    stack.pop()
+                else:
+                    rec.pop(call)
                 rg = result.requires_grad
-                call[2] = shared(
-                    ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
-                )
+                meta = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
+                call[2] = known(meta) or shared(meta)
                 if stats:
                     call[8] = rec.stats_ref(result)
                 leaves = [("0", result)] if rg else None

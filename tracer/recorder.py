@@ -213,16 +213,16 @@ _INTERNED: dict[str, dict[PendingTensor, tuple[TensorRecord]]] = {"input": {}, "
 #: garbage collector tracks: full collections, proportional to the whole heap, are triggered
 #: by the number of container objects that survive, and on a model of many small layers they
 #: cost more than everything else the tracer does.
-_PENDING: dict[PendingTensor, PendingTensor] = {}
+SHARED: dict[PendingTensor, PendingTensor] = {}  # read directly by the hooks' fast path
 _INTERN_LIMIT = 100_000
 
 
 def shared(p: PendingTensor) -> PendingTensor:
     """``p``, or the equal pending tuple seen before (only for tuples without a stats ref)."""
-    known = _PENDING.get(p)
+    known = SHARED.get(p)
     if known is None:
-        if len(_PENDING) < _INTERN_LIMIT:
-            _PENDING[p] = p
+        if len(SHARED) < _INTERN_LIMIT:
+            SHARED[p] = p
         return p
     return known
 
