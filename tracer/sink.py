@@ -14,15 +14,22 @@ class Sink(Protocol):
 
     ``begin`` once when the trace opens (the model's modules, and notes such as "hooks disable
     the TransformerEncoder fast path"); ``write_step`` once per traced step with all of that
-    step's calls (in ``seq`` order, gradients already attached); ``write_metrics`` whenever the
-    user logs scalars; ``end`` once when the trace closes, with ``"completed"``, ``"failed"``
-    (``error`` set) or ``"interrupted"``. A sink must not keep references to tensors (it only
-    ever sees records) and should make each ``write_step`` durable on its own.
+    step's calls (in ``seq`` order, gradients already attached) and the metrics logged during
+    that step, to be written together (one transaction in a store); ``write_metrics`` for
+    metrics of steps that are not traced; ``end`` once when the trace closes, with
+    ``"completed"``, ``"failed"`` (``error`` set) or ``"interrupted"``. A sink must not keep
+    references to tensors (it only ever sees records) and should make each ``write_step``
+    durable on its own.
     """
 
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None: ...
 
-    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None: ...
+    def write_step(
+        self,
+        step: int,
+        calls: Sequence[CallRecord],
+        metrics: Mapping[str, float] | None = None,
+    ) -> None: ...
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None: ...
 
@@ -44,8 +51,15 @@ class MemorySink:
         self.modules = list(modules)
         self.notes = list(notes)
 
-    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
+    def write_step(
+        self,
+        step: int,
+        calls: Sequence[CallRecord],
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
         self.calls.extend(calls)
+        if metrics:
+            self.write_metrics(step, metrics)
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         self.metrics.extend((step, k, float(v)) for k, v in metrics.items())

@@ -194,6 +194,18 @@ def test_writer_for_unknown_run_is_refused(store: Store) -> None:
         store.writer(12345)
 
 
+def test_writer_step_and_its_metrics_are_one_transaction(store: Store) -> None:
+    run = record_run(store, steps=1)
+    writer = store.writer(run.id)
+    # the step's rows collide with step 0's: its metrics must be rolled back with them
+    with pytest.raises(StoreError):
+        writer.write_step(0, sample_flow(0), {"loss": 9.0})
+    assert [m.value for m in store.metrics(run.id) if m.name == "loss"] == [1.0]
+    writer.write_step(4, sample_flow(4), {"loss": 0.25})
+    assert store.steps(run.id) == [0, 4]
+    assert MetricRecord(4, "loss", 0.25) in store.metrics(run.id)
+
+
 def test_rewriting_a_step_is_an_error_not_a_silent_overwrite(store: Store) -> None:
     run = record_run(store, steps=1)
     with pytest.raises(StoreError, match="write to"):

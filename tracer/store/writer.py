@@ -89,17 +89,25 @@ class RunWriter:
                 .values(notes=json.dumps(list(notes)), updated_at=time.time())
             )
 
-    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
-        """Write one traced step in one transaction (durable when this returns)."""
-        if not calls:
+    def write_step(
+        self,
+        step: int,
+        calls: Sequence[CallRecord],
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Write one traced step, and the metrics logged in it, in one transaction."""
+        if not calls and not metrics:
             return  # nothing traced in this step: no rows, and not counted as a traced step
         with self.store.writing() as conn:
-            insert_step(conn, self.run_id, step, calls)
-            conn.execute(
-                update(RUNS)
-                .where(RUNS.c.id == self.run_id)
-                .values(step_count=RUNS.c.step_count + 1, updated_at=time.time())
-            )
+            if calls:
+                insert_step(conn, self.run_id, step, calls)
+                conn.execute(
+                    update(RUNS)
+                    .where(RUNS.c.id == self.run_id)
+                    .values(step_count=RUNS.c.step_count + 1, updated_at=time.time())
+                )
+            if metrics:
+                insert_metrics(conn, self.run_id, step, metrics)
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Write scalar metrics logged at ``step``."""
