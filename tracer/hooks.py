@@ -55,7 +55,7 @@ def module_hooks(
                 rec.begin_call(info, args, kwargs)
             else:
                 x = args[0]
-                call = [info, None, (), 0.0, None, None, None, None, None]  # see new_call
+                call: PendingCall = [info, None, (), 0.0, None, None, None, None, None]
                 calls.append(call)
                 stack.append(call)
                 meta = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
