@@ -238,8 +238,8 @@ def device_vector(x: torch.Tensor) -> tuple[str, torch.Tensor]:
         return "bool", torch.count_nonzero(x).double().reshape(1)
     if not x.is_floating_point():
         lo, hi = torch.aminmax(x)
-        parts = (x.sum(dtype=torch.float64), lo, hi, torch.count_nonzero(x))
-        return "int", torch.stack([p.double() for p in parts])
+        ints = (x.sum(dtype=torch.float64), lo, hi, torch.count_nonzero(x))
+        return "int", torch.stack([p.double() for p in ints])
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     finite = torch.isfinite(x)
