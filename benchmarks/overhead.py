@@ -30,7 +30,9 @@ class NullSink:
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
         pass
 
-    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
+    def write_step(
+        self, step: int, calls: Sequence[CallRecord], metrics: Mapping[str, float] | None = None
+    ) -> None:
         pass
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
@@ -54,6 +55,7 @@ class Trace:
         self._step = 0
         self._state = "new"
         self._last: list[CallRecord] = []
+        self._metrics: dict[str, float] = {}  # logged in the current traced step
         self._on_close = on_close
         self._rec = Recorder(stats=stats, collector=StatsCollector(extra_stats))
         self._hooks = HookSet(model, self._rec, grads=grads, include=include, exclude=exclude)
@@ -101,7 +103,7 @@ class Trace:
         self._state = "closed"
         try:
             self._release()
-            if self._rec.calls:
+            if self._rec.calls or self._metrics:
                 self._write_step()  # a partial step of a failed forward is still written
         except Exception as err:
             if not quiet:
@@ -155,9 +157,28 @@ class Trace:
 
     def _write_step(self) -> None:
         records = self._rec.finish(self._step)
-        if records:
+        metrics, self._metrics = self._metrics, {}
+        if metrics:  # the step's metrics travel with its records: one transaction in a store
+            self.sink.write_step(self._step, records, metrics)
+        elif records:
             self.sink.write_step(self._step, records)
+        if records:
             self._last = records
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Run a block (an evaluation pass) without recording it: hooks off, then back on."""
+        if self._state != "open":
+            yield
+            return
+        if self._rec.stack:
+            raise TraceError("paused() was entered inside a forward; use it between steps")
+        self._hooks.detach()
+        try:
+            yield
+        finally:
+            if self._state == "open" and self._traced(self._step):
+                self._hooks.attach()
 
     def log(self, metrics: Mapping[str, Any] | None = None, /, **values: Any) -> None:
         """Log scalar metrics (loss, accuracy) at the current step: ``t.log(loss=0.3)``."""
@@ -170,7 +191,11 @@ class Trace:
                 raise TypeError(
                     f"metric {name!r} must be a number, got {type(value).__name__}"
                 ) from None
-        if clean:
+        if not clean:
+            return
+        if self._traced(self._step):
+            self._metrics.update(clean)  # written with the step's records by step()
+        else:
             self.sink.write_metrics(self._step, clean)
 
     # -- reading back ------------------------------------------------------------------------

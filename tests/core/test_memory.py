@@ -23,7 +23,9 @@ class CountingSink:
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
         pass
 
-    def write_step(self, step: int, calls: Sequence[CallRecord]) -> None:
+    def write_step(
+        self, step: int, calls: Sequence[CallRecord], metrics: Mapping[str, float] | None = None
+    ) -> None:
         self.calls += len(calls)
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:

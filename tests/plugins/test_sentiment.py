@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -153,6 +154,9 @@ class _Steps:
 
     def log(self, metrics: dict[str, float]) -> None:
         self.sink.write_metrics(self.n, metrics)
+
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 @pytest.mark.slow

@@ -144,22 +144,11 @@ class RunContext:
     @contextmanager
     def untraced(self) -> Iterator[None]:
         """Run a block (validation, testing) without recording it into the trace."""
-        pause = getattr(self._trace, "paused", None)
-        if callable(pause):
-            with pause():
-                yield
-            return
-        # Until the core's Trace offers paused(): lifting its module hooks stops recording
-        # (the op layer only switches on inside a hooked forward).
-        hooks: Any = getattr(self._trace, "_hooks", None)
-        lifted = bool(getattr(hooks, "attached", False))
-        if lifted:
-            hooks.detach()
-        try:
+        if self._trace is None:
             yield
-        finally:
-            if lifted:
-                hooks.attach()
+            return
+        with self._trace.paused():
+            yield
 
 
 def build_model(pipeline: Pipeline, config: Any, data: Any) -> Any:
