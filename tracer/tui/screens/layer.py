@@ -17,18 +17,7 @@ from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.stat_plots import StatPlots
 
 TENSOR_COLUMNS = ("role", "slot", "shape", "dtype", "device", "grad?")
-STAT_COLUMNS = (
-    "numel",
-    "mean",
-    "std",
-    "min",
-    "max",
-    "abs_mean",
-    "l2",
-    "zero_frac",
-    "nan_count",
-    "inf_count",
-)
+STAT_COLUMNS = BUILTIN_STATS
 STAT_TITLES = {"abs_mean": "|mean|", "zero_frac": "zero%", "nan_count": "nan", "inf_count": "inf"}
 PARAM_COLUMNS = ("parameter", "shape", "dtype", "numel", "trainable", "shared with")
 
