@@ -158,10 +158,8 @@ class Trace:
     def _write_step(self) -> None:
         records = self._rec.finish(self._step)
         metrics, self._metrics = self._metrics, {}
-        if metrics:  # the step's metrics travel with its records: one transaction in a store
-            self.sink.write_step(self._step, records, metrics)
-        elif records:
-            self.sink.write_step(self._step, records)
+        if records or metrics:  # the metrics travel with the records: one transaction in a store
+            self.sink.write_step(self._step, records, metrics or None)
         if records:
             self._last = records
 

@@ -22,7 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from tracer.records import CallRecord, ModuleRecord, RunInfo, TensorRecord, frozen_mapping
+from tracer.records import (
+    BUILTIN_STATS,
+    CallRecord,
+    ModuleRecord,
+    RunInfo,
+    TensorRecord,
+    frozen_mapping,
+)
 from tracer.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -30,17 +37,7 @@ if TYPE_CHECKING:
 
 RowStatus = Literal["same", "shape", "dtype", "device", "added", "removed"]
 ROW_STATUSES: tuple[str, ...] = ("same", "shape", "dtype", "device", "added", "removed")
-DRIFT_STATS: tuple[str, ...] = (
-    "mean",
-    "std",
-    "min",
-    "max",
-    "abs_mean",
-    "l2",
-    "zero_frac",
-    "nan_count",
-    "inf_count",
-)
+DRIFT_STATS: tuple[str, ...] = tuple(s for s in BUILTIN_STATS if s != "numel")
 DEFAULT_DRIFT_THRESHOLD = 0.1
 DEFAULT_DRIFT_FLOOR = 1e-8
 _STRUCTURE = ("shape", "dtype", "device")
