@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
 import pytest
 import torch
 
+import tracer
 from tracer.plugins.builtin.sentiment import PIPELINE, SentimentConfig
 from tracer.plugins.builtin.sentiment.corpus import generate_reviews
 from tracer.plugins.builtin.sentiment.data import (
@@ -22,7 +22,6 @@ from tracer.plugins.builtin.sentiment.data import (
 from tracer.plugins.builtin.sentiment.model import SentimentLSTM
 from tracer.plugins.builtin.sentiment.train import train
 from tracer.plugins.pipeline import RunContext, build_model
-from tracer.sink import MemorySink
 
 
 @pytest.fixture(autouse=True)
@@ -142,21 +141,11 @@ def test_sentiment_pipeline_builds_the_model_for_the_data_vocabulary() -> None:
     assert model.lstm.hidden_size == 16
 
 
-class _Steps:
-    """A trace stand-in that counts steps and keeps metrics (MemorySink holds them)."""
-
-    def __init__(self) -> None:
-        self.sink = MemorySink()
-        self.n = 0
-
-    def step(self) -> None:
-        self.n += 1
-
-    def log(self, metrics: dict[str, float]) -> None:
-        self.sink.write_metrics(self.n, metrics)
-
-    def paused(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+def _train_traced(model: torch.nn.Module, data: object, config: SentimentConfig) -> tuple:
+    """Train under a real trace (every step traced would be slow: only step 0 is)."""
+    with tracer.trace(model, every=1000) as t:
+        final = train(model, data, config, RunContext(t, device=torch.device("cpu")))
+    return final, t
 
 
 @pytest.mark.slow
@@ -165,25 +154,18 @@ def test_sentiment_generated_corpus_is_learnable_in_one_epoch() -> None:
     config = SentimentConfig(max_reviews=1500, embedding_dim=16, hidden_dim=32, epochs=1, lr=0.01)
     data = PIPELINE.data(config)
     model = build_model(PIPELINE, config, data)
-    steps = _Steps()
-    final = train(model, data, config, RunContext(steps, device=torch.device("cpu")))
-    assert steps.n == 24
+    final, t = _train_traced(model, data, config)
+    assert t.step_index == 24
     assert final["val_acc"] > 0.7, final  # chance is 0.5
-    names = {name for _, name, _ in steps.sink.metrics}
+    names = {name for _, name, _ in t.sink.metrics}
     assert {"loss", "accuracy", "lr", "val_loss", "val_acc", "test_loss", "test_acc"} <= names
 
 
 def test_sentiment_steps_per_epoch_caps_training() -> None:
     config = SentimentConfig(max_reviews=500, hidden_dim=8, epochs=2, steps_per_epoch=2)
     data = PIPELINE.data(config)
-    steps = _Steps()
-    train(
-        build_model(PIPELINE, config, data),
-        data,
-        config,
-        RunContext(steps, device=torch.device("cpu")),
-    )
-    assert steps.n == 4
+    _, t = _train_traced(build_model(PIPELINE, config, data), data, config)
+    assert t.step_index == 4
 
 
 def test_sentiment_run_records_where_its_data_came_from(tmp_path: Path) -> None:
