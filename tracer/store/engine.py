@@ -4,6 +4,8 @@ a file (WAL, foreign keys, a busy timeout, writes in ``BEGIN IMMEDIATE`` transac
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,24 @@ def make_engine(url: URL) -> Engine:
     return engine
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the file.
+
+    Leaving the rollback journal needs an exclusive lock, and SQLite reports a busy file at once
+    there, without the busy timeout (it is a lock upgrade): a second process opening a fresh
+    database while the first one reads it (ranks of a job starting together) would fail.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
     """Install SQLAlchemy's documented recipe for taking over pysqlite's transaction control."""
 
@@ -73,7 +93,7 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if wal:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
