@@ -1,44 +1,48 @@
 """The mutable state of one traced step: pending calls, the module stack, and their finalisation.
 
-Hooks (tracer.hooks) and the op layer (tracer.ops) report into a :class:`Recorder`; at the end
-of the step :meth:`Recorder.finish` turns the pending calls into frozen
-:class:`~tracer.records.CallRecord` objects. Pending calls hold only plain metadata
-(``torch.Size``, dtype and device objects) and :class:`~tracer.collector.StatsRef` objects,
-never tensors.
+The traced forwards (tracer.hooks) and the op layer (tracer.ops) report into a
+:class:`Recorder`; at the end of the step :meth:`Recorder.finish` hands the pending calls over
+as a :class:`StepRecords`, which builds the frozen :class:`~tracer.records.CallRecord` objects
+when they are first read. Pending calls hold only plain metadata (``torch.Size``, dtype and
+device objects) and statistics indices (:class:`~tracer.collector.StatsCollector`), never
+tensors.
 
-Cost model: on a model of many small layers the hooks run about as often as the kernels. A
-pending call is a plain list (no object construction); a pending tensor a plain tuple whose
-names are made at step end from cached tables; ``call_index`` is counted at step end; the frozen
-records are built through their slot setters (half the cost of the frozen dataclass
-``__init__``). Above all, a step keeps few objects that the garbage collector tracks: every
-container that outlives a couple of young collections counts towards a full collection, which
-walks the whole heap (torch alone is ~180,000 objects, 100-200 ms here) and was the largest single
-cost of tracing a 1,000-call model. So single-tensor metadata tuples and shapes-only records are
-shared across calls and steps (:data:`SHARED`, ``_INTERNED``) instead of allocated per call.
+Cost model: on a model of many small layers the traced forwards run about as often as the
+kernels. A pending call is a plain list (no object construction); a pending tensor a plain tuple
+whose names are made from cached tables when records are built; ``call_index`` is counted then
+too; the frozen records are built through their slot setters (half the cost of the frozen
+dataclass ``__init__``), and only when first read, so a training loop whose in-memory records
+are never looked at does not pay for them. Above all, a step keeps few objects that the garbage
+collector tracks: every container that outlives a couple of young collections counts towards a
+full collection, which walks the whole heap (torch alone is ~180,000 objects, 100-200 ms here)
+and was the largest single cost of tracing a 1,000-call model. So single-tensor metadata tuples
+and shapes-only records are shared across calls and steps (:data:`SHARED`, ``_INTERNED``)
+instead of allocated per call, and statistics are integer indices (see tracer.collector).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, overload
 
 import torch
 
-from tracer.collector import StatsCollector, StatsRef
+from tracer.collector import StatsCollector, StepStats
 from tracer.records import CallRecord, Role, TensorRecord
 from tracer.walk import Leaf, walk_inputs, walk_output
 
-#: (slot, shape, dtype, device, requires_grad, type_name, stats ref or None); dtype and device
-#: are torch objects (None for an opaque leaf), turned into names when the step is finished.
-PendingTensor = tuple[str, tuple[int, ...], Any, Any, bool, str, StatsRef | None]
+#: (slot, shape, dtype, device, requires_grad, type_name, statistics index or None); dtype and
+#: device are torch objects (None for an opaque leaf), turned into names when records are built.
+PendingTensor = tuple[str, tuple[int, ...], Any, Any, bool, str, int | None]
 
 #: Static facts of a call's module: (path, type name, depth).
 CallInfo = tuple[str, str, int]
 
 #: A pending call is a list indexed by these positions (cheaper to build than an object).
-#: A single plain tensor is kept as its shared metadata tuple plus its stats ref (IN_REF,
-#: OUT_REF), so that the common call allocates no per-tensor tuple at all.
+#: A single plain tensor is kept as its shared metadata tuple plus its statistics index
+#: (IN_REF, OUT_REF), so that the common call allocates no per-tensor tuple at all.
 INFO, INPUTS, OUTPUTS, START, DURATION, GRADS, OP, IN_REF, OUT_REF = range(9)
 PendingCall = list[Any]
 
@@ -57,8 +61,7 @@ class Recorder:
     def __init__(self, *, stats: bool, collector: StatsCollector) -> None:
         self.stats = stats
         self.collector = collector
-        # Hooks bind these two lists once: they are cleared in place, never replaced.
-        self.calls: list[PendingCall] = []
+        self.calls: list[PendingCall] = []  # handed over (and replaced) at the end of a step
         self.stack: list[PendingCall] = []
         self.param_grads: dict[str, dict[str, PendingTensor]] = {}
         self.param_rank: dict[str, int] = {}  # name -> registration order, for stable records
@@ -68,23 +71,17 @@ class Recorder:
         self.active = False  # True while the trace is open (gradient hooks check it)
         self.internal_errors = 0  # failures inside our own hooks (never raised to the user)
 
-    def open_call(self, path: str) -> PendingCall | None:
-        """The innermost open call of module ``path`` (normally the top of the stack)."""
-        for call in reversed(self.stack):
-            if call[INFO][0] == path and call[OP] is None:
-                return call
-        return None
-
-    def begin_call(self, info: CallInfo, args: Any, kwargs: Any) -> None:
-        """Open a module call (pre-hook): it takes its ``seq`` now, before its children."""
+    def begin_call(self, info: CallInfo, args: Any, kwargs: Any) -> PendingCall:
+        """Open a module call: it takes its ``seq`` now, before its children."""
         call = new_call(info)
         self.calls.append(call)
         self.stack.append(call)
         call[INPUTS] = self.describe_all(walk_inputs(args, kwargs))
         call[START] = time.perf_counter()
+        return call
 
     def end_call(self, call: PendingCall, result: Any, end: float) -> list[Leaf] | None:
-        """Close a module call (post-hook) that ended at ``end``: duration, then outputs."""
+        """Close a module call that ended at ``end``: duration, then outputs."""
         call[DURATION] = end - call[START]
         self.pop(call)
         if result is None:
@@ -131,28 +128,89 @@ class Recorder:
             return (slot, (), None, None, False, type(t).__name__, None)
         return (*pending, self.stats_ref(t) if self.stats else None)
 
-    def stats_ref(self, t: torch.Tensor) -> StatsRef | None:
-        """A statistics request for ``t``; statistics are best effort, a failure is counted."""
+    def stats_ref(self, t: torch.Tensor) -> int | None:
+        """A statistics request for ``t`` (its index); best effort, a failure is counted."""
         try:
             return self.collector.request(t)
         except Exception:
             self.internal_errors += 1
             return None
 
-    def finish(self, step: int) -> list[CallRecord]:
-        """Flush statistics, attach parameter gradients, and return the step's records."""
-        self.collector.flush()
+    def finish(self, step: int) -> StepRecords:
+        """Flush statistics and hand the step over (records are built when first read)."""
+        calls, grads = self.calls, self.param_grads
         try:
-            return _records(self.calls, step, self.param_grads, self.param_rank)
+            stats = self.collector.flush()
         finally:
             self.reset()
+        return StepRecords(step, calls, grads, dict(self.param_rank), stats)
 
     def reset(self) -> None:
         """Forget the step (also after a failure); the statistics buffers are kept for reuse."""
-        self.calls.clear()
+        self.calls = []
         self.stack.clear()
-        self.param_grads.clear()
+        self.param_grads = {}
         self.generation += 1
+
+
+class StepRecords(Sequence[CallRecord]):
+    """The records of one step, in ``seq`` order, built from the pending calls on first read.
+
+    ``len()`` needs no records. Everything a record holds was copied out of the tensors during
+    the step, so building later gives the same records as building at once.
+    """
+
+    __slots__ = ("_built", "_pending", "step")
+
+    def __init__(
+        self,
+        step: int,
+        calls: list[PendingCall],
+        param_grads: dict[str, dict[str, PendingTensor]],
+        rank: dict[str, int],
+        stats: StepStats,
+    ) -> None:
+        self.step = step
+        self._pending: tuple[Any, ...] | None = (calls, param_grads, rank, stats)
+        self._built: list[CallRecord] | None = None
+
+    def records(self) -> list[CallRecord]:
+        """The records as a list (built once, then shared)."""
+        if self._built is None:
+            assert self._pending is not None
+            calls, param_grads, rank, stats = self._pending
+            self._built = _records(calls, self.step, param_grads, rank, _stats_reader(stats))
+            self._pending = None  # the pending state can go now
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._built if self._built is not None else self._pending[0])  # type: ignore[index]
+
+    @overload
+    def __getitem__(self, index: int) -> CallRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[CallRecord]: ...
+    def __getitem__(self, index: int | slice) -> CallRecord | list[CallRecord]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        return iter(self.records())
+
+    def __repr__(self) -> str:
+        return f"StepRecords(step={self.step}, calls={len(self)})"
+
+
+def _stats_reader(stats: StepStats) -> Callable[[int], Mapping[str, float]]:
+    """Index -> read-only statistics, one mapping per tensor shared by all its records."""
+    cache: dict[int, Mapping[str, float]] = {}
+
+    def read(index: int) -> Mapping[str, float]:
+        value = cache.get(index)
+        if value is None:
+            value = cache[index] = MappingProxyType(stats.get(index))
+        return value
+
+    return read
 
 
 def _records(
@@ -160,6 +218,7 @@ def _records(
     step: int,
     param_grads: dict[str, dict[str, PendingTensor]],
     rank: dict[str, int],
+    stats: Callable[[int], Mapping[str, float]],
 ) -> list[CallRecord]:
     """Frozen records in ``seq`` order; ``call_index`` counted here, in that same order."""
     counts: dict[Any, int] = {}
@@ -169,11 +228,11 @@ def _records(
         key = path if op is None else (path, op)
         index = counts.get(key, 0)
         counts[key] = index + 1
-        frozen_grads = _freeze_grads(grads) if grads else ()
+        frozen_grads = _freeze_grads(grads, stats) if grads else ()
         if index == 0 and op is None and path in param_grads:
             named = param_grads[path]
             ordered = sorted(named, key=lambda n: rank.get(n, 0))
-            frozen_grads += tuple(_tensor(named[n], "param_grad") for n in ordered)
+            frozen_grads += tuple(_tensor(named[n], "param_grad", stats) for n in ordered)
         records.append(
             _call_record(
                 step,
@@ -183,8 +242,8 @@ def _records(
                 index,
                 "module" if op is None else "op",
                 op,
-                _freeze(inputs, "input", in_ref),
-                _freeze(outputs, "output", out_ref),
+                _freeze(inputs, "input", in_ref, stats),
+                _freeze(outputs, "output", out_ref, stats),
                 frozen_grads,
                 duration,
                 depth,
@@ -231,34 +290,41 @@ def shared(p: PendingTensor) -> PendingTensor:
     return known
 
 
-def _freeze(pending: Any, role: Role, ref: StatsRef | None) -> tuple[TensorRecord, ...]:
+Stats = Callable[[int], Mapping[str, float]]
+
+
+def _freeze(pending: Any, role: Role, ref: int | None, stats: Stats) -> tuple[TensorRecord, ...]:
     """Records of a call's inputs or outputs: one pending tuple, a list of them, or ``()``."""
     if not pending:
         return ()
     if type(pending) is tuple:  # a single pending tensor: the common case
-        return _single(pending, role) if ref is None else (_with_stats(pending, role, ref),)
-    return tuple([_tensor(p, role) for p in pending])
+        if ref is None:
+            return _single(pending, role, stats)
+        return (_with_stats(pending, role, stats(ref)),)
+    return tuple([_tensor(p, role, stats) for p in pending])
 
 
-def _freeze_grads(grads: list[tuple[PendingTensor, Role]]) -> tuple[TensorRecord, ...]:
-    return tuple([_tensor(p, role) for p, role in grads])
+def _freeze_grads(
+    grads: list[tuple[PendingTensor, Role]], stats: Stats
+) -> tuple[TensorRecord, ...]:
+    return tuple([_tensor(p, role, stats) for p, role in grads])
 
 
-def _single(p: PendingTensor, role: Role) -> tuple[TensorRecord, ...]:
+def _single(p: PendingTensor, role: Role, stats: Stats) -> tuple[TensorRecord, ...]:
     if p[6] is not None:
-        return (_tensor(p, role),)
+        return (_tensor(p, role, stats),)
     table = _INTERNED.setdefault(role, {})
     single = table.get(p)
     if single is None:
-        single = (_tensor(p, role),)
+        single = (_tensor(p, role, stats),)
         if len(table) < _INTERN_LIMIT:
             table[p] = single
     return single
 
 
-def _tensor(p: PendingTensor, role: Role) -> TensorRecord:
+def _tensor(p: PendingTensor, role: Role, stats: Stats) -> TensorRecord:
     if p[6] is not None:
-        return _with_stats(p, role, p[6])
+        return _with_stats(p, role, stats(p[6]))
     single = _INTERNED.setdefault(role, {}).get(p)
     if single is not None:
         return single[0]
@@ -267,10 +333,10 @@ def _tensor(p: PendingTensor, role: Role) -> TensorRecord:
     return _tensor_record(p[0], shape, dtype, device, p[4], role, p[5], _NO_STATS)
 
 
-def _with_stats(p: PendingTensor, role: Role, ref: StatsRef) -> TensorRecord:
+def _with_stats(p: PendingTensor, role: Role, values: Mapping[str, float]) -> TensorRecord:
     shape = p[1] if type(p[1]) is tuple else tuple(p[1])
     dtype, device = dtype_name(p[2]), device_name(p[3])
-    return _tensor_record(p[0], shape, dtype, device, p[4], role, p[5], ref.frozen())
+    return _tensor_record(p[0], shape, dtype, device, p[4], role, p[5], values)
 
 
 _NO_STATS = TensorRecord("", (), "", "").stats

@@ -54,7 +54,7 @@ class Trace:
         self.notes: list[str] = []
         self._step = 0
         self._state = "new"
-        self._last: list[CallRecord] = []
+        self._last: Sequence[CallRecord] = []
         self._metrics: dict[str, float] = {}  # logged in the current traced step
         self._on_close = on_close
         self._rec = Recorder(stats=stats, collector=StatsCollector(extra_stats))

@@ -37,12 +37,17 @@ class Sink(Protocol):
 
 
 class MemorySink:
-    """Keeps every record in lists; the default sink of :func:`tracer.trace`."""
+    """Keeps every record in memory; the default sink of :func:`tracer.trace`.
+
+    A step's calls are kept as handed over (the core builds the record objects on first read)
+    and joined into :attr:`calls` when that is read.
+    """
 
     def __init__(self) -> None:
         self.modules: list[ModuleRecord] = []
         self.notes: list[str] = []
-        self.calls: list[CallRecord] = []
+        self._calls: list[CallRecord] = []
+        self._steps: list[Sequence[CallRecord]] = []  # not yet joined into _calls
         self.metrics: list[tuple[int, str, float]] = []
         self.status: str | None = None
         self.error: str | None = None
@@ -57,9 +62,17 @@ class MemorySink:
         calls: Sequence[CallRecord],
         metrics: Mapping[str, float] | None = None,
     ) -> None:
-        self.calls.extend(calls)
+        self._steps.append(calls)
         if metrics:
             self.write_metrics(step, metrics)
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        """Every recorded call, step by step, in ``seq`` order within a step."""
+        for step in self._steps:
+            self._calls.extend(step)
+        self._steps.clear()
+        return self._calls
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         self.metrics.extend((step, k, float(v)) for k, v in metrics.items())

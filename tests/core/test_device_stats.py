@@ -48,11 +48,11 @@ def test_deferred_collector_fills_every_ref_at_flush_and_reuses_seen_tensors() -
     collector = StatsCollector(defer_cpu=True)
     tensors = [CASES[name] for name in ("float", "int64 tokens", "bool", "float16")]
     refs = [collector.request(x) for x in tensors]
-    assert collector.request(tensors[0]) is refs[0]  # the same tensor is reduced once
-    assert all(ref.value is None for ref in refs)  # nothing read back before the flush
-    collector.flush()
+    assert collector.request(tensors[0]) == refs[0]  # the same tensor is reduced once
+    assert len(collector._pending) == len(tensors)  # nothing read back before the flush
+    stats = collector.flush()
     for x, ref in zip(tensors, refs, strict=True):
-        _same(ref.get(), tensor_stats(x))
+        _same(stats.get(ref), tensor_stats(x))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

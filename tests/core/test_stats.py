@@ -39,9 +39,8 @@ def _assert_close(got: dict[str, float], want: dict[str, float], rel: float) -> 
 
 def _collected(x: torch.Tensor) -> dict[str, float]:
     collector = StatsCollector()
-    ref = collector.request(x)
-    collector.flush()
-    return ref.get()
+    index = collector.request(x)
+    return collector.flush().get(index)
 
 
 @pytest.mark.parametrize("numel", [7, SMALL_NUMEL, SMALL_NUMEL * 4, CHUNK * 2 + 10])
@@ -111,14 +110,14 @@ def test_stats_collector_dedups_by_identity_and_version_not_address() -> None:
     collector = StatsCollector()
     a = torch.randn(100)
     first = collector.request(a)
-    assert collector.request(a) is first
-    assert collector.request(a.view(10, 10)) is first  # same elements, same statistics
-    assert collector.request(a[:50]) is not first
+    assert collector.request(a) == first
+    assert collector.request(a.view(10, 10)) == first  # same elements, same statistics
+    assert collector.request(a[:50]) != first
     a.add_(1)  # in place: the cached statistics no longer describe it
     second = collector.request(a)
-    assert second is not first
-    collector.flush()
-    assert second.get()["mean"] == pytest.approx(first.get()["mean"] + 1, rel=1e-5)
+    assert second != first
+    stats = collector.flush()
+    assert stats.get(second)["mean"] == pytest.approx(stats.get(first)["mean"] + 1, rel=1e-5)
 
 
 def test_stats_collector_freed_tensor_id_reuse_is_not_a_hit() -> None:
@@ -126,8 +125,8 @@ def test_stats_collector_freed_tensor_id_reuse_is_not_a_hit() -> None:
     refs = []
     for value in range(200):  # freed tensors' ids get reused by the next ones
         refs.append((value, collector.request(torch.full((8,), float(value)))))
-    collector.flush()
-    assert all(ref.get()["mean"] == value for value, ref in refs)
+    stats = collector.flush()
+    assert all(stats.get(ref)["mean"] == value for value, ref in refs)
 
 
 def test_stats_copy_at_hook_time_ignores_later_inplace_change() -> None:

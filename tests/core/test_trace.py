@@ -13,8 +13,13 @@ from tracer.sink import MemorySink
 
 
 def _hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) + sum(
-        len(p._post_accumulate_grad_hooks or {}) for p in model.parameters()
+    """Hooks and wrapped forwards installed on the model (a traced forward is an instance
+    attribute; an untraced module has none)."""
+    modules = list(model.modules())
+    return (
+        sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in modules)
+        + sum("forward" in m.__dict__ for m in modules)
+        + sum(len(p._post_accumulate_grad_hooks or {}) for p in model.parameters())
     )
 
 
