@@ -49,6 +49,7 @@ _BATCHED_DTYPES = {
     torch.bfloat16: torch.float32,
     torch.float64: torch.float64,
 }
+_STRIDED = torch.strided
 #: Values per row in a row buffer's results: sum, l2, l1, min, max, nonzero count.
 _SUMS = 6
 
@@ -86,123 +87,147 @@ class StepStats:
                 value = {}
             else:
                 start = self._row[index] * _SUMS
-                sums = self._sums[group][start : start + _SUMS]
-                value = stats_from_sums(self._numel[group], sums) or {}
+                row = self._sums[group][start : start + _SUMS]
+                value = stats_from_sums(self._numel[group], [row[i] for i in _ORDER]) or {}
         extra = self._extra.get(index)
         return {**value, **extra} if extra else dict(value)
 
 
 class _Rows:
-    """Row buffer for small tensors of one shape, dtype and device: one row per tensor."""
+    """Row buffer on the CPU for small tensors of one size and dtype: one flat row per tensor.
 
-    def __init__(
-        self, number: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-    ) -> None:
+    The rows of a step pass through one chunk of at most ``CHUNK_NUMEL`` elements, reduced as
+    soon as it is full: the copies and the reduction passes then stay in the cache, and the
+    buffer's memory does not grow with the number of calls in a step.
+    """
+
+    def __init__(self, number: int, numel: int, dtype: torch.dtype) -> None:
         self.number = number  # this buffer's place in the collector's list
-        self.shape, self.dtype, self.device = shape, dtype, device
-        self.numel = max(1, int(torch.Size(shape).numel()))
-        self.per_chunk = max(1, CHUNK_NUMEL // self.numel)
-        self.chunks: list[torch.Tensor] = []
-        self.rows: list[torch.Tensor] = []  # views into the chunks, one per row
-        self.addresses: list[int] = []  # data_ptr of each row (CPU only)
-        self.used = 0
-        self.indices: list[int] = []  # the tensor index of each used row
-        self.nbytes = self.numel * torch.empty((), dtype=dtype).element_size()
-        self.raw = self.device.type == "cpu"
+        self.numel, self.dtype = numel, dtype
+        self.nbytes = numel * torch.empty((), dtype=dtype).element_size()
+        self.per_chunk = max(1, CHUNK_NUMEL // numel)
+        self.chunk = self.out = torch.empty(0)
+        self.rows: list[torch.Tensor] = []  # views into the chunk, one per row
+        self.addresses: list[int] = []  # data_ptr of each row
+        self.count = 0  # rows of this step so far
+        self.indices: list[int] = []  # the tensor index of each row in the chunk now
+        self.sums: list[float] = []  # _SUMS floats per reduced row of this step
+        self.careful: dict[int, dict[str, float]] = {}  # tensor index -> exact statistics
 
     def add(self, t: torch.Tensor, tensor_index: int) -> int:
-        """Copy ``t``'s values into the next row and return the row's number."""
-        index = self.used
+        """Copy ``t``'s values into the next row and return the row's number in the step."""
+        index = len(self.indices)
         if index == len(self.rows):
-            self._grow(index)
-        if self.raw and t.dtype is self.dtype and t.is_contiguous():
+            self._make_room(index)
+            index = 0
+        if t.dtype is self.dtype and t.is_contiguous():
             # A plain memory copy skips copy_()'s dispatch (about 0.3 us of 1.6 per tensor).
-            # Safe: rows are keyed by device (this is a CPU row), same dtype, contiguous
-            # source, and the destination is our own preallocated row.
+            # Safe: a CPU tensor of our dtype and size, contiguous, into our own row.
             ctypes.memmove(self.addresses[index], t.data_ptr(), self.nbytes)
-        else:
-            self.rows[index].copy_(t)  # converts float16/bfloat16, follows strides
-        self.used = index + 1
+        else:  # converts float16/bfloat16, follows strides; detached: no graph to the copy
+            self.rows[index].view(t.shape).copy_(t.detach())
         self.indices.append(tensor_index)
-        return index
+        self.count += 1
+        return self.count - 1
 
-    def _grow(self, used: int) -> None:
-        # Geometric growth: a shape seen once costs a few rows, not a whole 4 MB chunk.
-        count = min(self.per_chunk, max(4, used))
-        chunk = torch.empty((count, *self.shape), dtype=self.dtype, device=self.device)
-        self.chunks.append(chunk)
-        rows = chunk.unbind(0)
-        self.rows.extend(rows)
-        if self.raw:
-            self.addresses.extend(row.data_ptr() for row in rows)
+    def _make_room(self, used: int) -> None:
+        """Reduce the full chunk; grow it geometrically up to ``per_chunk`` rows (a size seen
+        once costs a few rows, not a whole chunk)."""
+        self.reduce()
+        size = min(self.per_chunk, max(4, 2 * used))
+        if size != len(self.rows):
+            with torch.inference_mode(False):  # normal tensors, usable in and out of it
+                self.chunk = torch.empty((size, self.numel), dtype=self.dtype)
+                self.out = torch.empty((size, _SUMS), dtype=self.dtype)
+            self.rows = list(self.chunk.unbind(0))
+            self.addresses = [row.data_ptr() for row in self.rows]
 
-    def flush(self, careful: dict[int, dict[str, float]]) -> list[float]:
-        """Reduce every used row: ``_SUMS`` floats per row, in one flat list.
+    def reduce(self) -> None:
+        """Reduce the rows in the chunk into ``sums`` (and ``careful``) and empty it."""
+        count = len(self.indices)
+        if not count:
+            return
+        with torch.no_grad():
+            block, out = self.chunk[:count], self.out[:count]
+            for row in _reduce(block, out):
+                self.careful[self.indices[row]] = finite_stats(block[row], self.numel)
+            self.sums.extend(_finish(block, out))
+        self.indices.clear()
 
-        Rows whose fast sums cannot give exact statistics are reduced from their values into
-        ``careful`` (keyed by the tensor's index). The buffers stay for the next step.
-        """
-        start, used, out = 0, self.used, []
-        for chunk in self.chunks:
-            if start >= used:
-                break
-            count = min(chunk.shape[0], used - start)
-            block = chunk[:count].reshape(count, self.numel)
-            first, rows = _reduce(block)
-            for row in rows:
-                careful[self.indices[start + row]] = finite_stats(block[row], self.numel)
-            out.extend(_finish(block, first))
-            start += count
-        return out
+    def take(self) -> tuple[list[float], dict[int, dict[str, float]]]:
+        """The step's results (after reducing what is left); the buffer starts a new step."""
+        try:
+            self.reduce()
+            return self.sums, self.careful
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Forget this step's rows and results."""
+        self.indices.clear()
+        self.count, self.sums, self.careful = 0, [], {}
 
 
-def _plain(t: torch.Tensor) -> bool:
-    return t.layout == torch.strided and not t.is_nested
+def _reduce(block: torch.Tensor, out: torch.Tensor) -> list[int]:
+    """Row sums of our own buffer ``block`` into ``out``; returns the rows to reduce carefully.
 
-
-def _reduce(block: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-    """``[sum, l2, l1, min, max, nonzero]`` of each row of our own buffer (overwritten), flat,
-    and the rows whose fast sums cannot give exact statistics (NaN/Inf, or a spread too small
-    for the fast std: the test of :func:`~tracer.stats.needs_careful`, on all rows at once).
-
-    The caller reduces those rows (usually none) from their values before this overwrites them:
-    ``|x|`` and the 0/1 nonzero flags are built in place (``abs_``, then ``sign_``), because
-    boolean temporaries and the unvectorised L1/L0 kernels cost twice as much.
+    ``out`` gets one row of ``_SUMS`` values per block row, in the order of :data:`_ORDER`:
+    sum, L2 norm, min, max first, then L1 norm and nonzero count. The returned rows (usually
+    none) are those whose fast sums cannot give exact statistics: a non-finite value, or a
+    spread too small for the fast std (the test of :func:`~tracer.stats.needs_careful`,
+    written as ``(sum / l2)^2 > 0.99 n`` so that it cannot overflow). The caller reduces them
+    from their values before :func:`_finish` overwrites the block.
     """
     n = block.shape[1]
-    lo, hi = block.amin(1), block.amax(1)
-    total, l2 = block.sum(1), torch.linalg.vector_norm(block, 2, dim=1)
-    first = torch.stack((total, l2, lo, hi), 1).double()
-    bad = ~torch.isfinite(first).all(1)
+    torch.sum(block, 1, out=out[:, 0])
+    torch.linalg.vector_norm(block, 2, dim=1, out=out[:, 1])
+    torch.amin(block, 1, out=out[:, 2])
+    torch.amax(block, 1, out=out[:, 3])
+    # A sum is finite exactly when all its terms are (inf - inf is NaN).
+    bad = ~out[:, :4].sum(1).isfinite()
     if n > 1:
-        squares = first[:, 1].square()
-        bad |= squares - first[:, 0].square() / n < 1e-2 * squares
-    careful = bad.nonzero().flatten().tolist()
-    return first, careful
+        ratio = out[:, 0] / out[:, 1]
+        bad |= ratio.square_() > 0.99 * n
+    if not bad.any():
+        return []
+    return bad.nonzero().flatten().tolist()
 
 
-def _finish(block: torch.Tensor, first: torch.Tensor) -> list[float]:
-    """The flat row results, from :func:`_reduce`'s first sums and two in-place passes."""
-    block.abs_()
-    l1 = block.sum(1)
-    nonzero = block.sign_().sum(1)
-    rest = torch.stack((l1, nonzero), 1).double()
-    return torch.cat((first[:, :2], rest[:, :1], first[:, 2:], rest[:, 1:]), 1).flatten().tolist()
+def _finish(block: torch.Tensor, out: torch.Tensor) -> list[float]:
+    """L1 norms and nonzero counts into ``out`` (``|x|`` and its 0/1 signs built in place:
+    boolean temporaries and the unvectorised L1/L0 kernels cost twice as much), then every
+    row's values as one flat list."""
+    torch.sum(block.abs_(), 1, out=out[:, 4])
+    torch.sum(block.sign_(), 1, out=out[:, 5])
+    return out.view(-1).tolist()
+
+
+#: Where :func:`_reduce` and :func:`_finish` put sum, l2, l1, min, max and nonzero in a row.
+_ORDER = (0, 1, 4, 2, 3, 5)
 
 
 def _identity(t: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """The object whose lifetime vouches for the cache entry, and the entry's key.
 
     A contiguous view is keyed by its root (``_base``, shared by every view of the same
-    memory), offset, size and dtype: ``x.view(-1, 512)`` holds exactly the elements of ``x``
-    and so has its statistics (they do not depend on order). Other tensors are keyed by their
-    own identity.
+    memory) and the part of it that it covers: ``x.view(-1, 512)`` holds exactly the elements
+    of ``x`` and so has its statistics (they do not depend on order). A view of the whole of a
+    contiguous root has the root's own key. Other tensors are keyed by their identity.
     """
     if not t.is_contiguous():
         return t, id(t)
     base = t._base
-    owner = t if base is None else base
-    return owner, (id(owner), t.storage_offset(), t.numel(), t.dtype)
+    if base is None:
+        return t, id(t)
+    offset, n, dtype = t.storage_offset(), t.numel(), t.dtype
+    if (
+        offset == base.storage_offset()
+        and n == base.numel()
+        and dtype == base.dtype
+        and base.is_contiguous()
+    ):
+        return base, id(base)
+    return base, (id(base), offset, n, dtype)
 
 
 class StatsCollector:
@@ -258,14 +283,17 @@ class StatsCollector:
         try:
             with torch.no_grad():
                 for rows in self._buffers:
-                    sums.append(rows.flush(self._done) if rows.used else [])
+                    values, careful = rows.take()
+                    sums.append(values)
                     numel.append(rows.numel)
+                    self._done.update(careful)
                 self._flush_pending()
             return StepStats(self._group, self._row, sums, numel, self._done, self._extra)
-        finally:
+        except BaseException:
             for rows in self._buffers:
-                rows.used = 0
-                rows.indices.clear()
+                rows.discard()  # the next step starts empty
+            raise
+        finally:
             self._reset()
 
     def _flush_pending(self) -> None:
@@ -292,34 +320,46 @@ class StatsCollector:
         return index
 
     def _compute(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
-        n = t.numel()
-        if (t.device.type != "cpu" or self.defer_cpu) and n > 0 and has_values(t):
-            index = self._new_index(ref, version, -1, 0)
-            self._add_extra(index, t)
-            with torch.no_grad():
-                try:
-                    kind, vector = device_vector(t.detach())
-                except (RuntimeError, TypeError, NotImplementedError):  # exotic dtype
-                    self._done[index] = {"numel": n}
-                    return index
-            self._pending.append((index, kind, n, vector))
+        if t.is_cpu and not self.defer_cpu:
+            n = t.numel()
+            target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
+            if (
+                target is not None
+                and 0 < n <= SMALL_NUMEL
+                and t.layout is _STRIDED
+                and not t.is_nested
+            ):
+                rows = self._rows.get((n, target))
+                if rows is None:
+                    rows = _Rows(len(self._buffers), n, target)
+                    self._rows[n, target] = rows
+                    self._buffers.append(rows)
+                index = len(self._group)
+                row = rows.add(t, index)
+                self._group.append(rows.number)
+                self._row.append(row)
+                self._owner.append(ref)
+                self._version.append(version)
+            else:
+                index = self._new_index(ref, version, -1, 0)
+                with torch.no_grad():
+                    self._done[index] = tensor_stats(t)
+            if self.extra:
+                self._add_extra(index, t)
             return index
-        target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
-        if target is not None and 0 < n <= SMALL_NUMEL and not t.is_meta and _plain(t):
-            key = (t.shape, target, t.device)
-            rows = self._rows.get(key)
-            if rows is None:
-                rows = _Rows(len(self._buffers), tuple(t.shape), target, t.device)
-                self._rows[key] = rows
-                self._buffers.append(rows)
-            index = len(self._group)
-            row = rows.add(t.detach() if t.requires_grad else t, index)  # no graph to the copy
-            self._new_index(ref, version, rows.number, row)
-        else:
-            index = self._new_index(ref, version, -1, 0)
-            with torch.no_grad():
-                self._done[index] = tensor_stats(t)
+        n = t.numel()
+        index = self._new_index(ref, version, -1, 0)
         self._add_extra(index, t)
+        if n == 0 or not has_values(t):
+            self._done[index] = {"numel": n}
+            return index
+        with torch.no_grad():
+            try:
+                kind, vector = device_vector(t.detach())
+            except (RuntimeError, TypeError, NotImplementedError):  # exotic dtype
+                self._done[index] = {"numel": n}
+                return index
+        self._pending.append((index, kind, n, vector))
         return index
 
     def _add_extra(self, index: int, t: torch.Tensor) -> None:

@@ -29,7 +29,15 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from tracer.modules import module_depth
-from tracer.recorder import GRADS, SHARED, CallInfo, PendingCall, Recorder, shared
+from tracer.recorder import (
+    GRADS,
+    SHARED,
+    CallInfo,
+    PendingCall,
+    PendingTensor,
+    Recorder,
+    shared,
+)
 
 _MISSING = object()
 _clock = time.perf_counter
@@ -77,17 +85,28 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
         return _traced_generic(w, rec, args, kwargs)
     # The overwhelmingly common call, one plain tensor in and one out with the op layer off,
     # is recorded inline: its metadata tuple is shared with earlier calls (a lookup, no
-    # allocation that survives), the call is one list, the clock is read twice.
+    # allocation that survives), the call is one list, the clock is read twice. In a chain of
+    # layers the input is the previous call's output: the same object at the same version
+    # (proved by a weak reference, which holds nothing) has the same record and statistics.
     x = args[0]
     stack = rec.stack
     call: PendingCall = [w.info, None, (), 0.0, None, None, None, None, None]
     rec.calls.append(call)
     stack.append(call)
     try:
-        meta = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
-        call[1] = _known(meta) or shared(meta)
-        if rec.stats:
-            call[7] = rec.collector.request(x)
+        last = rec.last
+        if (
+            last is not None
+            and last[0]() is x
+            and last[1] == x._version
+            and last[2][4] == x.requires_grad
+        ):
+            call[1], call[7] = last[2], last[3]
+        else:
+            meta: PendingTensor = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
+            call[1] = _known(meta) or shared(meta)
+            if rec.stats:
+                call[7] = rec.collector.request(x)
         if rec.on_outermost is not None and len(stack) == 1:
             rec.on_outermost(True)  # the op layer runs only inside traced forwards
     except Exception:
@@ -109,10 +128,13 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
         rec.pop(call)
     try:
         rg = result.requires_grad
-        meta = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
-        call[2] = _known(meta) or shared(meta)
-        if rec.stats:
-            call[8] = rec.collector.request(result)
+        new: PendingTensor = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
+        meta = call[2] = _known(new) or shared(new)
+        index = call[8] = rec.collector.request(result) if rec.stats else None
+        if result.is_inference():  # no version counter to prove it unchanged
+            rec.last = None
+        else:
+            rec.last = (weakref.ref(result), result._version, meta, index)
         if rg and w.grads and torch.is_grad_enabled():
             _watch_grads(rec, call, [("0", result)])
     except Exception:

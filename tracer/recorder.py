@@ -70,6 +70,8 @@ class Recorder:
         self.ops_on = False  # True while the op layer's TorchFunctionMode is pushed
         self.active = False  # True while the trace is open (gradient hooks check it)
         self.internal_errors = 0  # failures inside our own hooks (never raised to the user)
+        # The last plain output recorded: (weak reference, version, metadata, statistics index).
+        self.last: tuple[Any, int, PendingTensor, int | None] | None = None
 
     def begin_call(self, info: CallInfo, args: Any, kwargs: Any) -> PendingCall:
         """Open a module call: it takes its ``seq`` now, before its children."""
@@ -151,6 +153,7 @@ class Recorder:
         self.stack.clear()
         self.param_grads = {}
         self.generation += 1
+        self.last = None
 
 
 class StepRecords(Sequence[CallRecord]):

@@ -27,8 +27,8 @@ StatFn = Callable[[torch.Tensor], float | int | None]
 
 #: Tensors with at most this many elements are copied and reduced in a batch at step end.
 SMALL_NUMEL = 16384
-#: Elements per row-buffer chunk (4 MB of float32): buffers are reused from step to step.
-CHUNK_NUMEL = 1 << 20
+#: Elements per row-buffer chunk (2 MB of float32, reduced when full while still in cache).
+CHUNK_NUMEL = 1 << 19
 
 #: Elements per chunk of a big CPU tensor: 1 MB of float32 stays in a core's L2 cache.
 CHUNK = 1 << 18
