@@ -25,7 +25,11 @@ from tracer.records import CallRecord, ModuleRecord
 
 
 class NullSink:
-    """Drops records: the benchmark measures the tracer, not a store."""
+    """Drops records: the benchmark measures the tracer, not a store.
+
+    A step's records are built when first read; this sink never reads them. ``ReadingSink``
+    (the ``+records`` mode) reads every record and statistic, as a store or a user would.
+    """
 
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
         pass
@@ -58,6 +62,17 @@ class ArticleLSTM(nn.Module):
         return out.view(x.size(0), -1)[:, -1]
 
 
+class ReadingSink(NullSink):
+    """Builds and touches every record of each step, then drops it."""
+
+    def write_step(
+        self, step: int, calls: Sequence[CallRecord], metrics: Mapping[str, float] | None = None
+    ) -> None:
+        for call in calls:
+            for record in call.tensors:
+                record.stats.get("mean")
+
+
 def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...], int]]:
     """name -> (model, inputs, forwards per timed block)."""
     torch.manual_seed(0)
@@ -79,6 +94,7 @@ def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...], int]]:
 MODES: dict[str, dict[str, Any]] = {
     "shapes": {"stats": False},
     "stats": {"stats": True},
+    "stats+records": {"stats": True, "sink": ReadingSink},
     "stats+ops": {"stats": True, "ops": True},
     "stats+grads": {"stats": True, "grads": True},
 }
@@ -100,8 +116,9 @@ def _block(model: nn.Module, inputs: tuple[Any, ...], n: int, mode: str) -> tupl
             _forward(model, inputs, backward)
         return (time.perf_counter() - start) / n, 0.0
     untraced = mode.startswith("every=10")
-    options = {"every": 10} if untraced else MODES[mode]
-    with tracer.trace(model, sink=NullSink(), **options) as t:
+    options = dict({"every": 10} if untraced else MODES[mode])
+    sink = options.pop("sink", NullSink)()
+    with tracer.trace(model, sink=sink, **options) as t:
         if untraced:
             t.step()  # leave the recorded step 0: steps 1..9 are not recorded
             n = min(n, 9)
@@ -148,7 +165,8 @@ def measure(reps: int) -> list[Row]:
     rows: list[Row] = []
     for name, (model, inputs, n) in models().items():
         model.eval()
-        modes = ["plain", "shapes", "stats", "stats+ops", "every=10 (untraced step)"]
+        modes = ["plain", "shapes", "stats", "stats+records", "stats+ops"]
+        modes += ["every=10 (untraced step)"]
         modes += ["plain+grads", "stats+grads"]
         peers = _peers(model, inputs)
         times: dict[str, list[tuple[float, float]]] = {m: [] for m in modes + list(peers)}

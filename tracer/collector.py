@@ -36,9 +36,9 @@ from tracer.stats import (
     StatFn,
     device_vector,
     extra_stats,
+    fast_stats,
     finite_stats,
     has_values,
-    stats_from_sums,
     stats_from_vector,
     tensor_stats,
 )
@@ -84,13 +84,14 @@ class StepStats:
         if value is None:
             group = self._group[index]
             if group < 0:
-                value = {}
-            else:
-                start = self._row[index] * _SUMS
-                row = self._sums[group][start : start + _SUMS]
-                value = stats_from_sums(self._numel[group], [row[i] for i in _ORDER]) or {}
+                return dict(self._extra.get(index, {}))
+            # The row buffer's mask already sent every row that needs it to the careful path.
+            s, i = self._sums[group], self._row[index] * _SUMS
+            value = fast_stats(
+                self._numel[group], s[i], s[i + 1], s[i + 4], s[i + 2], s[i + 3], s[i + 5]
+            )
         extra = self._extra.get(index)
-        return {**value, **extra} if extra else dict(value)
+        return {**value, **extra} if extra else value
 
 
 class _Rows:
@@ -171,12 +172,13 @@ class _Rows:
 def _reduce(block: torch.Tensor, out: torch.Tensor) -> list[int]:
     """Row sums of our own buffer ``block`` into ``out``; returns the rows to reduce carefully.
 
-    ``out`` gets one row of ``_SUMS`` values per block row, in the order of :data:`_ORDER`:
-    sum, L2 norm, min, max first, then L1 norm and nonzero count. The returned rows (usually
-    none) are those whose fast sums cannot give exact statistics: a non-finite value, or a
-    spread too small for the fast std (the test of :func:`~tracer.stats.needs_careful`,
-    written as ``(sum / l2)^2 > 0.99 n`` so that it cannot overflow). The caller reduces them
-    from their values before :func:`_finish` overwrites the block.
+    ``out`` gets one row of ``_SUMS`` values per block row: sum, L2 norm, min, max first, then
+    L1 norm and nonzero count (:meth:`StepStats.get` reads them in that order). The returned
+    rows (usually none) are those whose fast sums cannot give exact statistics: a non-finite
+    value, or a spread too small for the fast std (the test of
+    :func:`~tracer.stats.needs_careful`, written as ``(sum / l2)^2 > 0.99 n`` so that it
+    cannot overflow). The caller reduces them from their values before :func:`_finish`
+    overwrites the block; this mask is the only test, :meth:`StepStats.get` trusts it.
     """
     n = block.shape[1]
     torch.sum(block, 1, out=out[:, 0])
@@ -200,10 +202,6 @@ def _finish(block: torch.Tensor, out: torch.Tensor) -> list[float]:
     torch.sum(block.abs_(), 1, out=out[:, 4])
     torch.sum(block.sign_(), 1, out=out[:, 5])
     return out.view(-1).tolist()
-
-
-#: Where :func:`_reduce` and :func:`_finish` put sum, l2, l1, min, max and nonzero in a row.
-_ORDER = (0, 1, 4, 2, 3, 5)
 
 
 def _identity(t: torch.Tensor) -> tuple[torch.Tensor, Any]:

@@ -176,6 +176,13 @@ def stats_from_sums(n: int, sums: list[float]) -> dict[str, float] | None:
     total, l2, l1, lo, hi, nonzero = sums
     if needs_careful(n, total, l2, lo, hi):
         return None
+    return fast_stats(n, total, l2, l1, lo, hi, nonzero)
+
+
+def fast_stats(
+    n: int, total: float, l2: float, l1: float, lo: float, hi: float, nonzero: float
+) -> dict[str, float]:
+    """Statistics from fused sums already known to be finite and precise enough."""
     mean = total / n
     spread = l2 * l2 - n * mean * mean
     std = math.sqrt(max(spread, 0.0) / (n - 1)) if n > 1 else 0.0
