@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from tracer.records import CallRecord, ModuleRecord, ParamRecord, TensorRecord, frozen_mapping
 
 
@@ -16,11 +18,8 @@ def tensor(
     **extra: float,
 ) -> TensorRecord:
     """A float tensor record whose statistics depend on ``scale`` (so steps differ)."""
-    numel = 1
-    for d in shape:
-        numel *= d
     stats = {
-        "numel": float(numel),
+        "numel": float(math.prod(shape)),
         "mean": 0.25 * scale,
         "std": 1.5 * scale,
         "min": -2.0 * scale,

@@ -51,21 +51,11 @@ def test_two_sqlite_writers_and_a_reader_lose_nothing(tmp_path: Path) -> None:
             assert len(store.metrics(run.id)) == 12
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def test_processes_opening_a_fresh_database_create_the_schema_once(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        str(tmp_path / "fresh.db")
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+def test_processes_opening_a_fresh_database_create_the_schema_once(db_url: str) -> None:
     start = str(time.time() + 2.0)  # after every interpreter has started
-    for proc in [spawn("open", url, start) for _ in range(3)]:
+    for proc in [spawn("open", db_url, start) for _ in range(3)]:
         finish(proc)
-    engine = create_engine(url if "://" in url else f"sqlite:///{url}")
+    engine = create_engine(db_url)
     with engine.connect() as conn:
         assert list(conn.exec_driver_sql("SELECT version_num FROM alembic_version")) == [(head(),)]
     engine.dispose()

@@ -46,19 +46,9 @@ def test_open_store_creates_schema_at_head(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def test_migrations_match_the_orm_models(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'm.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    open_store(url).close()
-    engine = create_engine(url)
+def test_migrations_match_the_orm_models(db_url: str) -> None:
+    open_store(db_url).close()
+    engine = create_engine(db_url)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()

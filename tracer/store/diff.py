@@ -20,7 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tracer.records import (
     BUILTIN_STATS,
@@ -36,11 +36,12 @@ if TYPE_CHECKING:
     from tracer.store.store import Store
 
 RowStatus = Literal["same", "shape", "dtype", "device", "added", "removed"]
-ROW_STATUSES: tuple[str, ...] = ("same", "shape", "dtype", "device", "added", "removed")
+ROW_STATUSES: tuple[str, ...] = get_args(RowStatus)
 DRIFT_STATS: tuple[str, ...] = tuple(s for s in BUILTIN_STATS if s != "numel")
 DEFAULT_DRIFT_THRESHOLD = 0.1
 DEFAULT_DRIFT_FLOOR = 1e-8
 _STRUCTURE = ("shape", "dtype", "device")
+_Slots = dict[tuple[str, str], TensorRecord]  # a call's tensors by (role, slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +143,11 @@ def _key(call: CallRecord) -> tuple[str, str, str, str | None, int]:
     return (call.module, call.type, call.kind, call.op, call.call_index)
 
 
-def _slots(call: CallRecord) -> dict[tuple[str, str], TensorRecord]:
+def _slots(call: CallRecord) -> _Slots:
     return {(t.role, t.slot): t for t in call.tensors}
 
 
-def _changes(left: CallRecord, right: CallRecord) -> list[FieldChange]:
-    a, b = _slots(left), _slots(right)
+def _changes(a: _Slots, b: _Slots) -> list[FieldChange]:
     changes = []
     for role, slot in list(a) + [k for k in b if k not in a]:
         ta, tb = a.get((role, slot)), b.get((role, slot))
@@ -175,10 +175,9 @@ def _drifted(a: float, b: float, threshold: float, floor: float) -> float | None
     return relative if relative > threshold else None
 
 
-def _drift(left: CallRecord, right: CallRecord, threshold: float, floor: float) -> list[StatDrift]:
-    b = _slots(right)
+def _drift(a: _Slots, b: _Slots, threshold: float, floor: float) -> list[StatDrift]:
     found = []
-    for (role, slot), ta in _slots(left).items():
+    for (role, slot), ta in a.items():
         tb = b.get((role, slot))
         if tb is None:
             continue
@@ -192,10 +191,11 @@ def _drift(left: CallRecord, right: CallRecord, threshold: float, floor: float) 
 
 
 def _pair(left: CallRecord, right: CallRecord, threshold: float, floor: float) -> DiffRow:
-    changes = _changes(left, right)
+    a, b = _slots(left), _slots(right)
+    changes = _changes(a, b)
     fields = {c.field for c in changes}
     status = next((s for s in _STRUCTURE if s in fields), "same")
-    drift = _drift(left, right, threshold, floor)
+    drift = _drift(a, b, threshold, floor)
     return DiffRow(status, left, right, tuple(changes), tuple(drift))  # type: ignore[arg-type]
 
 

@@ -53,14 +53,15 @@ def make_engine(url: URL) -> Engine:
         except (ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot open {url.render_as_string()}: {exc}") from None
     args: dict[str, Any] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
-    if sqlite_file(url) is None:
+    in_memory = sqlite_file(url) is None
+    if in_memory:
         # one shared connection, or every checkout would see its own empty in-memory database
         engine = create_engine(url, connect_args=args, poolclass=StaticPool)
     else:
         # pooled: a fresh connection per step would redo the pragmas and, on closing the last
         # one, checkpoint the WAL (an fsync) every time
         engine = create_engine(url, connect_args=args, pool_size=2, max_overflow=8)
-    _configure_sqlite(engine, wal=sqlite_file(url) is not None)
+    _configure_sqlite(engine, wal=not in_memory)
     return engine
 
 

@@ -46,11 +46,6 @@ def script_revisions() -> tuple[str, ...]:
     return tuple(reversed([rev.revision for rev in script.walk_revisions()]))
 
 
-def revisions() -> tuple[str, ...]:
-    """Every revision this version of layer-tracer knows, oldest first."""
-    return REVISIONS
-
-
 def head() -> str:
     """The newest schema revision."""
     return REVISIONS[-1]
@@ -64,7 +59,7 @@ def classify(tables: list[str], revision: list[str], where: str) -> str | None:
     if "alembic_version" not in tables or "runs" not in tables:
         shown = ", ".join(sorted(tables)[:8])
         raise SchemaError(f"{where} is not a layer-tracer database (it has tables: {shown})")
-    if len(revision) != 1 or revision[0] not in revisions():
+    if len(revision) != 1 or revision[0] not in REVISIONS:
         found = ", ".join(revision) or "none"
         raise SchemaError(
             f"{where} has schema revision {found}, which this layer-tracer "

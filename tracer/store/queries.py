@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 from sqlalchemy import Connection, Table, and_, select
 
-from tracer.records import CallRecord, MetricRecord, ModuleRecord, RunInfo, frozen_mapping
+from tracer.records import CallRecord, MetricRecord, ModuleRecord, Role, RunInfo, frozen_mapping
 from tracer.store import rows
 from tracer.store.floats import decode
 from tracer.store.liveness import effective_status
@@ -21,7 +21,7 @@ TENSORS: Table = TensorRow.__table__  # type: ignore[assignment]
 EXTRAS: Table = ExtraStatRow.__table__  # type: ignore[assignment]
 MODULES: Table = ModuleRow.__table__  # type: ignore[assignment]
 METRICS: Table = MetricRow.__table__  # type: ignore[assignment]
-_ROLES = ("input", "output", "grad", "param_grad")
+_ROLES: tuple[str, ...] = get_args(Role)
 _HOST = host_name()
 
 
@@ -116,19 +116,15 @@ def series(conn: Connection, run_id: int, key: SeriesKey) -> list[tuple[int, flo
     slot = (TENSORS.c.role == key.role) & (TENSORS.c.slot == key.slot)
     if key.stat in STAT_COLUMNS:
         index = STAT_COLUMNS.index(key.stat)
-        query = select(CALLS.c.step, TENSORS.c[key.stat], TENSORS.c.special).select_from(joined)
-        found = conn.execute(query.where(calls & slot).order_by(CALLS.c.step))
-        points = ((step, decode(value, special, index)) for step, value, special in found)
+        column, special = TENSORS.c[key.stat], TENSORS.c.special
     else:
-        joined = joined.join(
-            EXTRAS,
-            and_(
-                *(EXTRAS.c[k] == TENSORS.c[k] for k in rows.TENSOR_KEY), EXTRAS.c.name == key.stat
-            ),
-        )
-        query = select(CALLS.c.step, EXTRAS.c.value, EXTRAS.c.special).select_from(joined)
-        found = conn.execute(query.where(calls & slot).order_by(CALLS.c.step))
-        points = ((step, decode(value, special)) for step, value, special in found)
+        extra = (EXTRAS.c[k] == TENSORS.c[k] for k in rows.TENSOR_KEY)
+        joined = joined.join(EXTRAS, and_(*extra, EXTRAS.c.name == key.stat))
+        index = 0  # one value per row: its code is the row's only one
+        column, special = EXTRAS.c.value, EXTRAS.c.special
+    query = select(CALLS.c.step, column, special).select_from(joined).where(calls & slot)
+    found = conn.execute(query.order_by(CALLS.c.step))
+    points = ((step, decode(value, code, index)) for step, value, code in found)
     return [(step, value) for step, value in points if value is not None]
 
 

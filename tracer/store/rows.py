@@ -96,7 +96,7 @@ def step_rows(
                     special,
                 )
             )
-            if len(t.stats) > len(STAT_COLUMNS) or not _STAT_SET.issuperset(t.stats):
+            if not _STAT_SET.issuperset(t.stats):
                 extra_rows.extend(_extra_rows(run_id, step, seq, pos, t.stats))
     return call_rows, tensor_rows, extra_rows
 

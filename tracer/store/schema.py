@@ -29,6 +29,9 @@ NAMING = {
 }
 
 #: Built-in statistics stored as columns of ``tensors`` (the order fixes their ``special`` bits).
+#: Spelled out rather than taken from ``tracer.records.BUILTIN_STATS``: this is the on-disk layout,
+#: which changes only with a migration; a statistic added to the records meanwhile is stored in
+#: ``extra_stats`` like any plugin statistic.
 STAT_COLUMNS: tuple[str, ...] = (
     "numel",
     "mean",

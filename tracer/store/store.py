@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from tracer.records import CallRecord, MetricRecord, ModuleRecord, RunInfo
+from tracer.records import CallRecord, MetricRecord, ModuleRecord, RunInfo, RunStatus
 from tracer.store import provenance, queries
 from tracer.store.engine import WRITE_OPTION, make_engine, resolve_url, sqlite_file
 from tracer.store.errors import RunNotFound, StoreError
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tracer.store.diff import FlowDiff
     from tracer.store.groups import GroupInfo
 
-_STATUSES = ("running", "completed", "failed", "interrupted")
+_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 
 def open_store(

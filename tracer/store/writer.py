@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Table, delete, update
 from tracer.records import CallRecord, ModuleRecord
 from tracer.store import rows
 from tracer.store.floats import encode
-from tracer.store.schema import ExtraStatRow, MetricRow, ModuleRow, RunRow
+from tracer.store.schema import MetricRow, ModuleRow, RunRow
 
 if TYPE_CHECKING:
     from tracer.store.store import Store
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 RUNS: Table = RunRow.__table__  # type: ignore[assignment]
 MODULES: Table = ModuleRow.__table__  # type: ignore[assignment]
 METRICS: Table = MetricRow.__table__  # type: ignore[assignment]
-EXTRAS: Table = ExtraStatRow.__table__  # type: ignore[assignment]
 
 
 def _insert_sql(conn: Connection, table: str, columns: Sequence[str]) -> str:
