@@ -75,9 +75,6 @@ class StepStats:
         self._group, self._row, self._sums, self._numel = group, row, sums, numel
         self._done, self._extra = done, extra
 
-    def __len__(self) -> int:
-        return len(self._group)
-
     def get(self, index: int) -> dict[str, float]:
         """The statistics (built-in and extra) of the tensor with this index, as a new dict."""
         value = self._done.get(index)
@@ -108,8 +105,7 @@ class _Rows:
         self.nbytes = numel * torch.empty((), dtype=dtype).element_size()
         self.per_chunk = max(1, CHUNK_NUMEL // numel)
         self.chunk = self.out = torch.empty(0)
-        self.rows: list[torch.Tensor] = []  # views into the chunk, one per row
-        self.addresses: list[int] = []  # data_ptr of each row
+        self.addresses: list[int] = []  # data_ptr of each row of the chunk
         self.count = 0  # rows of this step so far
         self.indices: list[int] = []  # the tensor index of each row in the chunk now
         self.sums: list[float] = []  # _SUMS floats per reduced row of this step
@@ -118,7 +114,7 @@ class _Rows:
     def add(self, t: torch.Tensor, tensor_index: int) -> int:
         """Copy ``t``'s values into the next row and return the row's number in the step."""
         index = len(self.indices)
-        if index == len(self.rows):
+        if index == len(self.addresses):
             self._make_room(index)
             index = 0
         if t.dtype is self.dtype and t.is_contiguous():
@@ -126,7 +122,7 @@ class _Rows:
             # Safe: a CPU tensor of our dtype and size, contiguous, into our own row.
             ctypes.memmove(self.addresses[index], t.data_ptr(), self.nbytes)
         else:  # converts float16/bfloat16, follows strides; detached: no graph to the copy
-            self.rows[index].view(t.shape).copy_(t.detach())
+            self.chunk[index].view(t.shape).copy_(t.detach())
         self.indices.append(tensor_index)
         self.count += 1
         return self.count - 1
@@ -136,12 +132,12 @@ class _Rows:
         once costs a few rows, not a whole chunk)."""
         self.reduce()
         size = min(self.per_chunk, max(4, 2 * used))
-        if size != len(self.rows):
+        if size != len(self.addresses):
             with torch.inference_mode(False):  # normal tensors, usable in and out of it
                 self.chunk = torch.empty((size, self.numel), dtype=self.dtype)
                 self.out = torch.empty((size, _SUMS), dtype=self.dtype)
-            self.rows = list(self.chunk.unbind(0))
-            self.addresses = [row.data_ptr() for row in self.rows]
+            start = self.chunk.data_ptr()
+            self.addresses = [start + row * self.nbytes for row in range(size)]
 
     def reduce(self) -> None:
         """Reduce the rows in the chunk into ``sums`` (and ``careful``) and empty it."""
@@ -332,12 +328,8 @@ class StatsCollector:
                     rows = _Rows(len(self._buffers), n, target)
                     self._rows[n, target] = rows
                     self._buffers.append(rows)
-                index = len(self._group)
-                row = rows.add(t, index)
-                self._group.append(rows.number)
-                self._row.append(row)
-                self._owner.append(ref)
-                self._version.append(version)
+                row = rows.add(t, len(self._group))
+                index = self._new_index(ref, version, rows.number, row)
             else:
                 index = self._new_index(ref, version, -1, 0)
                 with torch.no_grad():

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from tracer.modules import module_depth
+from tracer.notes import fused_encoder_layers
 from tracer.recorder import (
     GRADS,
     SHARED,
@@ -55,7 +56,7 @@ def selected(path: str, include: Sequence[str] | None, exclude: Sequence[str] | 
 class Wrap:
     """The state of one module's traced forward: what it records into and what it calls."""
 
-    __slots__ = ("grads", "info", "inner", "live", "rec")
+    __slots__ = ("grads", "info", "inner", "live", "rec", "saved")
 
     def __init__(self, rec: Recorder | None, info: CallInfo, grads: bool) -> None:
         self.rec = rec
@@ -63,6 +64,7 @@ class Wrap:
         self.grads = grads
         self.inner: Callable[..., Any] | None = None  # the forward being wrapped
         self.live = False  # False: a plain pass-through to ``inner``
+        self.saved: Any = _MISSING  # the module's instance ``forward`` before, if it had one
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copied or pickled module gets a dead wrapper around its own (copied) forward.
@@ -239,8 +241,6 @@ class HookSet:
     ) -> None:
         self._modules: list[tuple[nn.Module, Wrap, partial[Any]]] = []
         self._params: list[tuple[torch.Tensor, Callable[[torch.Tensor], None]]] = []
-        self._saved: list[Any] = []  # what each module's instance ``forward`` was before
-        self._markers: list[nn.Module] = []
         self.paths: list[str] = []
         seen_params: set[int] = set()
         for path, module in model.named_modules():
@@ -251,16 +251,9 @@ class HookSet:
             self._modules.append((module, wrap, partial(_traced_forward, wrap)))
             if grads:
                 self._add_param_hooks(rec, path, module, seen_params)
-        # nn.TransformerEncoderLayer runs a fused kernel, without calling its sublayers, unless
-        # a forward hook sits on it or inside it. Wrapping alone would keep that fast path and
-        # so lose the sublayers' calls: a do-nothing pre-hook keeps every call recorded (the
-        # run's notes say so, see tracer.notes).
-        paths = set(self.paths)
-        for path, module in model.named_modules():
-            if isinstance(module, nn.TransformerEncoderLayer) and any(
-                p == path or p.startswith(f"{path}.") for p in paths
-            ):
-                self._markers.append(module)
+        # Wrapping alone would keep these layers' fused fast path and so lose their sublayers'
+        # calls: a do-nothing pre-hook on each keeps every call recorded.
+        self._markers = [module for _, module in fused_encoder_layers(model, self.paths)]
         self._handles: list[RemovableHandle] = []
         self._attached = False
 
@@ -271,11 +264,6 @@ class HookSet:
                 seen.add(id(param))  # a tied parameter is reported on its first owner
                 self._params.append((param, _param_grad_hook(rec, path, name)))
 
-    @property
-    def attached(self) -> bool:
-        """Whether the wrappers and hooks are installed right now."""
-        return self._attached
-
     def attach(self) -> None:
         """Install every wrapper and hook; on failure nothing stays installed."""
         if self._attached:
@@ -283,8 +271,7 @@ class HookSet:
         self._attached = True
         try:
             for module, wrap, forward in self._modules:
-                saved = module.__dict__.get("forward", _MISSING)
-                self._saved.append(saved)
+                wrap.saved = module.__dict__.get("forward", _MISSING)
                 wrap.inner = module.forward  # the instance's forward, or the class's, bound
                 forward.__wrapped__ = wrap.inner  # type: ignore[attr-defined]
                 wrap.live = True
@@ -302,14 +289,13 @@ class HookSet:
         if not self._attached:
             return
         self._attached = False
-        saved, self._saved = self._saved, []
-        for (module, wrap, forward), before in zip(self._modules, saved, strict=False):
+        for module, wrap, forward in self._modules:
             wrap.live = False  # a wrapper someone else kept now just passes through
-            if module.__dict__.get("forward") is forward:
-                if before is _MISSING:
+            if module.__dict__.get("forward") is forward:  # installed, not replaced since
+                if wrap.saved is _MISSING:
                     del module.__dict__["forward"]
                 else:
-                    module.__dict__["forward"] = before
+                    module.__dict__["forward"] = wrap.saved
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()

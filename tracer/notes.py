@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from torch import nn
 
 
-def collect_notes(model: nn.Module, hooked: Sequence[str], *, ops: bool) -> list[str]:
-    """Human-readable notes for the sink: fast paths switched off, compiled models, ..."""
-    notes: list[str] = []
-    hooked_set = set(hooked)
-    encoder_layers = [
-        path
+def fused_encoder_layers(model: nn.Module, traced: Iterable[str]) -> list[tuple[str, nn.Module]]:
+    """The ``nn.TransformerEncoderLayer`` modules that are traced themselves or inside.
+
+    Such a layer runs a fused kernel, without calling its sublayers, unless a forward hook sits
+    on it or inside it: the trace puts one there (see tracer.hooks) and says so in the notes.
+    """
+    paths = set(traced)
+    return [
+        (path, module)
         for path, module in model.named_modules()
         if isinstance(module, nn.TransformerEncoderLayer)
-        and any(p == path or p.startswith(f"{path}.") for p in hooked_set)
+        and any(p == path or p.startswith(f"{path}.") for p in paths)
     ]
+
+
+def collect_notes(model: nn.Module, traced: Sequence[str], *, ops: bool) -> list[str]:
+    """Human-readable notes for the sink: fast paths switched off, compiled models, ..."""
+    notes: list[str] = []
+    encoder_layers = [path for path, _ in fused_encoder_layers(model, traced)]
     if encoder_layers:
         shown = ", ".join(repr(p) for p in encoder_layers[:3])
         more = f" and {len(encoder_layers) - 3} more" if len(encoder_layers) > 3 else ""

@@ -19,44 +19,25 @@ from torch.overrides import TorchFunctionMode
 from tracer.recorder import Recorder
 from tracer.walk import walk_inputs, walk_output
 
+#: Tensor methods and torch functions the op layer records, by attribute name.
+_RESHAPES = "reshape flatten unflatten permute transpose squeeze unsqueeze split chunk"
+_TENSOR_METHODS = f"view __getitem__ {_RESHAPES}"
+_FUNCTIONS = f"cat concat concatenate stack {_RESHAPES}"
+#: Recorded op names that differ from the attribute name.
+_OP_NAMES = {"__getitem__": "getitem", "concat": "cat", "concatenate": "cat"}
+
 
 def _captured() -> dict[Callable[..., Any], tuple[str, str]]:
     """The functions recorded by the op layer: ``func -> (op name, qualified name)``."""
     table: dict[Callable[..., Any], tuple[str, str]] = {}
-    tensor_methods = {
-        "view": "view",
-        "reshape": "reshape",
-        "flatten": "flatten",
-        "unflatten": "unflatten",
-        "permute": "permute",
-        "transpose": "transpose",
-        "squeeze": "squeeze",
-        "unsqueeze": "unsqueeze",
-        "__getitem__": "getitem",
-        "split": "split",
-        "chunk": "chunk",
-    }
-    for attr, op in tensor_methods.items():
-        table[getattr(torch.Tensor, attr)] = (op, f"Tensor.{attr}")
-    functions = {
-        "reshape": "reshape",
-        "flatten": "flatten",
-        "unflatten": "unflatten",
-        "permute": "permute",
-        "transpose": "transpose",
-        "squeeze": "squeeze",
-        "unsqueeze": "unsqueeze",
-        "cat": "cat",
-        "concat": "cat",
-        "concatenate": "cat",
-        "stack": "stack",
-        "split": "split",
-        "chunk": "chunk",
-    }
-    for attr, op in functions.items():
-        func = getattr(torch, attr, None)
-        if func is not None:
-            table[func] = (op, f"torch.{attr}")
+    for owner, prefix, names in (
+        (torch.Tensor, "Tensor", _TENSOR_METHODS),
+        (torch, "torch", _FUNCTIONS),
+    ):
+        for attr in names.split():
+            func = getattr(owner, attr, None)
+            if func is not None:
+                table[func] = (_OP_NAMES.get(attr, attr), f"{prefix}.{attr}")
     return table
 
 

@@ -22,6 +22,7 @@ instead of allocated per call, and statistics are integer indices (see tracer.co
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -64,7 +65,8 @@ class Recorder:
         self.calls: list[PendingCall] = []  # handed over (and replaced) at the end of a step
         self.stack: list[PendingCall] = []
         self.param_grads: dict[str, dict[str, PendingTensor]] = {}
-        self.param_rank: dict[str, int] = {}  # name -> registration order, for stable records
+        # Parameter name -> registration order, for stable records (fixed once the hooks exist).
+        self.param_rank: dict[str, int] = {}
         self.generation = 0  # bumped per step: late gradient hooks of an old step do nothing
         self.on_outermost: Callable[[bool], None] | None = None  # op layer on/off
         self.ops_on = False  # True while the op layer's TorchFunctionMode is pushed
@@ -125,10 +127,18 @@ class Recorder:
         """Metadata of one tensor; never raises (an unreadable tensor keeps its type name)."""
         try:
             type_name = "Tensor" if type(t) is torch.Tensor else type(t).__name__
-            pending = (slot, tuple(t.shape), t.dtype, t.device, t.requires_grad, type_name)
+            shape, dtype, device, rg = tuple(t.shape), t.dtype, t.device, t.requires_grad
         except Exception:
             return (slot, (), None, None, False, type(t).__name__, None)
-        return (*pending, self.stats_ref(t) if self.stats else None)
+        return (
+            slot,
+            shape,
+            dtype,
+            device,
+            rg,
+            type_name,
+            self.stats_ref(t) if self.stats else None,
+        )
 
     def stats_ref(self, t: torch.Tensor) -> int | None:
         """A statistics request for ``t`` (its index); best effort, a failure is counted."""
@@ -145,7 +155,7 @@ class Recorder:
             stats = self.collector.flush()
         finally:
             self.reset()
-        return StepRecords(step, calls, grads, dict(self.param_rank), stats)
+        return StepRecords(step, calls, grads, self.param_rank, stats)
 
     def reset(self) -> None:
         """Forget the step (also after a failure); the statistics buffers are kept for reuse."""
@@ -163,7 +173,7 @@ class StepRecords(Sequence[CallRecord]):
     the step, so building later gives the same records as building at once.
     """
 
-    __slots__ = ("_built", "_pending", "step")
+    __slots__ = ("_built", "_count", "_pending", "step")
 
     def __init__(
         self,
@@ -174,6 +184,7 @@ class StepRecords(Sequence[CallRecord]):
         stats: StepStats,
     ) -> None:
         self.step = step
+        self._count = len(calls)
         self._pending: tuple[Any, ...] | None = (calls, param_grads, rank, stats)
         self._built: list[CallRecord] | None = None
 
@@ -187,7 +198,7 @@ class StepRecords(Sequence[CallRecord]):
         return self._built
 
     def __len__(self) -> int:
-        return len(self._built if self._built is not None else self._pending[0])  # type: ignore[index]
+        return self._count
 
     @overload
     def __getitem__(self, index: int) -> CallRecord: ...
@@ -345,47 +356,16 @@ def _with_stats(p: PendingTensor, role: Role, values: Mapping[str, float]) -> Te
 _NO_STATS = TensorRecord("", (), "", "").stats
 
 
-_TENSOR_FIELDS = (
-    "slot",
-    "shape",
-    "dtype",
-    "device",
-    "requires_grad",
-    "role",
-    "type_name",
-    "stats",
-)
-_CALL_FIELDS = (
-    "step",
-    "seq",
-    "module",
-    "type",
-    "call_index",
-    "kind",
-    "op",
-    "inputs",
-    "outputs",
-    "grads",
-    "duration_s",
-    "depth",
-)
-
-
-def _has_fields(cls: type, fields: tuple[str, ...]) -> bool:
-    return tuple(getattr(cls, "__dataclass_fields__", ())) == fields
+def _setters(cls: type, count: int) -> list[Callable[[Any, Any], None]]:
+    """The slot setters of a record class's fields in order, or ``[]`` unless it has exactly
+    ``count`` fields (the builders below are unrolled for that many)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    return [cls.__dict__[n].__set__ for n in names] if len(names) == count else []
 
 
 _new = object.__new__
-_T = (
-    [TensorRecord.__dict__[n].__set__ for n in _TENSOR_FIELDS]
-    if _has_fields(TensorRecord, _TENSOR_FIELDS)
-    else []
-)
-_C = (
-    [CallRecord.__dict__[n].__set__ for n in _CALL_FIELDS]
-    if _has_fields(CallRecord, _CALL_FIELDS)
-    else []
-)
+_T = _setters(TensorRecord, 8)
+_C = _setters(CallRecord, 12)
 
 
 def _fast_tensor_record(
@@ -416,10 +396,6 @@ def _fast_call_record(*values: Any, _c: list[Callable[[Any, Any], None]] = _C) -
     return obj
 
 
-# A record class that gains a field (or changes them) falls back to its own constructor.
-_tensor_record: Callable[..., TensorRecord] = (
-    _fast_tensor_record if _has_fields(TensorRecord, _TENSOR_FIELDS) else TensorRecord
-)
-_call_record: Callable[..., CallRecord] = (
-    _fast_call_record if _has_fields(CallRecord, _CALL_FIELDS) else CallRecord
-)
+# A record class that gains (or loses) a field falls back to its own constructor.
+_tensor_record: Callable[..., TensorRecord] = _fast_tensor_record if _T else TensorRecord
+_call_record: Callable[..., CallRecord] = _fast_call_record if _C else CallRecord

@@ -44,9 +44,7 @@ def walk_output(result: Any) -> list[Leaf]:
         return [("0", result)]
     if isinstance(result, (tuple, list)) and not _is_namedtuple(result):
         return _collect_sequence(result, "")
-    if _is_container(result):
-        return list(_walk(result, "", 0))
-    return list(_walk(result, "0", 0))
+    return list(_walk(result, "", 0))  # a leaf at the top gets slot "0"
 
 
 def walk_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any] | None) -> list[Leaf]:
@@ -100,12 +98,6 @@ def _children(value: Any) -> list[tuple[str, Any]] | None:
     except Exception:  # a container with a broken accessor is recorded as an opaque leaf
         return None
     return None
-
-
-def _is_container(value: Any) -> bool:
-    return isinstance(value, (tuple, list, Mapping)) or (
-        dataclasses.is_dataclass(value) and not isinstance(value, type)
-    )
 
 
 def _is_namedtuple(value: Any) -> bool:

@@ -97,6 +97,7 @@ def test_a_wrapper_kept_after_the_trace_closes_passes_through() -> None:
         kept = model[0].forward
     out = kept(torch.randn(2, 64))
     assert out.shape == (2, 64) and t.calls == []
+    assert t._rec.calls == []  # nothing recorded, not even into the closed trace's recorder
 
 
 def test_records_see_pre_hook_inputs_and_the_forward_own_output() -> None:
