@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,12 +49,8 @@ def _tensor(slot: str, role: str, width: int, seed: float) -> TensorRecord:
     stats = {"numel": 32.0 * width, "mean": 0.01 * seed, "std": 1.0 + seed / 1e3}
     stats.update({"min": -3.0, "max": 3.0, "abs_mean": 0.8, "l2": 45.0, "zero_frac": 0.0})
     stats.update({"nan_count": 0.0, "inf_count": 0.0})
-    record = TensorRecord(slot, (32, width), "float32", "cpu", role=role)  # type: ignore[arg-type]
-    return TensorRecord(**{**_fields(record), "stats": frozen_mapping(stats)})
-
-
-def _fields(record: TensorRecord) -> dict[str, object]:
-    return {name: getattr(record, name) for name in record.__slots__}  # type: ignore[attr-defined]
+    shape = (32, width)
+    return TensorRecord(slot, shape, "float32", "cpu", role=role, stats=frozen_mapping(stats))  # type: ignore[arg-type]
 
 
 def modules(calls: int, width: int) -> list[ModuleRecord]:
@@ -222,11 +218,6 @@ async def scenario(db: Path, big: tuple[int, int], count: int) -> dict[str, floa
         results["diff of the two big runs, first (d -> painted)"] = diffs[0]
         results["diff of the two big runs, median of next"] = median(diffs[1:])
     return results
-
-
-def median(values: list[float]) -> float:
-    """The median."""
-    return statistics.median(values)
 
 
 def flow_rows(app: TracerApp) -> int:

@@ -7,6 +7,7 @@ callers never need to ask first.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -27,7 +28,6 @@ T = TypeVar("T")
 
 #: Set this to give the ranks of a job a group id of your own choosing.
 GROUP_ENV = "TRACER_GROUP_ID"
-_group_cache: dict[str, str | None] = {}
 
 
 class DistributedError(RuntimeError):
@@ -116,15 +116,14 @@ def group_id(env: Mapping[str, str] | None = None, *, collective: bool = True) -
     if run_id and run_id.lower() != "none":
         restart = _env_int(env, "TORCHELASTIC_RESTART_COUNT", 0)
         return run_id if restart == 0 else f"{run_id}.{restart}"
-    if not collective:
+    return _broadcast_id() if collective else None
+
+
+@functools.cache
+def _broadcast_id() -> str | None:
+    """Rank 0 draws an id, every rank receives it (None without a process group)."""
+    if not dist.is_initialized():
         return None
-    if "broadcast" not in _group_cache:
-        _group_cache["broadcast"] = _broadcast_id() if dist.is_initialized() else None
-    return _group_cache["broadcast"]
-
-
-def _broadcast_id() -> str:
-    """Rank 0 draws an id, every rank receives it."""
     box: list[Any] = [uuid.uuid4().hex[:12] if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(box, src=0)
     return str(box[0])
@@ -161,16 +160,21 @@ def start(device: torch.device, where: Placement | None = None) -> bool:
     return True
 
 
+def _in_group() -> bool:
+    """True when a process group of more than one rank is up."""
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
 def barrier() -> None:
     """Wait for every rank (a no-op without a process group)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if _in_group():
         dist.barrier()
 
 
 def main_first(open_it: Callable[[], T]) -> T:
     """Call ``open_it`` on rank 0, then (after a barrier) on the other ranks: shared things such
     as a database schema get created once, by one process."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if not _in_group():
         return open_it()
     if dist.get_rank() == 0:
         try:
@@ -184,7 +188,7 @@ def main_first(open_it: Callable[[], T]) -> T:
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` inside DistributedDataParallel when a process group is up, else unchanged."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if not _in_group():
         return model
     from torch.nn.parallel import DistributedDataParallel
 
@@ -205,7 +209,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def sampler(dataset: Any, *, seed: int, shuffle: bool = True) -> Any:
     """A DistributedSampler giving this rank its shard (equal lengths), or None outside a job."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if not _in_group():
         return None
     from torch.utils.data.distributed import DistributedSampler
 
@@ -283,10 +287,7 @@ def _teardown(current: Session, clean: bool) -> None:
 
 def _on_sigterm() -> Callable[[], None] | None:
     """Turn the first SIGTERM into :class:`Terminated`; returns how to restore the old handler."""
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-    except ValueError:
-        return None
+    previous = signal.getsignal(signal.SIGTERM)
     fired: list[int] = []
 
     def handle(signum: int, frame: Any) -> None:
