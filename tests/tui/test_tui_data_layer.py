@@ -10,7 +10,7 @@ from tracer.records import CallRecord, RunInfo, TensorRecord
 from tracer.store.diff import diff_flows
 from tracer.tui import diffview, flow, runlist
 from tracer.tui import formatting as fmt
-from tracer.tui.data import Inspector, nearest
+from tracer.tui.data import Inspector
 
 
 def test_formatting_number_is_compact_and_total() -> None:
@@ -151,12 +151,6 @@ def test_inspector_diff_defaults_to_the_first_common_step(seeded) -> None:
     assert (compared.diff.step_a, compared.diff.step_b) == (20, 20)
     assert compared.steps_b == [0, 20]
     data.close()
-
-
-def test_nearest_step() -> None:
-    assert nearest([0, 10, 20], 15) == 10
-    assert nearest([0, 10, 20], None) == 0
-    assert nearest([], 3) is None
 
 
 def test_formatting_chart_is_height_lines_with_bars_growing_upwards() -> None:

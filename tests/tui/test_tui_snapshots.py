@@ -37,6 +37,17 @@ def opened(run_id: int):
     return hook
 
 
+def diff_opened(run_a: int, run_b: int):
+    """A run_before hook: open the diff of two runs and wait for its aligned rows."""
+
+    async def hook(pilot: Pilot[None]) -> None:
+        await runs_listed(pilot)
+        await pilot.app.push_screen(DiffScreen(run_a, run_b))
+        await wait_for(pilot, lambda: pilot.app.screen.query_one(DiffTable).row_count == 8)
+
+    return hook
+
+
 def test_snapshot_runs_screen(seeded, make_app, snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=WIDE, run_before=runs_listed)
 
@@ -67,20 +78,12 @@ def test_snapshot_layer_screen(seeded, make_app, snap_compare) -> None:
 
 
 def test_snapshot_diff_screen(seeded, make_app, snap_compare) -> None:
-    async def hook(pilot: Pilot[None]) -> None:
-        await runs_listed(pilot)
-        await pilot.app.push_screen(DiffScreen(seeded.baseline, seeded.small))
-        await wait_for(pilot, lambda: pilot.app.screen.query_one(DiffTable).row_count == 8)
-
+    hook = diff_opened(seeded.baseline, seeded.small)
     assert snap_compare(make_app(), press=["n"], terminal_size=WIDE, run_before=hook)
 
 
 def test_snapshot_diff_screen_changes_only(seeded, make_app, snap_compare) -> None:
-    async def hook(pilot: Pilot[None]) -> None:
-        await runs_listed(pilot)
-        await pilot.app.push_screen(DiffScreen(seeded.baseline, seeded.small))
-        await wait_for(pilot, lambda: pilot.app.screen.query_one(DiffTable).row_count == 8)
-
+    hook = diff_opened(seeded.baseline, seeded.small)
     assert snap_compare(make_app(), press=["c"], terminal_size=WIDE, run_before=hook)
 
 

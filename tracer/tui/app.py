@@ -64,9 +64,8 @@ class TracerApp(App[None]):
 
 def main(db_url: str | None) -> None:
     """Open the store at ``db_url`` (None: ``$TRACER_DB``, else ``./tracer.db``) and run the app."""
-    location = describe_location(db_url)
-    raw = db_url or os.environ.get("TRACER_DB") or "./tracer.db"
-    if "://" not in raw and not os.path.exists(raw):
+    location = describe_location(db_url)  # a path is described as itself
+    if "://" not in location and not os.path.exists(location):
         _fail(f"no database at {location} (record a run first, e.g. `tracer run sentiment`)")
     try:
         data = Inspector.open(db_url)

@@ -6,9 +6,9 @@ and module trees are cached; a running run's data is always read fresh.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -151,30 +151,16 @@ class Inspector:
 
     def close(self) -> None:
         """Release the store's connections."""
-        closer = getattr(self.store, "close", None)
-        if callable(closer):
-            closer()
+        self.store.close()
 
 
 def describe_location(db_url: str | None) -> str:
-    """A short, password-free description of where the database is."""
-    import os
-
+    """A short, password-free description of where the database is (a path as given)."""
     raw = db_url or os.environ.get("TRACER_DB") or "./tracer.db"
     if "://" in raw and "@" in raw:
         scheme, rest = raw.split("://", 1)
         return f"{scheme}://…@{rest.rsplit('@', 1)[1]}"
     return raw
-
-
-def nearest(steps: Sequence[int], step: int | None) -> int | None:
-    """The traced step equal to ``step``, else the last one before it, else the first."""
-    if not steps:
-        return None
-    if step is None:
-        return steps[0]
-    before = [s for s in steps if s <= step]
-    return before[-1] if before else steps[0]
 
 
 def describe_error(exc: BaseException) -> str:

@@ -57,12 +57,12 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def clock(stamp: float | None, now: float | None = None) -> str:
+def clock(stamp: float | None) -> str:
     """A start time: ``10:42:03`` today, ``2026-11-26 10:42`` on another day."""
     if stamp is None:
         return MISSING
     local = time.localtime(stamp)
-    today = time.localtime(time.time() if now is None else now)
+    today = time.localtime()
     if local[:3] == today[:3]:
         return time.strftime("%H:%M:%S", local)
     return time.strftime("%Y-%m-%d %H:%M", local)

@@ -49,7 +49,7 @@ BASE_COLUMNS: tuple[Column, ...] = (
 
 def _last_metric(run: RunInfo, name: str) -> float | None:
     """The run's last value of a metric; ``acc`` also answers for ``accuracy``."""
-    for key in (name, "acc" if name == "accuracy" else name):
+    for key in (name, "acc") if name == "accuracy" else (name,):
         if key in run.last_metrics:
             return run.last_metrics[key]
     return None

@@ -21,6 +21,9 @@ T = TypeVar("T")
 class TracerScreen(Screen[None]):
     """A screen that reads the store only in worker threads."""
 
+    #: A poll is out and has not answered yet.
+    _polling = False
+
     @property
     def tracer_app(self) -> TracerApp:
         """The app, typed."""
@@ -41,6 +44,18 @@ class TracerScreen(Screen[None]):
             return
         self._deliver(done, result)
 
+    def poll_store(self, query: Callable[[], T], done: Callable[[T], Any]) -> None:
+        """Fetch for a periodic poll: one at a time (a failed poll does not stop the next)."""
+        if self._polling:
+            return
+        self._polling = True
+
+        def landed(result: T) -> None:
+            self._polling = False
+            done(result)
+
+        self.fetch(query, landed)
+
     def _deliver(self, callback: Callable[[Any], Any], value: Any) -> None:
         if get_current_worker().is_cancelled:
             return
@@ -53,5 +68,10 @@ class TracerScreen(Screen[None]):
             callback(value)
 
     def report(self, exc: BaseException) -> None:
-        """Show a failed query as an error notification (literal text)."""
+        """Show a failed query as an error notification (literal text); polling goes on."""
+        self._polling = False
         self.notify(describe_error(exc), title="error", severity="error", markup=False)
+
+    def action_back(self) -> None:
+        """Back to the screen below."""
+        self.app.pop_screen()

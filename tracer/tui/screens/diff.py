@@ -100,12 +100,14 @@ class DiffScreen(TracerScreen):
     def action_changes_only(self) -> None:
         """Show only the changed rows, or everything again."""
         self.changes_only = not self.changes_only
-        current = self.query_one(DiffTable).current_line()
-        self._redraw(keep=current.key if current else None)
+        self._redraw_in_place()
 
     def action_names(self) -> None:
         """Name dimensions after each run's config values."""
         self.show_names = not self.show_names
+        self._redraw_in_place()
+
+    def _redraw_in_place(self) -> None:
         current = self.query_one(DiffTable).current_line()
         self._redraw(keep=current.key if current else None)
 
@@ -119,18 +121,13 @@ class DiffScreen(TracerScreen):
         current = diff.step_a if which == "a" else diff.step_b
         if not steps or current is None:
             return
-        index = min(max(steps.index(current) + delta, 0), len(steps) - 1)
-        step_a, step_b = diff.step_a, diff.step_b
+        step = steps[min(max(steps.index(current) + delta, 0), len(steps) - 1)]
+        if step == current:
+            return
         if which == "a":
-            step_a = steps[index]
+            self._load(step, diff.step_b)
         else:
-            step_b = steps[index]
-        if (step_a, step_b) != (diff.step_a, diff.step_b):
-            self._load(step_a, step_b)
-
-    def action_back(self) -> None:
-        """Back to the runs."""
-        self.app.pop_screen()
+            self._load(diff.step_a, step)
 
 
 def run_label(run: RunInfo | None, step: int | None) -> Text:

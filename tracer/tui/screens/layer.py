@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from tracer.records import BUILTIN_STATS, CallRecord, ModuleRecord, RunInfo, TensorRecord
 from tracer.tui import formatting as fmt
-from tracer.tui.flow import call_identity
+from tracer.tui.flow import call_identity, shape_text
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.stat_plots import StatPlots
 
@@ -132,15 +132,7 @@ class LayerScreen(TracerScreen):
         tensor = self.tensors[event.cursor_row]
         run_id, call = self.run.id, self.call
         plots = self.query_one(StatPlots)
-
-        def landed(series: object) -> None:
-            plots.show_series(series)  # type: ignore[arg-type]
-
-        self.fetch(lambda: self.data.layer_series(run_id, call, tensor), landed)
-
-    def action_back(self) -> None:
-        """Back to the run."""
-        self.app.pop_screen()
+        self.fetch(lambda: self.data.layer_series(run_id, call, tensor), plots.show_series)
 
 
 def tensor_cells(tensor: TensorRecord) -> list[Text]:
@@ -149,7 +141,7 @@ def tensor_cells(tensor: TensorRecord) -> list[Text]:
     cells = [
         Text(tensor.role),
         Text(tensor.slot),
-        Text(fmt.shape(tensor.shape) if tensor.is_tensor else tensor.type_name),
+        Text(shape_text(tensor)),
         Text(tensor.dtype),
         Text(tensor.device),
         Text("yes" if tensor.requires_grad else ""),

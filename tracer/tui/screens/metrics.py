@@ -139,7 +139,3 @@ class MetricsScreen(TracerScreen):
         plots.update(
             Text("\n", no_wrap=True, overflow="crop").join(curve_lines(self.curves, width))
         )
-
-    def action_back(self) -> None:
-        """Back to where the screen was opened from."""
-        self.app.pop_screen()

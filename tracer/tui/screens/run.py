@@ -57,7 +57,6 @@ class RunScreen(TracerScreen):
         self.show_names = False
         self.show_ops = True
         self.current_module: str | None = None
-        self._polling = False
 
     @property
     def step(self) -> int | None:
@@ -128,18 +127,12 @@ class RunScreen(TracerScreen):
 
     def poll(self) -> None:
         """While the run is running, pick up new steps and its final status."""
-        if self.run is None or self.run.status != "running" or self._polling:
+        if self.run is None or self.run.status != "running":
             return
-        self._polling = True
-        self.fetch(lambda: (self.data.run(self.run_id), self.data.steps(self.run_id)), self._polled)
-
-    def report(self, exc: BaseException) -> None:
-        """Keep polling after a failed read."""
-        self._polling = False
-        super().report(exc)
+        run_id = self.run_id
+        self.poll_store(lambda: (self.data.run(run_id), self.data.steps(run_id)), self._polled)
 
     def _polled(self, result: tuple[RunInfo, list[int]]) -> None:
-        self._polling = False
         self.run, steps = result
         was_empty = not self.steps
         self.steps = steps

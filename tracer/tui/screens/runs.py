@@ -40,7 +40,6 @@ class RunsScreen(TracerScreen):
         self.sort_column: runlist.Column | None = None
         self.sort_reverse = False
         self._seen: object = None
-        self._polling = False
         self._next_poll = 0.0
 
     def compose(self) -> ComposeResult:
@@ -60,10 +59,9 @@ class RunsScreen(TracerScreen):
         """Ask the store for the runs: one poll at a time, only while this screen is shown,
         and never more than a tenth of the time (a database of thousands of runs takes a
         while to list)."""
-        if self._polling or self.app.screen is not self or time.monotonic() < self._next_poll:
+        if self.app.screen is not self or time.monotonic() < self._next_poll:
             return
-        self._polling = True
-        self.fetch(self._timed_runs, self._got_runs)
+        self.poll_store(self._timed_runs, self._got_runs)
 
     def _timed_runs(self) -> list[RunInfo]:
         start = time.monotonic()
@@ -76,13 +74,7 @@ class RunsScreen(TracerScreen):
         self._next_poll = 0.0
         self.poll()
 
-    def report(self, exc: BaseException) -> None:
-        """A failed poll must not stop the next one."""
-        self._polling = False
-        super().report(exc)
-
     def _got_runs(self, runs: list[RunInfo]) -> None:
-        self._polling = False
         seen = runlist.fingerprint(runs)
         if seen == self._seen:
             return

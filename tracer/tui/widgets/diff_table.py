@@ -10,8 +10,14 @@ from rich.text import Text
 from tracer.tui.diffview import SIDE_FIELDS, DiffLine, Side
 from tracer.tui.widgets.paged_table import PagedTable, Row
 
-TITLES = {"layer": "layer", "flow": "in → out", "dtype": "type", "params": "params"}
-TITLES.update({"mean": "mean", "std": "std"})
+TITLES = {
+    "layer": "layer",
+    "flow": "in → out",
+    "dtype": "type",
+    "params": "params",
+    "mean": "mean",
+    "std": "std",
+}
 CHANGED = "bold black on yellow"
 DRIFTED = "yellow"
 GAP = "┄"

@@ -68,10 +68,6 @@ class PagedTable(DataTable[Text]):
             return None
         return self._all[self.cursor_row]
 
-    def index_of(self, key: str) -> int | None:
-        """Where the row keyed ``key`` is (loaded or not)."""
-        return self._where.get(key)
-
     def go_to(self, key: str) -> bool:
         """Move the cursor to a row by key, loading pages up to it; False when absent."""
         index = self._where.get(key)
