@@ -67,9 +67,10 @@ def _message(exc: BaseException) -> str:
         return f"{exc.error} (run {exc.run.id} is marked failed)"
     if isinstance(exc, user):
         return str(exc)
-    text = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, RunFailed):
-        text += " (the steps recorded before the error are kept)"
+        text = f"{exc} (the steps recorded before the error are kept)"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     return text + "\n(run with --debug for the traceback)"
 
 
@@ -79,49 +80,44 @@ def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
     return value
 
 
-def debug_option(func: F) -> F:
-    """``--debug``: show tracebacks (accepted after any command)."""
-    return click.option(
-        "--debug",
-        is_flag=True,
-        expose_value=False,
-        callback=_set_debug,
-        help="Show tracebacks instead of one-line errors.",
-    )(func)
+_DEBUG: dict[str, Any] = {
+    "is_flag": True,
+    "expose_value": False,
+    "callback": _set_debug,
+    "help": "Show tracebacks instead of one-line errors.",
+}
+
+#: ``--debug``: show tracebacks (accepted after any command).
+debug_option = click.option("--debug", **_DEBUG)
+
+#: ``--plugin FILE`` (repeatable): load a Python file as a plugin.
+plugin_option = click.option(
+    "--plugin",
+    "plugin_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Load a Python file as a plugin (repeatable).",
+)
+
+#: ``--format table|json``.
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 
 
 def common(func: F) -> F:
     """The options most commands take: ``--db`` and ``--debug``."""
-    func = debug_option(func)
     return click.option(
         "--db",
         envvar="TRACER_DB",
         metavar="PATH|URL",
         help="Database: a SQLite path or a SQLAlchemy URL [env TRACER_DB; default ./tracer.db].",
-    )(func)
-
-
-def plugin_option(func: F) -> F:
-    """``--plugin FILE`` (repeatable): load a Python file as a plugin."""
-    return click.option(
-        "--plugin",
-        "plugin_files",
-        multiple=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Load a Python file as a plugin (repeatable).",
-    )(func)
-
-
-def format_option(func: F) -> F:
-    """``--format table|json``."""
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["table", "json"]),
-        default="table",
-        show_default=True,
-        help="Output format.",
-    )(func)
+    )(debug_option(func))
 
 
 def open_store(db: str | None, *, create: bool = False) -> Any:
@@ -151,14 +147,7 @@ def print_json(doc: Any) -> None:
 
 
 @click.group(cls=TracerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--debug",
-    is_flag=True,
-    expose_value=False,
-    callback=_set_debug,
-    is_eager=True,
-    help="Show tracebacks instead of one-line errors.",
-)
+@click.option("--debug", is_eager=True, **_DEBUG)
 @click.version_option(__version__, prog_name="tracer")
 def cli() -> None:
     """See what flows through your PyTorch network, layer by layer, across training steps."""

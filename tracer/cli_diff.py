@@ -8,15 +8,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tracer.cli_render import fmt_count, run_dict
-from tracer.records import TensorRecord, format_shape
+from tracer.cli_render import fmt_count, run_dict, shape_text
 
 MARKS = {"same": " ", "shape": "≠", "dtype": "≠", "device": "≠", "added": "+", "removed": "-"}
 STYLES = {"same": "", "added": "green", "removed": "red"}
-
-
-def _tensor_shape(t: TensorRecord | None) -> str:
-    return "-" if t is None else (format_shape(t.shape) if t.is_tensor else t.type_name)
 
 
 def _side(row: Any, role: str, right: bool) -> str:
@@ -24,7 +19,7 @@ def _side(row: Any, role: str, right: bool) -> str:
     if call is None:
         return ""
     records = call.inputs if role == "input" else call.outputs
-    return _tensor_shape(records[0] if records else None)
+    return shape_text(records[0]) if records else "-"
 
 
 def _changes_text(row: Any) -> str:

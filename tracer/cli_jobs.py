@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -59,20 +59,6 @@ def job_line(store: Store, run: RunInfo) -> str:
         f"{group.world_size} ranks (rank:run {ranks_text(group)})    "
         f"compare ranks: tracer diff {run.id} --rank 0 --rank 1"
     )
-
-
-def group_dict(group: GroupInfo, run_dict: Any) -> dict[str, Any]:
-    """A job as JSON-friendly values (``run_dict`` renders each rank's run)."""
-    return {
-        "group_id": group.group_id,
-        "status": group.status,
-        "reason": group.reason,
-        "world_size": group.world_size,
-        "dead_ranks": list(group.dead_ranks),
-        "failed_ranks": list(group.failed_ranks),
-        "missing_ranks": list(group.missing_ranks),
-        "runs": [run_dict(run) for run in group.runs],
-    }
 
 
 def job_cells(runs: Sequence[RunInfo], *, by_job: bool) -> Iterator[tuple[RunInfo, str, str]]:

@@ -126,11 +126,16 @@ def select_calls(calls: Iterable[CallRecord], layer: str | None) -> list[CallRec
     ]
 
 
+def shape_text(t: TensorRecord, names: Mapping[int, str] | None = None) -> str:
+    """A record's shape, ``(50, 200)``; its type name when it is not a tensor."""
+    return format_shape(t.shape, names) if t.is_tensor else t.type_name
+
+
 def _shapes(records: Sequence[TensorRecord], names: Mapping[int, str] | None) -> str:
     """Shapes of a call's tensors: the first plainly, the others with their slot."""
     parts = []
     for i, t in enumerate(records):
-        text = format_shape(t.shape, names) if t.is_tensor else t.type_name
+        text = shape_text(t, names)
         parts.append(text if i == 0 else f"{t.slot}: {text}")
     return "\n".join(parts) or "-"
 
@@ -167,7 +172,7 @@ def tensor_dict(t: TensorRecord, names: Mapping[int, str] | None) -> dict[str, A
         "device": t.device,
         "requires_grad": t.requires_grad,
         "type": t.type_name,
-        "stats": {k: (None if math.isnan(v) else v) for k, v in t.stats.items()},
+        "stats": dict(t.stats),  # NaN and ±Inf become null in print_json
     }
     if names is not None:
         out["named_shape"] = format_shape(t.shape, names)

@@ -19,9 +19,11 @@ QUICK = ["max_reviews=500", "epochs=1", "steps_per_epoch=1"]
 Invoke = Callable[..., Result]
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+def invoke(*args: object, env: dict[str, str] | None = None, input: str | None = None) -> Result:
     """Run the command in-process (click's runner); stdout and stderr kept apart."""
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+    return CliRunner().invoke(
+        cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False
+    )
 
 
 def sets(values: list[str]) -> list[str]:
@@ -39,6 +41,16 @@ def tracer_cli() -> Invoke:
 def tiny_plugin() -> Path:
     """The test plugin file with the ``tiny`` pipeline and every hook."""
     return TINY_PLUGIN
+
+
+@pytest.fixture
+def run_tiny() -> Invoke:
+    """Run ``tracer run tiny --plugin tiny_plugin.py --db t.db ARGS...`` (``db=`` for another)."""
+
+    def run(*args: object, db: str = "t.db") -> Result:
+        return invoke("run", "tiny", "--plugin", TINY_PLUGIN, "--db", db, *args)
+
+    return run
 
 
 @pytest.fixture

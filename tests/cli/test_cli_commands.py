@@ -57,21 +57,8 @@ def test_cli_plugins_lists_sources_hooks_and_contributions(tracer_cli, tiny_plug
     assert "exporters" in table and "exporter csv" in table
 
 
-def test_cli_run_plugin_pipeline_prints_summary_and_run_id(tracer_cli, tiny_plugin) -> None:
-    result = tracer_cli(
-        "run",
-        "tiny",
-        "--plugin",
-        tiny_plugin,
-        "--db",
-        "t.db",
-        "--set",
-        "steps=3",
-        "--name",
-        "first",
-        "--every",
-        "1",
-    )
+def test_cli_run_plugin_pipeline_prints_summary_and_run_id(tracer_cli, run_tiny) -> None:
+    result = run_tiny("--set", "steps=3", "--name", "first", "--every", "1")
     assert result.exit_code == 0, result.output
     assert "run id: 1" in result.stdout and "completed" in result.stdout
     assert "final" in result.stdout
@@ -79,60 +66,33 @@ def test_cli_run_plugin_pipeline_prints_summary_and_run_id(tracer_cli, tiny_plug
     assert runs[0]["name"] == "first" and runs[0]["steps"] == 3
 
 
-def test_cli_run_reads_a_toml_config(tracer_cli, tiny_plugin, tmp_path: Path) -> None:
+def test_cli_run_reads_a_toml_config(tracer_cli, run_tiny, tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text("[tiny]\nsteps = 2\nwidth = 3\n")
-    result = tracer_cli(
-        "run",
-        "tiny",
-        "--plugin",
-        tiny_plugin,
-        "--db",
-        "t.db",
-        "--config",
-        "c.toml",
-        "--set",
-        "width=5",
-    )
+    result = run_tiny("--config", "c.toml", "--set", "width=5")
     assert result.exit_code == 0, result.output
     run = json.loads(tracer_cli("runs", "--db", "t.db", "--format", "json").stdout)[0]
     assert (run["config"]["steps"], run["config"]["width"]) == (2, 5)
 
 
-def test_cli_run_ctrl_c_marks_interrupted_and_exits_130(tracer_cli, tiny_plugin) -> None:
-    result = tracer_cli(
-        "run",
-        "tiny",
-        "--plugin",
-        tiny_plugin,
-        "--db",
-        "t.db",
-        "--every",
-        "1",
-        "--set",
-        "steps=5",
-        "--set",
-        "interrupt_at=2",
-    )
+def test_cli_run_ctrl_c_marks_interrupted_and_exits_130(tracer_cli, run_tiny) -> None:
+    result = run_tiny("--every", "1", "--set", "steps=5", "--set", "interrupt_at=2")
     assert result.exit_code == 130
     assert "interrupted" in result.output
     run = json.loads(tracer_cli("runs", "--db", "t.db", "--format", "json").stdout)[0]
     assert run["status"] == "interrupted" and run["steps"] == 2
 
 
-def test_cli_run_failure_is_one_message_and_the_run_is_failed(tracer_cli, tiny_plugin) -> None:
-    result = tracer_cli(
-        "run", "tiny", "--plugin", tiny_plugin, "--db", "t.db", "--set", "fail_at=1", "--every", "1"
-    )
+def test_cli_run_failure_is_one_message_and_the_run_is_failed(tracer_cli, run_tiny) -> None:
+    result = run_tiny("--set", "fail_at=1", "--every", "1")
     assert result.exit_code == 1
     assert "boom at step 1" in result.output and "Traceback" not in result.output
     run = json.loads(tracer_cli("runs", "--db", "t.db", "--format", "json").stdout)[0]
     assert run["status"] == "failed" and run["steps"] == 1
 
 
-def test_cli_debug_shows_the_traceback(tracer_cli, tiny_plugin) -> None:
-    args = ["run", "tiny", "--plugin", str(tiny_plugin), "--db", "t.db", "--set", "fail_at=0"]
+def test_cli_debug_shows_the_traceback(run_tiny) -> None:
     with pytest.raises(Exception, match="boom at step 0"):
-        tracer_cli(*args, "--debug")
+        run_tiny("--set", "fail_at=0", "--debug")
 
 
 @pytest.mark.parametrize(
@@ -170,8 +130,8 @@ def test_cli_foreign_database_is_refused(tracer_cli, tmp_path: Path) -> None:
     assert (tmp_path / "notes.db").read_text().startswith("these are my notes")
 
 
-def test_cli_unknown_run_is_a_clear_error(tracer_cli, tiny_plugin) -> None:
-    tracer_cli("run", "tiny", "--plugin", tiny_plugin, "--db", "t.db")
+def test_cli_unknown_run_is_a_clear_error(tracer_cli, run_tiny) -> None:
+    run_tiny()
     for args in (
         ["show", "42"],
         ["diff", "1", "nope"],
@@ -183,22 +143,8 @@ def test_cli_unknown_run_is_a_clear_error(tracer_cli, tiny_plugin) -> None:
         assert "no run" in result.output, result.output
 
 
-def test_cli_export_import_and_rm(tracer_cli, tiny_plugin, tmp_path: Path) -> None:
-    assert (
-        tracer_cli(
-            "run",
-            "tiny",
-            "--plugin",
-            tiny_plugin,
-            "--db",
-            "a.db",
-            "--every",
-            "1",
-            "--name",
-            "moved",
-        ).exit_code
-        == 0
-    )
+def test_cli_export_import_and_rm(tracer_cli, run_tiny) -> None:
+    assert run_tiny("--every", "1", "--name", "moved", db="a.db").exit_code == 0
     exported = tracer_cli("export", "moved", "--db", "a.db", "-o", "run.json")
     assert exported.exit_code == 0, exported.output
     imported = tracer_cli("import", "run.json", "--db", "b.db")
@@ -212,21 +158,17 @@ def test_cli_export_import_and_rm(tracer_cli, tiny_plugin, tmp_path: Path) -> No
     assert "no runs" in tracer_cli("runs", "--db", "b.db").stdout
 
 
-def test_cli_rm_asks_for_confirmation(tracer_cli, tiny_plugin) -> None:
-    tracer_cli("run", "tiny", "--plugin", tiny_plugin, "--db", "t.db")
-    from click.testing import CliRunner
-
-    from tracer.cli import cli
-
-    kept = CliRunner().invoke(cli, ["rm", "1", "--db", "t.db"], input="n\n")
+def test_cli_rm_asks_for_confirmation(tracer_cli, run_tiny) -> None:
+    run_tiny()
+    kept = tracer_cli("rm", "1", "--db", "t.db", input="n\n")
     assert kept.exit_code == 1
     assert len(json.loads(tracer_cli("runs", "--db", "t.db", "--format", "json").stdout)) == 1
 
 
-def test_cli_export_csv_and_plugin_formats(tracer_cli, tiny_plugin, tmp_path: Path) -> None:
-    tracer_cli(
-        "run", "tiny", "--plugin", tiny_plugin, "--db", "t.db", "--every", "1", "--set", "steps=2"
-    )
+def test_cli_export_csv_and_plugin_formats(
+    tracer_cli, run_tiny, tiny_plugin, tmp_path: Path
+) -> None:
+    run_tiny("--every", "1", "--set", "steps=2")
     assert tracer_cli("export", "1", "--db", "t.db", "-o", "flow.csv").exit_code == 0
     rows = list(csv.DictReader((tmp_path / "flow.csv").open()))
     assert {r["step"] for r in rows} == {"0", "1"}

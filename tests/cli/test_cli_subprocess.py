@@ -14,8 +14,6 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "cnn-demo"
-TINY_PLUGIN = ROOT / "tests" / "plugins" / "tiny_plugin.py"
-QUICK = ["max_reviews=500", "epochs=1", "steps_per_epoch=1"]
 
 
 def tracer(
@@ -42,10 +40,11 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_cli_process_runs_sentiment_and_shows_the_article_flow(tmp_path: Path) -> None:
+def test_cli_process_runs_sentiment_and_shows_the_article_flow(
+    tmp_path: Path, quick_sets: list[str]
+) -> None:
     env = clean_env(tmp_path)
-    sets = [part for value in QUICK for part in ("--set", value)]
-    ran = tracer("run", "sentiment", *sets, env=env, cwd=tmp_path)
+    ran = tracer("run", "sentiment", *quick_sets, env=env, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert "using the built-in generated corpus" in ran.stderr
     assert "run id: 1" in ran.stdout
@@ -74,7 +73,9 @@ def test_cli_process_errors_are_one_line_with_a_non_zero_status(tmp_path: Path) 
     assert tracer("--version", env=env, cwd=tmp_path).stdout.startswith("tracer, version")
 
 
-def test_cli_process_ctrl_c_stops_cleanly_and_keeps_the_steps(tmp_path: Path) -> None:
+def test_cli_process_ctrl_c_stops_cleanly_and_keeps_the_steps(
+    tmp_path: Path, tiny_plugin: Path
+) -> None:
     env = clean_env(tmp_path)
     args = [
         sys.executable,
@@ -83,7 +84,7 @@ def test_cli_process_ctrl_c_stops_cleanly_and_keeps_the_steps(tmp_path: Path) ->
         "run",
         "tiny",
         "--plugin",
-        TINY_PLUGIN,
+        tiny_plugin,
         "--every",
         "1",
         "--set",

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-TINY_PLUGIN = Path(__file__).with_name("tiny_plugin.py")
-
 
 @pytest.fixture
 def write_plugin(tmp_path: Path) -> Callable[[str, str], Path]:
@@ -21,3 +19,9 @@ def write_plugin(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def tiny_plugin() -> Path:
+    """The test plugin file with the ``tiny`` pipeline, a statistic, an exporter, every hook."""
+    return Path(__file__).with_name("tiny_plugin.py")

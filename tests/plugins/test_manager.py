@@ -13,8 +13,6 @@ from tracer.plugins import hookspecs
 from tracer.plugins.manager import PluginError, PluginManager
 from tracer.plugins.markers import hookimpl
 
-TINY_PLUGIN = Path(__file__).with_name("tiny_plugin.py")
-
 EXAMPLE = Path(__file__).parents[2] / "examples" / "cnn-demo"
 PIPELINE_SOURCE = """
 from dataclasses import dataclass, field
@@ -41,20 +39,20 @@ def test_manager_loads_builtin_plugins_through_the_hooks() -> None:
     assert set(manager.exporters) == {"json", "csv"}
 
 
-def test_manager_builds_a_fresh_manager_per_call() -> None:
-    first = PluginManager.load([TINY_PLUGIN], entry_points=False)
+def test_manager_builds_a_fresh_manager_per_call(tiny_plugin: Path) -> None:
+    first = PluginManager.load([tiny_plugin], entry_points=False)
     second = PluginManager.load(entry_points=False)
     assert "tiny" in first.pipelines
     assert "tiny" not in second.pipelines
 
 
-def test_manager_loads_a_plugin_file_and_remembers_the_plugin() -> None:
-    manager = PluginManager.load([TINY_PLUGIN], entry_points=False)
+def test_manager_loads_a_plugin_file_and_remembers_the_plugin(tiny_plugin: Path) -> None:
+    manager = PluginManager.load([tiny_plugin], entry_points=False)
     assert manager.pipelines["tiny"].plugin == "tiny_plugin"
     assert manager.tensor_stats["pos_frac"].plugin == "tiny_plugin"
     assert manager.exporters["txt"].plugin == "tiny_plugin"
     info = {p.name: p for p in manager.plugins()}["tiny_plugin"]
-    assert info.source == str(TINY_PLUGIN)
+    assert info.source == str(tiny_plugin)
     assert "before_run" in info.hooks
 
 
@@ -117,9 +115,9 @@ def test_manager_duplicate_plugin_names_are_an_error(write_plugin, tmp_path: Pat
         PluginManager.load([path, copy], entry_points=False)
 
 
-def test_manager_disable_env_blocks_builtin_and_file_plugins() -> None:
+def test_manager_disable_env_blocks_builtin_and_file_plugins(tiny_plugin: Path) -> None:
     env = {"TRACER_DISABLE_PLUGINS": "sentiment, tiny_plugin"}
-    manager = PluginManager.load([TINY_PLUGIN], entry_points=False, env=env)
+    manager = PluginManager.load([tiny_plugin], entry_points=False, env=env)
     assert "sentiment" not in manager.pipelines
     assert "tiny" not in manager.pipelines
     assert [p.name for p in manager.plugins()] == ["exporters"]

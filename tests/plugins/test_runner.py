@@ -10,7 +10,6 @@ import pytest
 from tracer.plugins.config import build_config
 from tracer.plugins.manager import PluginManager
 from tracer.plugins.runner import (
-    Placement,
     RunFailed,
     RunResult,
     resolve_device,
@@ -19,12 +18,10 @@ from tracer.plugins.runner import (
 )
 from tracer.store import Store, open_store
 
-TINY_PLUGIN = Path(__file__).with_name("tiny_plugin.py")
-
 
 @pytest.fixture
-def manager() -> PluginManager:
-    return PluginManager.load([TINY_PLUGIN], entry_points=False)
+def manager(tiny_plugin: Path) -> PluginManager:
+    return PluginManager.load([tiny_plugin], entry_points=False)
 
 
 @pytest.fixture
@@ -127,7 +124,6 @@ def test_runner_placement_comes_from_torchrun_variables(
     monkeypatch.setenv("TRACER_GROUP_ID", "job-7")
     run = run_tiny(manager, store).run
     assert (run.rank, run.world_size, run.group_id) == (1, 2, "job-7")
-    assert Placement.from_env({}) == Placement(0, 1, None)
 
 
 def test_runner_with_seed_overrides_a_config_seed_field() -> None:
@@ -151,14 +147,16 @@ def test_runner_resolve_device_is_clear_about_bad_names() -> None:
             resolve_device("cuda")
 
 
-def test_runner_run_by_name_is_the_python_face_of_tracer_run(tmp_path: Path) -> None:
+def test_runner_run_by_name_is_the_python_face_of_tracer_run(
+    tmp_path: Path, tiny_plugin: Path
+) -> None:
     from tracer.plugins.runner import run
 
     result = run(
         "tiny",
         db=str(tmp_path / "api.db"),
         sets=["steps=2"],
-        plugin_files=[TINY_PLUGIN],
+        plugin_files=[tiny_plugin],
         name="api",
         every=1,
     )

@@ -24,6 +24,7 @@ from tracer.plugins.pipeline import Pipeline, Progress, RunContext, build_model,
 if TYPE_CHECKING:
     import torch
 
+    from tracer import distributed
     from tracer.plugins.manager import PluginManager
     from tracer.records import RunInfo
     from tracer.store import Store
@@ -36,25 +37,6 @@ class RunFailed(Exception):
         super().__init__(f"run {run.id} ({run.name}) failed: {type(error).__name__}: {error}")
         self.run = run
         self.error = error
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where this process sits in a distributed job (``torchrun`` sets the variables)."""
-
-    rank: int = 0
-    world_size: int = 1
-    group_id: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Placement:
-        """Read ``RANK``, ``WORLD_SIZE`` and ``TRACER_GROUP_ID`` (defaults: one process)."""
-        env = os.environ if env is None else env
-        return cls(
-            rank=int(env.get("RANK", "0")),
-            world_size=int(env.get("WORLD_SIZE", "1")),
-            group_id=env.get("TRACER_GROUP_ID") or None,
-        )
 
 
 @dataclass
@@ -152,7 +134,7 @@ def run_pipeline(
         return _run_in_job(
             pipeline,
             config,
-            job.device,
+            job,
             store=store,
             plugins=plugins,
             name=name,
@@ -167,7 +149,7 @@ def run_pipeline(
 def _run_in_job(
     pipeline: Pipeline,
     config: Any,
-    torch_device: torch.device,
+    job: distributed.Session,
     *,
     store: Store,
     plugins: PluginManager,
@@ -183,11 +165,11 @@ def _run_in_job(
 
     from tracer import distributed
 
+    torch_device = job.device
     seed_everything(seed)
     data = pipeline.data(config)
     model = build_model(pipeline, config, data).to(torch_device)
     model = distributed.wrap(model, torch_device)  # DDP when in a job; each rank traces its replica
-    where = Placement.from_env()
     run = store.create_run(
         name=name or pipeline.name,
         pipeline=pipeline.name,
@@ -196,19 +178,18 @@ def _run_in_job(
         tags=_with_source(tags, data),
         device=str(torch_device),
         torch_version=torch.__version__,
-        rank=where.rank,
-        world_size=where.world_size,
-        group_id=where.group_id or distributed.group_id(),
+        rank=job.where.rank,
+        world_size=job.where.world_size,
+        group_id=distributed.group_id(),
         command=command,
     )
-    ctx = RunContext(None, device=torch_device, progress=progress)
 
     def on_step(step: int, metrics: Mapping[str, float]) -> None:
         if metrics:
             ctx.progress.status("  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]))
         plugins.after_step(run, step, metrics)
 
-    ctx.on_step = on_step
+    ctx = RunContext(None, device=torch_device, progress=progress, on_step=on_step)
     started = time.perf_counter()
     status = _train(pipeline, model, data, config, ctx, store, run, plugins, options)
     final = store.get_run(run.id)
@@ -251,8 +232,9 @@ def _train(
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as exc:
-        plugins.on_run_error(store.get_run(run.id), exc)
-        raise RunFailed(store.get_run(run.id), exc) from exc
+        failed = store.get_run(run.id)
+        plugins.on_run_error(failed, exc)
+        raise RunFailed(failed, exc) from exc
     return status
 
 

@@ -107,13 +107,14 @@ def load_reviews(config: Any) -> tuple[list[tuple[str, int]], str]:
 
 def _loader(x: torch.Tensor, y: torch.Tensor, batch: int, seed: int | None) -> DataLoader:
     """A loader over full batches (the model's reshape needs them); shuffled when seeded."""
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
     dataset = TensorDataset(x, y)
-    shuffle = seed is not None
-    shard = distributed.sampler(dataset, seed=seed) if seed is not None else None
+    if seed is None:
+        return DataLoader(dataset, batch, drop_last=True)
+    shard = distributed.sampler(dataset, seed=seed)
     if shard is not None:  # under torchrun each rank trains on its own shard
         return DataLoader(dataset, batch, sampler=shard, drop_last=True)
-    return DataLoader(dataset, batch, shuffle=shuffle, generator=generator, drop_last=True)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch, shuffle=True, generator=generator, drop_last=True)
 
 
 def load_data(config: Any) -> SentimentData:
