@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tracer.cli_render import fmt_count, run_dict, shape_text
+from tracer.cli_render import fmt_count, run_dict
 
 MARKS = {"same": " ", "shape": "≠", "dtype": "≠", "device": "≠", "added": "+", "removed": "-"}
 STYLES = {"same": "", "added": "green", "removed": "red"}
@@ -19,7 +19,7 @@ def _side(row: Any, role: str, right: bool) -> str:
     if call is None:
         return ""
     records = call.inputs if role == "input" else call.outputs
-    return shape_text(records[0]) if records else "-"
+    return records[0].shape_text() if records else "-"
 
 
 def _changes_text(row: Any) -> str:

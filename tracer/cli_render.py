@@ -126,16 +126,11 @@ def select_calls(calls: Iterable[CallRecord], layer: str | None) -> list[CallRec
     ]
 
 
-def shape_text(t: TensorRecord, names: Mapping[int, str] | None = None) -> str:
-    """A record's shape, ``(50, 200)``; its type name when it is not a tensor."""
-    return format_shape(t.shape, names) if t.is_tensor else t.type_name
-
-
 def _shapes(records: Sequence[TensorRecord], names: Mapping[int, str] | None) -> str:
     """Shapes of a call's tensors: the first plainly, the others with their slot."""
     parts = []
     for i, t in enumerate(records):
-        text = shape_text(t, names)
+        text = t.shape_text(names)
         parts.append(text if i == 0 else f"{t.slot}: {text}")
     return "\n".join(parts) or "-"
 

@@ -71,6 +71,10 @@ class TensorRecord:
         """True when this record describes a tensor rather than an opaque object."""
         return self.dtype != ""
 
+    def shape_text(self, names: Mapping[int, str] | None = None) -> str:
+        """The shape as :func:`format_shape` writes it; an opaque object's type name."""
+        return format_shape(self.shape, names) if self.is_tensor else self.type_name
+
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:

@@ -13,7 +13,7 @@ from rich.text import Text
 from torch import nn
 
 from tracer.api import trace
-from tracer.records import CallRecord, ModuleRecord, TensorRecord, format_shape
+from tracer.records import CallRecord, ModuleRecord, TensorRecord
 
 
 class Summary:
@@ -107,7 +107,7 @@ def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> 
     """One line per record; an input whose dtype differs from the output's shows it."""
     lines = []
     for r in records:
-        label = format_shape(r.shape) if r.is_tensor else r.type_name
+        label = r.shape_text()
         if usual_dtype is not None and r.is_tensor and r.dtype != usual_dtype:
             label = f"{label} {r.dtype}"
         lines.append(label if r.slot == "0" and len(records) == 1 else f"{r.slot}: {label}")

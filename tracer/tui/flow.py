@@ -113,14 +113,9 @@ def _saturated(call: CallRecord, out: TensorRecord) -> bool:
     return False
 
 
-def shape_text(tensor: TensorRecord, names: Mapping[int, str] | None = None) -> str:
-    """A tensor's shape; an opaque object's type name."""
-    return fmt.shape(tensor.shape, names) if tensor.is_tensor else tensor.type_name
-
-
 def shapes(tensors: Sequence[TensorRecord], names: Mapping[int, str] | None) -> str:
     """Every tensor's shape joined by commas; opaque objects by their type name."""
-    return ", ".join(shape_text(t, names) for t in tensors)
+    return ", ".join(t.shape_text(names) for t in tensors)
 
 
 def rows(
@@ -140,7 +135,7 @@ def rows(
 def _row(call: CallRecord, previous: CallRecord | None, names: Mapping[int, str] | None) -> FlowRow:
     first = primary(call.outputs)
     rest = [t for t in call.outputs if t is not first]
-    extra = [f"{t.slot} {shape_text(t, names)}" for t in rest]
+    extra = [f"{t.slot} {t.shape_text(names)}" for t in rest]
     if len(extra) > MAX_EXTRA_LINES:
         extra[MAX_EXTRA_LINES - 1 :] = [f"+{len(extra) - MAX_EXTRA_LINES + 1} more outputs"]
     return FlowRow(

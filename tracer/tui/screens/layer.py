@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from tracer.records import BUILTIN_STATS, CallRecord, ModuleRecord, RunInfo, TensorRecord
 from tracer.tui import formatting as fmt
-from tracer.tui.flow import call_identity, shape_text
+from tracer.tui.flow import call_identity
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.stat_plots import StatPlots
 
@@ -141,7 +141,7 @@ def tensor_cells(tensor: TensorRecord) -> list[Text]:
     cells = [
         Text(tensor.role),
         Text(tensor.slot),
-        Text(shape_text(tensor)),
+        Text(tensor.shape_text()),
         Text(tensor.dtype),
         Text(tensor.device),
         Text("yes" if tensor.requires_grad else ""),
