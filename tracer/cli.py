@@ -123,8 +123,9 @@ def common(func: F) -> F:
 def open_store(db: str | None, *, create: bool = False) -> Any:
     """Open the store; reading commands refuse a database file that does not exist."""
     from tracer.store import open_store as _open
+    from tracer.store.engine import location
 
-    raw = db or "./tracer.db"
+    raw = location(db)
     if not create and "://" not in raw and not Path(raw).exists():
         raise click.ClickException(
             f"no database at {raw} (record a run first: tracer run sentiment)"

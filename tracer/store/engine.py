@@ -16,17 +16,22 @@ from sqlalchemy.pool import StaticPool
 
 from tracer.store.errors import StoreError
 
-DEFAULT_PATH = "tracer.db"
+DEFAULT_PATH = "./tracer.db"
 BUSY_TIMEOUT_MS = 30_000
 #: Execution option a connection sets to make its transactions writes (``BEGIN IMMEDIATE``).
 WRITE_OPTION = "tracer_write"
 
 
+def location(url_or_path: str | os.PathLike[str] | None = None) -> str:
+    """The database as named: the argument, else ``$TRACER_DB``, else ``./tracer.db``."""
+    if url_or_path is None or url_or_path == "":
+        return os.environ.get("TRACER_DB") or DEFAULT_PATH
+    return os.fspath(url_or_path)
+
+
 def resolve_url(url_or_path: str | os.PathLike[str] | None) -> URL:
     """Turn a path, a SQLAlchemy URL or None (``$TRACER_DB``, else ``./tracer.db``) into a URL."""
-    if url_or_path is None:
-        url_or_path = os.environ.get("TRACER_DB") or DEFAULT_PATH
-    text = os.fspath(url_or_path)
+    text = location(url_or_path)
     if "://" not in text:
         return URL.create("sqlite", database=str(Path(text).expanduser().absolute()))
     try:

@@ -6,7 +6,6 @@ and module trees are cached; a running run's data is always read fresh.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -156,7 +155,9 @@ class Inspector:
 
 def describe_location(db_url: str | None) -> str:
     """A short, password-free description of where the database is (a path as given)."""
-    raw = db_url or os.environ.get("TRACER_DB") or "./tracer.db"
+    from tracer.store.engine import location
+
+    raw = location(db_url)
     if "://" in raw and "@" in raw:
         scheme, rest = raw.split("://", 1)
         return f"{scheme}://…@{rest.rsplit('@', 1)[1]}"
