@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
@@ -96,6 +97,21 @@ class PagedTable(DataTable[Text]):
         for row in self._all[self._loaded : count]:
             self.add_row(*row.cells, key=row.key, height=row.height)
         self._loaded = max(self._loaded, count)
+
+    def on_idle(self, event: events.Idle) -> None:
+        """Redraw every row once DataTable has measured the rows just added.
+
+        DataTable widens its columns for new rows in its own idle handler (which runs right
+        after this one) but keeps the rows it drew before that in its render caches, at the old
+        widths: without this, rows drawn between ``add_row`` and that idle handler stay
+        truncated (``Embe`` for ``Embedding``) until something else redraws them.
+        """
+        if self._require_update_dimensions:
+            self.call_later(self._redraw)
+
+    def _redraw(self) -> None:
+        self._clear_caches()
+        self.refresh()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """Near the end of what is loaded, load the next page."""
