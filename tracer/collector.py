@@ -31,6 +31,7 @@ import torch
 
 from tracer.stats import (
     CHUNK_NUMEL,
+    KERNEL_DTYPES,
     SMALL_NUMEL,
     VECTOR_SIZE,
     StatFn,
@@ -39,6 +40,8 @@ from tracer.stats import (
     fast_stats,
     finite_stats,
     has_values,
+    kernel_available,
+    kernel_vector,
     stats_from_vector,
     tensor_stats,
 )
@@ -50,6 +53,11 @@ _BATCHED_DTYPES = {
     torch.float64: torch.float64,
 }
 _STRIDED = torch.strided
+_KERNEL_DTYPES = KERNEL_DTYPES
+#: The row-buffer number of a tensor whose kernel vector is in ``StepStats._vectors``.
+_VECTOR = -2
+#: Values per kernel vector (see :func:`~tracer.stats.kernel_vector`).
+_VECTOR_SIZE = 10
 #: Values per row in a row buffer's results: sum, l2, l1, min, max, nonzero count.
 _SUMS = 6
 
@@ -57,11 +65,11 @@ _SUMS = 6
 class StepStats:
     """The statistics of one flushed step, read by index (the values of :meth:`request`).
 
-    Batched rows are kept as one flat list of floats per row buffer and turned into a mapping
+    Kernel vectors and batched rows are kept as flat lists of floats and turned into a mapping
     only when a record asks for them; everything else is a ready mapping.
     """
 
-    __slots__ = ("_done", "_extra", "_group", "_numel", "_row", "_sums")
+    __slots__ = ("_done", "_extra", "_group", "_numel", "_row", "_sums", "_vectors")
 
     def __init__(
         self,
@@ -71,22 +79,29 @@ class StepStats:
         numel: list[int],
         done: dict[int, dict[str, float]],
         extra: dict[int, dict[str, float]],
+        vectors: list[float] | None = None,
     ) -> None:
         self._group, self._row, self._sums, self._numel = group, row, sums, numel
         self._done, self._extra = done, extra
+        self._vectors = vectors if vectors is not None else []
 
     def get(self, index: int) -> dict[str, float]:
         """The statistics (built-in and extra) of the tensor with this index, as a new dict."""
         value = self._done.get(index)
         if value is None:
-            group = self._group[index]
-            if group < 0:
+            group, i = self._group[index], self._row[index]
+            if group == _VECTOR:
+                v = self._vectors[i : i + _VECTOR_SIZE]
+                value = stats_from_vector("float", int(v[0]), v[1:])
+            elif group < 0:
                 return dict(self._extra.get(index, {}))
-            # The row buffer's mask already sent every row that needs it to the careful path.
-            s, i = self._sums[group], self._row[index] * _SUMS
-            value = fast_stats(
-                self._numel[group], s[i], s[i + 1], s[i + 4], s[i + 2], s[i + 3], s[i + 5]
-            )
+            else:
+                # The row buffer's mask already sent every row that needs it to the careful
+                # path.
+                s, i = self._sums[group], i * _SUMS
+                value = fast_stats(
+                    self._numel[group], s[i], s[i + 1], s[i + 4], s[i + 2], s[i + 3], s[i + 5]
+                )
         extra = self._extra.get(index)
         return {**value, **extra} if extra else value
 
@@ -234,6 +249,9 @@ class StatsCollector:
         # CPU tensors are reduced at once (reading a CPU value back is free); defer_cpu sends
         # them through the accelerator path instead, which lets that path be tested anywhere.
         self.defer_cpu = defer_cpu
+        # The compiled kernel reduces a CPU float tensor in one pass at once; without it, small
+        # tensors go through the row buffers and big ones through torch reductions.
+        self._kernel = kernel_available()
         self._rows: dict[tuple[Any, ...], _Rows] = {}
         self._buffers: list[_Rows] = []  # the row buffers, numbered as in self._group
         self._reset()
@@ -247,6 +265,7 @@ class StatsCollector:
         self._seen: dict[Any, int] = {}
         self._done: dict[int, dict[str, float]] = {}
         self._extra: dict[int, dict[str, float]] = {}
+        self._vectors: list[float] = []  # kernel vectors, _VECTOR_SIZE floats each
         # Accelerator tensors: statistics vectors still on the device, read back at flush.
         self._pending: list[tuple[int, str, int, torch.Tensor]] = []
 
@@ -282,7 +301,9 @@ class StatsCollector:
                     numel.append(rows.numel)
                     self._done.update(careful)
                 self._flush_pending()
-            return StepStats(self._group, self._row, sums, numel, self._done, self._extra)
+            return StepStats(
+                self._group, self._row, sums, numel, self._done, self._extra, self._vectors
+            )
         except BaseException:
             for rows in self._buffers:
                 rows.discard()  # the next step starts empty
@@ -316,6 +337,20 @@ class StatsCollector:
     def _compute(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
         if t.is_cpu and not self.defer_cpu:
             n = t.numel()
+            if (
+                self._kernel
+                and n
+                and t.dtype in _KERNEL_DTYPES
+                and t.layout is _STRIDED
+                and not t.is_nested
+            ):
+                values = kernel_vector(t)
+                if values is not None:
+                    index = self._new_index(ref, version, _VECTOR, len(self._vectors))
+                    self._vectors += values
+                    if self.extra:
+                        self._add_extra(index, t)
+                    return index
             target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
             if (
                 target is not None

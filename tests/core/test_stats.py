@@ -13,6 +13,9 @@ from tracer.collector import StatsCollector
 from tracer.records import BUILTIN_STATS
 from tracer.stats import CHUNK, SMALL_NUMEL, register_stat, tensor_stats, unregister_stat
 
+# Every test here runs on both statistics paths: the compiled kernel and torch alone.
+pytestmark = pytest.mark.usefixtures("stats_path")
+
 
 def _reference(x: torch.Tensor) -> dict[str, float]:
     d = x.double().reshape(-1)

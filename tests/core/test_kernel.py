@@ -1,0 +1,128 @@
+"""The compiled one-pass statistics kernel against a float64 reference, edge by edge."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tracer import stats
+from tracer.stats import kernel_vector, stats_from_vector
+
+# The kernel's inner loop runs 16 lanes and folds them into double totals every 256 rounds:
+# sizes around both boundaries, and one spanning several folds with a tail.
+SIZES = [1, 2, 15, 16, 17, 255, 4095, 4096, 4097, 16 * 256 * 3 + 7]
+
+
+def _reference(x: torch.Tensor) -> dict[str, float]:
+    d = x.double().reshape(-1)
+    finite = d[torch.isfinite(d)]
+    want: dict[str, float] = {
+        "numel": d.numel(),
+        "nan_count": int(torch.isnan(d).sum()),
+        "inf_count": int(torch.isinf(d).sum()),
+    }
+    if finite.numel():
+        want.update(
+            mean=finite.mean().item(),
+            std=finite.std().item() if finite.numel() > 1 else 0.0,
+            min=finite.min().item(),
+            max=finite.max().item(),
+            abs_mean=finite.abs().mean().item(),
+            l2=finite.norm().item(),
+            zero_frac=(finite == 0).double().mean().item(),
+        )
+    return want
+
+
+def _kernel_stats(x: torch.Tensor) -> dict[str, float]:
+    vector = kernel_vector(x)
+    assert vector is not None
+    assert len(vector) == 10 and vector[0] == x.numel()
+    return stats_from_vector("float", int(vector[0]), list(vector[1:]))
+
+
+def _assert_matches(x: torch.Tensor, rel: float = 1e-5) -> None:
+    got, want = _kernel_stats(x), _reference(x)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=rel, abs=rel), key
+
+
+def test_kernel_is_built() -> None:
+    assert stats.kernel_available(), "tracer._kernels was not built: is a C compiler installed?"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", SIZES)
+def test_kernel_matches_reference_at_lane_and_fold_boundaries(n: int, dtype: torch.dtype) -> None:
+    torch.manual_seed(n)
+    x = (torch.randn(n, dtype=dtype) * 2 - 0.3).to(dtype)
+    x[:: max(1, n // 5)] = 0.0
+    if n > 3:
+        x[3] = -0.0  # a negative zero is a zero
+    x[-1] = 7.5  # the tail holds the maximum
+    _assert_matches(x)
+
+
+@pytest.mark.parametrize("where", [0, 5, 16, 4096, -1])
+def test_kernel_counts_nan_and_inf_anywhere_and_reduces_the_rest(where: int) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(4097 + 16)
+    x[where] = math.nan
+    x[(where + 9) % x.numel()] = math.inf
+    x[(where + 33) % x.numel()] = -math.inf
+    got = _kernel_stats(x)
+    assert got["nan_count"] == 1 and got["inf_count"] == 2
+    _assert_matches(x)
+
+
+def test_kernel_all_non_finite_gives_counts_only() -> None:
+    x = torch.tensor([math.nan, math.inf, -math.inf, math.nan])
+    assert _kernel_stats(x) == {"numel": 4, "nan_count": 2, "inf_count": 2}
+
+
+def test_kernel_finite_values_whose_float32_squares_overflow() -> None:
+    x = torch.full((100,), 1e20)
+    x[::2] = -3e20
+    _assert_matches(x)  # the float32 lanes overflow; the double pass does not
+    assert math.isfinite(_kernel_stats(x)["l2"])
+
+
+def test_kernel_keeps_a_small_spread_around_a_large_mean() -> None:
+    torch.manual_seed(2)
+    x = (10_000 + torch.randn(50_000, dtype=torch.float64) * 1e-3).float()
+    assert _kernel_stats(x)["std"] == pytest.approx(_reference(x)["std"], rel=1e-4)
+    constant = torch.full((4100,), 3.25)
+    got = _kernel_stats(constant)
+    assert got["std"] == 0.0 and got["mean"] == 3.25 and got["zero_frac"] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_kernel_vector_upcasts_half_precision(dtype: torch.dtype) -> None:
+    torch.manual_seed(3)
+    x = (torch.randn(3000) * 300).to(dtype)
+    _assert_matches(x, rel=1e-4)
+
+
+def test_kernel_vector_reads_strided_tensors_in_memory_order() -> None:
+    torch.manual_seed(4)
+    base = torch.randn(50, 70, 9)
+    _assert_matches(base.transpose(0, 1))  # reordered to memory order, no copy
+    _assert_matches(base[:, ::2])  # not dense: copied first
+    _assert_matches(torch.randn(33).expand(4, 33))  # a zero stride: every row counts
+
+
+def test_kernel_rejects_bad_arguments_with_errors_not_crashes() -> None:
+    from tracer import _kernels
+
+    x = torch.randn(8)
+    with pytest.raises(ValueError, match="numel > 0"):
+        _kernels.float_stats(x.data_ptr(), 0, 4)
+    with pytest.raises(ValueError, match="itemsize"):
+        _kernels.float_stats(x.data_ptr(), 8, 2)
+    with pytest.raises(ValueError, match="non-null"):
+        _kernels.float_stats(0, 8, 4)
+    with pytest.raises(TypeError):
+        _kernels.float_stats(x.data_ptr(), 8)

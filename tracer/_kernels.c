@@ -1,0 +1,216 @@
+/* One pass over a float32 or float64 array for every built-in statistic.
+ *
+ * tracer._kernels.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
+ * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
+ * ten numbers that tracer.stats.stats_from_vector reads, after the element count:
+ *
+ *     (numel, finite count, NaN count, sum, spread, L2 norm, L1 norm, nonzero count, min, max)
+ *
+ * where spread = sqrt(sum((x - mean)^2)) and every sum, norm and extreme is over the finite
+ * values. The fast pass keeps independent lanes (which the compiler turns into vector
+ * instructions) and adds each block of lanes into double totals. It sums x - k, where k is the
+ * first value, so that the spread does not cancel away when |mean| >> std. If a NaN or Inf
+ * poisons the fast sums (or a float32 lane overflows), a careful scalar double pass counts the
+ * non-finite values and reduces the others in two passes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+
+#define LANES 16
+#define BLOCK 256 /* iterations per lane between flushes into double totals */
+#define RELEASE_GIL_NUMEL 65536
+#define NSTATS 10
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* The fast pass; returns 0 when a sum is not finite (the careful pass must decide). */
+#define FAST_PASS(NAME, T, ACC, ABS)                                                           \
+    VECTOR_CLONES static int NAME(const T *x, int64_t n, double *out)                      \
+    {                                                                                      \
+        double s = 0, s2 = 0, q = 0, a = 0, z = 0;                                         \
+        const T k = x[0];                                                                  \
+        T mn[LANES], mx[LANES];                                                            \
+        for (int j = 0; j < LANES; j++) {                                                  \
+            mn[j] = k;                                                                     \
+            mx[j] = k;                                                                     \
+        }                                                                                  \
+        int64_t i = 0;                                                                     \
+        const int64_t full = n - n % LANES;                                                \
+        while (i < full) {                                                                 \
+            ACC ls[LANES] = {0}, ls2[LANES] = {0}, lq[LANES] = {0};                        \
+            ACC la[LANES] = {0}, lz[LANES] = {0};                                          \
+            int64_t end = i + (int64_t)BLOCK * LANES;                                      \
+            if (end > full)                                                                \
+                end = full;                                                                \
+            for (; i < end; i += LANES) {                                                  \
+                for (int j = 0; j < LANES; j++) {                                          \
+                    const ACC v = x[i + j];                                                \
+                    const ACC d = v - k;                                                   \
+                    ls[j] += d;                                                            \
+                    ls2[j] += d * d;                                                       \
+                    lq[j] += v * v;                                                        \
+                    la[j] += ABS(v); /* not v<0?-v:v */                                     \
+                    lz[j] += v == 0 ? 1 : 0;                                               \
+                    mn[j] = x[i + j] < mn[j] ? x[i + j] : mn[j];                           \
+                    mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];                           \
+                }                                                                          \
+            }                                                                              \
+            for (int j = 0; j < LANES; j++) {                                              \
+                s += ls[j];                                                                \
+                s2 += ls2[j];                                                              \
+                q += lq[j];                                                                \
+                a += la[j];                                                                \
+                z += lz[j];                                                                \
+            }                                                                              \
+        }                                                                                  \
+        double lo = k, hi = k;                                                             \
+        for (int j = 0; j < LANES; j++) {                                                  \
+            lo = mn[j] < lo ? mn[j] : lo;                                                  \
+            hi = mx[j] > hi ? mx[j] : hi;                                                  \
+        }                                                                                  \
+        for (; i < n; i++) {                                                               \
+            const double v = x[i], d = v - (double)k;                                      \
+            s += d;                                                                        \
+            s2 += d * d;                                                                   \
+            q += v * v;                                                                    \
+            a += fabs(v);                                                                  \
+            z += v == 0;                                                                   \
+            lo = v < lo ? v : lo;                                                          \
+            hi = v > hi ? v : hi;                                                          \
+        }                                                                                  \
+        if (!isfinite(s) || !isfinite(s2) || !isfinite(q) || !isfinite(a))                \
+            return 0;                                                                      \
+        const double shift = s / (double)n, m2 = s2 - s * shift;                           \
+        out[1] = (double)n;                                                                \
+        out[2] = 0;                                                                        \
+        out[3] = s + (double)k * (double)n;                                                \
+        out[4] = sqrt(m2 > 0 ? m2 : 0);                                                    \
+        out[5] = sqrt(q);                                                                  \
+        out[6] = a;                                                                        \
+        out[7] = (double)n - z;                                                            \
+        out[8] = lo;                                                                       \
+        out[9] = hi;                                                                       \
+        return 1;                                                                          \
+    }
+
+/* The careful pass: NaN/Inf counted and left out, everything else in double, two passes. */
+#define CAREFUL_PASS(NAME, T)                                                               \
+    static void NAME(const T *x, int64_t n, double *out)                                   \
+    {                                                                                      \
+        double m = 0, nans = 0, s = 0, q = 0, a = 0, nz = 0;                               \
+        double lo = INFINITY, hi = -INFINITY;                                              \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            const double v = x[i];                                                         \
+            if (isnan(v)) {                                                                \
+                nans += 1;                                                                 \
+                continue;                                                                  \
+            }                                                                              \
+            if (isinf(v))                                                                  \
+                continue;                                                                  \
+            m += 1;                                                                        \
+            s += v;                                                                        \
+            q += v * v;                                                                    \
+            a += fabs(v);                                                                  \
+            nz += v != 0;                                                                  \
+            lo = v < lo ? v : lo;                                                          \
+            hi = v > hi ? v : hi;                                                          \
+        }                                                                                  \
+        const double mean = m > 0 ? s / m : 0;                                             \
+        double m2 = 0;                                                                     \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            const double v = x[i];                                                         \
+            if (isfinite(v))                                                               \
+                m2 += (v - mean) * (v - mean);                                             \
+        }                                                                                  \
+        out[1] = m;                                                                        \
+        out[2] = nans;                                                                     \
+        out[3] = s;                                                                        \
+        out[4] = sqrt(m2);                                                                 \
+        out[5] = sqrt(q);                                                                  \
+        out[6] = a;                                                                        \
+        out[7] = nz;                                                                       \
+        out[8] = m > 0 ? lo : NAN;                                                         \
+        out[9] = m > 0 ? hi : NAN;                                                         \
+    }
+
+FAST_PASS(fast_f32, float, float, fabsf)
+FAST_PASS(fast_f64, double, double, fabs)
+CAREFUL_PASS(careful_f32, float)
+CAREFUL_PASS(careful_f64, double)
+
+static void reduce(const void *data, int64_t n, int itemsize, double *out)
+{
+    out[0] = (double)n;
+    if (itemsize == 4) {
+        if (!fast_f32((const float *)data, n, out))
+            careful_f32((const float *)data, n, out);
+    }
+    else if (!fast_f64((const double *)data, n, out)) {
+        careful_f64((const double *)data, n, out);
+    }
+}
+
+static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "float_stats(address, numel, itemsize) takes 3 arguments");
+        return NULL;
+    }
+    void *data = PyLong_AsVoidPtr(args[0]);
+    if (data == NULL && PyErr_Occurred())
+        return NULL;
+    const long long n = PyLong_AsLongLong(args[1]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    const long itemsize = PyLong_AsLong(args[2]);
+    if (itemsize == -1 && PyErr_Occurred())
+        return NULL;
+    if (n <= 0 || data == NULL || (itemsize != 4 && itemsize != 8)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "float_stats needs a non-null address, numel > 0 and itemsize 4 or 8");
+        return NULL;
+    }
+    double out[NSTATS];
+    if (n >= RELEASE_GIL_NUMEL) {
+        Py_BEGIN_ALLOW_THREADS
+        reduce(data, (int64_t)n, (int)itemsize, out);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        reduce(data, (int64_t)n, (int)itemsize, out);
+    }
+    PyObject *result = PyTuple_New(NSTATS);
+    if (result == NULL)
+        return NULL;
+    for (int i = 0; i < NSTATS; i++) {
+        PyObject *value = PyFloat_FromDouble(out[i]);
+        if (value == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, i, value);
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
+     "float_stats(address, numel, itemsize) -> (numel, finite, nan, sum, spread, l2, l1, "
+     "nonzero, min, max) of contiguous float32 (itemsize 4) or float64 (8) values."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef kernels_module = {
+    PyModuleDef_HEAD_INIT, "tracer._kernels",
+    "Compiled statistics kernels (optional: tracer falls back to torch without them).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }
