@@ -251,7 +251,7 @@ class StatsCollector:
         self.defer_cpu = defer_cpu
         # The compiled kernel reduces a CPU float tensor in one pass at once; without it, small
         # tensors go through the row buffers and big ones through torch reductions.
-        self._kernel = kernel_available()
+        self.uses_kernel = kernel_available()
         self._rows: dict[tuple[Any, ...], _Rows] = {}
         self._buffers: list[_Rows] = []  # the row buffers, numbered as in self._group
         self._reset()
@@ -338,7 +338,7 @@ class StatsCollector:
         if t.is_cpu and not self.defer_cpu:
             n = t.numel()
             if (
-                self._kernel
+                self.uses_kernel
                 and n
                 and t.dtype in _KERNEL_DTYPES
                 and t.layout is _STRIDED

@@ -22,7 +22,9 @@ def fused_encoder_layers(model: nn.Module, traced: Iterable[str]) -> list[tuple[
     ]
 
 
-def collect_notes(model: nn.Module, traced: Sequence[str], *, ops: bool) -> list[str]:
+def collect_notes(
+    model: nn.Module, traced: Sequence[str], *, ops: bool, torch_stats: bool = False
+) -> list[str]:
     """Human-readable notes for the sink: fast paths switched off, compiled models, ..."""
     notes: list[str] = []
     encoder_layers = [path for path, _ in fused_encoder_layers(model, traced)]
@@ -39,6 +41,12 @@ def collect_notes(model: nn.Module, traced: Sequence[str], *, ops: bool) -> list
         notes.append(
             "the model is compiled with torch.compile: module hooks run inside the compiled "
             "graph and can cause graph breaks or recompilation; trace the uncompiled module"
+        )
+    if torch_stats:
+        notes.append(
+            "statistics are computed with torch reductions: the compiled kernel "
+            "(tracer._kernels) was not built when layer-tracer was installed, so statistics of "
+            "models with many small layers cost more; reinstall with a C compiler to build it"
         )
     if ops:
         notes.append(

@@ -48,7 +48,7 @@ class Trace:
         self.model = model
         self.sink: Sink = sink if sink is not None else MemorySink()
         self.every = every
-        self.ops, self.grads = ops, grads
+        self.ops, self.grads, self.stats = ops, grads, stats
         self.run = run  # the store's run when tracing into a store
         self.modules: list[ModuleRecord] = []
         self.notes: list[str] = []
@@ -84,7 +84,12 @@ class Trace:
         _claim(self.model)
         try:
             self.modules = module_records(self.model)
-            self.notes = collect_notes(self.model, self._hooks.paths, ops=self.ops)
+            self.notes = collect_notes(
+                self.model,
+                self._hooks.paths,
+                ops=self.ops,
+                torch_stats=self.stats and not self._rec.collector.uses_kernel,
+            )
             self.sink.begin(self.modules, self.notes)
             self._rec.active = True
             self._state = "open"

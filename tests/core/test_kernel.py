@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import tracer
 from tracer import stats
 from tracer.stats import kernel_vector, stats_from_vector
 
@@ -126,3 +127,19 @@ def test_kernel_rejects_bad_arguments_with_errors_not_crashes() -> None:
         _kernels.float_stats(0, 8, 4)
     with pytest.raises(TypeError):
         _kernels.float_stats(x.data_ptr(), 8)
+
+
+def test_a_trace_without_the_kernel_says_so_in_its_notes(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    with tracer.trace(model) as t:
+        model(torch.randn(2, 4))
+    assert not any("compiled kernel" in note for note in t.notes)
+    monkeypatch.setattr(stats, "_float_stats", None)
+    with tracer.trace(model) as t:
+        model(torch.randn(2, 4))
+    assert any("compiled kernel" in note for note in t.notes)
+    relu = t.flow(0)[2].outputs[0].stats  # the torch path still gives statistics
+    assert relu["min"] >= 0 and relu["std"] > 0
+    with tracer.trace(model, stats=False) as t:
+        model(torch.randn(2, 4))
+    assert not any("compiled kernel" in note for note in t.notes)
