@@ -35,12 +35,12 @@ from tracer.stats import (
     SMALL_NUMEL,
     VECTOR_SIZE,
     StatFn,
+    compiled_kernel,
     device_vector,
     extra_stats,
     fast_stats,
     finite_stats,
     has_values,
-    kernel_available,
     kernel_vector,
     stats_from_vector,
     tensor_stats,
@@ -54,6 +54,7 @@ _BATCHED_DTYPES = {
 }
 _STRIDED = torch.strided
 _KERNEL_DTYPES = KERNEL_DTYPES
+_ITEMSIZE = {torch.float32: 4, torch.float64: 8}  # what the kernel reads as it is
 #: The row-buffer number of a tensor whose kernel vector is in ``StepStats._vectors``.
 _VECTOR = -2
 #: Values per kernel vector (see :func:`~tracer.stats.kernel_vector`).
@@ -223,10 +224,8 @@ def _identity(t: torch.Tensor) -> tuple[torch.Tensor, Any]:
     of ``x`` and so has its statistics (they do not depend on order). A view of the whole of a
     contiguous root has the root's own key. Other tensors are keyed by their identity.
     """
-    if not t.is_contiguous():
-        return t, id(t)
     base = t._base
-    if base is None:
+    if base is None or not t.is_contiguous():
         return t, id(t)
     offset, n, dtype = t.storage_offset(), t.numel(), t.dtype
     if (
@@ -251,7 +250,8 @@ class StatsCollector:
         self.defer_cpu = defer_cpu
         # The compiled kernel reduces a CPU float tensor in one pass at once; without it, small
         # tensors go through the row buffers and big ones through torch reductions.
-        self.uses_kernel = kernel_available()
+        self._kernel = compiled_kernel() if not defer_cpu else None
+        self.uses_kernel = self._kernel is not None
         self._rows: dict[tuple[Any, ...], _Rows] = {}
         self._buffers: list[_Rows] = []  # the row buffers, numbered as in self._group
         self._reset()
@@ -335,22 +335,32 @@ class StatsCollector:
         return index
 
     def _compute(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
+        kernel = self._kernel
+        if kernel is not None and t.is_cpu and t.layout is _STRIDED and not t.is_nested:
+            # The common case inline (a float32/float64 contiguous CPU tensor: the kernel reads
+            # its memory while ``t`` keeps it alive); others are converted by kernel_vector.
+            n = t.numel()
+            size = _ITEMSIZE.get(t.dtype)
+            values: tuple[float, ...] | None = None
+            if size is not None and n and t.is_contiguous():
+                try:
+                    values = kernel(t.data_ptr(), n, size)
+                except (RuntimeError, NotImplementedError):  # a subclass without storage
+                    values = None
+            elif n and t.dtype in _KERNEL_DTYPES:
+                values = kernel_vector(t)
+            if values is not None:
+                index = len(self._group)
+                self._group.append(_VECTOR)
+                self._row.append(len(self._vectors))
+                self._owner.append(ref)
+                self._version.append(version)
+                self._vectors += values
+                if self.extra:
+                    self._add_extra(index, t)
+                return index
         if t.is_cpu and not self.defer_cpu:
             n = t.numel()
-            if (
-                self.uses_kernel
-                and n
-                and t.dtype in _KERNEL_DTYPES
-                and t.layout is _STRIDED
-                and not t.is_nested
-            ):
-                values = kernel_vector(t)
-                if values is not None:
-                    index = self._new_index(ref, version, _VECTOR, len(self._vectors))
-                    self._vectors += values
-                    if self.extra:
-                        self._add_extra(index, t)
-                    return index
             target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
             if (
                 target is not None

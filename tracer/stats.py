@@ -81,13 +81,20 @@ def kernel_available() -> bool:
     return _float_stats is not None
 
 
+def compiled_kernel() -> Callable[[int, int, int], tuple[float, ...]] | None:
+    """``float_stats(address, numel, itemsize)`` of ``tracer._kernels``, or None when it was not
+    built. Its caller must pass a contiguous float32 (4) or float64 (8) CPU tensor's
+    ``data_ptr()`` and keep that tensor alive during the call; :func:`kernel_vector` does."""
+    return _float_stats
+
+
 def kernel_vector(x: torch.Tensor) -> tuple[float, ...] | None:
     """The compiled kernel's one-pass statistics of a non-empty, strided CPU tensor of a
     ``KERNEL_DTYPES`` dtype, in the :func:`stats_from_vector` layout after the element count:
     ``(numel, finite, nan, sum, spread, l2, l1, nonzero, min, max)``. None when the kernel is
     not built or cannot read the tensor's memory (a tensor subclass without storage).
     """
-    kernel = _float_stats
+    kernel = compiled_kernel()
     if kernel is None:
         return None
     if x.dtype is not torch.float32 and x.dtype is not torch.float64:
