@@ -41,6 +41,7 @@ from tracer.recorder import (
 )
 
 _MISSING = object()
+_REPLICATE = "_replicate_for_data_parallel"  # what nn.DataParallel calls on every module
 _clock = time.perf_counter
 _Tensor = torch.Tensor
 _known = SHARED.get
@@ -77,6 +78,42 @@ def _dead(info: CallInfo, inner: Callable[..., Any] | None) -> Wrap:
     return wrap
 
 
+class _UntracedReplicas:
+    """A traced module's ``_replicate_for_data_parallel``: replicas without the traced forward.
+
+    ``nn.DataParallel`` makes its per-device replicas by copying each module's ``__dict__``, so
+    a replica would get the wrapper that calls the *original* module's forward (its parameters,
+    its device) and records from several threads at once. This instance attribute makes the
+    replica as the class does, then gives it back its own forward: replicas run untraced.
+    """
+
+    __slots__ = ("forward", "module")
+
+    def __init__(self, module: nn.Module, forward: partial[Any]) -> None:
+        self.module = weakref.ref(module)  # the module's own attribute: no reference cycle
+        self.forward = forward
+
+    def __call__(self) -> nn.Module:
+        module = self.module()
+        if module is None:
+            raise ReferenceError("the traced module is gone")
+        replica: nn.Module = type(module)._replicate_for_data_parallel(module)
+        state = replica.__dict__
+        if state.get(_REPLICATE) is self:
+            del state[_REPLICATE]
+        if state.get("forward") is self.forward:
+            saved = self.forward.args[0].saved
+            if saved is _MISSING:
+                del state["forward"]
+            else:
+                state["forward"] = saved
+        return replica
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy (deepcopy, pickle) refers to the copied module and the copied forward.
+        return (_UntracedReplicas, (self.module(), self.forward))
+
+
 def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     """Record one module call around the original forward (the body of every wrapper)."""
     inner = w.inner
@@ -107,8 +144,8 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
         else:
             meta: PendingTensor = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
             call[1] = _known(meta) or shared(meta)
-            if rec.stats:
-                call[7] = rec.collector.request(x)
+            if rec.request is not None:
+                call[7] = rec.request(x)
         if rec.on_outermost is not None and len(stack) == 1:
             rec.on_outermost(True)  # the op layer runs only inside traced forwards
     except Exception:
@@ -132,11 +169,11 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
         rg = result.requires_grad
         new: PendingTensor = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
         meta = call[2] = _known(new) or shared(new)
-        index = call[8] = rec.collector.request(result) if rec.stats else None
-        if result.is_inference():  # no version counter to prove it unchanged
-            rec.last = None
-        else:
+        index = call[8] = rec.request(result) if rec.request is not None else None
+        try:
             rec.last = (weakref.ref(result), result._version, meta, index)
+        except RuntimeError:  # an inference tensor: no version counter to prove it unchanged
+            rec.last = None
         if rg and w.grads and torch.is_grad_enabled():
             _watch_grads(rec, call, [("0", result)])
     except Exception:
@@ -239,7 +276,7 @@ class HookSet:
         include: Sequence[str] | None,
         exclude: Sequence[str] | None,
     ) -> None:
-        self._modules: list[tuple[nn.Module, Wrap, partial[Any]]] = []
+        self._modules: list[tuple[nn.Module, Wrap, partial[Any], _UntracedReplicas]] = []
         self._params: list[tuple[torch.Tensor, Callable[[torch.Tensor], None]]] = []
         self.paths: list[str] = []
         seen_params: set[int] = set()
@@ -248,7 +285,8 @@ class HookSet:
                 continue
             self.paths.append(path)
             wrap = Wrap(rec, (path, type(module).__name__, module_depth(path)), grads)
-            self._modules.append((module, wrap, partial(_traced_forward, wrap)))
+            forward = partial(_traced_forward, wrap)
+            self._modules.append((module, wrap, forward, _UntracedReplicas(module, forward)))
             if grads:
                 self._add_param_hooks(rec, path, module, seen_params)
         # Wrapping alone would keep these layers' fused fast path and so lose their sublayers'
@@ -270,12 +308,13 @@ class HookSet:
             return
         self._attached = True
         try:
-            for module, wrap, forward in self._modules:
+            for module, wrap, forward, replicas in self._modules:
                 wrap.saved = module.__dict__.get("forward", _MISSING)
                 wrap.inner = module.forward  # the instance's forward, or the class's, bound
                 forward.__wrapped__ = wrap.inner  # type: ignore[attr-defined]
                 wrap.live = True
                 module.__dict__["forward"] = forward
+                module.__dict__.setdefault(_REPLICATE, replicas)
             for module in self._markers:
                 self._handles.append(module.register_forward_pre_hook(_no_op))
             for param, hook in self._params:
@@ -289,13 +328,16 @@ class HookSet:
         if not self._attached:
             return
         self._attached = False
-        for module, wrap, forward in self._modules:
+        for module, wrap, forward, replicas in self._modules:
             wrap.live = False  # a wrapper someone else kept now just passes through
-            if module.__dict__.get("forward") is forward:  # installed, not replaced since
+            state = module.__dict__
+            if state.get("forward") is forward:  # installed, not replaced since
                 if wrap.saved is _MISSING:
-                    del module.__dict__["forward"]
+                    del state["forward"]
                 else:
-                    module.__dict__["forward"] = wrap.saved
+                    state["forward"] = wrap.saved
+            if state.get(_REPLICATE) is replicas:
+                del state[_REPLICATE]
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()

@@ -42,10 +42,21 @@ def collect_notes(
             "the model is compiled with torch.compile: module hooks run inside the compiled "
             "graph and can cause graph breaks or recompilation; trace the uncompiled module"
         )
+    parallel = [
+        path or "<root>"
+        for path, module in model.named_modules()
+        if isinstance(module, nn.DataParallel) and len(module.device_ids) > 1
+    ]
+    if parallel:
+        notes.append(
+            f"nn.DataParallel ({', '.join(parallel)}) runs each device's replica of the wrapped "
+            "modules untraced: only the calls outside the replicas are recorded; use "
+            "DistributedDataParallel (one traced process per device) to record every layer"
+        )
     if torch_stats:
         notes.append(
             "statistics are computed with torch reductions: the compiled kernel "
-            "(tracer._kernels) was not built when layer-tracer was installed, so statistics of "
+            "(tracer._speedups) was not built when layer-tracer was installed, so statistics of "
             "models with many small layers cost more; reinstall with a C compiler to build it"
         )
     if ops:

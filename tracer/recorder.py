@@ -62,6 +62,8 @@ class Recorder:
     def __init__(self, *, stats: bool, collector: StatsCollector) -> None:
         self.stats = stats
         self.collector = collector
+        # The statistics request of the hooks' fast path (None: shapes only).
+        self.request: Callable[[torch.Tensor], int] | None = collector.request if stats else None
         self.calls: list[PendingCall] = []  # handed over (and replaced) at the end of a step
         self.stack: list[PendingCall] = []
         self.param_grads: dict[str, dict[str, PendingTensor]] = {}

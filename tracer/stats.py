@@ -7,7 +7,7 @@ taken over the finite values.
 
 Cost model (see PERF-NOTES): every torch reduction costs a few microseconds of dispatch and
 one pass over memory per statistic. A CPU float tensor therefore goes to the compiled kernel
-(``tracer/_kernels.c``) when it was built: one pass, all statistics, about 0.6 us for a
+(``tracer/_speedups.c``) when it was built: one pass, all statistics, about 0.6 us for a
 2,048-element tensor, called straight from the hook. Without it, the torch path below is used:
 a small tensor's values are copied into a per-step row buffer and all rows of one size are
 reduced together (see :mod:`tracer.collector`); a big tensor is reduced chunk by chunk, and
@@ -37,7 +37,7 @@ CHUNK_NUMEL = 1 << 19
 CHUNK = 1 << 18
 
 try:
-    from tracer._kernels import float_stats as _float_stats
+    from tracer._speedups import float_stats as _float_stats
 except ImportError:  # built without a C compiler: the torch reductions below do the same work
     _float_stats = None
 
@@ -82,7 +82,7 @@ def kernel_available() -> bool:
 
 
 def compiled_kernel() -> Callable[[int, int, int], tuple[float, ...]] | None:
-    """``float_stats(address, numel, itemsize)`` of ``tracer._kernels``, or None when it was not
+    """``float_stats(address, numel, itemsize)`` of ``tracer._speedups``, or None when it was not
     built. Its caller must pass a contiguous float32 (4) or float64 (8) CPU tensor's
     ``data_ptr()`` and keep that tensor alive during the call; :func:`kernel_vector` does."""
     return _float_stats

@@ -14,7 +14,7 @@ def stats_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if request.param == "torch":
         monkeypatch.setattr(tracer.stats, "_float_stats", None)
     else:
-        assert tracer.stats.kernel_available(), "tracer._kernels was not built"
+        assert tracer.stats.kernel_available(), "tracer._speedups was not built"
     return str(request.param)
 
 

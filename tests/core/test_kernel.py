@@ -52,7 +52,7 @@ def _assert_matches(x: torch.Tensor, rel: float = 1e-5) -> None:
 
 
 def test_kernel_is_built() -> None:
-    assert stats.kernel_available(), "tracer._kernels was not built: is a C compiler installed?"
+    assert stats.kernel_available(), "tracer._speedups was not built: is a C compiler installed?"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -116,17 +116,17 @@ def test_kernel_vector_reads_strided_tensors_in_memory_order() -> None:
 
 
 def test_kernel_rejects_bad_arguments_with_errors_not_crashes() -> None:
-    from tracer import _kernels
+    from tracer import _speedups
 
     x = torch.randn(8)
     with pytest.raises(ValueError, match="numel > 0"):
-        _kernels.float_stats(x.data_ptr(), 0, 4)
+        _speedups.float_stats(x.data_ptr(), 0, 4)
     with pytest.raises(ValueError, match="itemsize"):
-        _kernels.float_stats(x.data_ptr(), 8, 2)
+        _speedups.float_stats(x.data_ptr(), 8, 2)
     with pytest.raises(ValueError, match="non-null"):
-        _kernels.float_stats(0, 8, 4)
+        _speedups.float_stats(0, 8, 4)
     with pytest.raises(TypeError):
-        _kernels.float_stats(x.data_ptr(), 8)
+        _speedups.float_stats(x.data_ptr(), 8)
 
 
 def test_a_trace_without_the_kernel_says_so_in_its_notes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,6 +91,40 @@ def test_a_forward_the_user_already_wrapped_is_kept_and_restored() -> None:
     assert [c.module for c in t.calls] == ["", "0", "1"]
 
 
+def _replicate(module: nn.Module) -> nn.Module:
+    """What nn.DataParallel's replicate() does per module (it needs GPUs to run as a whole)."""
+    replica = module._replicate_for_data_parallel()
+    for name, param in module.named_parameters(recurse=False):
+        setattr(replica, name, param)  # replicate() sets each device's parameter copies
+    return replica
+
+
+def test_data_parallel_replicas_run_their_own_forward_untraced() -> None:
+    torch.manual_seed(0)
+    model = mlp(1)
+    x = torch.randn(2, 64)
+    original = model[1].forward
+
+    def user_forward(y: torch.Tensor) -> torch.Tensor:
+        return original(y) * 2
+
+    model[1].forward = user_forward  # a forward set on the instance before tracing
+    with tracer.trace(model) as t:
+        want = model(x)
+        recorded = len(t._rec.calls)
+        linear, relu = _replicate(model[0]), _replicate(model[1])
+        for replica in (linear, relu):
+            assert "_replicate_for_data_parallel" not in replica.__dict__
+        assert "forward" not in linear.__dict__  # the class's forward, bound to the replica
+        assert relu.__dict__["forward"] is user_forward  # the instance's own, restored
+        assert torch.equal(relu(linear(x)), want)
+        assert len(t._rec.calls) == recorded  # the replicas recorded nothing
+        copied = copy.deepcopy(model)  # a copy's replicas come from the copy
+        assert _replicate(copied[0]).weight is copied[0].weight
+    assert "_replicate_for_data_parallel" not in model[0].__dict__  # removed on close
+    assert [c.module for c in t.flow(0)] == ["", "0", "1"]
+
+
 def test_a_wrapper_kept_after_the_trace_closes_passes_through() -> None:
     model = mlp(1)
     with tracer.trace(model) as t:
@@ -194,3 +228,15 @@ def test_records_are_built_when_read_and_equal_each_time() -> None:
         assert sink.calls is first
     assert [c.step for c in t.calls] == [0] * 5 + [1] * 5 + [2] * 5
     assert all(c.outputs[0].stats["numel"] == 128 for c in t.calls)
+
+
+def test_a_multi_device_data_parallel_model_says_its_replicas_are_untraced() -> None:
+    model = nn.DataParallel(mlp(1))  # without GPUs it keeps device_ids empty and just calls
+    with tracer.trace(model) as t:
+        model(torch.randn(2, 64))
+    assert not any("DataParallel" in note for note in t.notes)
+    assert [c.module for c in t.flow(0)] == ["", "module", "module.0", "module.1"]
+    model.device_ids = [0, 1]  # as on a machine with two GPUs
+    with tracer.trace(model) as t:
+        pass
+    assert any("DataParallel (<root>) runs each device's replica" in note for note in t.notes)

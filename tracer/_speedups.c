@@ -1,6 +1,8 @@
-/* One pass over a float32 or float64 array for every built-in statistic.
+/* Compiled fast paths of tracer (optional: the package falls back to torch without them).
  *
- * tracer._kernels.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
+ * float_stats: one pass over a float32 or float64 array for every built-in statistic.
+ *
+ * tracer._speedups.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
  * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
  * ten numbers that tracer.stats.stats_from_vector reads, after the element count:
  *
@@ -207,10 +209,10 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef kernels_module = {
-    PyModuleDef_HEAD_INIT, "tracer._kernels",
-    "Compiled statistics kernels (optional: tracer falls back to torch without them).", -1,
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT, "tracer._speedups",
+    "Compiled fast paths (optional: tracer falls back to torch without them).", -1,
     methods,
 };
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&speedups_module); }
