@@ -129,6 +129,7 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     # (proved by a weak reference, which holds nothing) has the same record and statistics.
     x = args[0]
     stack = rec.stack
+    request = rec.request
     call: PendingCall = [w.info, None, (), 0.0, None, None, None, None, None]
     rec.calls.append(call)
     stack.append(call)
@@ -144,15 +145,15 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
         else:
             meta: PendingTensor = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
             call[1] = _known(meta) or shared(meta)
-            if rec.request is not None:
-                call[7] = rec.request(x)
+            if request is not None:
+                call[7] = request(x)
         if rec.on_outermost is not None and len(stack) == 1:
             rec.on_outermost(True)  # the op layer runs only inside traced forwards
     except Exception:
         rec.internal_errors += 1
-    call[3] = _clock()
+    call[3] = start = _clock()
     try:
-        result = inner(*args, **kwargs)  # type: ignore[misc]
+        result = inner(x)  # type: ignore[misc]
     except BaseException:
         _close(w, rec, call, None, _clock())
         raise
@@ -160,7 +161,7 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     if type(result) is not _Tensor or rec.ops_on:
         _close(w, rec, call, result, end)
         return result
-    call[4] = end - call[3]
+    call[4] = end - start
     if stack and stack[-1] is call:
         stack.pop()
     else:
@@ -169,7 +170,7 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
         rg = result.requires_grad
         new: PendingTensor = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
         meta = call[2] = _known(new) or shared(new)
-        index = call[8] = rec.request(result) if rec.request is not None else None
+        index = call[8] = request(result) if request is not None else None
         try:
             rec.last = (weakref.ref(result), result._version, meta, index)
         except RuntimeError:  # an inference tensor: no version counter to prove it unchanged
