@@ -143,3 +143,18 @@ def test_a_trace_without_the_kernel_says_so_in_its_notes(monkeypatch: pytest.Mon
     with tracer.trace(model, stats=False) as t:
         model(torch.randn(2, 4))
     assert not any("compiled kernel" in note for note in t.notes)
+
+
+@pytest.mark.parametrize("poison", [None, "nan", "inf"])
+def test_kernel_big_arrays_with_extremes_far_apart(poison: str | None) -> None:
+    """A big array's extremes, zeros and non-finite values all count, wherever they are."""
+    torch.manual_seed(5)
+    x = torch.randn(3 * (1 << 19) + 5) + 0.25
+    x[-1] = 40.0  # the maximum in the last part
+    x[(1 << 19) + 7] = -30.0  # the minimum in the second
+    x[: 1 << 19] = 0.0  # the first part all zeros: zero_frac spans the parts
+    if poison is not None:
+        x[2 * (1 << 19) + 3] = math.nan if poison == "nan" else math.inf
+    got = _kernel_stats(x)
+    assert got["max"] == 40.0 and got["min"] == -30.0
+    _assert_matches(x)
