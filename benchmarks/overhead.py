@@ -157,11 +157,13 @@ def _peers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Call
     return peers
 
 
-Row = tuple[str, str, float, float, float]
+#: model, mode, median seconds, ratio of medians, share in t.step(), lowest and highest
+#: ratio of a single repetition.
+Row = tuple[str, str, float, float, float, float, float]
 
 
 def measure(reps: int) -> list[Row]:
-    """Rows of (model, mode, median seconds, ratio to untraced, share of it in ``t.step()``)."""
+    """One :data:`Row` per model and mode (peers included)."""
     rows: list[Row] = []
     for name, (model, inputs, n) in models().items():
         model.eval()
@@ -181,18 +183,25 @@ def measure(reps: int) -> list[Row]:
                     times[peer].append((time.perf_counter() - start, 0.0))
         med = {m: statistics.median(t for t, _ in v) for m, v in times.items()}
         for mode, value in med.items():
-            base = med["plain+grads"] if mode.endswith("grads") else med["plain"]
+            plain = "plain+grads" if mode.endswith("grads") else "plain"
+            base = med[plain]
             step = statistics.median(s for _, s in times[mode])
-            rows.append((name, mode, value, value / base, step / base))
+            # Each repetition's own ratio (its traced block against the plain block run just
+            # before it): their spread shows how far the machine moved during the run.
+            each = [t / p for (t, _), (p, _) in zip(times[mode], times[plain], strict=True)]
+            rows.append((name, mode, value, value / base, step / base, min(each), max(each)))
     return rows
 
 
 def print_table(rows: list[Row]) -> None:
-    """One table: model, mode, median ms, ratio, and how much of the ratio ``t.step()`` is."""
+    """One table: model, mode, median ms, ratio, the per-repetition range, share in step()."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'model':<30} {'mode':<26} {'median ms':>10} {'ratio':>7} {'in step()':>10}")
-    for name, mode, seconds, ratio, step in rows:
-        print(f"{name:<30} {mode:<26} {seconds * 1e3:>10.2f} {ratio:>6.2f}x {step:>9.2f}x")
+    head = f"{'model':<30} {'mode':<26} {'median ms':>10} {'ratio':>7} {'reps range':>13}"
+    print(f"{head} {'in step()':>10}")
+    for name, mode, seconds, ratio, step, low, high in rows:
+        spread = f"{low:.2f}-{high:.2f}"
+        line = f"{name:<30} {mode:<26} {seconds * 1e3:>10.2f} {ratio:>6.2f}x {spread:>13}"
+        print(f"{line} {step:>9.2f}x")
 
 
 def main() -> None:
