@@ -53,7 +53,6 @@ _BATCHED_DTYPES = {
     torch.float64: torch.float64,
 }
 _STRIDED = torch.strided
-_KERNEL_DTYPES = KERNEL_DTYPES
 _ITEMSIZE = {torch.float32: 4, torch.float64: 8}  # what the kernel reads as it is
 #: The row-buffer number of a tensor whose kernel vector is in ``StepStats._vectors``.
 _VECTOR = -2
@@ -347,14 +346,10 @@ class StatsCollector:
                     values = kernel(t.data_ptr(), n, size)
                 except (RuntimeError, NotImplementedError):  # a subclass without storage
                     values = None
-            elif n and t.dtype in _KERNEL_DTYPES:
+            elif n and t.dtype in KERNEL_DTYPES:
                 values = kernel_vector(t)
             if values is not None:
-                index = len(self._group)
-                self._group.append(_VECTOR)
-                self._row.append(len(self._vectors))
-                self._owner.append(ref)
-                self._version.append(version)
+                index = self._new_index(ref, version, _VECTOR, len(self._vectors))
                 self._vectors += values
                 if self.extra:
                     self._add_extra(index, t)

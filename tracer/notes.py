@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
+from tracer.stats import KERNEL_MISSING
+
 
 def fused_encoder_layers(model: nn.Module, traced: Iterable[str]) -> list[tuple[str, nn.Module]]:
     """The ``nn.TransformerEncoderLayer`` modules that are traced themselves or inside.
@@ -54,10 +56,11 @@ def collect_notes(
             "DistributedDataParallel (one traced process per device) to record every layer"
         )
     if torch_stats:
+        why = f" ({KERNEL_MISSING})" if KERNEL_MISSING else ""
         notes.append(
             "statistics are computed with torch reductions: the compiled kernel "
-            "(tracer._speedups) was not built when layer-tracer was installed, so statistics of "
-            "models with many small layers cost more; reinstall with a C compiler to build it"
+            f"(tracer._speedups) could not be loaded{why}, so statistics of models with many "
+            "small layers cost more; reinstall layer-tracer with a C compiler to build it"
         )
     if ops:
         notes.append(

@@ -36,10 +36,13 @@ CHUNK_NUMEL = 1 << 19
 #: Elements per chunk of a big CPU tensor: 1 MB of float32 stays in a core's L2 cache.
 CHUNK = 1 << 18
 
+#: Why the compiled kernel is missing ("" when it loaded), for the run's notes.
+KERNEL_MISSING = ""
 try:
     from tracer._speedups import float_stats as _float_stats
-except ImportError:  # built without a C compiler: the torch reductions below do the same work
+except ImportError as exc:  # built without a C compiler: the torch reductions do the same work
     _float_stats = None
+    KERNEL_MISSING = f"{type(exc).__name__}: {exc}"
 
 #: Dtypes the compiled kernel reduces (float16/bfloat16 after a conversion to float32).
 KERNEL_DTYPES = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
