@@ -43,6 +43,9 @@ from tracer.recorder import (
 _MISSING = object()
 _REPLICATE = "_replicate_for_data_parallel"  # what nn.DataParallel calls on every module
 _clock = time.perf_counter
+_DisableTorchFunction = torch._C.DisableTorchFunction
+# Private in torch: without it, calls under the op layer take the generic path.
+_EnableTorchFunction = getattr(torch._C, "_EnableTorchFunction", None)
 _Tensor = torch.Tensor
 _known = SHARED.get
 
@@ -57,7 +60,7 @@ def selected(path: str, include: Sequence[str] | None, exclude: Sequence[str] | 
 class Wrap:
     """The state of one module's traced forward: what it records into and what it calls."""
 
-    __slots__ = ("grads", "info", "inner", "live", "rec", "saved")
+    __slots__ = ("grads", "info", "inner", "live", "ops", "rec", "saved")
 
     def __init__(self, rec: Recorder | None, info: CallInfo, grads: bool) -> None:
         self.rec = rec
@@ -66,6 +69,24 @@ class Wrap:
         self.inner: Callable[..., Any] | None = None  # the forward being wrapped
         self.live = False  # False: a plain pass-through to ``inner``
         self.saved: Any = _MISSING  # the module's instance ``forward`` before, if it had one
+        # While the op layer records: the same call, its forward run with torch functions on.
+        self.ops: Wrap | None = None
+
+    def with_ops(self) -> None:
+        """Make :attr:`ops` for the forward being wrapped now (see :func:`_traced_ops`)."""
+        rec = self.rec
+        if (
+            _EnableTorchFunction is None
+            or rec is None
+            or rec.on_outermost is None
+            or self.inner is None
+        ):
+            self.ops = None  # no op layer in this trace (or no way to switch it back on)
+            return
+        ops = Wrap(rec, self.info, self.grads)
+        ops.inner = partial(_forward_with_ops, rec, self.inner)
+        ops.live = True
+        self.ops = ops
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copied or pickled module gets a dead wrapper around its own (copied) forward.
@@ -120,8 +141,10 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     rec = w.rec
     if not w.live or rec is None:
         return inner(*args, **kwargs)  # type: ignore[misc]
-    if kwargs or len(args) != 1 or rec.ops_on or type(args[0]) is not _Tensor:
+    if kwargs or len(args) != 1 or type(args[0]) is not _Tensor:
         return _traced_generic(w, rec, args, kwargs)
+    if rec.ops_on:
+        return _traced_ops(w, rec, args[0])
     # The overwhelmingly common call, one plain tensor in and one out with the op layer off,
     # is recorded inline: its metadata tuple is shared with earlier calls (a lookup, no
     # allocation that survives), the call is one list, the clock is read twice. In a chain of
@@ -180,6 +203,31 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     except Exception:
         rec.internal_errors += 1
     return result
+
+
+def _traced_ops(w: Wrap, rec: Recorder, x: torch.Tensor) -> Any:
+    """A one-tensor call while the op layer records: the fast path above, with torch functions
+    off for its own bookkeeping (which the op layer must not see) and back on for the module's
+    forward, whose ops are recorded (:func:`_forward_with_ops`)."""
+    ops = w.ops
+    if ops is None:  # this torch cannot switch torch functions back on: the generic path
+        return _traced_generic(w, rec, (x,), {})
+    with _DisableTorchFunction():
+        rec.ops_on = False  # the fast path's bookkeeping runs as with the op layer off
+        try:
+            return _traced_forward(ops, x)
+        finally:
+            rec.ops_on = True
+
+
+def _forward_with_ops(rec: Recorder, inner: Callable[..., Any], x: torch.Tensor) -> Any:
+    """The module's own forward inside :func:`_traced_ops`: the op layer on again."""
+    rec.ops_on = True
+    try:
+        with _EnableTorchFunction():  # type: ignore[misc]
+            return inner(x)
+    finally:
+        rec.ops_on = False
 
 
 def _traced_generic(w: Wrap, rec: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -314,6 +362,7 @@ class HookSet:
                 wrap.inner = module.forward  # the instance's forward, or the class's, bound
                 forward.__wrapped__ = wrap.inner  # type: ignore[attr-defined]
                 wrap.live = True
+                wrap.with_ops()
                 module.__dict__["forward"] = forward
                 module.__dict__.setdefault(_REPLICATE, replicas)
             for module in self._markers:

@@ -8,6 +8,7 @@ from core.models import ArticleLSTM
 from torch import nn
 
 import tracer
+from tracer import hooks
 
 
 def _shapes(records: tuple[tracer.TensorRecord, ...]) -> list[tuple[int, ...]]:
@@ -107,3 +108,74 @@ def test_ops_off_by_default() -> None:
     with tracer.trace(model) as t:
         model(torch.randint(0, 20, (2, 3)))
     assert all(c.kind == "module" for c in t.calls)
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)).view(-1, 2, 4)
+
+
+def test_ops_layer_keeps_module_records_as_without_it() -> None:
+    """One-tensor calls under the op layer take the fast path with torch functions switched
+    off for the bookkeeping: module records must equal those of a trace without ops."""
+    torch.manual_seed(0)
+    model = nn.Sequential(Block(), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    x = torch.randn(5, 2, 4)
+    flows = []
+    for ops in (False, True):
+        with tracer.trace(model, ops=ops) as t:
+            model(x)
+        flows.append(t.flow(0))
+    plain, with_ops = flows
+    modules = [c for c in with_ops if c.kind == "module"]
+    assert [(c.module, c.inputs, c.outputs) for c in modules] == [
+        (c.module, c.inputs, c.outputs) for c in plain
+    ]
+    assert [(c.module, c.op) for c in with_ops if c.kind == "op"] == [
+        ("0", "flatten"),
+        ("0", "view"),
+        ("2", "flatten"),  # nn.Flatten's own forward
+    ]
+    assert t.internal_errors == 0
+
+
+class Failing(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.view(-1)
+        raise ValueError("boom in forward")
+
+
+def test_ops_layer_error_in_a_submodule_reaches_the_user_and_leaves_no_mode() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), Failing())
+    with tracer.trace(model, ops=True) as t:
+        with pytest.raises(ValueError, match="boom in forward"):
+            model(torch.randn(2, 4))
+        assert not torch.overrides._is_torch_function_mode_enabled()
+        t.step()
+        model[0](torch.randn(2, 4)).view(-1)  # the next step records as usual
+    assert not torch.overrides._is_torch_function_mode_enabled()
+    failed = [c for c in t.flow(0) if c.module == "1"]
+    assert [(c.kind, c.op) for c in failed] == [("module", None), ("op", "view")]
+    assert failed[0].outputs == ()
+    assert [c.module for c in t.flow(1)] == ["0"]  # called on its own: the outermost
+    assert t.internal_errors == 0
+
+
+def test_ops_layer_one_tensor_calls_skip_the_generic_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    generic = []
+    real = hooks._traced_generic
+
+    def counting(*args: object) -> object:
+        generic.append(args[0])
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hooks, "_traced_generic", counting)
+    model = nn.Sequential(Block(), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    with tracer.trace(model, ops=True) as t:
+        model(torch.randn(5, 2, 4))
+    assert len([c for c in t.flow(0) if c.kind == "module"]) == 6
+    assert generic == []  # every call here takes one tensor and returns one
