@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -164,7 +165,18 @@ class Trace:
         records = self._rec.finish(self._step)
         metrics, self._metrics = self._metrics, {}
         if records or metrics:  # the metrics travel with the records: one transaction in a store
-            self.sink.write_step(self._step, records, metrics or None)
+            # The sink builds the step's records (thousands of small acyclic objects, freed by
+            # reference counting) and writes them. A garbage collection in between finds
+            # nothing to free, but moves them into the old generation, which soon triggers a
+            # full collection of the whole heap: on a 1,000-call model that took 5.7 ms of a
+            # 26 ms traced step. So the collector waits until the sink has returned.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                self.sink.write_step(self._step, records, metrics or None)
+            finally:
+                if collecting:
+                    gc.enable()
         if records:
             self._last = records
 

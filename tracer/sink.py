@@ -19,7 +19,8 @@ class Sink(Protocol):
     metrics of steps that are not traced; ``end`` once when the trace closes, with
     ``"completed"``, ``"failed"`` (``error`` set) or ``"interrupted"``. A sink must not keep
     references to tensors (it only ever sees records) and should make each ``write_step``
-    durable on its own.
+    durable on its own. ``write_step`` runs with Python's cyclic garbage collector paused (see
+    ``Trace._write_step``); reference counting still frees everything acyclic at once.
     """
 
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None: ...

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 
+import pytest
 import torch
 from torch import nn
 
 import tracer
 from tracer.records import CallRecord, ModuleRecord
+from tracer.sink import MemorySink
 
 
 class CallLog:
@@ -60,3 +63,38 @@ def test_session_paused_block_is_not_recorded_and_tracing_resumes() -> None:
         t.step()
     batches = [c.inputs[0].shape[0] for c in t.flow(0) if c.module == ""]
     assert batches == [2, 7]
+
+
+class _GcWatchingSink(MemorySink):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+        self.fail = fail
+
+    def write_step(self, step, calls, metrics=None):  # type: ignore[no-untyped-def]
+        self.seen.append(gc.isenabled())
+        if self.fail:
+            raise OSError("disk full")
+        super().write_step(step, calls, metrics)
+
+
+def test_write_step_runs_with_the_garbage_collector_paused_and_restores_it() -> None:
+    model = nn.Linear(3, 3)
+    sink = _GcWatchingSink()
+    with tracer.trace(model, sink=sink) as t:
+        model(torch.ones(1, 3))
+        t.step()
+        assert gc.isenabled()
+        gc.disable()  # a user who runs with the collector off keeps it off
+        try:
+            model(torch.ones(1, 3))
+            t.step()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    assert sink.seen == [False, False] and gc.isenabled()
+    failing = _GcWatchingSink(fail=True)
+    with pytest.raises(OSError, match="disk full"), tracer.trace(model, sink=failing) as t:
+        model(torch.ones(1, 3))
+        t.step()
+    assert failing.seen == [False] and gc.isenabled()
