@@ -42,6 +42,7 @@ from tracer.stats import (
     finite_stats,
     has_values,
     kernel_vector,
+    stats_from_kernel,
     stats_from_vector,
     tensor_stats,
 )
@@ -91,8 +92,7 @@ class StepStats:
         if value is None:
             group, i = self._group[index], self._row[index]
             if group == _VECTOR:
-                v = self._vectors[i : i + _VECTOR_SIZE]
-                value = stats_from_vector("float", int(v[0]), v[1:])
+                value = stats_from_kernel(self._vectors[i : i + _VECTOR_SIZE])
             elif group < 0:
                 return dict(self._extra.get(index, {}))
             else:
@@ -250,10 +250,14 @@ class StatsCollector:
         # The compiled kernel reduces a CPU float tensor in one pass at once; without it, small
         # tensors go through the row buffers and big ones through torch reductions.
         self._kernel = compiled_kernel() if not defer_cpu else None
-        self.uses_kernel = self._kernel is not None
         self._rows: dict[tuple[Any, ...], _Rows] = {}
         self._buffers: list[_Rows] = []  # the row buffers, numbered as in self._group
         self._reset()
+
+    @property
+    def uses_kernel(self) -> bool:
+        """Whether CPU float tensors go to the compiled kernel (else torch reductions)."""
+        return self._kernel is not None
 
     def _reset(self) -> None:
         # Per index: row buffer number (-1: not batched), row in it, owner, version.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -113,6 +113,11 @@ def kernel_vector(x: torch.Tensor) -> tuple[float, ...] | None:
         return None
 
 
+def stats_from_kernel(values: Sequence[float]) -> dict[str, float]:
+    """Read a vector from :func:`kernel_vector` (its element count first)."""
+    return stats_from_vector("float", int(values[0]), list(values[1:]))
+
+
 def has_values(t: torch.Tensor) -> bool:
     """True when the tensor's values can be read (not sparse, meta, quantized or nested)."""
     return (
@@ -152,7 +157,7 @@ def _stats_by_kind(x: torch.Tensor, n: int) -> dict[str, float]:
     if x.device.type == "cpu" and x.dtype in KERNEL_DTYPES:
         vector = kernel_vector(x)
         if vector is not None:
-            return stats_from_vector("float", n, list(vector[1:]))
+            return stats_from_kernel(vector)
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()  # float16 / bfloat16 / float8: reduce in float32
     x = dense_order(x)

@@ -6,46 +6,26 @@ import math
 
 import pytest
 import torch
+from core.reference import reference_stats
 
 import tracer
 from tracer import stats
-from tracer.stats import kernel_vector, stats_from_vector
+from tracer.stats import kernel_vector, stats_from_kernel
 
 # The kernel's inner loop runs 16 lanes and folds them into double totals every 256 rounds:
 # sizes around both boundaries, and one spanning several folds with a tail.
 SIZES = [1, 2, 15, 16, 17, 255, 4095, 4096, 4097, 16 * 256 * 3 + 7]
 
 
-def _reference(x: torch.Tensor) -> dict[str, float]:
-    d = x.double().reshape(-1)
-    finite = d[torch.isfinite(d)]
-    want: dict[str, float] = {
-        "numel": d.numel(),
-        "nan_count": int(torch.isnan(d).sum()),
-        "inf_count": int(torch.isinf(d).sum()),
-    }
-    if finite.numel():
-        want.update(
-            mean=finite.mean().item(),
-            std=finite.std().item() if finite.numel() > 1 else 0.0,
-            min=finite.min().item(),
-            max=finite.max().item(),
-            abs_mean=finite.abs().mean().item(),
-            l2=finite.norm().item(),
-            zero_frac=(finite == 0).double().mean().item(),
-        )
-    return want
-
-
 def _kernel_stats(x: torch.Tensor) -> dict[str, float]:
     vector = kernel_vector(x)
     assert vector is not None
     assert len(vector) == 10 and vector[0] == x.numel()
-    return stats_from_vector("float", int(vector[0]), list(vector[1:]))
+    return stats_from_kernel(vector)
 
 
 def _assert_matches(x: torch.Tensor, rel: float = 1e-5) -> None:
-    got, want = _kernel_stats(x), _reference(x)
+    got, want = _kernel_stats(x), reference_stats(x)
     assert set(got) == set(want)
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=rel, abs=rel), key
@@ -94,7 +74,7 @@ def test_kernel_finite_values_whose_float32_squares_overflow() -> None:
 def test_kernel_keeps_a_small_spread_around_a_large_mean() -> None:
     torch.manual_seed(2)
     x = (10_000 + torch.randn(50_000, dtype=torch.float64) * 1e-3).float()
-    assert _kernel_stats(x)["std"] == pytest.approx(_reference(x)["std"], rel=1e-4)
+    assert _kernel_stats(x)["std"] == pytest.approx(reference_stats(x)["std"], rel=1e-4)
     constant = torch.full((4100,), 3.25)
     got = _kernel_stats(constant)
     assert got["std"] == 0.0 and got["mean"] == 3.25 and got["zero_frac"] == 0.0

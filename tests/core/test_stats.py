@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from core.reference import reference_stats
 from torch import nn
 
 import tracer
@@ -15,23 +16,6 @@ from tracer.stats import CHUNK, SMALL_NUMEL, register_stat, tensor_stats, unregi
 
 # Every test here runs on both statistics paths: the compiled kernel and torch alone.
 pytestmark = pytest.mark.usefixtures("stats_path")
-
-
-def _reference(x: torch.Tensor) -> dict[str, float]:
-    d = x.double().reshape(-1)
-    finite = d[torch.isfinite(d)]
-    return {
-        "numel": x.numel(),
-        "mean": finite.mean().item(),
-        "std": finite.std().item() if finite.numel() > 1 else 0.0,
-        "min": finite.min().item(),
-        "max": finite.max().item(),
-        "abs_mean": finite.abs().mean().item(),
-        "l2": finite.norm().item(),
-        "zero_frac": (finite == 0).double().mean().item(),
-        "nan_count": int(torch.isnan(d).sum()),
-        "inf_count": int(torch.isinf(d).sum()),
-    }
 
 
 def _assert_close(got: dict[str, float], want: dict[str, float], rel: float) -> None:
@@ -52,17 +36,17 @@ def test_stats_float32_match_float64_reference_small_and_big(numel: int) -> None
     x = torch.randn(numel) * 3 + 0.5
     x[::5] = 0
     x = x if numel < CHUNK else x.view(-1, 2).t()  # a transposed big tensor: reordered first
-    _assert_close(_collected(x), _reference(x), rel=1e-5)
-    _assert_close(tensor_stats(x), _reference(x), rel=1e-5)
+    _assert_close(_collected(x), reference_stats(x), rel=1e-5)
+    _assert_close(tensor_stats(x), reference_stats(x), rel=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_stats_half_precision_upcast_before_reducing(dtype: torch.dtype) -> None:
     torch.manual_seed(2)
     x = (torch.randn(50_000) * 100).to(dtype)  # float16 sums would overflow without upcasting
-    want = _reference(x)
+    want = reference_stats(x)
     _assert_close(tensor_stats(x), want, rel=1e-5)
-    _assert_close(_collected(x[:100]), _reference(x[:100]), rel=1e-5)
+    _assert_close(_collected(x[:100]), reference_stats(x[:100]), rel=1e-5)
 
 
 def test_stats_integer_tensors_get_count_range_and_mean() -> None:
@@ -88,7 +72,7 @@ def test_stats_nan_and_inf_counted_rest_over_finite_values(numel: int) -> None:
     x[1], x[2], x[-1] = math.nan, math.inf, -math.inf
     got = _collected(x)
     assert got["nan_count"] == 1 and got["inf_count"] == 2
-    _assert_close(got, _reference(x), rel=1e-6)
+    _assert_close(got, reference_stats(x), rel=1e-6)
     all_nan = tensor_stats(torch.full((4,), math.nan))
     assert all_nan == {"numel": 4, "nan_count": 4, "inf_count": 0}
 
@@ -105,8 +89,8 @@ def test_stats_tensors_without_readable_values_get_numel_only() -> None:
 def test_stats_large_mean_small_spread_keeps_std_precise() -> None:
     torch.manual_seed(3)
     x = 1000 + torch.randn(40_000, dtype=torch.float64).float() * 1e-3
-    assert tensor_stats(x)["std"] == pytest.approx(_reference(x)["std"], rel=1e-4)
-    assert _collected(x[:500])["std"] == pytest.approx(_reference(x[:500])["std"], rel=1e-4)
+    assert tensor_stats(x)["std"] == pytest.approx(reference_stats(x)["std"], rel=1e-4)
+    assert _collected(x[:500])["std"] == pytest.approx(reference_stats(x[:500])["std"], rel=1e-4)
 
 
 def test_stats_collector_dedups_by_identity_and_version_not_address() -> None:
