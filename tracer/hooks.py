@@ -30,15 +30,7 @@ from torch.utils.hooks import RemovableHandle
 
 from tracer.modules import module_depth
 from tracer.notes import fused_encoder_layers
-from tracer.recorder import (
-    GRADS,
-    SHARED,
-    CallInfo,
-    PendingCall,
-    PendingTensor,
-    Recorder,
-    shared,
-)
+from tracer.recorder import GRADS, CallInfo, PendingCall, Recorder
 
 _MISSING = object()
 _REPLICATE = "_replicate_for_data_parallel"  # what nn.DataParallel calls on every module
@@ -47,7 +39,6 @@ _DisableTorchFunction = torch._C.DisableTorchFunction
 # Private in torch: without it, calls under the op layer take the generic path.
 _EnableTorchFunction = getattr(torch._C, "_EnableTorchFunction", None)
 _Tensor = torch.Tensor
-_known = SHARED.get
 
 
 def selected(path: str, include: Sequence[str] | None, exclude: Sequence[str] | None) -> bool:
@@ -148,26 +139,21 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     # The overwhelmingly common call, one plain tensor in and one out with the op layer off,
     # is recorded inline: its metadata tuple is shared with earlier calls (a lookup, no
     # allocation that survives), the call is one list, the clock is read twice. In a chain of
-    # layers the input is the previous call's output: the same object at the same version
-    # (proved by a weak reference, which holds nothing) has the same record and statistics.
+    # layers the input is the previous call's output: the same tensor at the same version has
+    # the same record and statistics (tracer.probe answers both questions, compiled if built).
     x = args[0]
     stack = rec.stack
     request = rec.request
+    probe = rec.probe
     call: PendingCall = [w.info, None, (), 0.0, None, None, None, None, None]
     rec.calls.append(call)
     stack.append(call)
     try:
-        last = rec.last
-        if (
-            last is not None
-            and last[0]() is x
-            and last[1] == x._version
-            and last[2][4] == x.requires_grad
-        ):
-            call[1], call[7] = last[2], last[3]
+        same = probe.chained(x)
+        if same is not None:
+            call[1], call[7] = same
         else:
-            meta: PendingTensor = ("0", x.shape, x.dtype, x.device, x.requires_grad, "Tensor", None)
-            call[1] = _known(meta) or shared(meta)
+            call[1] = probe.meta(x)
             if request is not None:
                 call[7] = request(x)
         if rec.on_outermost is not None and len(stack) == 1:
@@ -190,15 +176,10 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     else:
         rec.pop(call)
     try:
-        rg = result.requires_grad
-        new: PendingTensor = ("0", result.shape, result.dtype, result.device, rg, "Tensor", None)
-        meta = call[2] = _known(new) or shared(new)
+        meta = call[2] = probe.meta(result)
         index = call[8] = request(result) if request is not None else None
-        try:
-            rec.last = (weakref.ref(result), result._version, meta, index)
-        except RuntimeError:  # an inference tensor: no version counter to prove it unchanged
-            rec.last = None
-        if rg and w.grads and torch.is_grad_enabled():
+        probe.remember(result, meta, index)
+        if meta[4] and w.grads and torch.is_grad_enabled():
             _watch_grads(rec, call, [("0", result)])
     except Exception:
         rec.internal_errors += 1

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
+from tracer.probe import PROBE_MISSING, probe_available
 from tracer.stats import KERNEL_MISSING
 
 
@@ -61,6 +62,13 @@ def collect_notes(
             "statistics are computed with torch reductions: the compiled kernel "
             f"(tracer._speedups) could not be loaded{why}, so statistics of models with many "
             "small layers cost more; reinstall layer-tracer with a C compiler to build it"
+        )
+    if not probe_available():
+        notes.append(
+            "tensor metadata is read through torch's Python getters: the compiled probe "
+            f"(tracer._probe) could not be loaded ({PROBE_MISSING}), so tracing models with many "
+            "small layers costs more; reinstall layer-tracer after torch with "
+            "`pip install --no-build-isolation layer-tracer` (a C++ compiler) to build it"
         )
     if ops:
         notes.append(

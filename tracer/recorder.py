@@ -31,6 +31,7 @@ from typing import Any, overload
 import torch
 
 from tracer.collector import StatsCollector, StepStats
+from tracer.probe import new_probe
 from tracer.records import CallRecord, Role, TensorRecord
 from tracer.walk import Leaf, walk_inputs, walk_output
 
@@ -74,8 +75,9 @@ class Recorder:
         self.ops_on = False  # True while the op layer's TorchFunctionMode is pushed
         self.active = False  # True while the trace is open (gradient hooks check it)
         self.internal_errors = 0  # failures inside our own hooks (never raised to the user)
-        # The last plain output recorded: (weak reference, version, metadata, statistics index).
-        self.last: tuple[Any, int, PendingTensor, int | None] | None = None
+        # The fast path's questions about one plain tensor: its shared metadata, and whether it
+        # is the last output recorded, unchanged (then it has the same record and statistics).
+        self.probe = new_probe(single_meta)
 
     def begin_call(self, info: CallInfo, args: Any, kwargs: Any) -> PendingCall:
         """Open a module call: it takes its ``seq`` now, before its children."""
@@ -165,7 +167,7 @@ class Recorder:
         self.stack.clear()
         self.param_grads = {}
         self.generation += 1
-        self.last = None
+        self.probe.forget()
 
 
 class StepRecords(Sequence[CallRecord]):
@@ -294,6 +296,12 @@ _INTERNED: dict[str, dict[PendingTensor, tuple[TensorRecord]]] = {"input": {}, "
 #: cost more than everything else the tracer does.
 SHARED: dict[PendingTensor, PendingTensor] = {}  # read directly by the hooks' fast path
 _INTERN_LIMIT = 100_000
+
+
+def single_meta(t: torch.Tensor) -> PendingTensor:
+    """The shared metadata tuple of a plain tensor that is a call's only input or output."""
+    meta: PendingTensor = ("0", t.shape, t.dtype, t.device, t.requires_grad, "Tensor", None)
+    return SHARED.get(meta) or shared(meta)
 
 
 def shared(p: PendingTensor) -> PendingTensor:

@@ -1,9 +1,10 @@
-"""Fixtures of the core tests: the two statistics paths."""
+"""Fixtures of the core tests: the two statistics paths, the two tensor probes."""
 
 from __future__ import annotations
 
 import pytest
 
+import tracer.probe
 import tracer.stats
 
 
@@ -22,3 +23,14 @@ def stats_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def torch_stats_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only torch's reductions (the row buffers and chunked sums), as without the kernel."""
     monkeypatch.setattr(tracer.stats, "_float_stats", None)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def probe_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the compiled tensor probe and again with the Python one (the path of an
+    install built without torch at build time). A trace picks its probe when it is made."""
+    if request.param == "python":
+        monkeypatch.setattr(tracer.probe, "_CompiledProbe", None)
+    else:
+        assert tracer.probe.probe_available(), "tracer._probe was not built"
+    return str(request.param)

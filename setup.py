@@ -1,0 +1,44 @@
+"""Compiled parts of layer-tracer; everything else is declared in pyproject.toml.
+
+Both extensions are optional: an install without them works and says what it lacks in each
+run's notes.
+
+- ``tracer._speedups`` (C, no torch headers): the one-pass statistics kernel. Built whenever a
+  C compiler is present.
+- ``tracer._probe`` (C++ against torch's headers): the hooks' fast path reads tensor metadata
+  from the C++ tensor. It needs the torch that will run it at build time, so it is built only
+  when the build can import torch: ``pip install --no-build-isolation`` after installing torch.
+  An isolated build (plain ``pip install``) skips it rather than download a torch to build with.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from setuptools import Extension, setup
+
+ext_modules: list[Extension] = [
+    Extension("tracer._speedups", ["tracer/_speedups.c"], optional=True),
+]
+
+try:
+    import torch
+    from torch.utils.cpp_extension import CppExtension
+except ImportError:
+    torch = None
+if torch is not None and sys.platform != "win32":
+    # CppExtension adds torch's include and library directories; the flags are the ones
+    # torch's own BuildExtension would add to this one file (it would add them to the C file
+    # too, so it is not used).
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    ext_modules.append(
+        CppExtension(
+            "tracer._probe",
+            ["tracer/_probe.cpp"],
+            define_macros=[("TRACER_TORCH_VERSION", f'"{torch.__version__}"')],
+            extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"],
+            optional=True,
+        )
+    )
+
+setup(ext_modules=ext_modules)

@@ -1,0 +1,129 @@
+"""The tensor probes (compiled and Python) give the same answers, and hold no tensor."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from tracer import probe as probe_module
+from tracer.probe import PyProbe, TensorProbe, new_probe
+from tracer.recorder import single_meta
+
+pytestmark = pytest.mark.usefixtures("probe_path")
+
+
+@pytest.fixture
+def probe() -> TensorProbe:
+    return new_probe(single_meta)
+
+
+def test_probe_is_built() -> None:
+    assert probe_module.probe_available(), (
+        f"tracer._probe was not built ({probe_module.PROBE_MISSING}): "
+        "pip install --no-build-isolation, with a C++ compiler"
+    )
+
+
+def test_the_fixture_picks_the_probe(probe: TensorProbe, probe_path: str) -> None:
+    assert isinstance(probe, PyProbe) == (probe_path == "python")
+
+
+def test_meta_is_the_shared_single_tensor_tuple(probe: TensorProbe) -> None:
+    x = torch.randn(3, 4)
+    meta = probe.meta(x)
+    cpu = torch.device("cpu")
+    assert meta == ("0", torch.Size([3, 4]), torch.float32, cpu, False, "Tensor", None)
+    assert probe.meta(torch.zeros(3, 4)) is meta  # equal metadata: the same tuple
+    assert single_meta(x) is meta  # the tuple the rest of the recorder shares
+    for other in (
+        torch.randn(4, 3),
+        torch.randn(3, 4, dtype=torch.float64),
+        torch.randn(3, 4, requires_grad=True),
+        torch.randn(3, 4).to(torch.bfloat16),
+        torch.empty(3, 4, device="meta"),
+        torch.tensor(1.0),
+        torch.zeros(0, 4),
+        torch.arange(12).view(3, 4),
+    ):
+        got = probe.meta(other)
+        assert got == single_meta(other) and got is not meta
+        assert probe.meta(other) is got
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")
+def test_meta_of_unusual_tensors_is_the_python_answer(probe: TensorProbe) -> None:
+    deep = torch.zeros([1] * 10)  # more dimensions than the compiled table keys
+    assert probe.meta(deep) == single_meta(deep)
+    param = nn.Parameter(torch.randn(2, 2))  # a subclass
+    assert probe.meta(param) == single_meta(param)
+    assert probe.meta(param)[4] is True
+    sparse = torch.randn(3, 3).to_sparse()
+    assert probe.meta(sparse) == single_meta(sparse)
+    quantized = torch.quantize_per_tensor(torch.randn(4), 0.1, 0, torch.qint8)
+    assert probe.meta(quantized) == single_meta(quantized)
+
+
+def test_chained_only_for_the_remembered_tensor_unchanged(probe: TensorProbe) -> None:
+    x = torch.randn(3, 4)
+    meta = probe.meta(x)
+    assert probe.chained(x) is None  # nothing remembered yet
+    probe.remember(x, meta, 7)
+    assert probe.chained(x) == (meta, 7)
+    assert probe.chained(torch.randn(3, 4)) is None  # same metadata, another tensor
+    assert probe.chained(x.view(4, 3)) is None  # a view is another tensor
+    assert probe.chained(x[:]) is None
+    x.add_(1)  # written in place: its statistics may differ now
+    assert probe.chained(x) is None
+    probe.remember(x, meta, 8)
+    assert probe.chained(x) == (meta, 8)
+    x.requires_grad_()  # no version bump, but the record would differ
+    assert probe.chained(x) is None
+    probe.remember(x, probe.meta(x), None)
+    assert probe.chained(x) == (probe.meta(x), None)
+    probe.forget()
+    assert probe.chained(x) is None
+
+
+def test_inference_tensors_are_never_chained(probe: TensorProbe) -> None:
+    with torch.inference_mode():
+        x = torch.randn(2, 2)
+    probe.remember(x, probe.meta(x), 1)  # no version counter: nothing to prove it unchanged
+    assert probe.chained(x) is None
+    y = torch.randn(2)
+    probe.remember(y, probe.meta(y), 2)
+    probe.remember(x, probe.meta(x), 3)  # and it replaces what was remembered
+    assert probe.chained(y) is None
+
+
+def test_remember_holds_no_tensor(probe: TensorProbe) -> None:
+    x = torch.randn(1000, 1000)
+    ref = weakref.ref(x)
+    storage = weakref.ref(x.untyped_storage())
+    probe.remember(x, probe.meta(x), 0)
+    del x
+    gc.collect()
+    assert ref() is None and storage() is None
+    # A new tensor (possibly at the same address) is not taken for the remembered one.
+    for _ in range(50):
+        y = torch.randn(1000, 1000)
+        assert probe.chained(y) is None
+        del y
+
+
+def test_compiled_probe_rejects_bad_arguments(probe_path: str) -> None:
+    if probe_path == "python":
+        pytest.skip("argument checks of the compiled type")
+    compiled: Any = probe_module._CompiledProbe
+    with pytest.raises(TypeError):
+        compiled(3)  # make must be callable
+    p = compiled(single_meta)
+    with pytest.raises(TypeError):
+        p.remember(torch.randn(2))
+    assert p.chained("not a tensor") is None
+    with pytest.raises(AttributeError):
+        p.meta("not a tensor")  # make's own error, as the Python probe would raise it

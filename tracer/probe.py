@@ -1,0 +1,90 @@
+"""What the hooks' fast path asks of a plain tensor: its shared metadata, and whether it is the
+output the previous call produced, unchanged.
+
+Two implementations of one small interface (``meta``, ``chained``, ``remember``, ``forget``):
+
+- ``tracer._probe.Probe`` (C++, ``tracer/_probe.cpp``) reads the answers from the C++ tensor: no
+  Python getters, no ``torch.Size`` or ``torch.device`` allocated, the metadata tuple found in a
+  C++ table. It is built only when torch is importable at build time (``pip install
+  --no-build-isolation``), for that torch version.
+- :class:`PyProbe` asks torch's Python getters: the same answers, used when the compiled one is
+  missing (the run's notes say so, with the reason).
+
+Neither holds a tensor: ``remember`` keeps a weak reference (Python's, or the C++ tensor's weak
+count, which keeps its small header allocated but never its data).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+
+PROBE_MISSING = ""
+try:
+    from tracer._probe import Probe as _CompiledProbe
+except ImportError as exc:  # built in isolation (no torch at build time), or for another torch
+    _CompiledProbe = None
+    PROBE_MISSING = f"{type(exc).__name__}: {exc}"
+
+
+class TensorProbe(Protocol):
+    """The interface both probes implement."""
+
+    def meta(self, t: torch.Tensor, /) -> Any:
+        """The shared metadata tuple of ``t`` as one output (``make(t)``, cached)."""
+
+    def chained(self, t: torch.Tensor, /) -> tuple[Any, int | None] | None:
+        """``(metadata, statistics index)`` if ``t`` is the remembered tensor, unchanged."""
+
+    def remember(self, t: torch.Tensor, meta: Any, index: int | None, /) -> None:
+        """Remember ``t`` (its identity, version and ``requires_grad``) with its record."""
+
+    def forget(self) -> None:
+        """Remember nothing."""
+
+
+class PyProbe:
+    """The Python probe: torch's getters, a weak reference and the version counter."""
+
+    __slots__ = ("_last", "meta")
+
+    def __init__(self, make: Callable[[torch.Tensor], Any]) -> None:
+        self.meta = make  # the Python way is the probe's meta itself
+        # (weak reference, version, requires_grad, (metadata, index)) of the remembered tensor
+        self._last: tuple[Any, int, bool, tuple[Any, int | None]] | None = None
+
+    def chained(self, t: torch.Tensor) -> tuple[Any, int | None] | None:
+        last = self._last
+        if (
+            last is not None
+            and last[0]() is t
+            and last[1] == t._version
+            and last[2] == t.requires_grad
+        ):
+            return last[3]
+        return None
+
+    def remember(self, t: torch.Tensor, meta: Any, index: int | None) -> None:
+        try:
+            self._last = (weakref.ref(t), t._version, t.requires_grad, (meta, index))
+        except RuntimeError:  # an inference tensor: no version counter to prove it unchanged
+            self._last = None
+
+    def forget(self) -> None:
+        self._last = None
+
+
+def new_probe(make: Callable[[torch.Tensor], Any]) -> TensorProbe:
+    """The compiled probe when it was built for this torch, else :class:`PyProbe`."""
+    if _CompiledProbe is not None:
+        probe: TensorProbe = _CompiledProbe(make)
+        return probe
+    return PyProbe(make)
+
+
+def probe_available() -> bool:
+    """Whether the compiled probe loaded."""
+    return _CompiledProbe is not None
