@@ -14,11 +14,10 @@ from tracer import probe as probe_module
 from tracer.probe import PyProbe, TensorProbe, new_probe
 from tracer.recorder import single_meta
 
-pytestmark = pytest.mark.usefixtures("probe_path")
-
 
 @pytest.fixture
-def probe() -> TensorProbe:
+def probe(probe_path: str) -> TensorProbe:
+    """A new probe of each kind (see ``probe_path``)."""
     return new_probe(single_meta)
 
 
@@ -115,10 +114,9 @@ def test_remember_holds_no_tensor(probe: TensorProbe) -> None:
         del y
 
 
-def test_compiled_probe_rejects_bad_arguments(probe_path: str) -> None:
-    if probe_path == "python":
-        pytest.skip("argument checks of the compiled type")
+def test_compiled_probe_rejects_bad_arguments() -> None:
     compiled: Any = probe_module._CompiledProbe
+    assert compiled is not None
     with pytest.raises(TypeError):
         compiled(3)  # make must be callable
     p = compiled(single_meta)
