@@ -228,6 +228,55 @@ void probe_dealloc(PyObject* self_obj) {
   Py_TYPE(self_obj)->tp_free(self_obj);
 }
 
+// tracer._speedups' reduction (through its capsule), or nullptr where it was not built.
+using ReduceFn = PyObject* (*)(const void*, int64_t, int);
+ReduceFn reduce_to_tuple = nullptr;
+
+// float_stats(tensor): the statistics kernel's tuple for a plain, contiguous, non-empty CPU
+// float32/float64 tensor, read through its C++ data pointer; None for any other tensor (the
+// collector's general path takes those).
+PyObject* float_stats(PyObject*, PyObject* tensor) {
+  c10::TensorImpl* impl = plain_impl(tensor);
+  if (impl == nullptr || reduce_to_tuple == nullptr) {
+    Py_RETURN_NONE;
+  }
+  const void* data = nullptr;
+  int64_t numel = 0;
+  int itemsize = 0;
+  try {
+    if (impl->is_python_dispatch() || impl->is_nested() || impl->layout() != c10::kStrided ||
+        impl->device_type() != c10::DeviceType::CPU || !impl->has_storage()) {
+      Py_RETURN_NONE;
+    }
+    const auto dtype = impl->dtype().toScalarType();
+    if (dtype == c10::ScalarType::Float) {
+      itemsize = 4;
+    } else if (dtype == c10::ScalarType::Double) {
+      itemsize = 8;
+    } else {
+      Py_RETURN_NONE;
+    }
+    numel = impl->numel();
+    if (numel <= 0 || impl->is_neg() || !impl->is_contiguous()) {
+      Py_RETURN_NONE;
+    }
+    data = impl->data();
+  } catch (const std::exception&) {
+    Py_RETURN_NONE;
+  }
+  if (data == nullptr) {
+    Py_RETURN_NONE;
+  }
+  // The GIL stays held while the kernel reads the tensor's memory (see tracer/_speedups.c).
+  return reduce_to_tuple(data, numel, itemsize);
+}
+
+PyMethodDef module_functions[] = {
+    {"float_stats", float_stats, METH_O,
+     "float_stats(tensor): the kernel's statistics tuple of a plain contiguous CPU float "
+     "tensor, or None"},
+    {nullptr, nullptr, 0, nullptr}};
+
 PyMethodDef probe_methods[] = {
     {"meta", probe_meta, METH_O,
      "meta(tensor): the shared metadata tuple of one output tensor (see tracer.recorder)"},
@@ -242,7 +291,7 @@ PyTypeObject ProbeType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 PyModuleDef probe_module = {
     PyModuleDef_HEAD_INIT, "tracer._probe",
-    "Tensor metadata read from the C++ tensor for the hooks' fast path.", -1, nullptr};
+    "Tensor metadata read from the C++ tensor for the hooks' fast path.", -1, module_functions};
 
 }  // namespace
 
@@ -281,6 +330,24 @@ PyMODINIT_FUNC PyInit__probe() {
   ProbeType.tp_methods = probe_methods;
   if (PyType_Ready(&ProbeType) < 0) {
     return nullptr;
+  }
+  // The statistics kernel is optional here too: without it float_stats answers None.
+  PyObject* speedups = PyImport_ImportModule("tracer._speedups");
+  if (speedups == nullptr) {
+    PyErr_Clear();
+  } else {
+    PyObject* api = PyObject_GetAttrString(speedups, "reduce_to_tuple");
+    Py_DECREF(speedups);
+    if (api == nullptr) {
+      PyErr_Clear();
+    } else {
+      reduce_to_tuple = reinterpret_cast<ReduceFn>(
+          PyCapsule_GetPointer(api, "tracer._speedups.reduce_to_tuple"));
+      Py_DECREF(api);
+      if (reduce_to_tuple == nullptr) {
+        PyErr_Clear();
+      }
+    }
   }
   PyObject* module = PyModule_Create(&probe_module);
   if (module == nullptr) {

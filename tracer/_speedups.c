@@ -157,6 +157,23 @@ static void reduce(const void *data, int64_t n, int itemsize, double *out)
     }
 }
 
+/* The statistics as the 10-float tuple that float_stats returns. */
+static PyObject *stats_tuple(const double *out)
+{
+    PyObject *result = PyTuple_New(NSTATS);
+    if (result == NULL)
+        return NULL;
+    for (int i = 0; i < NSTATS; i++) {
+        PyObject *value = PyFloat_FromDouble(out[i]);
+        if (value == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, i, value);
+    }
+    return result;
+}
+
 static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
@@ -182,18 +199,17 @@ static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t
      * while this reads it through a bare address (a big tensor takes ~2 ms). */
     double out[NSTATS];
     reduce(data, (int64_t)n, (int)itemsize, out);
-    PyObject *result = PyTuple_New(NSTATS);
-    if (result == NULL)
-        return NULL;
-    for (int i = 0; i < NSTATS; i++) {
-        PyObject *value = PyFloat_FromDouble(out[i]);
-        if (value == NULL) {
-            Py_DECREF(result);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(result, i, value);
-    }
-    return result;
+    return stats_tuple(out);
+}
+
+/* For tracer._probe, which reads the address from the C++ tensor itself: the same reduction
+ * and the same tuple, through a capsule (the C API of this module). The caller holds the GIL
+ * and guarantees data != NULL, n > 0, itemsize 4 or 8. */
+static PyObject *reduce_to_tuple(const void *data, int64_t n, int itemsize)
+{
+    double out[NSTATS];
+    reduce(data, n, itemsize, out);
+    return stats_tuple(out);
 }
 
 static PyMethodDef methods[] = {
@@ -209,4 +225,16 @@ static struct PyModuleDef speedups_module = {
     methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&speedups_module); }
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    PyObject *api = PyCapsule_New((void *)reduce_to_tuple, "tracer._speedups.reduce_to_tuple", NULL);
+    if (api == NULL || PyModule_AddObject(module, "reduce_to_tuple", api) < 0) {
+        Py_XDECREF(api);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import ctypes
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from tracer.probe import compiled_float_stats
 from tracer.stats import (
     CHUNK_NUMEL,
     KERNEL_DTYPES,
@@ -250,6 +251,9 @@ class StatsCollector:
         # The compiled kernel reduces a CPU float tensor in one pass at once; without it, small
         # tensors go through the row buffers and big ones through torch reductions.
         self._kernel = compiled_kernel() if not defer_cpu else None
+        # The same kernel reached from the C++ tensor (tracer._probe) when that was built: the
+        # address, size and layout checks without torch's Python getters.
+        self._direct = compiled_float_stats() if self._kernel is not None else None
         self._rows: dict[tuple[Any, ...], _Rows] = {}
         self._buffers: list[_Rows] = []  # the row buffers, numbered as in self._group
         self._reset()
@@ -338,6 +342,11 @@ class StatsCollector:
         return index
 
     def _compute(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
+        direct = self._direct
+        if direct is not None:  # the common case in one compiled call (None: not that case)
+            found = direct(t)
+            if found is not None:
+                return self._kernel_index(t, ref, version, found)
         kernel = self._kernel
         if kernel is not None and t.is_cpu and t.layout is _STRIDED and not t.is_nested:
             # The common case inline (a float32/float64 contiguous CPU tensor: the kernel reads
@@ -353,11 +362,7 @@ class StatsCollector:
             elif n and t.dtype in KERNEL_DTYPES:
                 values = kernel_vector(t)
             if values is not None:
-                index = self._new_index(ref, version, _VECTOR, len(self._vectors))
-                self._vectors += values
-                if self.extra:
-                    self._add_extra(index, t)
-                return index
+                return self._kernel_index(t, ref, version, values)
         if t.is_cpu and not self.defer_cpu:
             n = t.numel()
             target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
@@ -394,6 +399,16 @@ class StatsCollector:
                 self._done[index] = {"numel": n}
                 return index
         self._pending.append((index, kind, n, vector))
+        return index
+
+    def _kernel_index(
+        self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int, values: Sequence[float]
+    ) -> int:
+        """A new index for the kernel's statistics ``values`` of ``t``."""
+        index = self._new_index(ref, version, _VECTOR, len(self._vectors))
+        self._vectors += values
+        if self.extra:
+            self._add_extra(index, t)
         return index
 
     def _add_extra(self, index: int, t: torch.Tensor) -> None:

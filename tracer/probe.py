@@ -7,6 +7,8 @@ Two implementations of one small interface (``meta``, ``chained``, ``remember``,
   Python getters, no ``torch.Size`` or ``torch.device`` allocated, the metadata tuple found in a
   C++ table. It is built only when torch is importable at build time (``pip install
   --no-build-isolation``), for that torch version.
+- The compiled module also hands the statistics kernel (``tracer._speedups``) a plain CPU
+  float tensor's address straight from the C++ tensor (:func:`compiled_float_stats`).
 - :class:`PyProbe` asks torch's Python getters: the same answers, used when the compiled one is
   missing (the run's notes say so, with the reason).
 
@@ -25,8 +27,10 @@ import torch
 PROBE_MISSING = ""
 try:
     from tracer._probe import Probe as _CompiledProbe
+    from tracer._probe import float_stats as _float_stats
 except ImportError as exc:  # built in isolation (no torch at build time), or for another torch
     _CompiledProbe = None
+    _float_stats = None
     PROBE_MISSING = f"{type(exc).__name__}: {exc}"
 
 
@@ -88,3 +92,10 @@ def new_probe(make: Callable[[torch.Tensor], Any]) -> TensorProbe:
 def probe_available() -> bool:
     """Whether the compiled probe loaded."""
     return _CompiledProbe is not None
+
+
+def compiled_float_stats() -> Callable[[torch.Tensor], tuple[float, ...] | None] | None:
+    """``tracer._probe.float_stats`` where the compiled probe loaded: the statistics kernel's
+    tuple for a plain contiguous CPU float32/float64 tensor, read through its C++ data pointer
+    (None for any other tensor, and always None if ``tracer._speedups`` is missing)."""
+    return _float_stats if _CompiledProbe is not None else None

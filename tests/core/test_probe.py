@@ -125,3 +125,53 @@ def test_compiled_probe_rejects_bad_arguments() -> None:
     assert p.chained("not a tensor") is None
     with pytest.raises(AttributeError):
         p.meta("not a tensor")  # make's own error, as the Python probe would raise it
+
+
+def test_compiled_float_stats_reads_plain_cpu_float_tensors_only() -> None:
+    from tracer import _speedups
+
+    direct: Any = probe_module.compiled_float_stats()
+    assert direct is not None
+    torch.manual_seed(0)
+    for x in (torch.randn(32, 64), torch.randn(7, dtype=torch.float64), torch.tensor(2.5)):
+        itemsize = x.element_size()
+        assert direct(x) == _speedups.float_stats(x.data_ptr(), x.numel(), itemsize)
+    base = torch.randn(10, 10)
+    assert direct(base[2:5]) == _speedups.float_stats(base[2:5].data_ptr(), 30, 4)  # offset view
+    for other in (
+        base.t(),  # not contiguous
+        base.half(),
+        torch.arange(5),
+        torch.empty(0),
+        nn.Parameter(torch.randn(3)),  # a subclass: the collector's general path
+        torch.empty(3, device="meta"),
+        torch.randn(3, 3).to_sparse(),
+        torch.randn(4)._neg_view(),  # its memory holds the values' negatives
+        "not a tensor",
+    ):
+        assert direct(other) is None
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_collector_statistics_are_the_same_with_and_without_the_compiled_path(
+    extra: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracer.collector import StatsCollector
+
+    extras = {"first": lambda t: float(t.reshape(-1)[0])} if extra else None
+    torch.manual_seed(1)
+    base = torch.randn(6, 8)
+    tensors = [base, base[1:3], base.t(), base.double(), base.half(), torch.arange(6)]
+    tensors += [nn.Parameter(torch.randn(4)), torch.tensor([1.0, float("nan"), float("inf")])]
+
+    def collect() -> list[dict[str, float]]:
+        collector = StatsCollector(extras)
+        indices = [collector.request(t) for t in tensors]
+        stats = collector.flush()
+        return [dict(stats.get(i)) for i in indices]
+
+    with_direct = collect()
+    monkeypatch.setattr(probe_module, "_float_stats", None)
+    assert probe_module.compiled_float_stats() is None
+    without = collect()
+    assert repr(with_direct) == repr(without)  # NaN statistics compare equal as text
