@@ -31,12 +31,16 @@ if torch is not None and sys.platform != "win32":
     # torch's own BuildExtension would add to this one file (it would add them to the C file
     # too, so it is not used).
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    # OpenMP as torch's CPU builds use it: a big tensor's statistics are split over torch's
+    # own threads (at::parallel_for; libgomp is the one torch already loaded).
+    openmp = ["-fopenmp"] if sys.platform == "linux" else []
     ext_modules.append(
         CppExtension(
             "tracer._probe",
             ["tracer/_probe.cpp"],
             define_macros=[("TRACER_TORCH_VERSION", f'"{torch.__version__}"')],
-            extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"],
+            extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *openmp],
+            extra_link_args=openmp,
             optional=True,
         )
     )

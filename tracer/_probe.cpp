@@ -11,11 +11,16 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <unordered_map>
+#include <vector>
 
 #ifndef TRACER_TORCH_VERSION
 #error "TRACER_TORCH_VERSION (the torch version built against) must be defined"
@@ -228,16 +233,79 @@ void probe_dealloc(PyObject* self_obj) {
   Py_TYPE(self_obj)->tp_free(self_obj);
 }
 
-// tracer._speedups' reduction (through its capsule), or nullptr where it was not built.
-using ReduceFn = PyObject* (*)(const void*, int64_t, int);
-ReduceFn reduce_to_tuple = nullptr;
+// tracer._speedups' reduction (through its capsule), or nullptr where it was not built:
+// reduce(data, numel, itemsize, out[10]) with out as float_stats returns it.
+using ReduceFn = void (*)(const void*, int64_t, int, double*);
+ReduceFn reduce = nullptr;
+constexpr int kStats = 10;
+// A tensor this big is split over torch's intra-op threads: one thread reads memory at about
+// 8 GB/s here, and right after a parallel op torch's threads are still spinning, ready.
+constexpr int64_t kParallelNumel = int64_t{1} << 20;
 
-// float_stats(tensor): the statistics kernel's tuple for a plain, contiguous, non-empty CPU
-// float32/float64 tensor, read through its C++ data pointer; None for any other tensor (the
-// collector's general path takes those).
+// Merge the statistics of consecutive chunks: counts and sums add, extremes compare, the
+// spread (sqrt of the sum of squared deviations) combines through each chunk's mean.
+void merge(const std::vector<std::array<double, kStats>>& parts, double* out) {
+  double numel = 0, finite = 0, nans = 0, sum = 0, l2 = 0, l1 = 0, nonzero = 0;
+  double lo = NAN, hi = NAN;
+  for (const auto& p : parts) {
+    numel += p[0];
+    finite += p[1];
+    nans += p[2];
+    sum += p[3];
+    l2 += p[5] * p[5];
+    l1 += p[6];
+    nonzero += p[7];
+    if (p[1] > 0) {
+      lo = std::isnan(lo) || p[8] < lo ? p[8] : lo;
+      hi = std::isnan(hi) || p[9] > hi ? p[9] : hi;
+    }
+  }
+  const double mean = finite > 0 ? sum / finite : 0;
+  double m2 = 0;
+  for (const auto& p : parts) {
+    if (p[1] > 0) {
+      const double d = p[3] / p[1] - mean;
+      m2 += p[4] * p[4] + p[1] * d * d;
+    }
+  }
+  out[0] = numel;
+  out[1] = finite;
+  out[2] = nans;
+  out[3] = sum;
+  out[4] = std::sqrt(m2);
+  out[5] = std::sqrt(l2);
+  out[6] = l1;
+  out[7] = nonzero;
+  out[8] = lo;
+  out[9] = hi;
+}
+
+void reduce_all(const char* data, int64_t numel, int itemsize, double* out) {
+  const int threads = at::get_num_threads();
+  if (numel < kParallelNumel || threads < 2 || at::in_parallel_region()) {
+    reduce(data, numel, itemsize, out);
+    return;
+  }
+  const int64_t chunks = std::min<int64_t>(threads, numel / (kParallelNumel / 2));
+  const int64_t step = (numel + chunks - 1) / chunks;
+  std::vector<std::array<double, kStats>> parts(chunks);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t first = c * step;
+      const int64_t count = std::min(step, numel - first);
+      reduce(data + first * itemsize, count, itemsize, parts[c].data());
+    }
+  });
+  merge(parts, out);
+}
+
+// float_stats(tensor): the statistics kernel's tuple for a plain, non-empty CPU float32/float64
+// tensor whose elements fill one block of memory (contiguous in some order: a transposed
+// output is read as it lies, the statistics do not depend on order), read through its C++ data
+// pointer; None for any other tensor (the collector's general path takes those).
 PyObject* float_stats(PyObject*, PyObject* tensor) {
   c10::TensorImpl* impl = plain_impl(tensor);
-  if (impl == nullptr || reduce_to_tuple == nullptr) {
+  if (impl == nullptr || reduce == nullptr) {
     Py_RETURN_NONE;
   }
   const void* data = nullptr;
@@ -257,8 +325,13 @@ PyObject* float_stats(PyObject*, PyObject* tensor) {
       Py_RETURN_NONE;
     }
     numel = impl->numel();
-    if (numel <= 0 || impl->is_neg() || !impl->is_contiguous()) {
+    if (numel <= 0 || impl->is_neg() || !impl->is_non_overlapping_and_dense()) {
       Py_RETURN_NONE;
+    }
+    for (const int64_t stride : impl->strides()) {
+      if (stride < 0) {  // the block would not start at the first element
+        Py_RETURN_NONE;
+      }
     }
     data = impl->data();
   } catch (const std::exception&) {
@@ -268,7 +341,21 @@ PyObject* float_stats(PyObject*, PyObject* tensor) {
     Py_RETURN_NONE;
   }
   // The GIL stays held while the kernel reads the tensor's memory (see tracer/_speedups.c).
-  return reduce_to_tuple(data, numel, itemsize);
+  double out[kStats];
+  reduce_all(static_cast<const char*>(data), numel, itemsize, out);
+  PyObject* result = PyTuple_New(kStats);
+  if (result == nullptr) {
+    return nullptr;
+  }
+  for (int i = 0; i < kStats; ++i) {
+    PyObject* value = PyFloat_FromDouble(out[i]);
+    if (value == nullptr) {
+      Py_DECREF(result);
+      return nullptr;
+    }
+    PyTuple_SET_ITEM(result, i, value);
+  }
+  return result;
 }
 
 PyMethodDef module_functions[] = {
@@ -336,15 +423,14 @@ PyMODINIT_FUNC PyInit__probe() {
   if (speedups == nullptr) {
     PyErr_Clear();
   } else {
-    PyObject* api = PyObject_GetAttrString(speedups, "reduce_to_tuple");
+    PyObject* api = PyObject_GetAttrString(speedups, "reduce");
     Py_DECREF(speedups);
     if (api == nullptr) {
       PyErr_Clear();
     } else {
-      reduce_to_tuple = reinterpret_cast<ReduceFn>(
-          PyCapsule_GetPointer(api, "tracer._speedups.reduce_to_tuple"));
+      reduce = reinterpret_cast<ReduceFn>(PyCapsule_GetPointer(api, "tracer._speedups.reduce"));
       Py_DECREF(api);
-      if (reduce_to_tuple == nullptr) {
+      if (reduce == nullptr) {
         PyErr_Clear();
       }
     }

@@ -202,15 +202,11 @@ static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t
     return stats_tuple(out);
 }
 
-/* For tracer._probe, which reads the address from the C++ tensor itself: the same reduction
- * and the same tuple, through a capsule (the C API of this module). The caller holds the GIL
- * and guarantees data != NULL, n > 0, itemsize 4 or 8. */
-static PyObject *reduce_to_tuple(const void *data, int64_t n, int itemsize)
-{
-    double out[NSTATS];
-    reduce(data, n, itemsize, out);
-    return stats_tuple(out);
-}
+/* For tracer._probe, which reads the address from the C++ tensor itself (and may split a big
+ * tensor over torch's threads): the reduction behind float_stats, through a capsule (the C API
+ * of this module). It touches no Python object; the caller guarantees data != NULL, n > 0,
+ * itemsize 4 or 8, and keeps the memory alive. */
+typedef void (*reduce_fn)(const void *, int64_t, int, double *);
 
 static PyMethodDef methods[] = {
     {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
@@ -230,8 +226,9 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)
         return NULL;
-    PyObject *api = PyCapsule_New((void *)reduce_to_tuple, "tracer._speedups.reduce_to_tuple", NULL);
-    if (api == NULL || PyModule_AddObject(module, "reduce_to_tuple", api) < 0) {
+    reduce_fn api_reduce = reduce;
+    PyObject *api = PyCapsule_New((void *)api_reduce, "tracer._speedups.reduce", NULL);
+    if (api == NULL || PyModule_AddObject(module, "reduce", api) < 0) {
         Py_XDECREF(api);
         Py_DECREF(module);
         return NULL;

@@ -138,8 +138,11 @@ def test_compiled_float_stats_reads_plain_cpu_float_tensors_only() -> None:
         assert direct(x) == _speedups.float_stats(x.data_ptr(), x.numel(), itemsize)
     base = torch.randn(10, 10)
     assert direct(base[2:5]) == _speedups.float_stats(base[2:5].data_ptr(), 30, 4)  # offset view
+    # Transposed, the same elements in the same memory: read as they lie.
+    assert direct(base.t()) == _speedups.float_stats(base.data_ptr(), 100, 4)
     for other in (
-        base.t(),  # not contiguous
+        base[:, :5],  # gaps between the rows
+        torch.randn(1, 4).expand(3, 4),  # elements repeated
         base.half(),
         torch.arange(5),
         torch.empty(0),
@@ -175,3 +178,51 @@ def test_collector_statistics_are_the_same_with_and_without_the_compiled_path(
     assert probe_module.compiled_float_stats() is None
     without = collect()
     assert repr(with_direct) == repr(without)  # NaN statistics compare equal as text
+
+
+BIG = 3 * (1 << 20) + 5  # over the size that is split over torch's threads, unevenly
+
+
+def _big_cases() -> dict[str, torch.Tensor]:
+    torch.manual_seed(5)
+    cases = {
+        "randn": torch.randn(BIG),
+        "offset mean": torch.randn(BIG) * 1e-3 + 1e4,  # the spread must not cancel away
+        "constant": torch.full((BIG,), 2.5),
+        "float64": torch.randn(BIG, dtype=torch.float64),
+        "transposed": torch.randn(1024, BIG // 1024).t(),
+    }
+    first_nan = torch.randn(BIG)
+    first_nan[:1000] = float("nan")  # the careful pass in one chunk, the fast one elsewhere
+    first_nan[-1] = float("inf")
+    cases["nan in one chunk"] = first_nan
+    half_nan = torch.randn(BIG)
+    half_nan[: BIG // 2 + 10] = float("nan")  # a chunk with no finite value at all
+    cases["a chunk all nan"] = half_nan
+    all_nan = torch.full((BIG,), float("nan"))
+    cases["all nan"] = all_nan
+    return cases
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", list(_big_cases()))
+def test_compiled_float_stats_of_big_tensors_match_the_reference(case: str, threads: int) -> None:
+    from core.reference import reference_stats
+
+    from tracer.stats import stats_from_kernel
+
+    x = _big_cases()[case]
+    direct: Any = probe_module.compiled_float_stats()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = stats_from_kernel(direct(x))
+    finally:
+        torch.set_num_threads(before)
+    want = reference_stats(x)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if value != value:
+            assert got[key] != got[key], key
+        else:
+            assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
