@@ -44,7 +44,8 @@ class TensorProbe(Protocol):
         """``(metadata, statistics index)`` if ``t`` is the remembered tensor, unchanged."""
 
     def remember(self, t: torch.Tensor, meta: Any, index: int | None, /) -> None:
-        """Remember ``t`` (its identity, version and ``requires_grad``) with its record."""
+        """Remember ``t`` (its identity, version and ``requires_grad``) with its record:
+        ``meta`` is what :meth:`meta` just returned for ``t``, ``index`` its statistics."""
 
     def forget(self) -> None:
         """Remember nothing."""
@@ -73,7 +74,8 @@ class PyProbe:
 
     def remember(self, t: torch.Tensor, meta: Any, index: int | None) -> None:
         try:
-            self._last = (weakref.ref(t), t._version, t.requires_grad, (meta, index))
+            # meta[4] is t.requires_grad, read a moment ago by make(t)
+            self._last = (weakref.ref(t), t._version, meta[4], (meta, index))
         except RuntimeError:  # an inference tensor: no version counter to prove it unchanged
             self._last = None
 
