@@ -343,19 +343,9 @@ PyObject* float_stats(PyObject*, PyObject* tensor) {
   // The GIL stays held while the kernel reads the tensor's memory (see tracer/_speedups.c).
   double out[kStats];
   reduce_all(static_cast<const char*>(data), numel, itemsize, out);
-  PyObject* result = PyTuple_New(kStats);
-  if (result == nullptr) {
-    return nullptr;
-  }
-  for (int i = 0; i < kStats; ++i) {
-    PyObject* value = PyFloat_FromDouble(out[i]);
-    if (value == nullptr) {
-      Py_DECREF(result);
-      return nullptr;
-    }
-    PyTuple_SET_ITEM(result, i, value);
-  }
-  return result;
+  static_assert(kStats == 10, "the format below has one d per statistic");
+  return Py_BuildValue("(dddddddddd)", out[0], out[1], out[2], out[3], out[4], out[5], out[6],
+                       out[7], out[8], out[9]);
 }
 
 PyMethodDef module_functions[] = {

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 
 import tracer.probe
 import tracer.stats
+
+def _path(
+    param: str, without: str, monkeypatch: pytest.MonkeyPatch, compiled: tuple[ModuleType, str]
+) -> str:
+    """Take the compiled part (``module.attribute``) away for the ``without`` param; for the
+    other one, insist that it was built."""
+    module, attribute = compiled
+    if param == without:
+        monkeypatch.setattr(module, attribute, None)
+    else:
+        assert getattr(module, attribute) is not None, f"{module.__name__}.{attribute}: not built"
+    return param
 
 
 @pytest.fixture(params=["kernel", "torch"])
 def stats_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the compiled kernel and again with torch's reductions alone (the path of
     an install built without a C compiler). A collector picks its path when it is made."""
-    if request.param == "torch":
-        monkeypatch.setattr(tracer.stats, "_float_stats", None)
-    else:
-        assert tracer.stats.kernel_available(), "tracer._speedups was not built"
-    return str(request.param)
+    return _path(str(request.param), "torch", monkeypatch, (tracer.stats, "_float_stats"))
 
 
 @pytest.fixture
@@ -29,8 +39,4 @@ def torch_stats_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def probe_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the compiled tensor probe and again with the Python one (the path of an
     install built without torch at build time). A trace picks its probe when it is made."""
-    if request.param == "python":
-        monkeypatch.setattr(tracer.probe, "_CompiledProbe", None)
-    else:
-        assert tracer.probe.probe_available(), "tracer._probe was not built"
-    return str(request.param)
+    return _path(str(request.param), "python", monkeypatch, (tracer.probe, "_CompiledProbe"))
