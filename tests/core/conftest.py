@@ -9,6 +9,7 @@ import pytest
 import tracer.probe
 import tracer.stats
 
+
 def _path(
     param: str, without: str, monkeypatch: pytest.MonkeyPatch, compiled: tuple[ModuleType, str]
 ) -> str:
