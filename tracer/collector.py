@@ -347,6 +347,10 @@ class StatsCollector:
             found = direct(t)
             if found is not None:
                 return self._kernel_index(t, ref, version, found)
+        if t.is_neg():  # a negated view: its memory holds the values' negatives
+            t = t.resolve_neg()
+        elif t._is_zerotensor():  # all zeros and no memory behind them
+            t = t.clone()
         kernel = self._kernel
         if kernel is not None and t.is_cpu and t.layout is _STRIDED and not t.is_nested:
             # The common case inline (a float32/float64 contiguous CPU tensor: the kernel reads
@@ -377,12 +381,19 @@ class StatsCollector:
                     rows = _Rows(len(self._buffers), n, target)
                     self._rows[n, target] = rows
                     self._buffers.append(rows)
-                row = rows.add(t, len(self._group))
+                try:
+                    row = rows.add(t, len(self._group))
+                except RuntimeError:  # no memory to read: a functorch tensor under vmap/grad
+                    return self._numel_only(t, ref, version)
                 index = self._new_index(ref, version, rows.number, row)
             else:
+                try:
+                    with torch.no_grad():
+                        values = tensor_stats(t)
+                except RuntimeError:  # as above: torch cannot reduce it to numbers here
+                    return self._numel_only(t, ref, version)
                 index = self._new_index(ref, version, -1, 0)
-                with torch.no_grad():
-                    self._done[index] = tensor_stats(t)
+                self._done[index] = values
             if self.extra:
                 self._add_extra(index, t)
             return index
@@ -399,6 +410,12 @@ class StatsCollector:
                 self._done[index] = {"numel": n}
                 return index
         self._pending.append((index, kind, n, vector))
+        return index
+
+    def _numel_only(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
+        """An index whose statistics are the element count alone."""
+        index = self._new_index(ref, version, -1, 0)
+        self._done[index] = {"numel": t.numel()}
         return index
 
     def _kernel_index(

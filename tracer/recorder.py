@@ -133,7 +133,7 @@ class Recorder:
             type_name = "Tensor" if type(t) is torch.Tensor else type(t).__name__
             shape, dtype, device, rg = tuple(t.shape), t.dtype, t.device, t.requires_grad
         except Exception:
-            return (slot, (), None, None, False, type(t).__name__, None)
+            return unreadable(slot, t)
         return (
             slot,
             shape,
@@ -300,8 +300,21 @@ _INTERN_LIMIT = 100_000
 
 def single_meta(t: torch.Tensor) -> PendingTensor:
     """The shared metadata tuple of a plain tensor that is a call's only input or output."""
-    meta: PendingTensor = ("0", t.shape, t.dtype, t.device, t.requires_grad, "Tensor", None)
+    try:
+        meta: PendingTensor = ("0", t.shape, t.dtype, t.device, t.requires_grad, "Tensor", None)
+    except Exception:  # e.g. a nested tensor has no single shape
+        return unreadable("0", t)
     return SHARED.get(meta) or shared(meta)
+
+
+def unreadable(slot: str, t: Any) -> PendingTensor:
+    """What can be read of a tensor whose shape cannot be (a nested tensor): its type name, and
+    its dtype and device unless those fail as well."""
+    try:
+        dtype, device = t.dtype, t.device
+    except Exception:
+        dtype = device = None
+    return (slot, (), dtype, device, False, type(t).__name__, None)
 
 
 def shared(p: PendingTensor) -> PendingTensor:

@@ -158,3 +158,53 @@ def test_stats_inference_mode_tensors_recorded_with_statistics() -> None:
         model(torch.ones(2, 4))
     assert all(r.shape == (2, 4) and "mean" in r.stats for c in t.calls for r in c.outputs)
     assert t.internal_errors == 0
+
+
+@pytest.mark.usefixtures("probe_path")
+def test_a_negated_view_has_the_statistics_of_its_values() -> None:
+    torch.manual_seed(4)
+    x = torch.randn(3, 50) + 0.5
+    negated = x._neg_view()  # the memory holds x; the values are -x
+    assert negated.is_neg()
+    _assert_close(_collected(negated), reference_stats(-x), 1e-5)
+    big = torch.randn(1 << 21) + 0.5  # the compiled split path declines it too
+    _assert_close(_collected(big._neg_view()), reference_stats(-big), 1e-5)
+
+
+@pytest.mark.usefixtures("probe_path")
+def test_a_zero_tensor_without_memory_is_all_zeros() -> None:
+    zero = torch._efficientzerotensor(4, 5)
+    assert zero._is_zerotensor()
+    _assert_close(_collected(zero), reference_stats(torch.zeros(4, 5)), 1e-9)
+
+
+class _Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.usefixtures("probe_path")
+def test_nested_tensors_and_vmap_are_recorded_without_internal_errors() -> None:
+    nested = torch.nested.nested_tensor([torch.randn(2), torch.randn(3)])
+    with tracer.trace(_Identity()) as t:
+        t.model(nested)
+        t.step()
+    assert t.internal_errors == 0
+    (call,) = t.calls
+    out = call.outputs[0]  # no single shape to record, but its dtype and device
+    assert (out.shape, out.dtype, out.device) == ((), "float32", "cpu")
+    assert out.stats["numel"] == 5
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    with tracer.trace(model) as t:
+        torch.func.vmap(model)(torch.randn(5, 3))  # per-example tensors inside the hooks
+        t.step()
+    assert t.internal_errors == 0
+    assert [(c.module, c.inputs[0].shape, c.outputs[0].shape) for c in t.calls] == [
+        ("", (3,), (2,)),
+        ("0", (3,), (2,)),
+        ("1", (2,), (2,)),
+    ]
+    # Statistics of a per-example view would need values that only exist batched.
+    assert all(set(r.stats) == {"numel"} for c in t.calls for r in c.tensors)
