@@ -389,11 +389,11 @@ class StatsCollector:
             else:
                 try:
                     with torch.no_grad():
-                        values = tensor_stats(t)
+                        computed = tensor_stats(t)
                 except RuntimeError:  # as above: torch cannot reduce it to numbers here
                     return self._numel_only(t, ref, version)
                 index = self._new_index(ref, version, -1, 0)
-                self._done[index] = values
+                self._done[index] = computed
             if self.extra:
                 self._add_extra(index, t)
             return index

@@ -123,8 +123,8 @@ def test_compiled_probe_rejects_bad_arguments() -> None:
     with pytest.raises(TypeError):
         p.remember(torch.randn(2))
     assert p.chained("not a tensor") is None
-    with pytest.raises(AttributeError):
-        p.meta("not a tensor")  # make's own error, as the Python probe would raise it
+    # make's answer, as the Python probe would give it
+    assert p.meta("not a tensor") == ("0", (), None, None, False, "str", None)
 
 
 def test_compiled_float_stats_reads_plain_cpu_float_tensors_only() -> None:
