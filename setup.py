@@ -39,7 +39,8 @@ if torch is not None and sys.platform != "win32":
             "tracer._probe",
             ["tracer/_probe.cpp"],
             define_macros=[("TRACER_TORCH_VERSION", f'"{torch.__version__}"')],
-            extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *openmp],
+            # -g0: no debug information for all of torch's headers (5.3 MB -> 0.2 MB)
+            extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-g0", *openmp],
             extra_link_args=openmp,
             optional=True,
         )
