@@ -93,7 +93,7 @@ class StepStats:
         if value is None:
             group, i = self._group[index], self._row[index]
             if group == _VECTOR:
-                value = stats_from_kernel(self._vectors[i : i + _VECTOR_SIZE])
+                value = stats_from_kernel(self._vectors, i)
             elif group < 0:
                 return dict(self._extra.get(index, {}))
             else:

@@ -113,9 +113,14 @@ def kernel_vector(x: torch.Tensor) -> tuple[float, ...] | None:
         return None
 
 
-def stats_from_kernel(values: Sequence[float]) -> dict[str, float]:
-    """Read a vector from :func:`kernel_vector` (its element count first)."""
-    return stats_from_vector("float", int(values[0]), list(values[1:]))
+def stats_from_kernel(values: Sequence[float], at: int = 0) -> dict[str, float]:
+    """Read a vector from :func:`kernel_vector` (its element count first), starting at index
+    ``at`` of ``values`` (the collector keeps a step's vectors in one flat list)."""
+    v = values
+    return _float_dict(
+        int(v[at]), v[at + 1], v[at + 2], v[at + 3], v[at + 4], v[at + 5], v[at + 6],
+        v[at + 7], v[at + 8], v[at + 9],
+    )  # fmt: skip
 
 
 def has_values(t: torch.Tensor) -> bool:
@@ -337,25 +342,37 @@ def stats_from_vector(kind: str, n: int, v: list[float]) -> dict[str, float]:
     if kind == "int":
         total, lo, hi, nonzero = v
         return {"numel": n, "mean": total / n, "min": lo, "max": hi, "zero_frac": (n - nonzero) / n}
-    m, nan_count, total, spread, l2, l1, nonzero, lo, hi = v
-    m = int(m)
-    stats: dict[str, float] = {
-        "numel": n,
-        "nan_count": int(nan_count),
-        "inf_count": n - m - int(nan_count),
-    }
+    return _float_dict(n, *v)
+
+
+def _float_dict(
+    n: int,
+    finite: float,
+    nan_count: float,
+    total: float,
+    spread: float,
+    l2: float,
+    l1: float,
+    nonzero: float,
+    lo: float,
+    hi: float,
+) -> dict[str, float]:
+    """The float statistics from the sums over the ``finite`` finite values of ``n``."""
+    m, nans = int(finite), int(nan_count)
     if m == 0:
-        return stats
-    stats.update(
-        mean=total / m,
-        std=spread / math.sqrt(m - 1) if m > 1 else 0.0,
-        min=lo,
-        max=hi,
-        abs_mean=l1 / m,
-        l2=l2,
-        zero_frac=(m - nonzero) / m,
-    )
-    return stats
+        return {"numel": n, "nan_count": nans, "inf_count": n - nans}
+    return {
+        "numel": n,
+        "nan_count": nans,
+        "inf_count": n - m - nans,
+        "mean": total / m,
+        "std": spread / math.sqrt(m - 1) if m > 1 else 0.0,
+        "min": lo,
+        "max": hi,
+        "abs_mean": l1 / m,
+        "l2": l2,
+        "zero_frac": (m - nonzero) / m,
+    }
 
 
 def extra_stats(t: torch.Tensor, extra: Mapping[str, StatFn]) -> dict[str, float]:
