@@ -98,6 +98,7 @@ def probe_available() -> bool:
 
 def compiled_float_stats() -> Callable[[torch.Tensor], tuple[float, ...] | None] | None:
     """``tracer._probe.float_stats`` where the compiled probe loaded: the statistics kernel's
-    tuple for a plain contiguous CPU float32/float64 tensor, read through its C++ data pointer
-    (None for any other tensor, and always None if ``tracer._speedups`` is missing)."""
+    tuple for a plain CPU float32/float64 tensor whose elements fill one block of memory (in
+    any order), read through its C++ data pointer, big ones on torch's threads (None for any
+    other tensor, and always None if ``tracer._speedups`` is missing)."""
     return _float_stats if _CompiledProbe is not None else None

@@ -294,7 +294,7 @@ _INTERNED: dict[str, dict[PendingTensor, tuple[TensorRecord]]] = {"input": {}, "
 #: garbage collector tracks: full collections, proportional to the whole heap, are triggered
 #: by the number of container objects that survive, and on a model of many small layers they
 #: cost more than everything else the tracer does.
-SHARED: dict[PendingTensor, PendingTensor] = {}  # read directly by the hooks' fast path
+SHARED: dict[PendingTensor, PendingTensor] = {}  # single_meta: the probes' make
 _INTERN_LIMIT = 100_000
 
 
