@@ -66,7 +66,6 @@ struct State {
   // The last remembered output: a weak reference keeps its TensorImpl's memory (not its data)
   // allocated, so no other tensor can have the same address while it is remembered.
   WeakImpl last{WeakImpl(StrongImpl())};
-  const c10::TensorImpl* last_impl = nullptr;
   int64_t last_version = 0;
   bool last_requires_grad = false;
   PyObject* last_pair = nullptr;  // (metadata, statistics index)
@@ -151,7 +150,7 @@ PyObject* probe_chained(PyObject* self_obj, PyObject* tensor) {
   State* st = self->state;
   c10::TensorImpl* impl = plain_impl(tensor);
   int64_t version = 0;
-  if (impl == nullptr || impl != st->last_impl || st->last_pair == nullptr ||
+  if (impl == nullptr || impl != st->last._unsafe_get_target() || st->last_pair == nullptr ||
       !version_of(impl, &version) || version != st->last_version ||
       impl->requires_grad() != st->last_requires_grad) {
     Py_RETURN_NONE;
@@ -162,7 +161,6 @@ PyObject* probe_chained(PyObject* self_obj, PyObject* tensor) {
 
 void forget(State* st) {
   st->last = WeakImpl(StrongImpl());
-  st->last_impl = nullptr;
   Py_CLEAR(st->last_pair);
 }
 
@@ -184,7 +182,6 @@ PyObject* probe_remember(PyObject* self_obj, PyObject* const* args, Py_ssize_t n
     return nullptr;
   }
   st->last = WeakImpl(THPVariable_Unpack(args[0]).getIntrusivePtr());
-  st->last_impl = impl;
   st->last_version = version;
   st->last_requires_grad = impl->requires_grad();
   Py_XSETREF(st->last_pair, pair);
