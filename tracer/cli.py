@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 # The commands live in their own modules and attach themselves to ``cli`` when imported.
-from tracer import cli_run, cli_runs  # noqa: E402, F401
+from tracer import cli_run, cli_runs, cli_transfer  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])
