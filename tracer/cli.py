@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,31 +21,88 @@ import click
 from rich.console import Console
 
 from tracer import __version__
+from tracer.records import literal
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
+#: Exit status after SIGTERM (128 + SIGTERM): stopped like Ctrl-C, told apart by the caller.
+TERMINATED = 143
+#: Exit status when the reader of stdout went away (128 + SIGPIPE), as ``yes | head`` gets.
+BROKEN_PIPE = 141
+
+
+class _Console(Console):
+    """A rich console that leaves quietly when its reader goes away (``tracer runs | head``)."""
+
+    def on_broken_pipe(self) -> None:
+        """Stop writing and exit with the status a process killed by SIGPIPE reports."""
+        self.quiet = True
+        if not self.stderr:
+            _quiet_stdout()
+        raise SystemExit(BROKEN_PIPE)
+
 
 # Piped output is not cut to 80 columns: tables stay readable in files and CI logs.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+out = _Console(width=None if sys.stdout.isatty() else 200)
+err = _Console(stderr=True)
+
+
+class _Shown(click.ClickException):
+    """An error message already made terminal-safe (its second line is the project's own)."""
 
 
 class TracerGroup(click.Group):
     """A click group that turns the project's errors into one clear line."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Parse the group's own options; an error in them names what was typed literally."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            raise _literal_error(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; known errors become a message and a non-zero exit status."""
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except _Shown:
+            raise
+        except click.ClickException as exc:
+            raise _literal_error(exc) from None
+        except (click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
             err.print("interrupted")
             ctx.exit(INTERRUPTED)
+        except BrokenPipeError:
+            _quiet_stdout()
+            ctx.exit(BROKEN_PIPE)
         except Exception as exc:
             if _debug(ctx):
                 raise
-            raise click.ClickException(_message(exc)) from exc
+            raise _Shown(_message(exc)) from exc
+
+
+def _literal_error(exc: click.ClickException) -> click.ClickException:
+    """The same error with control characters in its message written out (``\\x1b``)."""
+    exc.message = literal(exc.message)
+    return exc
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone, and Python's final flush must not fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (an in-process test runner)
+        pass
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -64,13 +122,13 @@ def _message(exc: BaseException) -> str:
 
     user = (ConfigError, PluginError, PipelineError, StoreError)
     if isinstance(exc, RunFailed) and isinstance(exc.error, user):
-        return f"{exc.error} (run {exc.run.id} is marked failed)"
+        return f"{literal(exc.error)} (run {exc.run.id} is marked failed)"
     if isinstance(exc, user):
-        return str(exc)
+        return literal(exc)
     if isinstance(exc, RunFailed):
-        text = f"{exc} (the steps recorded before the error are kept)"
+        text = f"{literal(exc)} (the steps recorded before the error are kept)"
     else:
-        text = f"{type(exc).__name__}: {exc}"
+        text = f"{type(exc).__name__}: {literal(exc)}"
     return text + "\n(run with --debug for the traceback)"
 
 
@@ -160,7 +218,8 @@ class _ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-        err.print(prefix + record.getMessage(), markup=False, highlight=False)
+        lines = record.getMessage().split("\n")  # a message's own line breaks stay
+        err.print(prefix + "\n".join(map(literal, lines)), markup=False, highlight=False)
 
 
 def _setup_logging() -> None:
@@ -175,8 +234,29 @@ def _setup_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="tracer")
+    """Console-script entry point: SIGTERM stops a command as Ctrl-C does (exit status 143)."""
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        if callable(signal.getsignal(signal.SIGINT)):
+            # whatever handles Ctrl-C now (the runner's graceful stop, else KeyboardInterrupt)
+            os.kill(os.getpid(), signal.SIGINT)
+        else:  # Ctrl-C ignored (started in the background by a shell): stop here instead
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="tracer")
+    except SystemExit as exc:
+        if terminated and exc.code == INTERRUPTED:
+            raise SystemExit(TERMINATED) from None
+        raise
+    except BrokenPipeError:  # click's own output (--help) to a reader that left
+        _quiet_stdout()
+        raise SystemExit(BROKEN_PIPE) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # The commands live in their own modules and attach themselves to ``cli`` when imported.

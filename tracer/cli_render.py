@@ -9,10 +9,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
-from tracer.records import CallRecord, RunInfo, TensorRecord, dimension_names, format_shape
+from tracer.records import (
+    CallRecord,
+    RunInfo,
+    TensorRecord,
+    dimension_names,
+    format_shape,
+    literal,
+)
 
+#: Metrics listed first when runs have them; the runs' other metrics follow.
 SUMMARY_METRICS = ("loss", "accuracy", "val_acc", "test_acc")
+#: At most this many metric columns in ``tracer runs`` (``--format json`` has them all).
+MAX_METRIC_COLUMNS = 6
+#: Longer table cells end in an ellipsis (JSON keeps every character).
+CELL_LIMIT = 120
+#: Longer header lines (a run's name in ``show`` and ``diff``) end in an ellipsis.
+LINE_LIMIT = 400
+
+
+def lit(value: object, style: str = "", limit: int | None = CELL_LIMIT) -> Text:
+    """A user- or database-supplied string as literal text: no markup, no highlighting,
+    control characters written out, cut with an ellipsis beyond ``limit``."""
+    return Text(literal(value, limit), style=style)
 
 
 def fmt_number(value: float | None, digits: int = 4) -> str:
@@ -81,21 +102,32 @@ def runs_table(runs: Sequence[RunInfo], *, by_job: bool = True) -> Table:
     for column in ("id", "name", "pipeline", "status", "ranks", "steps", "started", "took"):
         if column != "ranks" or jobs:
             table.add_column(column, justify="right" if column in ("id", "steps") else "left")
-    for metric in SUMMARY_METRICS:
-        table.add_column(metric, justify="right")
+    metrics = metric_columns(runs)
+    for metric in metrics[:MAX_METRIC_COLUMNS]:
+        table.add_column(lit(metric), justify="right")
     for run, status, ranks in job_cells(runs, by_job=by_job):
         table.add_row(
             str(run.id),
-            run.name,
-            run.pipeline or "-",
-            status,
-            *([ranks] if jobs else []),
+            lit(run.name),
+            lit(run.pipeline or "-"),
+            lit(status),
+            *([lit(ranks)] if jobs else []),
             str(run.steps),
             fmt_time(run.started_at),
             fmt_duration(run.duration_s),
-            *(fmt_number(run.last_metrics.get(m)) for m in SUMMARY_METRICS),
+            *(fmt_number(run.last_metrics.get(m)) for m in metrics[:MAX_METRIC_COLUMNS]),
         )
     return table
+
+
+def metric_columns(runs: Sequence[RunInfo]) -> list[str]:
+    """The metrics the runs logged: the usual ones first (loss, accuracy, ...), then the rest in
+    the order first seen."""
+    seen: dict[str, None] = {}
+    for run in runs:
+        seen.update(dict.fromkeys(run.last_metrics))
+    usual = [m for m in SUMMARY_METRICS if m in seen]
+    return usual + [m for m in seen if m not in SUMMARY_METRICS]
 
 
 def summary_table(run: RunInfo, metrics: Mapping[str, float], duration_s: float) -> Table:
@@ -103,12 +135,12 @@ def summary_table(run: RunInfo, metrics: Mapping[str, float], duration_s: float)
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("run", f"{run.id} ({run.name})")
-    table.add_row("status", run.status)
+    table.add_row("run", lit(f"{run.id} ({literal(run.name)})"))
+    table.add_row("status", lit(run.status))
     table.add_row("traced steps", str(run.steps))
     table.add_row("took", fmt_duration(duration_s))
     for name, value in metrics.items():
-        table.add_row(name, fmt_number(value))
+        table.add_row(lit(name), fmt_number(value))
     return table
 
 
@@ -126,13 +158,25 @@ def select_calls(calls: Iterable[CallRecord], layer: str | None) -> list[CallRec
     ]
 
 
-def _shapes(records: Sequence[TensorRecord], names: Mapping[int, str] | None) -> str:
-    """Shapes of a call's tensors: the first plainly, the others with their slot."""
+def no_layer_message(pattern: str, calls: Sequence[CallRecord]) -> str:
+    """What ``show --layer`` says when nothing matched: the pattern and the closest paths."""
+    import difflib
+
+    paths = list(dict.fromkeys(c.module or "<root>" for c in calls if c.kind == "module"))
+    close = difflib.get_close_matches(pattern.strip("*?[]"), paths, n=5, cutoff=0.4)
+    hint = f"; close: {', '.join(close)}" if close else f"; layers: {', '.join(paths[:10])}"
+    if not paths:
+        hint = ""
+    return f"no layer matches {pattern!r}{hint}"
+
+
+def _shapes(records: Sequence[TensorRecord], names: Mapping[int, str] | None) -> Text:
+    """Shapes of a call's tensors, one per line: the first plainly, the others with their slot."""
     parts = []
     for i, t in enumerate(records):
-        text = t.shape_text(names)
-        parts.append(text if i == 0 else f"{t.slot}: {text}")
-    return "\n".join(parts) or "-"
+        text = literal(t.shape_text(names), CELL_LIMIT)
+        parts.append(text if i == 0 else f"{literal(t.slot, CELL_LIMIT)}: {text}")
+    return Text("\n".join(parts) or "-")
 
 
 def flow_table(calls: Sequence[CallRecord], names: Mapping[int, str] | None = None) -> Table:
@@ -146,11 +190,11 @@ def flow_table(calls: Sequence[CallRecord], names: Mapping[int, str] | None = No
         stats = first.stats if first else {}
         table.add_row(
             str(call.seq),
-            "  " * call.depth + label,
-            call.type,
+            Text("  " * call.depth + literal(label, CELL_LIMIT)),
+            lit(call.type),
             _shapes(call.inputs, names),
             _shapes(call.outputs, names),
-            first.dtype if first else "-",
+            lit(first.dtype if first else "-"),
             fmt_number(stats.get("mean")),
             fmt_number(stats.get("std")),
         )

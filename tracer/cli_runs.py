@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.text import Text
 
 from tracer.cli import cli, common, format_option, open_store, out
 from tracer.cli import print_json as emit_json
@@ -71,8 +72,8 @@ def show(
     db: str | None,
 ) -> None:
     """Show the shape flow of one traced step of RUN (an id, a name or `latest`)."""
-    from tracer.cli_render import flow_dict, flow_table, select_calls
-    from tracer.records import dimension_names
+    from tracer.cli_render import LINE_LIMIT, flow_dict, flow_table, no_layer_message, select_calls
+    from tracer.records import dimension_names, literal
 
     store = open_store(db)
     run = store.run_of_rank(ref, rank)
@@ -83,15 +84,21 @@ def show(
     if chosen not in steps:
         shown = ", ".join(map(str, steps[:20])) + (" ..." if len(steps) > 20 else "")
         raise click.ClickException(f"run {run.id} has no traced step {chosen} (traced: {shown})")
-    calls = select_calls(store.flow(run.id, chosen), layer)
+    flow = store.flow(run.id, chosen)
+    calls = select_calls(flow, layer)
+    if layer and not calls:
+        raise click.ClickException(no_layer_message(layer, flow))
     if fmt == "json":
         emit_json(flow_dict(run, chosen, calls, names))
         return
-    out.print(
-        f"[bold]run {run.id}[/] {run.name} · {run.pipeline or '-'} · {run.status} · "
+    header = Text(f"run {run.id}", style="bold")
+    header.append(
+        f" {literal(run.name, LINE_LIMIT)} · {literal(run.pipeline or '-')} · "
+        f"{literal(run.status)} · "
         + (f"rank {run.rank} of {run.world_size} · " if run.world_size > 1 else "")
         + f"step {chosen} ({len(steps)} traced)"
     )
+    out.print(header)
     out.print(flow_table(calls, dimension_names(run.config) if names else None))
 
 

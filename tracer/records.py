@@ -8,6 +8,7 @@ torch, so any part of the project may import this module.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -222,3 +223,33 @@ def dimension_names(config: Mapping[str, Any]) -> dict[int, str]:
             continue
         names.setdefault(value, key)
     return names
+
+
+# C0 controls, DEL, C1 controls and the Unicode line and paragraph separators: each of them
+# can move the cursor, recolour or clear a terminal, or break a table row.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+ELLIPSIS = "…"
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def literal(value: object, limit: int | None = None) -> str:
+    """``value`` as text safe for a terminal: control characters written out (``\\x1b``,
+    ``\\n``), and cut to ``limit`` characters with an ellipsis when longer.
+
+    Every string a user or a database supplies goes through this before it is shown; markup
+    is never parsed from it (the CLI and the TUI wrap it in a rich ``Text``). Linear in the
+    length: only the first ``limit`` characters are looked at when there is a limit.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if limit is None:
+        return _CONTROL.sub(_escaped, text)
+    shown = _CONTROL.sub(_escaped, text[: limit + 1])
+    if len(shown) > limit:
+        return shown[: max(limit - 1, 0)] + ELLIPSIS
+    return shown
