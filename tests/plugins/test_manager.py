@@ -25,7 +25,7 @@ class C:
 
 @hookimpl
 def register_pipelines(register):
-    register(Pipeline("{name}", "d", C, None, None, None))
+    register(Pipeline("{name}", "d", C, print, print, print))
 """
 
 

@@ -1,8 +1,16 @@
-"""Typed pipeline configs: describe a config dataclass, parse ``--set key=value`` and TOML files."""
+"""Typed pipeline configs: describe a config dataclass, parse ``--set key=value`` and TOML files.
+
+A field may declare its allowed range in its metadata: ``{"help": ..., "min": 1, "max": 4096}``
+(inclusive bounds, for int and float fields), and a float field ``"finite": False`` to accept
+NaN and infinities. Without a declaration an int must fit a signed 64-bit integer (what the
+store and torch can hold) and a float must be finite. Values are checked when a config is
+built, before a run exists; ``none`` is always allowed for an optional field.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -20,6 +28,9 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null", ""}
 _SCALARS: tuple[type, ...] = (bool, int, float, str, Path)
+#: What an int field accepts when it declares no range: a signed 64-bit integer.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_RANGE_KEYS = ("min", "max")
 
 
 class ConfigError(ValueError):
@@ -35,6 +46,9 @@ class ConfigField:
     optional: bool
     default: Any
     help: str
+    min: float | None = None
+    max: float | None = None
+    finite: bool = True
 
     @property
     def type_name(self) -> str:
@@ -42,6 +56,28 @@ class ConfigField:
         names: dict[type, str] = {Path: "path", str: "text"}
         base = names.get(self.type, self.type.__name__)
         return f"{base} or none" if self.optional else base
+
+    @property
+    def range_text(self) -> str:
+        """The allowed values as a user reads them: ``1 to 4096``, ``at least 0``, or ``""``."""
+        low, high = self.min, self.max
+        if self.type is int:  # the 64-bit bounds go without saying unless nothing else is set
+            low = None if low == INT64_MIN else low
+            high = None if high == INT64_MAX else high
+            if low is None and high is None:
+                return ""
+        if low is not None and high is not None:
+            return f"{_num(low)} to {_num(high)}"
+        if low is not None:
+            return f"at least {_num(low)}"
+        if high is not None:
+            return f"at most {_num(high)}"
+        return "finite" if self.type is float and self.finite else ""
+
+
+def _num(value: float) -> str:
+    """A bound as written: ``1``, ``0.5``, ``1e-06``."""
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _resolve(hint: Any) -> tuple[type, bool]:
@@ -74,8 +110,64 @@ def config_fields(cls: type) -> list[ConfigField]:
         factory: Any = f.default_factory
         default = f.default if f.default is not dataclasses.MISSING else factory()
         kind, optional = _resolve(hints[f.name])
-        fields.append(ConfigField(f.name, kind, optional, default, help_text))
+        field = ConfigField(f.name, kind, optional, default, help_text, **_bounds(cls, f, kind))
+        try:
+            check_value(field, default)
+        except ConfigError as exc:
+            raise ConfigError(f"the default of {cls.__name__}: {exc}") from None
+        fields.append(field)
     return fields
+
+
+def _bounds(cls: type, f: dataclasses.Field[Any], kind: type) -> dict[str, Any]:
+    """The range a field declares in its metadata, with the int64 bounds for every int."""
+    where = f"config field {f.name!r} of {cls.__name__}"
+    declared = {key: f.metadata[key] for key in _RANGE_KEYS if key in f.metadata}
+    if declared and kind not in (int, float):
+        raise ConfigError(f"{where}: min and max apply to int and float fields only")
+    for key, bound in declared.items():
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+            raise ConfigError(f"{where}: {key} must be a number, got {bound!r}")
+        if kind is int and not isinstance(bound, int):
+            raise ConfigError(f"{where}: {key} of an int field must be an int, got {bound!r}")
+    finite = f.metadata.get("finite", True)
+    if not isinstance(finite, bool):
+        raise ConfigError(f"{where}: finite must be true or false, got {finite!r}")
+    low, high = declared.get("min"), declared.get("max")
+    if kind is int:
+        low = INT64_MIN if low is None else max(low, INT64_MIN)
+        high = INT64_MAX if high is None else min(high, INT64_MAX)
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"{where}: min {low} is above max {high}")
+    return {"min": low, "max": high, "finite": finite}
+
+
+def check_value(field: ConfigField, value: Any) -> Any:
+    """Refuse a typed value outside the field's range (``none`` passes for an optional field)."""
+    if value is None:
+        if field.optional:
+            return value
+        raise ConfigError(f"bad value None for {field.name}: expected {field.type_name}")
+    if field.type not in (int, float) or isinstance(value, bool):
+        return value
+    if field.type is float and field.finite and not math.isfinite(value):
+        raise ConfigError(f"bad value {value!r} for {field.name}: expected a finite float")
+    below = field.min is not None and value < field.min
+    above = field.max is not None and value > field.max
+    if below or above:
+        bounds = field.range_text or f"{_num(field.min or 0)} to {_num(field.max or 0)}"
+        if field.type is int and not field.range_text:  # the int64 bounds: say so
+            bounds = f"{INT64_MIN} to {INT64_MAX} (a 64-bit integer)"
+        raise ConfigError(f"{field.name}={_shown(value)} is out of range (allowed: {bounds})")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value for an error line; a huge integer is shortened to its digit count."""
+    text = repr(value)
+    if isinstance(value, int) and len(text) > 40:
+        return f"{text[:12]}...({len(text.lstrip('-'))} digits)"
+    return text
 
 
 def parse_value(field: ConfigField, text: str) -> Any:
@@ -88,11 +180,17 @@ def parse_value(field: ConfigField, text: str) -> Any:
             if raw.lower() in _TRUE | _FALSE:
                 return raw.lower() in _TRUE
             raise ValueError(raw)
-        return field.type(raw)
+        value = field.type(raw)
     except ValueError:
         raise ConfigError(
-            f"bad value {text!r} for {field.name}: expected {field.type_name}"
+            f"bad value {_short(text)} for {field.name}: expected {field.type_name}"
         ) from None
+    return check_value(field, value)
+
+
+def _short(text: str) -> str:
+    """A user's text for an error line, shown literally but cut when it is very long."""
+    return repr(text) if len(text) <= 80 else f"{text[:60]!r}...({len(text)} characters)"
 
 
 def coerce_value(field: ConfigField, value: Any) -> Any:
@@ -102,10 +200,23 @@ def coerce_value(field: ConfigField, value: Any) -> Any:
     if value is None and field.optional:
         return None
     if field.type is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        if abs(value) > 2**1023:  # beyond what a float holds
+            raise ConfigError(f"{field.name}={_shown(value)} is out of range for a float")
+        return check_value(field, float(value))
     if isinstance(value, field.type) and (field.type is bool or not isinstance(value, bool)):
-        return value
-    raise ConfigError(f"bad value {value!r} for {field.name}: expected {field.type_name}")
+        return check_value(field, value)
+    shown = _short(value) if isinstance(value, str) else _describe_value(value)
+    raise ConfigError(f"bad value {shown} for {field.name}: expected {field.type_name}")
+
+
+def _describe_value(value: Any) -> str:
+    """A non-scalar TOML value for an error line: a table, an array, a date, or its repr."""
+    if isinstance(value, dict):
+        return "(a table)"
+    if isinstance(value, list):
+        return "(an array)"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...({len(text)} characters)"
 
 
 def _field_for(fields: Mapping[str, ConfigField], key: str) -> ConfigField:
@@ -130,21 +241,55 @@ def parse_assignments(cls: type, assignments: Iterable[str]) -> dict[str, Any]:
 
 
 def read_toml(cls: type, path: Path, section: str | None = None) -> dict[str, Any]:
-    """Read config values from a TOML file (flat keys, or a table named after the pipeline)."""
+    """Read config values from a TOML file: flat keys, and a table named after the pipeline."""
+    data = _load_toml(Path(path))
+    fields = {f.name: f for f in config_fields(cls)}
+    table = data.pop(section, None) if section and section not in fields else None
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: {section!r} must be a table ([{section}])")
+    values = {}
+    for source in (data, table or {}):
+        for key, value in source.items():
+            if isinstance(value, dict) and key.replace("-", "_") not in fields:
+                raise ConfigError(
+                    f"config file {path}: unknown table [{key}]; only a table named after the "
+                    f"pipeline ([{section or 'PIPELINE'}]) is read"
+                )
+            try:
+                field = _field_for(fields, key)
+                values[field.name] = coerce_value(field, value)
+            except ConfigError as exc:
+                raise ConfigError(f"config file {path}: {exc}") from None
+    return values
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML document; unreadable or malformed files are one clear error."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    if section and isinstance(data.get(section), dict):
-        data = data[section]
-    fields = {f.name: f for f in config_fields(cls)}
-    values = {}
-    for key, value in data.items():
-        field = _field_for(fields, key)
-        values[field.name] = coerce_value(field, value)
-    return values
+
+
+def check_config(config: Any) -> None:
+    """Check every value of a config instance against its field (type and range)."""
+    for field in config_fields(type(config)):
+        value = getattr(config, field.name)
+        if value is not None and field.type is float and type(value) is int:
+            value = float(value)
+        if value is not None and not (
+            isinstance(value, field.type) and (field.type is bool or not isinstance(value, bool))
+        ):
+            raise ConfigError(
+                f"bad value {_describe_value(value)} for {field.name}: expected {field.type_name}"
+            )
+        check_value(field, value)
 
 
 def build_config(
@@ -161,4 +306,6 @@ def build_config(
         values.update(read_toml(cls, toml_path, section))
     values.update(parse_assignments(cls, assignments))
     values.update(overrides or {})
-    return cls(**values)
+    config = cls(**values)
+    check_config(config)
+    return config

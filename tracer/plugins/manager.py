@@ -19,6 +19,7 @@ import pluggy
 
 from tracer.plugins import hookspecs
 from tracer.plugins.config import ConfigError, config_fields
+from tracer.plugins.hints import unknown_pipeline_hint
 from tracer.plugins.markers import PROJECT
 from tracer.plugins.pipeline import Exporter, Pipeline, TensorStat
 from tracer.records import BUILTIN_STATS, RunInfo
@@ -33,6 +34,22 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 
 class PluginError(Exception):
     """A plugin that cannot be loaded, or contributions that clash."""
+
+
+class PluginFailed(PluginError):
+    """A plugin's code raised while it ran: ``who`` names the plugin (and pipeline stage).
+
+    ``error`` is the original exception (also ``__cause__``); ``note`` says what became of the
+    run; ``result`` is the finished run's result when only ``after_run`` failed.
+    """
+
+    def __init__(self, who: str, error: BaseException, note: str = "") -> None:
+        text = f"{who}: {describe(error)}"
+        super().__init__(f"{text} ({note})" if note else text)
+        self.who = who
+        self.error = error
+        self.note = note
+        self.result: Any = None
 
 
 @dataclass(frozen=True)
@@ -64,15 +81,35 @@ def load_plugin_file(path: Path) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except KeyboardInterrupt:
         del sys.modules[module_name]
-        raise PluginError(f"plugin file {path} failed to import: {_describe(exc)}") from exc
+        raise
+    except BaseException as exc:  # SystemExit too: a plugin must not end the command silently
+        del sys.modules[module_name]
+        raise PluginError(f"plugin file {path} failed to import: {describe(exc)}") from exc
     return module
 
 
-def _describe(exc: BaseException) -> str:
-    """One line for an exception: its type and message."""
-    return f"{type(exc).__name__}: {exc}"
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, without the C++ backtrace torch appends."""
+    text = str(exc)
+    for marker in ("\nException raised from ", "\nframe #"):
+        text = text.split(marker, 1)[0]
+    if text.startswith("frame #"):
+        text = ""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception: its type and message (``sys.exit`` said as such)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    message = one_line(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+#: Lifecycle hooks: called one plugin at a time, so that a failure names its plugin.
+LIFECYCLE_HOOKS = ("before_run", "after_step", "after_run", "on_run_error")
 
 
 class PluginManager:
@@ -135,9 +172,11 @@ class PluginManager:
             source = f"{dist.name} {dist.version}" if dist else f"entry point {ep.value}"
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: never a silent exit
                 raise PluginError(
-                    f"plugin {ep.name!r} ({source}) failed to import: {_describe(exc)}"
+                    f"plugin {ep.name!r} ({source}) failed to import: {describe(exc)}"
                 ) from exc
             self.register(plugin, ep.name, source)
 
@@ -146,12 +185,19 @@ class PluginManager:
         self.register(load_plugin_file(path), path.stem, str(path))
 
     def check(self) -> None:
-        """Fail on hook implementations whose name matches no hook (usually a typo)."""
+        """Fail on unknown hooks (usually a typo) and on lifecycle hooks declared as wrappers."""
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             name = self.pm.get_name(exc.plugin) or "?"
             raise PluginError(f"plugin {name!r} implements an unknown hook: {exc}") from exc
+        for hook in LIFECYCLE_HOOKS:
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                if impl.hookwrapper or impl.wrapper:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: {hook} cannot be a hook wrapper "
+                        "(lifecycle hooks are called plugin by plugin)"
+                    )
 
     def plugins(self) -> list[PluginInfo]:
         """Every loaded plugin, in load order."""
@@ -177,10 +223,10 @@ class PluginManager:
 
             try:
                 impl.function(**{arg: register for arg in impl.argnames})
-            except PluginError:
+            except (PluginError, KeyboardInterrupt):
                 raise
-            except Exception as exc:
-                raise PluginError(f"plugin {plugin!r} failed in {hook}: {_describe(exc)}") from exc
+            except BaseException as exc:  # SystemExit too: never a silent exit
+                raise PluginError(f"plugin {plugin!r} failed in {hook}: {describe(exc)}") from exc
         self._cache[hook] = items
         return items
 
@@ -215,58 +261,88 @@ class PluginManager:
         return self._collect("register_exporters", _check_exporter)
 
     def pipeline(self, name: str) -> Pipeline:
-        """The pipeline called ``name``; the error lists the available ones."""
+        """The pipeline called ``name``; the error lists the available ones, with a hint."""
         pipelines = self.pipelines
         if name not in pipelines:
             known = ", ".join(sorted(pipelines)) or "none"
-            raise PluginError(f"unknown pipeline {name!r}; available: {known}")
+            hint = unknown_pipeline_hint(name, self)
+            raise PluginError(
+                f"unknown pipeline {name!r}; available: {known}" + (f". {hint}" if hint else "")
+            )
         return pipelines[name]
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def _call_each(self, hook: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook plugin by plugin (pluggy's order); a failure names its plugin."""
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            try:
+                impl.function(**{a: kwargs[a] for a in impl.argnames})
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: never a silent exit
+                raise PluginFailed(f"plugin {impl.plugin_name!r} failed in {hook}", exc) from exc
+
     def before_run(self, run: RunInfo, pipeline: Pipeline, config: Any) -> None:
         """Tell plugins a run starts."""
-        self.pm.hook.before_run(run=run, pipeline=pipeline, config=config)
+        self._call_each("before_run", run=run, pipeline=pipeline, config=config)
 
     def after_step(self, run: RunInfo, step: int, metrics: Mapping[str, float]) -> None:
         """Tell plugins a training step ended."""
-        self.pm.hook.after_step(run=run, step=step, metrics=metrics)
+        self._call_each("after_step", run=run, step=step, metrics=metrics)
 
     def after_run(self, run: RunInfo, status: str, metrics: Mapping[str, float]) -> None:
         """Tell plugins a run ended without an error."""
-        self.pm.hook.after_run(run=run, status=status, metrics=metrics)
+        self._call_each("after_run", run=run, status=status, metrics=metrics)
 
-    def on_run_error(self, run: RunInfo, error: BaseException) -> None:
-        """Tell every plugin a run failed; a failing hook is reported, never masks ``error``."""
-        for impl in self.pm.hook.on_run_error.get_hookimpls():
+    def on_run_error(self, run: RunInfo, error: BaseException, *, warn: bool = True) -> list[str]:
+        """Tell every plugin a run failed; a failing hook never masks ``error``.
+
+        Returns one line per hook that failed; ``warn`` also reports each as a warning.
+        """
+        failures = []
+        for impl in reversed(self.pm.hook.on_run_error.get_hookimpls()):
             args = {"run": run, "error": error}
             try:
                 impl.function(**{a: args[a] for a in impl.argnames})
-            except Exception as exc:
-                warnings.warn(
-                    f"plugin {impl.plugin_name!r} failed in on_run_error: {_describe(exc)}",
-                    stacklevel=2,
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: the run's own error comes first
+                failures.append(
+                    f"plugin {impl.plugin_name!r} failed in on_run_error: {describe(exc)}"
                 )
+                if warn:
+                    warnings.warn(failures[-1], stacklevel=2)
+        return failures
 
 
 def _check_pipeline(item: Any) -> None:
     """Refuse anything that is not a usable :class:`Pipeline`."""
     if not isinstance(item, Pipeline):
         raise TypeError(f"expected a Pipeline, got {type(item).__name__}")
-    if not item.name:
+    if not isinstance(item.name, str) or not item.name.strip():
         raise ValueError("a pipeline needs a name")
     try:
         config_fields(item.config_cls)
     except ConfigError as exc:
         raise ValueError(f"pipeline {item.name!r}: {exc}") from None
+    for part in ("data", "model", "train"):
+        if not callable(getattr(item, part)):
+            raise TypeError(f"pipeline {item.name!r}: {part} must be callable")
 
 
 def _check_stat(item: Any) -> None:
     """Refuse anything that is not a :class:`TensorStat` or that shadows a built-in statistic."""
     if not isinstance(item, TensorStat):
         raise TypeError(f"expected a TensorStat, got {type(item).__name__}")
-    if item.name in BUILTIN_STATS:
+    # the checks tracer.stats.validate_stat makes when a trace opens (that module needs torch),
+    # made here so that a bad statistic is refused before any run exists
+    if not isinstance(item.name, str) or not item.name.isidentifier():
+        raise ValueError(f"statistic name must be an identifier, got {item.name!r}")
+    if item.name in BUILTIN_STATS or item.name == "true_frac":
         raise ValueError(f"statistic {item.name!r} is built in")
+    if not callable(item.fn):
+        raise TypeError(f"statistic {item.name!r} must be callable, got {type(item.fn).__name__}")
 
 
 def _check_exporter(item: Any) -> None:

@@ -18,8 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracer.plugins.config import ConfigError
-from tracer.plugins.pipeline import Pipeline, Progress, RunContext, build_model, config_dict
+from tracer.plugins.config import INT64_MAX, ConfigError, check_config
+from tracer.plugins.manager import PluginFailed, describe
+from tracer.plugins.pipeline import (
+    Pipeline,
+    PipelineError,
+    Progress,
+    RunContext,
+    build_model,
+    config_dict,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -31,12 +39,25 @@ if TYPE_CHECKING:
 
 
 class RunFailed(Exception):
-    """Training raised: the run is recorded as ``failed``; ``__cause__`` is the original error."""
+    """Training raised: the run is recorded as ``failed``; ``__cause__`` is the original error.
 
-    def __init__(self, run: RunInfo, error: BaseException) -> None:
-        super().__init__(f"run {run.id} ({run.name}) failed: {type(error).__name__}: {error}")
+    ``who`` names the pipeline stage or plugin hook that raised; ``hook_errors`` holds one line
+    per ``on_run_error`` hook that failed in turn.
+    """
+
+    def __init__(
+        self,
+        run: RunInfo,
+        error: BaseException,
+        who: str = "",
+        hook_errors: Sequence[str] = (),
+    ) -> None:
+        text = f"run {run.id} ({run.name}) failed: {who + ': ' if who else ''}{describe(error)}"
+        super().__init__("; ".join([text, *(f"also {e}" for e in hook_errors)]))
         self.run = run
         self.error = error
+        self.who = who
+        self.hook_errors = list(hook_errors)
 
 
 @dataclass
@@ -126,7 +147,14 @@ def run_pipeline(
     """Build data and model, create the run, train under a trace into the store, finish it."""
     from tracer import distributed
 
+    check_options(name=name, every=every, ops=ops, grads=grads, device=device, seed=seed, tags=tags)
+    if not isinstance(config, pipeline.config_cls):
+        raise ConfigError(
+            f"config must be a {pipeline.config_cls.__name__}, got {type(config).__name__}"
+        )
+    check_config(config)
     config, seed = with_seed(config, seed)
+    extra = {stat_name: stat.fn for stat_name, stat in plugins.tensor_stats.items()}
     # under torchrun: process group up, SIGTERM handled, clean teardown when the run is over
     with distributed.session(resolve_device(device)) as job:
         if job.where.distributed:
@@ -139,11 +167,79 @@ def run_pipeline(
             plugins=plugins,
             name=name,
             seed=seed,
-            options={"every": every, "ops": ops, "grads": grads},
+            options={"every": every, "ops": ops, "grads": grads, "extra_stats": extra},
             progress=progress,
             command=command,
             tags=tags,
         )
+
+
+def check_options(**options: Any) -> None:
+    """Refuse run options of the wrong type or range with a :class:`ValueError` naming them."""
+    every, seed = options["every"], options["seed"]
+    if not _is_int(every) or not 1 <= every <= INT64_MAX:
+        raise ValueError(f"every must be an integer of at least 1, got {every!r}")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= INT64_MAX):
+        raise ValueError(f"seed must be an integer from 0 to {INT64_MAX}, got {seed!r}")
+    for flag in ("ops", "grads"):
+        if not isinstance(options[flag], bool):
+            raise ValueError(f"{flag} must be True or False, got {options[flag]!r}")
+    if options["name"] is not None and not isinstance(options["name"], str):
+        raise ValueError(f"name must be a string, got {options['name']!r}")
+    if options["device"] is not None and not isinstance(options["device"], str):
+        raise ValueError(f"device must be a string such as 'cpu', got {options['device']!r}")
+    tags = options["tags"]
+    if tags is not None and (
+        not isinstance(tags, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+    ):
+        raise ValueError(f"tags must map strings to strings, got {tags!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _who(pipeline: Pipeline, stage: str) -> str:
+    """Names a pipeline stage for an error: ``pipeline 'x' (plugin 'y') failed in train``."""
+    plugin = f" (plugin {pipeline.plugin!r})" if pipeline.plugin else ""
+    return f"pipeline {pipeline.name!r}{plugin} failed in {stage}"
+
+
+def _blame(exc: BaseException, pipeline: Pipeline, stage: str) -> tuple[str, BaseException]:
+    """Who raised ``exc`` (a plugin hook inside the stage, else the stage) and the original."""
+    if isinstance(exc, PluginFailed):
+        return exc.who, exc.error
+    return _who(pipeline, stage), exc
+
+
+def _before_run(pipeline: Pipeline, stage: str, call: Any, *args: Any) -> Any:
+    """Call a stage that runs before the run exists; an unexpected error names the pipeline."""
+    try:
+        return call(*args)
+    except (KeyboardInterrupt, PipelineError, ConfigError):
+        raise  # a pipeline's own message to the user, or Ctrl-C
+    except BaseException as exc:  # SystemExit too: never a silent exit
+        raise PluginFailed(_who(pipeline, stage), exc, "no run was created") from exc
+
+
+def _build(pipeline: Pipeline, config: Any, torch_device: Any) -> tuple[Any, Any]:
+    """The pipeline's data and (placed, DDP-wrapped) model, checked before any run exists."""
+    from torch import nn
+
+    from tracer import distributed
+
+    data = _before_run(pipeline, "data", pipeline.data, config)
+    model = _before_run(pipeline, "model", build_model, pipeline, config, data)
+    if not isinstance(model, nn.Module):
+        raise PluginFailed(
+            _who(pipeline, "model"),
+            TypeError(f"it returned {type(model).__name__}, not a torch.nn.Module"),
+            "no run was created",
+        )
+    model = _before_run(pipeline, "model", model.to, torch_device)
+    # DDP when in a job; each rank traces its replica
+    return data, _before_run(pipeline, "model", distributed.wrap, model, torch_device)
 
 
 def _run_in_job(
@@ -167,9 +263,7 @@ def _run_in_job(
 
     torch_device = job.device
     seed_everything(seed)
-    data = pipeline.data(config)
-    model = build_model(pipeline, config, data).to(torch_device)
-    model = distributed.wrap(model, torch_device)  # DDP when in a job; each rank traces its replica
+    data, model = _build(pipeline, config, torch_device)
     run = store.create_run(
         name=name or pipeline.name,
         pipeline=pipeline.name,
@@ -193,8 +287,16 @@ def _run_in_job(
     started = time.perf_counter()
     status = _train(pipeline, model, data, config, ctx, store, run, plugins, options)
     final = store.get_run(run.id)
-    plugins.after_run(final, status, dict(ctx.metrics))
-    return RunResult(final, status, dict(ctx.metrics), ctx.steps, time.perf_counter() - started)
+    result = RunResult(final, status, dict(ctx.metrics), ctx.steps, time.perf_counter() - started)
+    try:
+        plugins.after_run(final, status, dict(ctx.metrics))
+    except PluginFailed as exc:
+        failure = PluginFailed(
+            exc.who, exc.error, f"run {final.id} ({final.name}) itself {status}; it is kept"
+        )
+        failure.result = result
+        raise failure from exc.error
+    return result
 
 
 def _train(
@@ -212,30 +314,45 @@ def _train(
     import tracer
     from tracer.distributed import unwrap
 
-    extra = {name: stat.fn for name, stat in plugins.tensor_stats.items()}
     status = "completed"
+    who, stage = "", "before_run"
     try:
         with (
             stop_on_interrupt(ctx),
-            tracer.trace(
-                unwrap(model), sink=store.writer(run.id), extra_stats=extra, **options
-            ) as t,
+            tracer.trace(unwrap(model), sink=store.writer(run.id), **options) as t,
         ):
             ctx.bind(t)
-            plugins.before_run(run, pipeline, config)
-            final = pipeline.train(model, data, config, ctx)
-            if final:
-                ctx.metrics.update({k: float(v) for k, v in final.items()})
+            try:
+                plugins.before_run(run, pipeline, config)
+                stage = "train"
+                final = pipeline.train(model, data, config, ctx)
+                if final:
+                    ctx.metrics.update({k: float(v) for k, v in final.items()})
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: the run fails, the command says why
+                who, error = _blame(exc, pipeline, stage)
+                # the run's recorded error: one line naming who failed, no C++ backtrace
+                t.close("failed", f"{who}: {describe(error)}", quiet=True)
+                raise
             if ctx.should_stop:
                 status = "interrupted"
                 t.close("interrupted", "stopped by the user")
     except KeyboardInterrupt:
         status = "interrupted"
-    except Exception as exc:
+    except BaseException as exc:
+        original = exc.error if isinstance(exc, PluginFailed) and who else exc
+        _finish_failed(store, run, who, original)
         failed = store.get_run(run.id)
-        plugins.on_run_error(failed, exc)
-        raise RunFailed(failed, exc) from exc
+        notes = plugins.on_run_error(failed, original, warn=False)
+        raise RunFailed(failed, original, who, notes) from original
     return status
+
+
+def _finish_failed(store: Store, run: RunInfo, who: str, error: BaseException) -> None:
+    """Mark the run failed when the trace never opened (it marks its own run otherwise)."""
+    if store.get_run(run.id).status == "running":
+        store.finish_run(run.id, "failed", f"{who + ': ' if who else ''}{describe(error)}")
 
 
 def run(
@@ -258,6 +375,8 @@ def run(
     from tracer.plugins.manager import PluginManager
     from tracer.store import open_store
 
+    if isinstance(sets, (str, bytes)):
+        raise ValueError(f"sets must be a list of 'key=value' strings, got {sets!r}")
     plugins = PluginManager.load([Path(p) for p in plugin_files])
     found = plugins.pipeline(pipeline)
     path = Path(config_file) if config_file is not None else None

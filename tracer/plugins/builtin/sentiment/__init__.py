@@ -13,6 +13,9 @@ from typing import Any
 from tracer.plugins.markers import hookimpl
 from tracer.plugins.pipeline import Pipeline, RunContext
 
+#: The widest embedding or LSTM layer: 4 * 8192**2 weights per LSTM matrix is 1 GiB of float32.
+_WIDTH = 8192
+
 
 @dataclass
 class SentimentConfig:
@@ -23,26 +26,51 @@ class SentimentConfig:
         metadata={"help": "aclImdb folder; default: the download cache, else the generated corpus"},
     )
     max_reviews: int | None = field(
-        default=1000, metadata={"help": "reviews to use (none = all); split 80/10/10"}
+        default=1000,
+        metadata={"help": "reviews to use (none = all); split 80/10/10", "min": 1, "max": 10**8},
     )
     seq_length: int = field(
-        default=200, metadata={"help": "tokens per review: left-padded with 0 or truncated"}
+        default=200,
+        metadata={
+            "help": "tokens per review: left-padded with 0 or truncated",
+            "min": 1,
+            "max": 100_000,
+        },
     )
-    batch_size: int = field(default=50, metadata={"help": "reviews per batch"})
-    embedding_dim: int = field(default=30, metadata={"help": "size of the word embeddings"})
-    hidden_dim: int = field(default=512, metadata={"help": "LSTM hidden size"})
-    n_layers: int = field(default=1, metadata={"help": "stacked LSTM layers"})
+    batch_size: int = field(
+        default=50, metadata={"help": "reviews per batch", "min": 1, "max": 1_000_000}
+    )
+    embedding_dim: int = field(
+        default=30, metadata={"help": "size of the word embeddings", "min": 1, "max": _WIDTH}
+    )
+    hidden_dim: int = field(
+        default=512, metadata={"help": "LSTM hidden size", "min": 1, "max": _WIDTH}
+    )
+    n_layers: int = field(default=1, metadata={"help": "stacked LSTM layers", "min": 1, "max": 64})
     drop_prob: float = field(
-        default=0.5, metadata={"help": "dropout between LSTM layers (only when n_layers > 1)"}
+        default=0.5,
+        metadata={
+            "help": "dropout between LSTM layers (only when n_layers > 1)",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
-    lr: float = field(default=0.001, metadata={"help": "Adam learning rate"})
-    clip: float = field(default=5.0, metadata={"help": "gradient norm clipping"})
-    epochs: int = field(default=2, metadata={"help": "passes over the training reviews"})
+    lr: float = field(default=0.001, metadata={"help": "Adam learning rate", "min": 0.0})
+    clip: float = field(default=5.0, metadata={"help": "gradient norm clipping", "min": 0.0})
+    epochs: int = field(
+        default=2, metadata={"help": "passes over the training reviews", "min": 1, "max": 1_000_000}
+    )
     steps_per_epoch: int | None = field(
-        default=None, metadata={"help": "stop each epoch after this many steps (none = all)"}
+        default=None,
+        metadata={"help": "stop each epoch after this many steps (none = all)", "min": 1},
     )
     seed: int = field(
-        default=0, metadata={"help": "seed of the data split, shuffling and initial weights"}
+        default=0,
+        metadata={
+            "help": "seed of the data split, shuffling and initial weights",
+            "min": 0,
+            "max": 2**63 - 1,
+        },
     )
 
 
