@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -41,18 +41,23 @@ def trace(
     ``ops`` adds functional reshapes as ``kind="op"`` calls, ``grads`` gradient statistics,
     ``extra_stats`` more statistics (added to those from :func:`tracer.register_stat`).
     """
+    # Every argument is checked before a run is created: bad input never leaves a run behind.
     _check_model(model)
     _check_every(every)
+    for flag, value in (("stats", stats), ("ops", ops), ("grads", grads)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, got {value!r:.80}")
     include_list, exclude_list = _patterns(include, "include"), _patterns(exclude, "exclude")
     extras = _merge_extras(extra_stats)
     if sink is not None and store is not None:
         raise ValueError("pass either sink= or store=, not both")
-    run, on_close = None, None
-    if store is not None and store is not False:
-        sink, run, on_close = _store_sink(
-            store, model, name=name, config=config, pipeline=pipeline, seed=seed, tags=tags
+    if sink is not None and not isinstance(sink, Sink):
+        raise TypeError(
+            "sink must have begin, write_step, write_metrics and end methods "
+            f"(a tracer.sink.Sink), got {type(sink).__name__}"
         )
-    return Trace(
+    _check_run_fields(name=name, config=config, pipeline=pipeline, seed=seed, tags=tags)
+    session = Trace(
         model,
         sink=sink,
         every=every,
@@ -62,9 +67,12 @@ def trace(
         include=include_list,
         exclude=exclude_list,
         extra_stats=extras,
-        run=run,
-        on_close=on_close,
     )
+    if store is not None and store is not False:
+        session.sink, session.run, session._on_close = _store_sink(
+            store, model, name=name, config=config, pipeline=pipeline, seed=seed, tags=tags
+        )
+    return session
 
 
 def _check_model(model: Any) -> None:
@@ -77,10 +85,32 @@ def _check_every(every: Any) -> None:
         raise ValueError(f"every must be a positive integer, got {every!r}")
 
 
+def _check_run_fields(**fields: Any) -> None:
+    """The run's own fields: strings, mappings and an integer seed, or None."""
+    for key in ("name", "pipeline"):
+        if fields[key] is not None and not isinstance(fields[key], str):
+            raise TypeError(f"{key} must be a string, got {fields[key]!r:.80}")
+    for key in ("config", "tags"):
+        if fields[key] is not None and not isinstance(fields[key], Mapping):
+            raise TypeError(f"{key} must be a mapping, got {type(fields[key]).__name__}")
+    tags = fields["tags"] or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise TypeError("tags must map strings to strings")
+    seed = fields["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an integer, got {seed!r:.80}")
+
+
 def _patterns(value: str | Sequence[str] | None, what: str) -> list[str] | None:
     if value is None:
         return None
-    items = [value] if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{what} must be a glob string or a list of them, got {type(value).__name__}"
+        )
+    items = list(value)
     for item in items:
         if not isinstance(item, str):
             raise TypeError(f"{what} patterns must be strings, got {type(item).__name__}")
@@ -89,8 +119,17 @@ def _patterns(value: str | Sequence[str] | None, what: str) -> list[str] | None:
 
 def _merge_extras(extra: Mapping[str, StatFn] | None) -> dict[str, StatFn]:
     merged = default_extra_stats()
-    for stat_name, fn in (extra or {}).items():
-        validate_stat(stat_name, fn)
+    if extra is None:
+        return merged
+    if not isinstance(extra, Mapping):
+        raise TypeError(
+            f"extra_stats must map statistic names to functions, got {type(extra).__name__}"
+        )
+    for stat_name, fn in extra.items():
+        try:
+            validate_stat(stat_name, fn)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"extra_stats: {exc}") from None
         merged[stat_name] = fn
     return merged
 

@@ -31,21 +31,26 @@ import torch
 
 from tracer.probe import compiled_float_stats
 from tracer.stats import (
+    BIG_NUMEL,
     CHUNK_NUMEL,
     KERNEL_DTYPES,
     SMALL_NUMEL,
     VECTOR_SIZE,
+    ExtraStats,
     StatFn,
     compiled_kernel,
+    dense_order,
     device_vector,
-    extra_stats,
     fast_stats,
     finite_stats,
-    has_values,
     kernel_vector,
+    note_failed,
+    note_skipped,
+    skip_reason,
     stats_from_kernel,
     stats_from_vector,
     tensor_stats,
+    zero_stats,
 )
 
 _BATCHED_DTYPES = {
@@ -244,7 +249,11 @@ class StatsCollector:
     def __init__(
         self, extra: Mapping[str, StatFn] | None = None, *, defer_cpu: bool = False
     ) -> None:
-        self.extra = dict(extra or {})
+        # Facts for the run's notes (statistics skipped and why, extra statistics that failed):
+        # the first text of each key, in order; take_notes() hands over the new ones.
+        self.notes: dict[str, str] = {}
+        self._told = 0
+        self.extra = ExtraStats(extra or {}, self.note)
         # CPU tensors are reduced at once (reading a CPU value back is free); defer_cpu sends
         # them through the accelerator path instead, which lets that path be tested anywhere.
         self.defer_cpu = defer_cpu
@@ -257,6 +266,17 @@ class StatsCollector:
         self._rows: dict[tuple[Any, ...], _Rows] = {}
         self._buffers: list[_Rows] = []  # the row buffers, numbered as in self._group
         self._reset()
+
+    def note(self, key: str, text: str) -> None:
+        """Add a fact to the run's notes, once per ``key``."""
+        if key not in self.notes:
+            self.notes[key] = text
+
+    def take_notes(self) -> list[str]:
+        """The notes added since the last call."""
+        texts = list(self.notes.values())[self._told :]
+        self._told += len(texts)
+        return texts
 
     @property
     def uses_kernel(self) -> bool:
@@ -281,7 +301,9 @@ class StatsCollector:
         try:
             version = t._version
         except RuntimeError:  # inference tensors have no version counter: no dedup
-            return self._compute(t, None, 0)
+            return self._guarded(t, None, 0)
+        except Exception as exc:  # a tensor whose metadata cannot be read: the notes say why
+            return self._failed(t, None, 0, exc)
         owner, key = _identity(t)
         index = self._seen.get(key)
         if index is not None:
@@ -291,9 +313,28 @@ class StatsCollector:
         try:
             ref = weakref.ref(owner)
         except TypeError:  # a subclass without weak references: no dedup
-            return self._compute(t, None, 0)
-        index = self._compute(t, ref, version)
+            return self._guarded(t, None, 0)
+        index = self._guarded(t, ref, version)
         self._seen[key] = index
+        return index
+
+    def _guarded(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
+        """:meth:`_compute`; an error in it costs this tensor its statistics, and is noted."""
+        try:
+            return self._compute(t, ref, version)
+        except Exception as exc:
+            return self._failed(t, ref, version, exc)
+
+    def _failed(
+        self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int, exc: Exception
+    ) -> int:
+        """An index with the element count alone (if readable), the reason in the notes."""
+        note_failed(self.note, t, exc)
+        index = self._new_index(ref, version, -1, 0)
+        try:
+            self._done[index] = {"numel": t.numel()}
+        except Exception:  # not even the element count can be read
+            self._done[index] = {}
         return index
 
     def flush(self) -> StepStats:
@@ -308,6 +349,7 @@ class StatsCollector:
                     numel.append(rows.numel)
                     self._done.update(careful)
                 self._flush_pending()
+            self.extra.end_step()
             return StepStats(
                 self._group, self._row, sums, numel, self._done, self._extra, self._vectors
             )
@@ -347,6 +389,10 @@ class StatsCollector:
             found = direct(t)
             if found is not None:
                 return self._kernel_index(t, ref, version, found)
+        if t.is_cpu and not self.defer_cpu:
+            n = t.numel()
+            if n > BIG_NUMEL or t._is_zerotensor():
+                return self._big(t, ref, version, n)
         if t.is_neg():  # a negated view: its memory holds the values' negatives
             t = t.resolve_neg()
         elif t._is_zerotensor():  # all zeros and no memory behind them
@@ -383,15 +429,12 @@ class StatsCollector:
                     self._buffers.append(rows)
                 try:
                     row = rows.add(t, len(self._group))
-                except RuntimeError:  # no memory to read: a functorch tensor under vmap/grad
-                    return self._numel_only(t, ref, version)
+                except RuntimeError as exc:  # no memory to read: a functorch tensor under vmap
+                    return self._failed(t, ref, version, exc)
                 index = self._new_index(ref, version, rows.number, row)
             else:
-                try:
-                    with torch.no_grad():
-                        computed = tensor_stats(t)
-                except RuntimeError:  # as above: torch cannot reduce it to numbers here
-                    return self._numel_only(t, ref, version)
+                with torch.no_grad():
+                    computed = tensor_stats(t, self.note)
                 index = self._new_index(ref, version, -1, 0)
                 self._done[index] = computed
             if self.extra:
@@ -400,22 +443,45 @@ class StatsCollector:
         n = t.numel()
         index = self._new_index(ref, version, -1, 0)
         self._add_extra(index, t)
-        if n == 0 or not has_values(t):
+        reason = skip_reason(t) if n else None
+        if n == 0 or reason is not None:
+            if reason is not None:
+                note_skipped(self.note, reason, t)
             self._done[index] = {"numel": n}
             return index
         with torch.no_grad():
             try:
                 kind, vector = device_vector(t.detach())
-            except (RuntimeError, TypeError, NotImplementedError):  # exotic dtype
+            except (RuntimeError, TypeError, NotImplementedError) as exc:  # exotic dtype
+                note_failed(self.note, t, exc)
                 self._done[index] = {"numel": n}
                 return index
         self._pending.append((index, kind, n, vector))
         return index
 
-    def _numel_only(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
-        """An index whose statistics are the element count alone."""
+    def _big(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int, n: int) -> int:
+        """A big CPU tensor (or a memoryless zero tensor): read where it lies when the kernel
+        can, else reduced a chunk at a time (see :func:`~tracer.stats.big_stats`)."""
+        kernel = self._kernel
+        if (
+            kernel is not None
+            and (t.dtype is torch.float32 or t.dtype is torch.float64)
+            and t.layout is _STRIDED
+            and not t.is_neg()
+            and not t._is_zerotensor()
+        ):
+            dense = dense_order(t.detach())
+            if dense.is_contiguous():
+                values = kernel(dense.data_ptr(), n, dense.element_size())
+                return self._kernel_index(t, ref, version, values)
         index = self._new_index(ref, version, -1, 0)
-        self._done[index] = {"numel": t.numel()}
+        with torch.no_grad():
+            if t._is_zerotensor() and t.layout is _STRIDED:
+                self._done[index] = zero_stats(t, n)
+            else:
+                self._done[index] = tensor_stats(t, self.note)
+        if self.extra:
+            self._add_extra(index, t)
         return index
 
     def _kernel_index(
@@ -430,6 +496,6 @@ class StatsCollector:
 
     def _add_extra(self, index: int, t: torch.Tensor) -> None:
         if self.extra:
-            values = extra_stats(t, self.extra)
+            values = self.extra(t)
             if values:
                 self._extra[index] = values

@@ -111,6 +111,7 @@ class Trace:
             self._release()
             if self._rec.calls or self._metrics:
                 self._write_step()  # a partial step of a failed forward is still written
+            self._publish_notes()
         except Exception as err:
             if not quiet:
                 self._end_sink("failed", f"{type(err).__name__}: {err}", quiet=True)
@@ -137,6 +138,20 @@ class Trace:
             if self._on_close is not None:
                 self._on_close()
 
+    def _publish_notes(self) -> None:
+        """Hand the notes learnt while tracing (statistics skipped, extra statistics that
+        failed) to the sink: ``add_notes`` where it has one, else ``begin`` again with the
+        same modules and the longer list."""
+        new = self._rec.collector.take_notes()
+        if not new:
+            return
+        self.notes.extend(new)
+        add_notes = getattr(self.sink, "add_notes", None)
+        if callable(add_notes):
+            add_notes(new)
+        else:
+            self.sink.begin(self.modules, list(self.notes))
+
     # -- steps -------------------------------------------------------------------------------
 
     @property
@@ -162,7 +177,10 @@ class Trace:
         return step % self.every == 0
 
     def _write_step(self) -> None:
-        records = self._rec.finish(self._step)
+        try:
+            records = self._rec.finish(self._step)
+        finally:
+            self._publish_notes()  # what the statistics of this step had to skip, and why
         metrics, self._metrics = self._metrics, {}
         if records or metrics:  # the metrics travel with the records: one transaction in a store
             # The sink builds the step's records (thousands of small acyclic objects, freed by

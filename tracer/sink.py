@@ -17,7 +17,11 @@ class Sink(Protocol):
     step's calls (in ``seq`` order, gradients already attached) and the metrics logged during
     that step, to be written together (one transaction in a store); ``write_metrics`` for
     metrics of steps that are not traced; ``end`` once when the trace closes, with
-    ``"completed"``, ``"failed"`` (``error`` set) or ``"interrupted"``. A sink must not keep
+    ``"completed"``, ``"failed"`` (``error`` set) or ``"interrupted"``. Notes learnt while
+    tracing (statistics that had to be skipped, an extra statistic that failed) are handed to
+    an optional ``add_notes(notes)`` method with the new ones; a sink without it gets ``begin``
+    again, with the same modules and the longer list of notes, before the step that learnt
+    them is written and at the end. A sink must not keep
     references to tensors (it only ever sees records) and should make each ``write_step``
     durable on its own. ``write_step`` runs with Python's cyclic garbage collector paused (see
     ``Trace._write_step``); reference counting still frees everything acyclic at once.
@@ -56,6 +60,10 @@ class MemorySink:
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
         self.modules = list(modules)
         self.notes = list(notes)
+
+    def add_notes(self, notes: Sequence[str]) -> None:
+        """Append notes learnt while tracing."""
+        self.notes.extend(notes)
 
     def write_step(
         self,

@@ -18,8 +18,10 @@ that inexact. Accelerator tensors always use torch (:func:`device_vector`).
 from __future__ import annotations
 
 import math
+import numbers
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -27,6 +29,8 @@ import torch
 from tracer.records import BUILTIN_STATS
 
 StatFn = Callable[[torch.Tensor], float | int | None]
+#: ``note(key, text)``: tell the run something; its notes keep the first text of each key.
+Note = Callable[[str, str], None]
 
 #: Tensors with at most this many elements are copied and reduced in a batch at step end.
 SMALL_NUMEL = 16384
@@ -35,6 +39,12 @@ CHUNK_NUMEL = 1 << 19
 
 #: Elements per chunk of a big CPU tensor: 1 MB of float32 stays in a core's L2 cache.
 CHUNK = 1 << 18
+
+#: A CPU tensor of more elements than this that cannot be read where it lies (float16 and
+#: bfloat16, integers, strided or expanded views) is reduced ``BIG_CHUNK`` elements at a time.
+BIG_NUMEL = 1 << 20
+#: Elements converted or copied at a time on that path: at most 8 MB of float64 extra memory.
+BIG_CHUNK = 1 << 20
 
 #: Why the compiled kernel is missing ("" when it loaded), for the run's notes.
 KERNEL_MISSING = ""
@@ -134,18 +144,75 @@ def has_values(t: torch.Tensor) -> bool:
     )
 
 
-def tensor_stats(t: torch.Tensor) -> dict[str, float]:
-    """All built-in statistics of one tensor, computed now (the reference path)."""
+def _ignore(key: str, text: str) -> None:
+    """A :data:`Note` that tells nobody."""
+
+
+def skip_reason(t: torch.Tensor) -> str | None:
+    """Why a non-empty tensor's values cannot be reduced (the notes' key), or None."""
+    if t.layout != torch.strided:
+        return f"layout {t.layout}"
+    if t.is_meta:
+        return "meta"
+    if t.is_quantized:
+        return "quantized"
+    if t.is_nested:
+        return "nested"
+    if t.is_complex():
+        return "complex"
+    return None
+
+
+def note_skipped(note: Note, reason: str, t: torch.Tensor) -> None:
+    """Say once per reason that tensors like ``t`` get only their element count."""
+    dtype = str(t.dtype).removeprefix("torch.")
+    note(
+        f"stats-skip:{reason}",
+        f"tensors without readable values ({reason}, e.g. a {dtype} {type(t).__name__}) "
+        "get only numel: their values are not reduced",
+    )
+
+
+def note_failed(note: Note, t: Any, exc: BaseException) -> None:
+    """Say once per kind of tensor and error that reducing such tensors failed."""
+    try:
+        kind = f"{str(t.dtype).removeprefix('torch.')} {type(t).__name__} on {t.device.type}"
+    except Exception:  # a tensor whose metadata cannot be read either
+        kind = type(t).__name__
+    note(
+        f"stats-error:{kind}:{type(exc).__name__}",
+        f"statistics of a {kind} failed ({one_line(exc)}): such tensors get only numel",
+    )
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` on one line, cut to ``limit`` characters."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def tensor_stats(t: torch.Tensor, note: Note = _ignore) -> dict[str, float]:
+    """All built-in statistics of one tensor, computed now (the reference path); ``note``
+    hears why a tensor got only its element count."""
     n = t.numel()
-    if n == 0 or not has_values(t):
+    if n == 0:
+        return {"numel": n}
+    reason = skip_reason(t)
+    if reason is not None:
+        note_skipped(note, reason, t)
         return {"numel": n}
     try:
-        return _stats_by_kind(t.detach(), n)
-    except (RuntimeError, TypeError, NotImplementedError):  # an exotic dtype without kernels
+        return _stats_by_kind(t.detach(), n, note)
+    except (RuntimeError, TypeError, NotImplementedError, ValueError) as exc:  # exotic dtype
+        note_failed(note, t, exc)
         return {"numel": n}
 
 
-def _stats_by_kind(x: torch.Tensor, n: int) -> dict[str, float]:
+def _stats_by_kind(x: torch.Tensor, n: int, note: Note = _ignore) -> dict[str, float]:
+    if x._is_zerotensor():  # all zeros and no memory behind them
+        return zero_stats(x, n)
+    if n > BIG_NUMEL and x.device.type == "cpu":
+        return big_stats(x, note)
     if x.dtype == torch.bool:
         return {"numel": n, "true_frac": int(torch.count_nonzero(x)) / n}
     if not x.is_floating_point():
@@ -169,6 +236,169 @@ def _stats_by_kind(x: torch.Tensor, n: int) -> dict[str, float]:
     sums = chunked_sums(x) if x.device.type == "cpu" and x.is_contiguous() else fused_sums(x)
     stats = stats_from_sums(n, sums)
     return stats if stats is not None else finite_stats(x, n)
+
+
+def zero_stats(x: torch.Tensor, n: int) -> dict[str, float]:
+    """The statistics of ``n`` zeros of ``x``'s dtype (a memoryless zero tensor)."""
+    if x.dtype == torch.bool:
+        return {"numel": n, "true_frac": 0.0}
+    if not x.is_floating_point():
+        return {"numel": n, "mean": 0.0, "min": 0.0, "max": 0.0, "zero_frac": 1.0}
+    return _float_dict(n, n, 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0)
+
+
+# -- big tensors: exact statistics with bounded extra memory ---------------------------------
+
+
+def expanded_base(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``x`` without the repeats of its stride-0 dimensions, and how often each element repeats.
+
+    An ``expand``-ed tensor shows every element of its base the same number of times, so its
+    mean, spread per element, extremes and fractions are the base's and its counts and sums
+    scale by that factor: exact, without materialising the repeats.
+    """
+    factor = 1
+    for dim in range(x.dim()):
+        if x.stride(dim) == 0 and x.shape[dim] > 1:
+            factor *= x.shape[dim]
+            x = x.narrow(dim, 0, 1)
+    return x, factor
+
+
+def memory_order(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its dimensions sorted by stride, largest first (a view: the statistics do not
+    depend on element order, and chunks along the leading dimensions are then compact)."""
+    if x.dim() < 2:
+        return x
+    order = sorted(range(x.dim()), key=lambda d: (abs(x.stride(d)), x.shape[d]), reverse=True)
+    return x.permute(order)
+
+
+def chunks(x: torch.Tensor, limit: int = BIG_CHUNK) -> Iterator[torch.Tensor]:
+    """Views that cover every element of ``x`` once, each of at most ``limit`` elements (or one
+    row of the innermost dimension where that alone is longer than ``limit``)."""
+    while x.dim() > 1 and x.shape[0] == 1:
+        x = x[0]
+    if x.numel() <= limit or x.dim() == 0:
+        yield x
+        return
+    if x.is_contiguous():
+        yield from x.reshape(-1).split(limit)
+        return
+    if x.dim() == 1:
+        yield from x.split(limit)
+        return
+    rows = max(1, limit // (x.numel() // x.shape[0]))
+    for part in x.split(rows):
+        if part.numel() <= limit:
+            yield part
+        else:
+            yield from chunks(part[0], limit)
+
+
+def merge_vectors(parts: Sequence[Sequence[float]]) -> tuple[float, ...]:
+    """One kernel vector from those of disjoint parts (as ``merge`` in tracer/_probe.cpp):
+    counts and sums add, extremes compare, spreads combine through each part's mean."""
+    numel = finite = nans = total = squares = l1 = nonzero = 0.0
+    lo, hi = math.inf, -math.inf
+    for p in parts:
+        numel, finite, nans, total = numel + p[0], finite + p[1], nans + p[2], total + p[3]
+        squares, l1, nonzero = squares + p[5] * p[5], l1 + p[6], nonzero + p[7]
+        if p[1] > 0:
+            lo, hi = min(lo, p[8]), max(hi, p[9])
+    mean = total / finite if finite else 0.0
+    m2 = sum(p[4] * p[4] + p[1] * (p[3] / p[1] - mean) ** 2 for p in parts if p[1] > 0)
+    if not finite:
+        lo = hi = math.nan
+    return (numel, finite, nans, total, math.sqrt(m2), math.sqrt(squares), l1, nonzero, lo, hi)
+
+
+def repeat_vector(v: Sequence[float], factor: int) -> tuple[float, ...]:
+    """The kernel vector of a tensor that repeats every element of ``v``'s tensor ``factor``
+    times: counts and sums scale by it, norms and the spread by its square root."""
+    root = math.sqrt(factor)
+    return (
+        v[0] * factor, v[1] * factor, v[2] * factor, v[3] * factor, v[4] * root, v[5] * root,
+        v[6] * factor, v[7] * factor, v[8], v[9],
+    )  # fmt: skip
+
+
+def torch_vector(x: torch.Tensor) -> tuple[float, ...]:
+    """The kernel vector of a small float tensor from torch reductions in float64 (the big
+    path's chunks when the kernel was not built)."""
+    n = x.numel()
+    x = x.reshape(-1).double()
+    finite = torch.isfinite(x)
+    m = int(finite.sum())
+    nans = int(torch.isnan(x).sum())
+    if m == 0:
+        return (n, 0, nans, 0.0, 0.0, 0.0, 0.0, 0, math.nan, math.nan)
+    values = x if m == n else x[finite]
+    total = values.sum().item()
+    lo, hi = torch.aminmax(values)
+    return (
+        n, m, nans, total, torch.linalg.vector_norm(values - total / m).item(),
+        torch.linalg.vector_norm(values).item(), values.abs().sum().item(),
+        int(torch.count_nonzero(values)), lo.item(), hi.item(),
+    )  # fmt: skip
+
+
+def _float_part(chunk: torch.Tensor, kernel: Callable[..., tuple[float, ...]] | None) -> Any:
+    """The kernel vector of one chunk, converted to float32/float64 (bounded) where needed."""
+    if chunk.dtype is not torch.float32 and chunk.dtype is not torch.float64:
+        chunk = chunk.to(torch.float32 if chunk.element_size() < 4 else torch.float64)
+    if chunk.is_neg():
+        chunk = chunk.resolve_neg()
+    if kernel is None:
+        return torch_vector(chunk)
+    if not chunk.is_contiguous():
+        chunk = chunk.contiguous()
+    return kernel(chunk.data_ptr(), chunk.numel(), chunk.element_size())
+
+
+def big_vector(x: torch.Tensor) -> tuple[float, ...]:
+    """The kernel vector of a big CPU float tensor, from chunks of at most ``BIG_CHUNK``
+    elements (an expanded tensor from its base)."""
+    base, factor = expanded_base(x)
+    kernel = compiled_kernel()
+    if base.dtype in (torch.float32, torch.float64) and kernel is not None and not base.is_neg():
+        dense = dense_order(base)
+        if dense.is_contiguous():  # readable where it lies: one pass, no copy
+            vector = kernel(dense.data_ptr(), dense.numel(), dense.element_size())
+            return repeat_vector(vector, factor)
+    parts = [_float_part(c, kernel) for c in chunks(memory_order(base))]
+    return repeat_vector(merge_vectors(parts), factor)
+
+
+def big_stats(x: torch.Tensor, note: Note = _ignore) -> dict[str, float]:
+    """Statistics of a big CPU tensor without copying it (see :data:`BIG_NUMEL`)."""
+    n = x.numel()
+    note(
+        "stats-big",
+        f"tensors of more than {BIG_NUMEL:,} elements that cannot be read where they lie "
+        f"(float16/bfloat16, integer or bool, strided or expanded views) are reduced "
+        f"{BIG_CHUNK:,} elements at a time: exact statistics, bounded extra memory",
+    )
+    if x.is_floating_point():
+        v = big_vector(x)
+        return _float_dict(n, *v[1:])
+    base, factor = expanded_base(x)
+    if x.dtype == torch.bool:
+        true = sum(int(torch.count_nonzero(c)) for c in chunks(memory_order(base)))
+        return {"numel": n, "true_frac": true * factor / n}
+    total, nonzero, lo, hi = 0.0, 0, math.inf, -math.inf
+    for c in chunks(memory_order(base)):
+        low, high = torch.aminmax(c)
+        lo, hi = min(lo, float(low)), max(hi, float(high))
+        total += float(c.sum(dtype=torch.float64))
+        nonzero += int(torch.count_nonzero(c))
+    return {
+        "numel": n,
+        "mean": total * factor / n,
+        "min": lo,
+        "max": hi,
+        "zero_frac": (n - nonzero * factor) / n,
+    }
 
 
 def dense_order(x: torch.Tensor) -> torch.Tensor:
@@ -375,17 +605,140 @@ def _float_dict(
     }
 
 
+def as_real(value: Any) -> float:
+    """``value`` as a float when it is one real number (a bool, an int, a float, NaN included,
+    or a one-element real tensor); TypeError saying what it is otherwise."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex() or value.layout != torch.strided:
+            raise TypeError(f"returned a tensor of shape {tuple(value.shape)}, {value.dtype}")
+        return float(value.detach().reshape(()).item())
+    if isinstance(value, numbers.Real):  # bool, int, float, numpy scalars, Fraction, Decimal
+        try:
+            return float(value)
+        except (OverflowError, ValueError) as exc:  # an int too big for a float
+            raise TypeError(f"returned {type(value).__name__} {value!r:.80}: {exc}") from None
+    if value is None:
+        return _fail("returned None")
+    if isinstance(value, str):
+        return _fail(f"returned a string {value!r:.80}")
+    return _fail(f"returned {type(value).__name__} {value!r:.80}, not a real number")
+
+
+def _fail(why: str) -> float:
+    raise TypeError(why)
+
+
+#: An extra statistic that takes this long in one step is reported as slow (once).
+SLOW_SECONDS = 1.0
+#: A first call gets a copy of tensors up to this size, to catch in-place changes harmlessly.
+PROBATION_NUMEL = 1 << 22
+
+
+class ExtraStats:
+    """Runs the extra statistics of a trace on float tensors; a statistic that fails, returns
+    something other than one real number, changes its input or is slow costs only itself, and
+    the run's notes say so once."""
+
+    def __init__(self, fns: Mapping[str, StatFn], note: Note = _ignore) -> None:
+        self.fns = dict(fns)
+        self.note = note
+        self._tried: set[str] = set()  # statistics that have had their first (copied) tensor
+        self._spent = dict.fromkeys(self.fns, 0.0)  # seconds in this step
+        self._calls = dict.fromkeys(self.fns, 0)
+
+    def __bool__(self) -> bool:
+        return bool(self.fns)
+
+    def __call__(self, t: torch.Tensor) -> dict[str, float]:
+        """The extra statistics of ``t`` (those that gave a real number)."""
+        if not self.fns or t.numel() == 0 or skip_reason(t) is not None:
+            return {}
+        if not t.is_floating_point():
+            self._note_dtype(t)
+            return {}
+        x = t.detach()
+        values: dict[str, float] = {}
+        for name, fn in list(self.fns.items()):
+            value = self._run(name, fn, x)
+            if value is not None:
+                values[name] = value
+        return values
+
+    def _run(self, name: str, fn: StatFn, x: torch.Tensor) -> float | None:
+        probe = name not in self._tried and x.numel() <= PROBATION_NUMEL
+        self._tried.add(name)
+        arg = x.clone() if probe else x
+        version = _version(arg)
+        started = time.perf_counter()
+        try:
+            with torch.no_grad():
+                raw = fn(arg)
+        except Exception as exc:  # a plugin's statistic must never break the user's forward
+            self._failed(name, f"raised {one_line(exc)}")
+            return None
+        finally:
+            self._spent[name] = self._spent.get(name, 0.0) + time.perf_counter() - started
+            self._calls[name] = self._calls.get(name, 0) + 1
+        if version is not None and _version(arg) != version:
+            self._changed_input(name, probe)
+            return None
+        try:
+            return as_real(raw)
+        except Exception as exc:  # the value's own float() may raise anything
+            self._failed(name, str(exc) if isinstance(exc, TypeError) else one_line(exc))
+            return None
+
+    def _failed(self, name: str, why: str) -> None:
+        self.note(
+            f"extra-failed:{name}",
+            f"extra statistic '{name}' {why}: it is left out of the records of such tensors "
+            "(the built-in statistics are kept)",
+        )
+
+    def _changed_input(self, name: str, probe: bool) -> None:
+        del self.fns[name]
+        harm = (
+            "it was caught on a copy, so the model's values were not changed"
+            if probe
+            else "the model saw the changed values of one tensor"
+        )
+        self.note(
+            f"extra-inplace:{name}",
+            f"extra statistic '{name}' changes its input in place ({harm}); it is switched off "
+            "for the rest of the run: a statistic must only read the tensor",
+        )
+
+    def _note_dtype(self, t: torch.Tensor) -> None:
+        dtype = str(t.dtype).removeprefix("torch.")
+        names = ", ".join(f"'{n}'" for n in self.fns)
+        self.note(
+            f"extra-dtype:{dtype}",
+            f"extra statistics ({names}) are computed for floating-point tensors only: "
+            f"{dtype} tensors get the built-in statistics alone",
+        )
+
+    def end_step(self, step: int | None = None) -> None:
+        """Report a statistic that was slow in the step that just ended; start the next."""
+        for name, spent in self._spent.items():
+            if spent > SLOW_SECONDS:
+                at = f" in step {step}" if step is not None else ""
+                self.note(
+                    f"extra-slow:{name}",
+                    f"extra statistic '{name}' took {spent:.1f} s over {self._calls[name]:,} "
+                    f"tensors{at}: it runs on every float tensor of every traced step "
+                    "(trace fewer steps with every=N, or make it cheaper)",
+                )
+        self._spent = dict.fromkeys(self.fns, 0.0)
+        self._calls = dict.fromkeys(self.fns, 0)
+
+
+def _version(x: torch.Tensor) -> int | None:
+    try:
+        return x._version
+    except RuntimeError:  # an inference tensor has no version counter
+        return None
+
+
 def extra_stats(t: torch.Tensor, extra: Mapping[str, StatFn]) -> dict[str, float]:
     """Run the extra statistics on a float tensor; a failing statistic is left out, not raised."""
-    if not extra or not t.is_floating_point() or t.numel() == 0 or not has_values(t):
-        return {}
-    values: dict[str, float] = {}
-    x = t.detach()
-    for name, fn in extra.items():
-        try:
-            value = fn(x)
-        except Exception:  # a plugin's statistic must never break the user's forward
-            continue
-        if value is not None:
-            values[name] = float(value)
-    return values
+    return ExtraStats(extra)(t)
