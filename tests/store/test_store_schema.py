@@ -111,7 +111,7 @@ def _corrupt_sqlite_body(path: Path) -> None:
         (_newer_db, "schema revision 9999_future.*upgrade layer-tracer"),
         (_foreign_db, "not a layer-tracer database.*invoices"),
         (_corrupt_db, "not a SQLite database"),
-        (_corrupt_sqlite_body, "corrupt|not a layer-tracer"),
+        (_corrupt_sqlite_body, "damaged|not a layer-tracer"),
     ],
 )
 def test_open_store_refuses_without_modifying(make, message: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,8 @@ import sys
 from typing import Any
 
 import tracer
+from tracer.store.limits import clip_text
+from tracer.store.schema import COMMAND_CHARS
 
 
 def git_commit(cwd: str | None = None) -> str | None:
@@ -48,5 +50,6 @@ def current() -> dict[str, Any]:
         "host": host_name(),
         "pid": os.getpid(),
         "git_commit": git_commit(),
-        "command": command_line(),
+        # recorded, never refused: a command line past the column's cap is cut (shown with …)
+        "command": clip_text(command_line(), COMMAND_CHARS),
     }

@@ -45,6 +45,15 @@ STAT_COLUMNS: tuple[str, ...] = (
     "inf_count",
 )
 
+# Caps on text columns (PostgreSQL's own limit is 1 GB): every backend refuses longer values at
+# the API with a clear error (tracer.store.limits). JSON columns also cap each key and item.
+# They are not part of the DDL, so changing them needs no migration.
+ERROR_CHARS = 100_000
+COMMAND_CHARS = 100_000
+_CONFIG_CAPS = {"max_chars": 1_000_000, "key_chars": 200, "item_chars": 100_000}
+_TAG_CAPS = {"max_chars": 100_000, "key_chars": 200, "item_chars": 4_096}
+_PATH_CAP = {"max_chars": 10_000}
+
 # SQLite-only: tables clustered on their primary key, which is also how they are read.
 _CLUSTERED = {"sqlite_with_rowid": False}
 
@@ -64,8 +73,8 @@ class RunRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     pipeline: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))
-    config: Mapped[str] = mapped_column(Text, default="{}")
-    error: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[str] = mapped_column(Text, default="{}", info=_CONFIG_CAPS)
+    error: Mapped[str | None] = mapped_column(Text, info={"max_chars": ERROR_CHARS})
     seed: Mapped[int | None] = mapped_column(Integer)
     python_version: Mapped[str | None] = mapped_column(String(50))
     torch_version: Mapped[str | None] = mapped_column(String(50))
@@ -74,14 +83,14 @@ class RunRow(Base):
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
     git_commit: Mapped[str | None] = mapped_column(String(64))
-    command: Mapped[str | None] = mapped_column(Text)
+    command: Mapped[str | None] = mapped_column(Text, info={"max_chars": COMMAND_CHARS})
     started_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     rank: Mapped[int] = mapped_column(Integer, default=0)
     world_size: Mapped[int] = mapped_column(Integer, default=1)
     group_id: Mapped[str | None] = mapped_column(String(200))
-    tags: Mapped[str] = mapped_column(Text, default="{}")
+    tags: Mapped[str] = mapped_column(Text, default="{}", info=_TAG_CAPS)
     notes: Mapped[str] = mapped_column(Text, default="[]")
     step_count: Mapped[int] = mapped_column(Integer, default=0)
     last_metrics: Mapped[str] = mapped_column(Text, default="{}")
@@ -100,15 +109,15 @@ class ModuleRow(Base):
 
     run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text, info=_PATH_CAP)
     type: Mapped[str] = mapped_column(String(200))
-    parent: Mapped[str | None] = mapped_column(Text)
+    parent: Mapped[str | None] = mapped_column(Text, info=_PATH_CAP)
     depth: Mapped[int] = mapped_column(Integer)
     params_own: Mapped[int] = mapped_column(Integer)
     params_total: Mapped[int] = mapped_column(Integer)
     trainable_own: Mapped[int] = mapped_column(Integer)
     trainable_total: Mapped[int] = mapped_column(Integer)
-    extra_repr: Mapped[str] = mapped_column(Text)
+    extra_repr: Mapped[str] = mapped_column(Text, info={"max_chars": 100_000})
     parameters: Mapped[str] = mapped_column(Text)  # JSON list of ParamRecord fields
 
     __table_args__ = (
@@ -125,7 +134,7 @@ class CallRow(Base):
     run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    module: Mapped[str] = mapped_column(Text)
+    module: Mapped[str] = mapped_column(Text, info=_PATH_CAP)
     type: Mapped[str] = mapped_column(String(200))
     call_index: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(10))
@@ -151,7 +160,7 @@ class TensorRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     pos: Mapped[int] = mapped_column(Integer, primary_key=True)
     role: Mapped[str] = mapped_column(String(10))
-    slot: Mapped[str] = mapped_column(Text)
+    slot: Mapped[str] = mapped_column(Text, info=_PATH_CAP)
     shape: Mapped[str] = mapped_column(Text)  # "50,200,512"; "" for a 0-d tensor or an object
     dtype: Mapped[str] = mapped_column(String(50))
     device: Mapped[str] = mapped_column(String(50))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,10 +16,32 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tracer.records import CallRecord, MetricRecord, ModuleRecord, RunInfo, RunStatus
 from tracer.store import provenance, queries
-from tracer.store.engine import WRITE_OPTION, make_engine, resolve_url, sqlite_file
-from tracer.store.errors import RunNotFound, StoreError
+from tracer.store.engine import (
+    WRITE_OPTION,
+    make_engine,
+    resolve_url,
+    sqlite_file,
+    timeout_message,
+    watchdog_of,
+)
+from tracer.store.errors import (
+    DamagedError,
+    ReadOnlyError,
+    RunNotFound,
+    ServerTimeout,
+    StoreError,
+    sqlite_code,
+    sqlite_meaning,
+)
+from tracer.store.limits import check_json_column, check_values, clip_text
 from tracer.store.liveness import DEFAULT_STALE_AFTER_S
-from tracer.store.migrate import ensure_schema, precheck_sqlite_file
+from tracer.store.migrate import (
+    check_read_only_schema,
+    ensure_schema,
+    head,
+    precheck_sqlite_file,
+)
+from tracer.store.schema import ERROR_CHARS
 from tracer.store.writer import RUNS, RunWriter, run_values
 
 if TYPE_CHECKING:
@@ -40,34 +64,82 @@ def open_store(
     url = resolve_url(url_or_path)
     where = url.render_as_string(hide_password=True)
     path = sqlite_file(url)
+    read_only: str | None = None  # why it cannot be written
+    mode: str | None = None  # how SQLite opens it then
     if path is not None:
-        precheck_sqlite_file(path)
+        found = precheck_sqlite_file(path)
         where = str(path)
-    engine = make_engine(url)
+        if found.read_only is not None:
+            read_only, mode = found.why_read_only, found.read_only
+        elif found.revision not in (None, head()):
+            _refuse_damaged(path, where)  # an upgrade writes: never into a damaged file
+    engine = make_engine(url, read_only=mode)
+    watchdog = watchdog_of(engine)
+    fired = watchdog.fired if watchdog is not None else 0
     try:
-        ensure_schema(engine, where)
+        if read_only is not None:
+            check_read_only_schema(engine, where, read_only)
+        else:
+            ensure_schema(engine, where)
     except SQLAlchemyError as exc:
         engine.dispose()
+        if watchdog is not None and watchdog.fired != fired:
+            raise ServerTimeout(
+                f"cannot open {where}: {timeout_message(where, watchdog.timeout_s)}"
+            ) from None
         raise StoreError(f"cannot open {where}: {_reason(exc)}") from None
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, where, stale_after_s=stale_after_s)
+    return Store(engine, where, stale_after_s=stale_after_s, read_only=read_only, path=path)
 
 
 def _reason(exc: SQLAlchemyError) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return str(exc.orig).strip().splitlines()[0]
+        if isinstance(exc.orig, sqlite3.Error):
+            return sqlite_meaning(exc.orig)
+        return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc.orig)
     return str(exc).splitlines()[0]
+
+
+def _damaged_message(where: str, found: list[str]) -> str:
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return (
+        f"{where} is damaged ({found[0]}{more}): layer-tracer does not write into it; "
+        f"`tracer db check --db {where}` lists the damage"
+    )
+
+
+def _refuse_damaged(path: Path, where: str, mode: str = "ro") -> None:
+    from tracer.store import health
+
+    found = health.problems(path, mode=mode)
+    if found:
+        raise DamagedError(_damaged_message(where, found))
 
 
 class Store:
     """Runs, their traced steps, modules and metrics; every method returns frozen records."""
 
-    def __init__(self, engine: Engine, where: str, *, stale_after_s: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        where: str,
+        *,
+        stale_after_s: float,
+        read_only: str | None = None,
+        path: Path | None = None,
+    ) -> None:
         self.engine = engine
         self.where = where
         self.stale_after_s = stale_after_s
+        #: Why the database cannot be written ("on a read-only file system"), or None.
+        self.read_only = read_only
+        #: Why the database is known to be damaged, or None; a damaged one is never written.
+        self.damaged: str | None = None
+        self._path = path
+        self._checked = path is None
+        self._check_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Store {self.where}>"
@@ -85,21 +157,63 @@ class Store:
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """One write transaction (SQLite: ``BEGIN IMMEDIATE``); driver errors become StoreError."""
+        self._before_write()
         options = {WRITE_OPTION: True}
+        fired = self._fired()
         try:
             with self.engine.connect().execution_options(**options) as conn, conn.begin():
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"write to {self.where} failed: {_reason(exc)}") from exc
+            raise self._error("write to", exc, fired) from exc
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """One read transaction (a consistent snapshot across the queries inside it)."""
+        fired = self._fired()
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"read from {self.where} failed: {_reason(exc)}") from exc
+            raise self._error("read from", exc, fired) from exc
+
+    def _before_write(self) -> None:
+        """Refuse to write into a read-only or damaged database; check a file once first."""
+        if self.read_only is not None:
+            raise ReadOnlyError(
+                f"{self.where} is read-only ({self.read_only}): it can be read, "
+                "but runs cannot be recorded, imported or deleted there"
+            )
+        if self.damaged is not None:
+            raise DamagedError(self.damaged)
+        if self._checked:
+            return
+        with self._check_lock:
+            if not self._checked and self._path is not None and self._path.exists():
+                try:
+                    _refuse_damaged(self._path, self.where)
+                except DamagedError as exc:
+                    self.damaged = str(exc)
+                    raise
+            self._checked = True
+
+    def _fired(self) -> int:
+        watchdog = watchdog_of(self.engine)
+        return watchdog.fired if watchdog is not None else 0
+
+    def _error(self, action: str, exc: SQLAlchemyError, fired: int) -> StoreError:
+        """The true message for a driver error (and what it tells about the database)."""
+        watchdog = watchdog_of(self.engine)
+        if watchdog is not None and watchdog.fired != fired:
+            return ServerTimeout(timeout_message(self.where, watchdog.timeout_s))
+        orig = exc.orig if isinstance(exc, DBAPIError) else None
+        if isinstance(orig, sqlite3.Error):
+            code = sqlite_code(orig)
+            if code == "SQLITE_CORRUPT":
+                self.damaged = _damaged_message(self.where, [sqlite_meaning(orig)])
+                return DamagedError(self.damaged)
+            if code == "SQLITE_READONLY":
+                return ReadOnlyError(f"{action} {self.where} failed: {sqlite_meaning(orig)}")
+        return StoreError(f"{action} {self.where} failed: {_reason(exc)}")
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -118,11 +232,20 @@ class Store:
         group_id: str | None = None,
         command: str | None = None,
     ) -> RunInfo:
-        """Create a ``running`` run with the calling process's provenance."""
+        """Create a ``running`` run with the calling process's provenance.
+
+        Every value is checked against its column first (LimitError: too long, a NUL
+        character, an integer out of range), so nothing is created for a bad one.
+        """
         now = time.time()
+        encoded = {
+            "config": check_json_column("runs", "config", config),
+            "tags": check_json_column("runs", "tags", tags),
+        }
         values = {
             **provenance.current(),
-            **run_values(config=config, tags=tags, notes=(), last_metrics={}),
+            **run_values(notes=(), last_metrics={}),
+            **encoded,
             "name": name,
             "pipeline": pipeline,
             "status": "running",
@@ -142,6 +265,7 @@ class Store:
 
     def insert_run(self, values: Mapping[str, Any]) -> int:
         """Insert a ``runs`` row from encoded column values and return its id."""
+        check_values("runs", values)
         with self.writing() as conn:
             return int(
                 conn.execute(insert(RUNS).values(**values).returning(RUNS.c.id)).scalar_one()
@@ -159,6 +283,8 @@ class Store:
                 f"unknown run status {status!r} (expected one of {', '.join(_STATUSES)})"
             )
         now = time.time()
+        if error is not None:
+            error = clip_text(error, ERROR_CHARS)  # the run must be marked, whatever the error said
         with self.writing() as conn:
             done = conn.execute(
                 update(RUNS)

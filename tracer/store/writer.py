@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Table, delete, update
 from tracer.records import CallRecord, ModuleRecord
 from tracer.store import rows
 from tracer.store.floats import encode
+from tracer.store.limits import LIMITS, SeenStrings, check_values
 from tracer.store.schema import MetricRow, ModuleRow, RunRow
 
 if TYPE_CHECKING:
@@ -27,9 +28,24 @@ def _insert_sql(conn: Connection, table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
 
-def insert_step(conn: Connection, run_id: int, step: int, calls: Sequence[CallRecord]) -> None:
-    """Insert one step's calls, tensors and extra statistics as plain executemany batches."""
+def insert_step(
+    conn: Connection,
+    run_id: int,
+    step: int,
+    calls: Sequence[CallRecord],
+    seen: SeenStrings | None = None,
+) -> None:
+    """Insert one step's calls, tensors and extra statistics as plain executemany batches.
+
+    Every value is checked against its column first (LimitError), ``seen`` remembering the
+    strings already checked in earlier steps.
+    """
+    LIMITS["calls"]["step"].check(step)
     call_rows, tensor_rows, extra_rows = rows.step_rows(run_id, step, calls)
+    seen = seen if seen is not None else SeenStrings()
+    seen.check_rows("calls", rows.CALL_COLUMNS, call_rows)
+    seen.check_rows("tensors", rows.TENSOR_COLUMNS, tensor_rows)
+    seen.check_rows("extra_stats", rows.EXTRA_COLUMNS, extra_rows)
     # straight to the driver: the rows are already tuples in column order (see PERF-NOTES)
     if call_rows:
         conn.exec_driver_sql(_insert_sql(conn, "calls", rows.CALL_COLUMNS), call_rows)
@@ -41,17 +57,26 @@ def insert_step(conn: Connection, run_id: int, step: int, calls: Sequence[CallRe
 
 def insert_modules(conn: Connection, run_id: int, modules: Sequence[ModuleRecord]) -> None:
     """Replace the run's module table with ``modules`` (named_modules() order)."""
+    module_rows = [rows.module_row(run_id, i, m) for i, m in enumerate(modules)]
+    for row in module_rows:
+        check_values("modules", row)
     conn.execute(delete(MODULES).where(MODULES.c.run_id == run_id))
-    if modules:
-        conn.execute(
-            MODULES.insert(), [rows.module_row(run_id, i, m) for i, m in enumerate(modules)]
-        )
+    if module_rows:
+        conn.execute(MODULES.insert(), module_rows)
 
 
-def insert_metrics(conn: Connection, run_id: int, step: int, metrics: Mapping[str, float]) -> None:
+def insert_metrics(
+    conn: Connection,
+    run_id: int,
+    step: int,
+    metrics: Mapping[str, float],
+    seen: SeenStrings | None = None,
+) -> None:
     """Insert one step's metrics and fold them into the run's ``last_metrics``."""
     if not metrics:
         return
+    LIMITS["metrics"]["step"].check(step)
+    (seen if seen is not None else SeenStrings()).check_strings("metrics", "name", metrics)
     values = {name: float(value) for name, value in metrics.items()}
     params = []
     for name, value in values.items():
@@ -77,6 +102,7 @@ class RunWriter:
     def __init__(self, store: Store, run_id: int) -> None:
         self.store = store
         self.run_id = run_id
+        self._seen = SeenStrings()
 
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
         """Store the model's modules and the trace's notes."""
@@ -99,19 +125,19 @@ class RunWriter:
             return  # nothing traced in this step: no rows, and not counted as a traced step
         with self.store.writing() as conn:
             if calls:
-                insert_step(conn, self.run_id, step, calls)
+                insert_step(conn, self.run_id, step, calls, self._seen)
                 conn.execute(
                     update(RUNS)
                     .where(RUNS.c.id == self.run_id)
                     .values(step_count=RUNS.c.step_count + 1, updated_at=time.time())
                 )
             if metrics:
-                insert_metrics(conn, self.run_id, step, metrics)
+                insert_metrics(conn, self.run_id, step, metrics, self._seen)
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Write scalar metrics logged at ``step``."""
         with self.store.writing() as conn:
-            insert_metrics(conn, self.run_id, step, metrics)
+            insert_metrics(conn, self.run_id, step, metrics, self._seen)
 
     def end(self, status: str, error: str | None = None) -> None:
         """Finish the run with ``status`` (completed / failed / interrupted)."""
