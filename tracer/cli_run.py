@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from tracer.cli import (
@@ -23,6 +26,9 @@ from tracer.cli import (
     plugin_option,
     print_json,
 )
+
+#: The largest --every and --seed: what the store's 64-bit integer columns hold.
+_INT64_MAX = 2**63 - 1
 
 
 @cli.command()
@@ -43,7 +49,7 @@ from tracer.cli import (
 @click.option("--name", help="Name of the run [default: the pipeline's name].")
 @click.option(
     "--every",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=_INT64_MAX),
     default=10,
     show_default=True,
     help="Trace every Nth training step.",
@@ -58,7 +64,11 @@ from tracer.cli import (
     "--grads/--no-grads", default=False, show_default=True, help="Record gradient statistics."
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--seed", type=int, help="Seed [default: the config's seed, else 0].")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=_INT64_MAX),
+    help="Seed [default: the config's seed, else 0].",
+)
 @plugin_option
 @common
 def run(
@@ -89,8 +99,11 @@ def run(
         store = distributed.main_first(lambda: open_store(db, create=True))
         job.on_exit(store.close)
         if job.where.is_main:
-            err.print(f"[bold]{pipeline.name}[/] → {store.where}  (tracing every {every} steps)")
-        with rank_progress(job.where, err) as progress:
+            err.print(
+                f"[bold]{escape(pipeline.name)}[/] → {escape(str(store.where))}  "
+                f"(tracing every {every} steps)"
+            )
+        with rank_progress(job.where, err) as progress, _reported(job.where.is_main):
             result = run_pipeline(
                 pipeline,
                 config,
@@ -115,14 +128,38 @@ def run(
         sys.exit(INTERRUPTED)
 
 
+@contextmanager
+def _reported(is_main: bool) -> Iterator[None]:
+    """Show what a failure leaves: a run whose after_run hook failed, on_run_error failures."""
+    from tracer.cli_render import summary_table
+    from tracer.plugins.config import ConfigError
+    from tracer.plugins.manager import PluginError, PluginFailed
+    from tracer.plugins.pipeline import PipelineError
+    from tracer.plugins.runner import RunFailed
+
+    try:
+        yield
+    except PluginFailed as exc:
+        result = exc.result
+        if result is not None and is_main:  # the run itself finished: show it, then the error
+            out.print(summary_table(result.run, result.metrics, result.duration_s))
+        raise
+    except RunFailed as exc:
+        # the error line of a pipeline's own error is that error's message alone: say the rest
+        if isinstance(exc.error, (ConfigError, PluginError, PipelineError)):
+            for line in exc.hook_errors:
+                err.print(f"warning: {line}", markup=False, highlight=False)
+        raise
+
+
 def _config_table(pipeline: Any) -> Table:
     from tracer.plugins.config import config_fields
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("key", "type", "default", "help"):
+    for column in ("key", "type", "default", "range", "help"):
         table.add_column(column)
     for f in config_fields(pipeline.config_cls):
-        table.add_row(f.name, f.type_name, repr(f.default), f.help)
+        table.add_row(f.name, f.type_name, repr(f.default), f.range_text, f.help)
     return table
 
 
@@ -143,7 +180,14 @@ def pipelines(plugin_files: tuple[Path, ...], fmt: str) -> None:
                     "plugin": p.plugin,
                     "description": p.description,
                     "config": [
-                        {"key": f.name, "type": f.type_name, "default": f.default, "help": f.help}
+                        {
+                            "key": f.name,
+                            "type": f.type_name,
+                            "default": f.default,
+                            "min": f.min,
+                            "max": f.max,
+                            "help": f.help,
+                        }
                         for f in config_fields(p.config_cls)
                     ],
                 }

@@ -186,7 +186,7 @@ def test_config_range_toml_shapes_and_types_are_refused(
 
 
 def test_config_range_toml_reads_flat_keys_and_the_pipeline_table(tmp_path: Path) -> None:
-    path = write(tmp_path, 'width = 2\ncap = 9\n[ranged]\nwidth = 3\nrate = 1\n')
+    path = write(tmp_path, "width = 2\ncap = 9\n[ranged]\nwidth = 3\nrate = 1\n")
     config = build_config(Ranged, (), path, section="ranged")
     assert (config.width, config.cap, config.rate) == (3, 9, 1.0)
 
