@@ -8,28 +8,41 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tracer.cli_render import fmt_count, run_dict
+from tracer.cli_render import CELL_LIMIT, LINE_LIMIT, fmt_count, lit, run_dict
+from tracer.records import literal
 
-MARKS = {"same": " ", "shape": "≠", "dtype": "≠", "device": "≠", "added": "+", "removed": "-"}
+MARKS = {
+    "same": " ",
+    "shape": "≠",
+    "dtype": "≠",
+    "device": "≠",
+    "params": "≠",
+    "added": "+",
+    "removed": "-",
+}
 STYLES = {"same": "", "added": "green", "removed": "red"}
 
 
-def _side(row: Any, role: str, right: bool) -> str:
+def _side(row: Any, role: str, right: bool) -> Text:
     call = row.right if right else row.left
     if call is None:
-        return ""
+        return Text("")
     records = call.inputs if role == "input" else call.outputs
-    return records[0].shape_text() if records else "-"
+    return lit(records[0].shape_text() if records else "-")
 
 
 def _changes_text(row: Any) -> str:
-    """Which slots changed, by role and field: ``output 0, 1.0, 1.1 shape``."""
+    """Which slots changed, by role and field: ``output 0, 1.0, 1.1 shape``; a module's own
+    parameter count as ``params 128 -> 256``."""
     groups: dict[tuple[str, str], list[str]] = {}
+    parts = []
     for c in row.changes:
-        groups.setdefault((c.role, c.field), []).append(c.slot)
-    return "; ".join(
-        f"{role} {', '.join(slots)} {field}" for (role, field), slots in groups.items()
-    )
+        if c.field == "params":
+            parts.append(f"params {fmt_count(c.left)} -> {fmt_count(c.right)}")
+        else:
+            groups.setdefault((c.role, c.field), []).append(literal(c.slot, CELL_LIMIT))
+    slots = [f"{role} {', '.join(s)} {field}" for (role, field), s in groups.items()]
+    return "; ".join(slots + parts)
 
 
 def own_param_changes(diff: Any) -> list[Any]:
@@ -41,8 +54,9 @@ def diff_renderable(diff: Any, drift: bool = False) -> RenderableType:
     """Config changes, the aligned flow with changes marked, and parameter-count changes."""
     parts: list[RenderableType] = [
         Text(
-            f"A: run {diff.run_a.id} ({diff.run_a.name}) step {diff.step_a}    "
-            f"B: run {diff.run_b.id} ({diff.run_b.name}) step {diff.step_b}",
+            f"A: run {diff.run_a.id} ({literal(diff.run_a.name, LINE_LIMIT)}) step {diff.step_a}"
+            f"    B: run {diff.run_b.id} ({literal(diff.run_b.name, LINE_LIMIT)}) "
+            f"step {diff.step_b}",
             style="bold",
         )
     ]
@@ -52,9 +66,9 @@ def diff_renderable(diff: Any, drift: bool = False) -> RenderableType:
             config.add_column(column)
         for c in diff.config:
             config.add_row(
-                c.key,
-                repr(c.left) if c.present_left else "-",
-                repr(c.right) if c.present_right else "-",
+                lit(c.key),
+                lit(repr(c.left)) if c.present_left else "-",
+                lit(repr(c.right)) if c.present_right else "-",
             )
         parts.append(config)
     parts.append(_flow_table(diff, drift))
@@ -64,7 +78,7 @@ def diff_renderable(diff: Any, drift: bool = False) -> RenderableType:
         for column in ("module", "A", "B"):
             params.add_column(column, justify="left" if column == "module" else "right")
         for p in changed:
-            params.add_row(p.module or "<root>", fmt_count(p.left_own), fmt_count(p.right_own))
+            params.add_row(lit(p.module or "<root>"), fmt_count(p.left_own), fmt_count(p.right_own))
         parts.append(params)
     parts.append(Text(_summary(diff)))
     return Group(*parts)
@@ -82,26 +96,49 @@ def _flow_table(diff: Any, drift: bool) -> Table:
             changes = "; ".join(filter(None, [changes, "drift: " + ", ".join(map(str, row.drift))]))
         table.add_row(
             MARKS[row.status],
-            label,
+            Text(literal(label, CELL_LIMIT)),
             _side(row, "input", False),
             _side(row, "input", True),
             _side(row, "output", False),
             _side(row, "output", True),
-            changes,
+            Text(changes),
             style=STYLES.get(row.status, "yellow"),
         )
     return table
 
 
+CHANGED = ("shape", "dtype", "device", "params")
+
+
 def _summary(diff: Any) -> str:
     counts = diff.counts
-    changed = sum(counts.get(s, 0) for s in ("shape", "dtype", "device"))
+    changed = sum(counts.get(s, 0) for s in CHANGED)
     keys, modules = len(diff.config), len(own_param_changes(diff))
-    return (
+    text = (
         f"{changed} changed, {counts.get('added', 0)} added, {counts.get('removed', 0)} removed, "
         f"{counts.get('same', 0)} same; config: {keys} {'key' if keys == 1 else 'keys'} changed; "
         f"parameters: {modules} {'module' if modules == 1 else 'modules'} changed"
     )
+    return "\n".join([text, *unrecorded_lines(diff), *nothing_in_common(diff)])
+
+
+def unrecorded_lines(diff: Any) -> list[str]:
+    """``not recorded in A: grad, param_grad (not compared)`` for each side that lacks roles."""
+    return [
+        f"not recorded in {side.upper()}: {', '.join(roles)} (not compared)"
+        for side, roles in diff.unrecorded.items()
+        if roles
+    ]
+
+
+def nothing_in_common(diff: Any) -> list[str]:
+    """A line when no call lines up (different models, or a side without traced steps)."""
+    if any(row.left is not None and row.right is not None for row in diff.rows):
+        return []
+    if diff.step_a is None or diff.step_b is None:
+        missing = [n for n, s in (("A", diff.step_a), ("B", diff.step_b)) if s is None]
+        return [f"nothing to compare: run {' and '.join(missing)} has no traced steps"]
+    return ["nothing in common: no call of one flow lines up with a call of the other"]
 
 
 def diff_dict(diff: Any) -> dict[str, Any]:
@@ -113,6 +150,8 @@ def diff_dict(diff: Any) -> dict[str, Any]:
         "step_b": diff.step_b,
         "identical": diff.identical,
         "counts": dict(diff.counts),
+        "structural": diff.structural,
+        "unrecorded": {side: list(roles) for side, roles in diff.unrecorded.items()},
         "config": [{"key": c.key, "a": c.left, "b": c.right} for c in diff.config],
         "params": [
             {
@@ -160,5 +199,6 @@ def _plain(value: Any) -> Any:
 
 
 def structure_differs(diff: Any) -> bool:
-    """True when any aligned call differs in shape, dtype or device, or was added or removed."""
-    return any(row.status != "same" for row in diff.rows)
+    """What ``--exit-code`` fails on: :attr:`FlowDiff.structural` (shape, dtype, device or own
+    parameter count changed, calls added or removed; roles one side never recorded aside)."""
+    return bool(diff.structural)

@@ -82,10 +82,10 @@ def test_cli_diff_marks_only_what_hidden_dim_changes(tracer_cli, two_runs: Path)
         for r in doc["rows"]
         if r["status"] != "same"
     }
-    assert changed == {
-        ("lstm", 0): {("output", "0"), ("output", "1.0"), ("output", "1.1")},
+    assert changed == {  # ("module", ""): the module's own parameter count
+        ("lstm", 0): {("output", "0"), ("output", "1.0"), ("output", "1.1"), ("module", "")},
         ("view", 0): {("input", "0"), ("output", "0")},
-        ("fc", 0): {("input", "0")},
+        ("fc", 0): {("input", "0"), ("module", "")},
     }
     assert [c["key"] for c in doc["config"]] == ["hidden_dim"]
     own = {p["module"] for p in doc["params"] if p["a_own"] != p["b_own"]}

@@ -7,10 +7,17 @@
 at the same path is a different layer: it shows as removed plus added.
 
 Each aligned pair is classified by the first structural difference found, in the order shape,
-dtype, device (``changes`` lists all of them); a tensor slot present on one side only counts as
-a shape change. Independently, value statistics *drift* when they differ by more than
-``drift_threshold`` relative to the larger magnitude (default 10%), ignoring values both
-below ``drift_floor`` in magnitude; NaN against a number always drifts.
+dtype, device, params (``changes`` lists all of them). A tensor slot present on one side only
+counts as a shape change, except when that side recorded no tensor of its role in the whole
+step (gradients traced in one run only): such roles are listed in ``FlowDiff.unrecorded`` and
+not compared. ``params`` is a module whose own parameter count differs (on its first call of
+the step): its weights changed shape even where its activations did not (a larger vocabulary);
+a parent whose total moved only because a child's did is not a change of its own. The CLI
+(``tracer diff``, ``--exit-code``) and the TUI render this one classification.
+
+Independently, value statistics *drift* when they differ by more than ``drift_threshold``
+relative to the larger magnitude (default 10%), ignoring values both below ``drift_floor`` in
+magnitude; NaN against a number always drifts.
 """
 
 from __future__ import annotations
@@ -35,18 +42,20 @@ from tracer.store.errors import StoreError
 if TYPE_CHECKING:
     from tracer.store.store import Store
 
-RowStatus = Literal["same", "shape", "dtype", "device", "added", "removed"]
+RowStatus = Literal["same", "shape", "dtype", "device", "params", "added", "removed"]
 ROW_STATUSES: tuple[str, ...] = get_args(RowStatus)
 DRIFT_STATS: tuple[str, ...] = tuple(s for s in BUILTIN_STATS if s != "numel")
 DEFAULT_DRIFT_THRESHOLD = 0.1
 DEFAULT_DRIFT_FLOOR = 1e-8
 _STRUCTURE = ("shape", "dtype", "device")
+_CHANGE_ORDER = (*_STRUCTURE, "params")
 _Slots = dict[tuple[str, str], TensorRecord]  # a call's tensors by (role, slot)
 
 
 @dataclass(frozen=True, slots=True)
 class FieldChange:
-    """One structural difference of one tensor slot (``field``: shape, dtype, device, slot)."""
+    """One structural difference of one tensor slot (``field``: shape, dtype, device), or of
+    the module's own parameter count (``role`` "module", ``field`` "params", empty slot)."""
 
     role: str
     slot: str
@@ -120,18 +129,30 @@ class ParamChange:
 
 @dataclass(frozen=True, slots=True)
 class FlowDiff:
-    """Two flows compared; ``counts`` has one entry per row status plus ``drift``,
-    ``config`` and ``params``."""
+    """Two flows compared; ``counts`` has one entry per row status (``params`` counts rows whose
+    module's own parameter count changed) plus ``drift`` and ``config``. ``unrecorded`` holds,
+    per side (``"a"``, ``"b"``), the roles that side never recorded while the other did."""
 
     rows: tuple[DiffRow, ...]
     config: tuple[ConfigChange, ...] = ()
     params: tuple[ParamChange, ...] = ()
     counts: Mapping[str, int] = field(default_factory=lambda: frozen_mapping({}))
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    unrecorded: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: frozen_mapping({"a": (), "b": ()})
+    )
     run_a: RunInfo | None = None
     run_b: RunInfo | None = None
     step_a: int | None = None
     step_b: int | None = None
+
+    @property
+    def structural(self) -> bool:
+        """True when a call differs in shape, dtype, device or own parameter count, a call was
+        added or removed, or any module's own parameter count differs (``--exit-code``)."""
+        if any(r.status != "same" for r in self.rows):
+            return True
+        return any(p.left_own != p.right_own for p in self.params)
 
     @property
     def identical(self) -> bool:
@@ -147,11 +168,13 @@ def _slots(call: CallRecord) -> _Slots:
     return {(t.role, t.slot): t for t in call.tensors}
 
 
-def _changes(a: _Slots, b: _Slots) -> list[FieldChange]:
+def _changes(a: _Slots, b: _Slots, recorded: tuple[set[str], set[str]]) -> list[FieldChange]:
     changes = []
     for role, slot in list(a) + [k for k in b if k not in a]:
         ta, tb = a.get((role, slot)), b.get((role, slot))
         if ta is None or tb is None:
+            if role not in recorded[0] or role not in recorded[1]:
+                continue  # one side never recorded this role: not a difference of the model
             changes.append(FieldChange(role, slot, "shape", ta and ta.shape, tb and tb.shape))
             continue
         for name in _STRUCTURE:
@@ -190,13 +213,31 @@ def _drift(a: _Slots, b: _Slots, threshold: float, floor: float) -> list[StatDri
     return found
 
 
-def _pair(left: CallRecord, right: CallRecord, threshold: float, floor: float) -> DiffRow:
+def _pair(
+    left: CallRecord, right: CallRecord, context: _Context, threshold: float, floor: float
+) -> DiffRow:
     a, b = _slots(left), _slots(right)
-    changes = _changes(a, b)
+    changes = _changes(a, b, context.recorded)
+    if left.kind == "module" and left.call_index == 0 and left.module in context.own_params:
+        own_a, own_b = context.own_params[left.module]
+        changes.append(FieldChange("module", "", "params", own_a, own_b))
     fields = {c.field for c in changes}
-    status = next((s for s in _STRUCTURE if s in fields), "same")
+    status = next((s for s in _CHANGE_ORDER if s in fields), "same")
     drift = _drift(a, b, threshold, floor)
     return DiffRow(status, left, right, tuple(changes), tuple(drift))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What classifying one row needs from the whole comparison."""
+
+    recorded: tuple[set[str], set[str]]  # the roles each side recorded in its step
+    own_params: Mapping[str, tuple[int | None, int | None]]  # modules whose own count differs
+
+
+def recorded_roles(flow: Sequence[CallRecord]) -> set[str]:
+    """The tensor roles a step recorded at all (``grad`` only when gradients were traced)."""
+    return {t.role for call in flow for t in call.tensors}
 
 
 def align(
@@ -205,8 +246,12 @@ def align(
     *,
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
     drift_floor: float = DEFAULT_DRIFT_FLOOR,
+    params: Sequence[ParamChange] = (),
 ) -> list[DiffRow]:
-    """Align two flows call by call and classify every row."""
+    """Align two flows call by call and classify every row (``params``: the modules whose
+    parameter counts differ, from :func:`param_changes`)."""
+    own = {p.module: (p.left_own, p.right_own) for p in params if p.left_own != p.right_own}
+    context = _Context((recorded_roles(flow_a), recorded_roles(flow_b)), own)
     matcher = difflib.SequenceMatcher(
         None, [_key(c) for c in flow_a], [_key(c) for c in flow_b], autojunk=False
     )
@@ -214,7 +259,7 @@ def align(
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             for left, right in zip(flow_a[i1:i2], flow_b[j1:j2], strict=True):
-                rows.append(_pair(left, right, drift_threshold, drift_floor))
+                rows.append(_pair(left, right, context, drift_threshold, drift_floor))
             continue
         rows.extend(DiffRow("removed", call, None) for call in flow_a[i1:i2])
         rows.extend(DiffRow("added", None, call) for call in flow_b[j1:j2])
@@ -267,16 +312,32 @@ def diff_flows(
     drift_floor: float = DEFAULT_DRIFT_FLOOR,
 ) -> FlowDiff:
     """Compare two flows, their configs and their modules' parameter counts."""
-    rows = align(flow_a, flow_b, drift_threshold=drift_threshold, drift_floor=drift_floor)
-    config = config_changes(config_a or {}, config_b or {})
     params = param_changes(modules_a, modules_b)
+    rows = align(
+        flow_a, flow_b, drift_threshold=drift_threshold, drift_floor=drift_floor, params=params
+    )
+    config = config_changes(config_a or {}, config_b or {})
     counts = Counter({status: 0 for status in ROW_STATUSES})
     counts.update(row.status for row in rows)
     counts["drift"] = sum(1 for row in rows if row.drift)
-    counts["config"], counts["params"] = len(config), len(params)
+    counts["config"] = len(config)
+    roles_a, roles_b = recorded_roles(flow_a), recorded_roles(flow_b)
+    unrecorded = {"a": _roles(roles_b - roles_a), "b": _roles(roles_a - roles_b)}
+    if not flow_a or not flow_b:  # a side with no step at all: every row is added or removed
+        unrecorded = {"a": (), "b": ()}
     return FlowDiff(
-        tuple(rows), tuple(config), tuple(params), frozen_mapping(counts), drift_threshold
+        tuple(rows),
+        tuple(config),
+        tuple(params),
+        frozen_mapping(counts),
+        drift_threshold,
+        frozen_mapping(unrecorded),
     )
+
+
+def _roles(roles: set[str]) -> tuple[str, ...]:
+    order = ("input", "output", "grad", "param_grad")
+    return tuple(sorted(roles, key=lambda r: (order.index(r) if r in order else len(order), r)))
 
 
 def pick_steps(

@@ -11,7 +11,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from tracer.records import CallRecord, MetricRecord, ModuleRecord, RunInfo, TensorRecord
+from tracer.records import (
+    CallRecord,
+    MetricRecord,
+    ModuleRecord,
+    RunInfo,
+    TensorRecord,
+    literal,
+)
 
 if TYPE_CHECKING:
     from tracer.store import Store
@@ -164,11 +171,15 @@ def describe_location(db_url: str | None) -> str:
     return raw
 
 
+#: A longer error message ends in an ellipsis.
+MESSAGE_LIMIT = 300
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line message for a failed query (the store's own errors read as they are)."""
     from tracer.store import StoreError
 
     if isinstance(exc, StoreError):
-        return str(exc) or type(exc).__name__
+        return literal(exc, MESSAGE_LIMIT) or type(exc).__name__
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else 'no details'}"
+    return f"{type(exc).__name__}: {literal(text[0], MESSAGE_LIMIT) if text else 'no details'}"

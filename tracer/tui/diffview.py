@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tracer.records import CallRecord, ModuleRecord
+from tracer.records import CallRecord, ModuleRecord, literal
 from tracer.store.diff import DiffRow, FlowDiff
 from tracer.tui import formatting as fmt
 from tracer.tui.flow import label, primary, shapes
@@ -15,9 +15,12 @@ MARKERS: dict[str, str] = {
     "shape": "≠shape",
     "dtype": "≠dtype",
     "device": "≠device",
+    "params": "≠params",
     "added": "+added",
     "removed": "−removed",
 }
+#: Longer cells end in an ellipsis.
+CELL_LIMIT = 120
 SIDE_FIELDS: tuple[str, ...] = ("layer", "flow", "dtype", "params", "mean", "std")
 
 
@@ -50,15 +53,14 @@ class DiffLine:
 
     @property
     def is_change(self) -> bool:
-        """A structural difference (shape, dtype, device, parameters, added, removed)."""
-        return self.status != "same" or "params" in self.changed
+        """A structural difference (shape, dtype, device, own parameters, added, removed): the
+        row status of :mod:`tracer.store.diff`, the same one ``tracer diff`` counts."""
+        return self.status != "same"
 
     @property
     def marker(self) -> str:
         """The glyph between the two sides."""
         text = MARKERS.get(self.status, self.status)
-        if not text and "params" in self.changed:
-            text = "≠params"
         if not text and self.drifted:
             text = "~drift"
         return text
@@ -76,9 +78,9 @@ def side(call: CallRecord, modules: Mapping[str, ModuleRecord], names: Mapping[i
     if out is not None:
         kind = fmt.dtype_short(out.dtype) + ("" if out.device == "cpu" else f" {out.device}")
     return Side(
-        layer=label(call),
-        flow=f"{ins} → {outs}" + (f" +{more}" if more > 0 else ""),
-        dtype=kind,
+        layer=literal(label(call), CELL_LIMIT),
+        flow=literal(f"{ins} → {outs}" + (f" +{more}" if more > 0 else ""), CELL_LIMIT),
+        dtype=literal(kind, CELL_LIMIT),
         params=fmt.count(module.params_total) if module is not None and module.params_total else "",
         mean=fmt.number(stats.get("mean"), 2),
         std=fmt.number(stats.get("std"), 2),
@@ -89,17 +91,16 @@ def line(
     index: int,
     row: DiffRow,
     modules: tuple[Mapping[str, ModuleRecord], Mapping[str, ModuleRecord]],
-    param_paths: frozenset[str],
     names: tuple[Mapping[int, str], Mapping[int, str]],
 ) -> DiffLine:
     """Turn one aligned row into display cells and the set of changed fields."""
     changed: set[str] = set()
     fields = set(row.changed_fields)
-    if fields & {"shape", "slot"}:
+    if "shape" in fields:
         changed.add("flow")
     if fields & {"dtype", "device"}:
         changed.add("dtype")
-    if row.call.kind == "module" and row.call.module in param_paths:
+    if "params" in fields:  # the module's own parameter count (a parent's total follows)
         changed.add("params")
     drifted = {d.stat for d in row.drift if d.role == "output" and d.stat in ("mean", "std")}
     left = side(row.left, modules[0], names[0]) if row.left is not None else None
@@ -115,8 +116,7 @@ def lines(
 ) -> list[DiffLine]:
     """Every aligned row of a diff, in order."""
     maps = ({m.path: m for m in modules_a}, {m.path: m for m in modules_b})
-    param_paths = frozenset(p.module for p in diff.params)
-    return [line(i, row, maps, param_paths, names) for i, row in enumerate(diff.rows)]
+    return [line(i, row, maps, names) for i, row in enumerate(diff.rows)]
 
 
 def config_summary(diff: FlowDiff) -> str:
@@ -127,22 +127,31 @@ def config_summary(diff: FlowDiff) -> str:
     for change in diff.config:
         left = fmt.config_value(change.left) if change.present_left else "(absent)"
         right = fmt.config_value(change.right) if change.present_right else "(absent)"
-        parts.append(f"{change.key} {left} → {right}")
+        key, left, right = (literal(text, CELL_LIMIT) for text in (change.key, left, right))
+        parts.append(f"{key} {left} → {right}")
     return "config: " + ", ".join(parts)
 
 
 def counts_summary(diff: FlowDiff) -> str:
-    """``4 same · 3 shape · 0 dtype · 0 device · 0 added · 0 removed · 2 drift``."""
-    keys = ("same", "shape", "dtype", "device", "added", "removed", "drift")
-    return " · ".join(f"{diff.counts.get(k, 0)} {k}" for k in keys)
+    """``4 same · 3 shape · 0 dtype · 0 device · 0 params · 0 added · 0 removed · 2 drift``,
+    then the roles one side never recorded (not compared)."""
+    keys = ("same", "shape", "dtype", "device", "params", "added", "removed", "drift")
+    text = " · ".join(f"{diff.counts.get(k, 0)} {k}" for k in keys)
+    for side, roles in diff.unrecorded.items():
+        if roles:
+            text += f" · not recorded in {side.upper()}: {', '.join(roles)}"
+    return text
 
 
 def params_summary(diff: FlowDiff) -> str:
-    """``params: <root> 1.14M → 308k, lstm 1.11M → 295k, fc 513 → 257``."""
-    if not diff.params:
+    """``params: lstm 1.11M → 295k, fc 513 → 257``: modules whose own parameter count changed
+    (a parent's total follows from its children's)."""
+    own = [p for p in diff.params if p.left_own != p.right_own]
+    if not own:
         return "params: identical"
     parts = [
-        f"{p.module or '<root>'} {fmt.count(p.left_total)} → {fmt.count(p.right_total)}"
-        for p in diff.params
+        f"{literal(p.module or '<root>', CELL_LIMIT)} {fmt.count(p.left_own)} → "
+        f"{fmt.count(p.right_own)}"
+        for p in own
     ]
     return "params: " + ", ".join(parts)

@@ -135,18 +135,18 @@ def rows(
 def _row(call: CallRecord, previous: CallRecord | None, names: Mapping[int, str] | None) -> FlowRow:
     first = primary(call.outputs)
     rest = [t for t in call.outputs if t is not first]
-    extra = [f"{t.slot} {t.shape_text(names)}" for t in rest]
+    extra = [fmt.cell(f"{t.slot} {t.shape_text(names)}") for t in rest]
     if len(extra) > MAX_EXTRA_LINES:
         extra[MAX_EXTRA_LINES - 1 :] = [f"+{len(extra) - MAX_EXTRA_LINES + 1} more outputs"]
     return FlowRow(
         call=call,
-        label=label(call),
-        kind="op" if call.kind == "op" else call.type,
-        inputs=shapes([t for t in call.inputs if t.is_tensor], names),
-        output=fmt.shape(first.shape, names) if first is not None else "",
+        label=fmt.cell(label(call)),
+        kind=fmt.cell("op" if call.kind == "op" else call.type),
+        inputs=fmt.cell(shapes([t for t in call.inputs if t.is_tensor], names)),
+        output=fmt.cell(fmt.shape(first.shape, names)) if first is not None else "",
         extra_outputs="\n".join(extra),
-        dtype=first.dtype if first is not None else "",
-        device=first.device if first is not None else "",
+        dtype=fmt.cell(first.dtype) if first is not None else "",
+        device=fmt.cell(first.device) if first is not None else "",
         stats=first.stats if first is not None else {},
         flags=flags(call, previous),
     )

@@ -6,10 +6,20 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 
-from tracer.records import format_shape
+from tracer.records import format_shape, literal
 
 _BARS = "▁▂▃▄▅▆▇█"
 MISSING = "-"
+#: Longer cells end in an ellipsis (a name written straight into a database can be any size).
+CELL_LIMIT = 120
+#: Longer titles (a run's name above its flow) end in an ellipsis.
+TITLE_LIMIT = 400
+
+
+def cell(value: object, limit: int = CELL_LIMIT) -> str:
+    """A user- or database-supplied string for a cell: control characters written out
+    (``\\x1b``), cut with an ellipsis beyond ``limit``; wrap it in a ``Text``, never markup."""
+    return literal(value, limit)
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -86,7 +96,7 @@ def config_value(value: object) -> str:
         return MISSING
     if isinstance(value, float):
         return number(value, 4)
-    return str(value)
+    return cell(value)
 
 
 def sparkline(values: Sequence[float | None], width: int) -> str:

@@ -72,7 +72,7 @@ def _config_sort_key(key: str) -> Callable[[RunInfo], Any]:
 
 def columns(config_keys: Sequence[str]) -> list[Column]:
     """The base columns followed by one column per varying config key."""
-    extra = [Column(f"config.{k}", k, _config_sort_key(k)) for k in config_keys]
+    extra = [Column(f"config.{k}", fmt.cell(k), _config_sort_key(k)) for k in config_keys]
     return [*BASE_COLUMNS, *extra]
 
 
@@ -90,9 +90,9 @@ def cells(run: RunInfo, config_keys: Sequence[str]) -> list[str]:
     """Plain-text cells of one run, in :func:`columns` order."""
     base = [
         str(run.id),
-        run.name,
-        run.pipeline or fmt.MISSING,
-        status_text(run),
+        fmt.cell(run.name),
+        fmt.cell(run.pipeline or fmt.MISSING),
+        fmt.cell(status_text(run)),
         str(run.steps),
         fmt.clock(run.started_at),
         fmt.duration(run.duration_s) if run.status != "running" else "…",

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Static
 
 from tracer.records import RunInfo, dimension_names
 from tracer.tui import diffview
+from tracer.tui import formatting as fmt
 from tracer.tui.data import Compared
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.diff_table import DiffTable
@@ -135,6 +136,6 @@ def run_label(run: RunInfo | None, step: int | None) -> Text:
     if run is None:
         return Text("?")
     text = Text(f"{run.id} ")
-    text.append(run.name, style="bold")
+    text.append(fmt.cell(run.name), style="bold")
     text.append(f" (step {step if step is not None else 'none'})", style="cyan")
     return text

@@ -57,9 +57,12 @@ class HelpScreen(ModalScreen[None]):
 
 
 def help_rows(screen: Screen[object]) -> list[tuple[str, str]]:
-    """(keys, what they do) for a screen, then the keys that work everywhere."""
-    own = [(display_key(b.key), b.description) for b in screen_bindings(screen)]
-    return own + list(GLOBAL_KEYS)
+    """(keys, what they do) for a screen, then the keys that work everywhere that the screen
+    does not bind itself (its own meaning of ``escape`` is the one that applies)."""
+    bindings = screen_bindings(screen)
+    own = [(display_key(b.key), b.description) for b in bindings]
+    taken = {display_key(k) for b in bindings for k in b.key.split(",")}
+    return own + [(key, what) for key, what in GLOBAL_KEYS if key not in taken]
 
 
 def screen_bindings(screen: Screen[object]) -> list[Binding]:

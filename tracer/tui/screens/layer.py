@@ -59,12 +59,13 @@ class LayerScreen(TracerScreen):
 
     def _title(self) -> Text:
         call, module = self.call, self.module
-        title = Text(f" {call.name if call.kind == 'module' else call.module or '<root>'}", "bold")
+        name = call.name if call.kind == "module" else call.module or "<root>"
+        title = Text(f" {fmt.cell(name)}", "bold")
         if call.kind == "op":
-            title.append(f" · op {call.op}")
-        title.append(f" · {call.type}")
+            title.append(f" · op {fmt.cell(call.op)}")
+        title.append(f" · {fmt.cell(call.type)}")
         if module is not None and module.extra_repr:
-            title.append(f"({module.extra_repr})")
+            title.append(f"({fmt.cell(module.extra_repr)})")
         if module is not None:
             title.append(
                 f" · params {module.params_total:,} ({module.trainable_total:,} trainable)"
@@ -115,12 +116,12 @@ class LayerScreen(TracerScreen):
         params = self.module.parameters if self.module is not None else ()
         for param in params:
             table.add_row(
-                Text(param.name),
+                Text(fmt.cell(param.name)),
                 Text(fmt.shape(param.shape)),
-                Text(param.dtype),
+                Text(fmt.cell(param.dtype)),
                 Text(f"{param.numel:,}", justify="right"),
                 Text("yes" if param.requires_grad else "no"),
-                Text(param.shared_with or ""),
+                Text(fmt.cell(param.shared_with or "")),
             )
         if not params:
             table.display = False
@@ -139,11 +140,11 @@ def tensor_cells(tensor: TensorRecord) -> list[Text]:
     """Shape, dtype, device and every statistic of one tensor slot (literal text)."""
     stats = tensor.stats
     cells = [
-        Text(tensor.role),
-        Text(tensor.slot),
-        Text(tensor.shape_text()),
-        Text(tensor.dtype),
-        Text(tensor.device),
+        Text(fmt.cell(tensor.role)),
+        Text(fmt.cell(tensor.slot)),
+        Text(fmt.cell(tensor.shape_text())),
+        Text(fmt.cell(tensor.dtype)),
+        Text(fmt.cell(tensor.device)),
         Text("yes" if tensor.requires_grad else ""),
     ]
     for name in STAT_COLUMNS:
@@ -152,5 +153,6 @@ def tensor_cells(tensor: TensorRecord) -> list[Text]:
         style = "bold red" if name in ("nan_count", "inf_count") and value else ""
         cells.append(Text(text, style=style, justify="right"))
     extra = {k: v for k, v in stats.items() if k not in BUILTIN_STATS}
-    cells.append(Text("  ".join(f"{k}={fmt.number(v)}" for k, v in sorted(extra.items()))))
+    other = "  ".join(f"{fmt.cell(k, 40)}={fmt.number(v)}" for k, v in sorted(extra.items()))
+    cells.append(Text(other))
     return cells

@@ -69,7 +69,8 @@ def curve_lines(curves: dict[str, list[tuple[int, float]]], width: int) -> list[
             "",
         ]
         for index, bars in enumerate(chart):
-            line = Text(f"{name if index == 0 else '':<12.12}", style="bold", no_wrap=True)
+            shown = fmt.cell(name, 12) if index == 0 else ""
+            line = Text(f"{shown:<12.12}", style="bold", no_wrap=True)
             line.append(bars, style="cyan")
             line.append(f"  {notes[index] if index < len(notes) else ''}")
             lines.append(line)
@@ -110,17 +111,17 @@ class MetricsScreen(TracerScreen):
     def _loaded(self, result: tuple[RunInfo, list[MetricRecord]]) -> None:
         run, metrics = result
         title = Text(f" run {run.id} ", style="bold")
-        title.append(run.name, style="bold")
-        title.append(f" · metrics and provenance · {run.status}")
+        title.append(fmt.cell(run.name, fmt.TITLE_LIMIT), style="bold")
+        title.append(f" · metrics and provenance · {fmt.cell(run.status)}")
         self.query_one("#title", Static).update(title)
         prov = self.query_one("#provenance", DataTable)
         prov.add_columns("field", "value")
         for key, value in provenance(run):
-            prov.add_row(Text(key, style="bold"), Text(value))
+            prov.add_row(Text(key, style="bold"), Text(fmt.cell(value, fmt.TITLE_LIMIT)))
         config = self.query_one("#config", DataTable)
         config.add_columns(Text("key"), Text("value"))
         for key, value in run.config.items():
-            config.add_row(Text(str(key), style="bold"), Text(fmt.config_value(value)))
+            config.add_row(Text(fmt.cell(key), style="bold"), Text(fmt.config_value(value)))
         self.curves = curves(metrics)
         self._draw()
 

@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Static
 
 from tracer.records import CallRecord, ModuleRecord, RunInfo, dimension_names
 from tracer.tui import flow
+from tracer.tui import formatting as fmt
 from tracer.tui.flow import call_identity
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.flow_table import FlowTable
@@ -114,8 +115,8 @@ class RunScreen(TracerScreen):
         if run is None:
             return
         title = Text(f" run {run.id} ", style="bold")
-        title.append(run.name, style="bold")
-        title.append(f" · {run.pipeline or 'no pipeline'} · {run.status}")
+        title.append(fmt.cell(run.name, fmt.TITLE_LIMIT), style="bold")
+        title.append(f" · {fmt.cell(run.pipeline or 'no pipeline')} · {fmt.cell(run.status)}")
         if self.step is None:
             title.append(" · no traced steps yet", style="yellow")
         else:

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tracer.records import RunInfo
+from tracer.tui import formatting as fmt
 from tracer.tui import runlist
 from tracer.tui.dialogs.confirm import ConfirmDialog
 from tracer.tui.screens.base import TracerScreen
@@ -94,7 +95,7 @@ class RunsScreen(TracerScreen):
     def _title(self, shown: Sequence[RunInfo]) -> None:
         running = sum(run.status == "running" for run in self.all_runs)
         title = Text(" layer-tracer  ", style="bold")
-        title.append(self.data.location)
+        title.append(fmt.cell(self.data.location, fmt.TITLE_LIMIT))
         title.append(
             f"    {len(shown)} of {len(self.all_runs)} runs"
             if len(shown) != len(self.all_runs)
@@ -212,9 +213,9 @@ class RunsScreen(TracerScreen):
             if yes:
                 self.fetch(lambda: self.data.delete(run.id), lambda _: self._deleted(run))
 
-        question = f"Delete run {run.id} ({run.name}) and everything recorded for it?"
+        question = f"Delete run {run.id} ({fmt.cell(run.name)}) and everything recorded for it?"
         self.app.push_screen(ConfirmDialog(question), answered)
 
     def _deleted(self, run: RunInfo) -> None:
-        self.notify(f"deleted run {run.id} ({run.name})", markup=False)
+        self.notify(f"deleted run {run.id} ({fmt.cell(run.name)})", markup=False)
         self.poll()

@@ -94,9 +94,9 @@ class ModuleTree(Tree[str]):
 def node_label(module: ModuleRecord, root: bool = False) -> Text:
     """``lstm  LSTM  1.11M``: the last path part, the type, the parameter count (literal text)."""
     name = module.type if root else module.path.rsplit(".", 1)[-1]
-    label = Text(name)
+    label = Text(fmt.cell(name))
     if not root:
-        label.append(f"  {module.type}", style="dim")
+        label.append(f"  {fmt.cell(module.type)}", style="dim")
     if module.params_total:
         label.append(f"  {fmt.count(module.params_total)}", style="cyan")
     return label

@@ -24,7 +24,8 @@ class StatPlots(Static):
     def show_series(self, series: LayerSeries) -> None:
         """Draw the series (redrawn to the widget's width on resize)."""
         self.series = series
-        self.border_title = f"{series.role} {series.slot} across steps"
+        # a Text: a title string would be read as markup, and the slot is the model's own key
+        self.border_title = Text(f"{fmt.cell(series.role)} {fmt.cell(series.slot)} across steps")
         self._draw()
 
     def on_resize(self) -> None:
