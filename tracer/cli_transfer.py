@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from tracer.cli import cli, common, load_plugins, open_store, out, plugin_option
+from tracer.records import literal
 
 
 @cli.command()
@@ -37,7 +39,7 @@ def export(
     store = open_store(db)
     run = store.get_run(ref)
     exporters[fmt].export(store, run.id, output)
-    out.print(f"run {run.id} ({run.name}) written to {output} as {fmt}")
+    out.print(Text(f"run {run.id} ({literal(run.name)}) written to {literal(output)} as {fmt}"))
 
 
 @cli.command("import")
@@ -46,7 +48,7 @@ def export(
 def import_(path: Path, db: str | None) -> None:
     """Add a run exported with `tracer export --format json` to the database."""
     run = open_store(db, create=True).import_run(path)
-    out.print(f"imported as run {run.id} ({run.name})")
+    out.print(Text(f"imported as run {run.id} ({literal(run.name)})"))
 
 
 @cli.command()
@@ -57,9 +59,9 @@ def rm(refs: tuple[str, ...], yes: bool, db: str | None) -> None:
     """Delete runs and everything recorded for them."""
     store = open_store(db)
     targets = [store.get_run(ref) for ref in refs]
-    listed = ", ".join(f"{r.id} ({r.name})" for r in targets)
+    listed = ", ".join(f"{r.id} ({literal(r.name)})" for r in targets)
     if not yes:
         click.confirm(f"delete run {listed}?", abort=True)
     for target in targets:
         store.delete_run(target.id)
-    out.print(f"deleted run {listed}")
+    out.print(Text(f"deleted run {listed}"))
