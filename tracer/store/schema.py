@@ -9,6 +9,7 @@ with one range scan each. Floating-point columns may hold NULL for a non-finite 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Float,
     ForeignKeyConstraint,
     Index,
@@ -53,6 +54,9 @@ COMMAND_CHARS = 100_000
 _CONFIG_CAPS = {"max_chars": 1_000_000, "key_chars": 200, "item_chars": 100_000}
 _TAG_CAPS = {"max_chars": 100_000, "key_chars": 200, "item_chars": 4_096}
 _PATH_CAP = {"max_chars": 10_000}
+
+# Parameter counts past 2**31 (PostgreSQL BIGINT; SQLite's INTEGER already holds 64 bits).
+_COUNT = BigInteger().with_variant(Integer(), "sqlite")
 
 # SQLite-only: tables clustered on their primary key, which is also how they are read.
 _CLUSTERED = {"sqlite_with_rowid": False}
@@ -113,10 +117,10 @@ class ModuleRow(Base):
     type: Mapped[str] = mapped_column(String(200))
     parent: Mapped[str | None] = mapped_column(Text, info=_PATH_CAP)
     depth: Mapped[int] = mapped_column(Integer)
-    params_own: Mapped[int] = mapped_column(Integer)
-    params_total: Mapped[int] = mapped_column(Integer)
-    trainable_own: Mapped[int] = mapped_column(Integer)
-    trainable_total: Mapped[int] = mapped_column(Integer)
+    params_own: Mapped[int] = mapped_column(_COUNT)
+    params_total: Mapped[int] = mapped_column(_COUNT)
+    trainable_own: Mapped[int] = mapped_column(_COUNT)
+    trainable_total: Mapped[int] = mapped_column(_COUNT)
     extra_repr: Mapped[str] = mapped_column(Text, info={"max_chars": 100_000})
     parameters: Mapped[str] = mapped_column(Text)  # JSON list of ParamRecord fields
 
