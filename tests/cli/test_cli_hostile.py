@@ -380,3 +380,20 @@ def test_cli_sigterm_stops_a_run_like_ctrl_c(tmp_path: Path) -> None:
         store.close()
     assert run.status == "interrupted"
     assert run.steps >= 3
+
+
+def test_cli_diff_exit_code_ignores_gradients_one_run_never_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "grads.db"
+    record(db, "with grads", grads=True)
+    record(db, "without")
+    result = tracer("diff", "1", "2", "--db", db, "--exit-code", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "0 changed, 0 added, 0 removed, 3 same" in result.stdout
+    assert "not recorded in B: grad, param_grad (not compared)" in result.stdout
+    assert "param_grad weight" not in result.stdout
+    doc = json.loads(tracer("diff", "1", "2", "--db", db, "--format", "json", cwd=tmp_path).stdout)
+    assert doc["unrecorded"] == {"a": [], "b": ["grad", "param_grad"]}
+    assert doc["structural"] is False
+    bigger = record(db, "bigger", hidden=32)
+    changed = tracer("diff", "2", bigger, "--db", db, "--exit-code", cwd=tmp_path)
+    assert changed.returncode == 1  # a real shape change still fails the contract
