@@ -94,6 +94,7 @@ def run(
     plugins = load_plugins(plugin_files)
     pipeline = plugins.pipeline(pipeline_name)
     config = build_config(pipeline.config_cls, assignments, config_file, section=pipeline.name)
+    plugins.collect_all()  # a clash is refused before the database is touched
     # under torchrun: one process group for the whole command; rank 0 creates the schema first
     with distributed.session(resolve_device(device)) as job:
         store = distributed.main_first(lambda: open_store(db, create=True))

@@ -260,6 +260,15 @@ class PluginManager:
         """Every registered exporter by name."""
         return self._collect("register_exporters", _check_exporter)
 
+    def collect_all(self) -> None:
+        """Collect every contribution now: a clash or a bad one fails before anything starts."""
+        for hook, check in (
+            ("register_pipelines", _check_pipeline),
+            ("register_tensor_stats", _check_stat),
+            ("register_exporters", _check_exporter),
+        ):
+            self._collect(hook, check)
+
     def pipeline(self, name: str) -> Pipeline:
         """The pipeline called ``name``; the error lists the available ones, with a hint."""
         pipelines = self.pipelines

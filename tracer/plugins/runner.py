@@ -154,6 +154,7 @@ def run_pipeline(
         )
     check_config(config)
     config, seed = with_seed(config, seed)
+    plugins.collect_all()  # clashing contributions are refused before the run exists
     extra = {stat_name: stat.fn for stat_name, stat in plugins.tensor_stats.items()}
     # under torchrun: process group up, SIGTERM handled, clean teardown when the run is over
     with distributed.session(resolve_device(device)) as job:
