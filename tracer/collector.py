@@ -35,7 +35,6 @@ from tracer.stats import (
     CHUNK_NUMEL,
     KERNEL_DTYPES,
     SMALL_NUMEL,
-    VECTOR_SIZE,
     ExtraStats,
     StatFn,
     compiled_kernel,
@@ -370,8 +369,8 @@ class StatsCollector:
         for items in by_device.values():
             values = torch.cat([vector for *_, vector in items]).tolist()
             offset = 0
-            for index, kind, n, _ in items:
-                size = VECTOR_SIZE[kind]
+            for index, kind, n, vector in items:
+                size = vector.numel()
                 self._done[index] = stats_from_vector(kind, n, values[offset : offset + size])
                 offset += size
 

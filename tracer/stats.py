@@ -43,8 +43,8 @@ CHUNK = 1 << 18
 #: A CPU tensor of more elements than this that cannot be read where it lies (float16 and
 #: bfloat16, integers, strided or expanded views) is reduced ``BIG_CHUNK`` elements at a time.
 BIG_NUMEL = 1 << 20
-#: Elements converted or copied at a time on that path: at most 8 MB of float64 extra memory.
-BIG_CHUNK = 1 << 20
+#: Elements converted or copied at a time on that path (2 MB as float64: extra memory stays small).
+BIG_CHUNK = 1 << 18
 
 #: Why the compiled kernel is missing ("" when it loaded), for the run's notes.
 KERNEL_MISSING = ""
@@ -349,11 +349,16 @@ def _float_part(chunk: torch.Tensor, kernel: Callable[..., tuple[float, ...]] | 
         chunk = chunk.to(torch.float32 if chunk.element_size() < 4 else torch.float64)
     if chunk.is_neg():
         chunk = chunk.resolve_neg()
-    if kernel is None:
-        return torch_vector(chunk)
     if not chunk.is_contiguous():
         chunk = chunk.contiguous()
-    return kernel(chunk.data_ptr(), chunk.numel(), chunk.element_size())
+    if kernel is not None:
+        return kernel(chunk.data_ptr(), chunk.numel(), chunk.element_size())
+    n = chunk.numel()
+    total, l2, l1, lo, hi, nonzero = chunked_sums(chunk)
+    if needs_careful(n, total, l2, lo, hi):
+        return torch_vector(chunk)
+    spread = math.sqrt(max(l2 * l2 - total * total / n, 0.0))
+    return (n, n, 0, total, spread, l2, l1, nonzero, lo, hi)
 
 
 def big_vector(x: torch.Tensor) -> tuple[float, ...]:
@@ -373,6 +378,8 @@ def big_vector(x: torch.Tensor) -> tuple[float, ...]:
 def big_stats(x: torch.Tensor, note: Note = _ignore) -> dict[str, float]:
     """Statistics of a big CPU tensor without copying it (see :data:`BIG_NUMEL`)."""
     n = x.numel()
+    if x.dtype in (torch.float32, torch.float64) and dense_order(x).is_contiguous():
+        return _float_dict(n, *big_vector(x)[1:])  # read where it lies, a chunk at a time
     note(
         "stats-big",
         f"tensors of more than {BIG_NUMEL:,} elements that cannot be read where they lie "
@@ -533,6 +540,26 @@ def device_vector(x: torch.Tensor) -> tuple[str, torch.Tensor]:
     pass could tell that they were needed. Returns the kind (``float``, ``int``, ``bool``) that
     :func:`stats_from_vector` needs to read the vector back.
     """
+    if x.numel() > BIG_NUMEL:
+        return _device_parts(x)
+    return _device_part(x)
+
+
+def _device_parts(x: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """:func:`device_vector` of a big tensor: one vector per chunk of its base (see
+    :func:`expanded_base`), concatenated, the repeat factor first; the chunks' temporaries
+    are bounded by ``BIG_CHUNK`` elements, and :func:`stats_from_vector` merges them."""
+    base, factor = expanded_base(x)
+    kind = "bool"
+    parts = [torch.full((1,), float(factor), dtype=torch.float64, device=x.device)]
+    for chunk in chunks(memory_order(base)):
+        kind, vector = _device_part(chunk)
+        parts.append(vector)
+    return f"{kind}*", torch.cat(parts)
+
+
+def _device_part(x: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """The vector of :func:`device_vector` for one tensor (or one chunk of a big one)."""
     if x.dtype == torch.bool:
         return "bool", torch.count_nonzero(x).double().reshape(1)
     if not x.is_floating_point():
@@ -567,12 +594,33 @@ VECTOR_SIZE = {"bool": 1, "int": 4, "float": 9}
 
 def stats_from_vector(kind: str, n: int, v: list[float]) -> dict[str, float]:
     """Read back a vector made by :func:`device_vector` for a tensor of ``n`` elements."""
+    if kind.endswith("*"):
+        return _merge_device_parts(kind[:-1], n, v)
     if kind == "bool":
         return {"numel": n, "true_frac": v[0] / n}
     if kind == "int":
         total, lo, hi, nonzero = v
         return {"numel": n, "mean": total / n, "min": lo, "max": hi, "zero_frac": (n - nonzero) / n}
     return _float_dict(n, *v)
+
+
+def _merge_device_parts(kind: str, n: int, v: list[float]) -> dict[str, float]:
+    """The statistics of a big device tensor from its chunks' vectors (see _device_parts)."""
+    factor, size = int(v[0]), VECTOR_SIZE[kind]
+    parts = [v[at : at + size] for at in range(1, len(v), size)]
+    if kind == "bool":
+        return {"numel": n, "true_frac": sum(p[0] for p in parts) * factor / n}
+    if kind == "int":
+        total, nonzero = sum(p[0] for p in parts), sum(p[3] for p in parts)
+        return {
+            "numel": n,
+            "mean": total * factor / n,
+            "min": min(p[1] for p in parts),
+            "max": max(p[2] for p in parts),
+            "zero_frac": (n - nonzero * factor) / n,
+        }
+    merged = merge_vectors([(0.0, *p) for p in parts])
+    return _float_dict(n, *repeat_vector(merged, factor)[1:])
 
 
 def _float_dict(
