@@ -12,8 +12,8 @@ _BARS = "▁▂▃▄▅▆▇█"
 MISSING = "-"
 #: Longer cells end in an ellipsis (a name written straight into a database can be any size).
 CELL_LIMIT = 120
-#: Longer titles (a run's name above its flow) end in an ellipsis.
-TITLE_LIMIT = 400
+#: A longer name in a title line (a run's name above its flow) ends in an ellipsis.
+TITLE_LIMIT = 80
 
 
 def cell(value: object, limit: int = CELL_LIMIT) -> str:

@@ -110,14 +110,14 @@ class MetricsScreen(TracerScreen):
 
     def _loaded(self, result: tuple[RunInfo, list[MetricRecord]]) -> None:
         run, metrics = result
-        title = Text(f" run {run.id} ", style="bold")
+        title = Text(f" run {run.id} ", style="bold", no_wrap=True, overflow="ellipsis")
         title.append(fmt.cell(run.name, fmt.TITLE_LIMIT), style="bold")
         title.append(f" · metrics and provenance · {fmt.cell(run.status)}")
         self.query_one("#title", Static).update(title)
         prov = self.query_one("#provenance", DataTable)
         prov.add_columns("field", "value")
         for key, value in provenance(run):
-            prov.add_row(Text(key, style="bold"), Text(fmt.cell(value, fmt.TITLE_LIMIT)))
+            prov.add_row(Text(key, style="bold"), Text(fmt.cell(value, 1_000)))
         config = self.query_one("#config", DataTable)
         config.add_columns(Text("key"), Text("value"))
         for key, value in run.config.items():

@@ -114,7 +114,7 @@ class RunScreen(TracerScreen):
         run = self.run
         if run is None:
             return
-        title = Text(f" run {run.id} ", style="bold")
+        title = Text(f" run {run.id} ", style="bold", no_wrap=True, overflow="ellipsis")
         title.append(fmt.cell(run.name, fmt.TITLE_LIMIT), style="bold")
         title.append(f" · {fmt.cell(run.pipeline or 'no pipeline')} · {fmt.cell(run.status)}")
         if self.step is None:
