@@ -275,3 +275,12 @@ def test_cli_run_errors_pipelines_json_lists_each_range(tmp_path: Path) -> None:
     keys = {c["key"]: c for c in sentiment["config"]}
     assert (keys["hidden_dim"]["min"], keys["hidden_dim"]["max"]) == (1, 8192)
     assert keys["data_dir"]["min"] is None
+
+
+def test_cli_run_errors_undeclared_int_keeps_to_64_bits(tmp_path: Path) -> None:
+    done = tracer("run", "tiny", "--plugin", TINY, "--set", f"steps={2**63}", cwd=tmp_path)
+    assert assert_clean_failure(done) == (
+        f"Error: steps={2**63} is out of range (allowed: -9223372036854775808 to "
+        "9223372036854775807 (a 64-bit integer))"
+    )
+    assert not (tmp_path / "tracer.db").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,31 @@ def test_hostile_unknown_pipeline_hints(
     with pytest.raises(PluginError) as error:
         manager.pipeline("nothing_like_it")
     assert str(error.value) == "unknown pipeline 'nothing_like_it'; available: sentiment, tiny"
+
+
+def test_hostile_trace_that_cannot_open_marks_the_created_run_failed(store: Store) -> None:
+    import torch
+    from torch import nn
+
+    import tracer
+    from tracer.plugins.pipeline import Pipeline
+
+    @dataclass
+    class Config:
+        n: int = field(default=1, metadata={"help": "n"})
+
+    shared = nn.Linear(2, 1)
+    pipeline = Pipeline(
+        "shared",
+        "a model already traced",
+        Config,
+        lambda c: torch.ones(1, 2),
+        lambda c: shared,
+        lambda m, d, c, ctx: {},
+        plugin="test",
+    )
+    manager = PluginManager.load(entry_points=False)
+    with tracer.trace(shared), pytest.raises(RunFailed, match="already traced"):
+        run_pipeline(pipeline, Config(), store=store, plugins=manager, device="cpu")
+    [run] = store.list_runs()
+    assert run.status == "failed" and "already traced" in (run.error or "")  # not left running

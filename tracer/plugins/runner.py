@@ -52,12 +52,17 @@ class RunFailed(Exception):
         who: str = "",
         hook_errors: Sequence[str] = (),
     ) -> None:
-        text = f"run {run.id} ({run.name}) failed: {who + ': ' if who else ''}{describe(error)}"
+        text = f"run {run.id} ({run.name}) failed: {failure_text(who, error)}"
         super().__init__("; ".join([text, *(f"also {e}" for e in hook_errors)]))
         self.run = run
         self.error = error
         self.who = who
         self.hook_errors = list(hook_errors)
+
+
+def failure_text(who: str, error: BaseException) -> str:
+    """One line for a run's error: who failed (when known), the error's type and message."""
+    return f"{who}: {describe(error)}" if who else describe(error)
 
 
 @dataclass
@@ -209,8 +214,12 @@ def _who(pipeline: Pipeline, stage: str) -> str:
 
 def _blame(exc: BaseException, pipeline: Pipeline, stage: str) -> tuple[str, BaseException]:
     """Who raised ``exc`` (a plugin hook inside the stage, else the stage) and the original."""
+    from tracer.store import StoreError
+
     if isinstance(exc, PluginFailed):
         return exc.who, exc.error
+    if isinstance(exc, StoreError):  # the database failed (a full disk), not the pipeline
+        return "", exc
     return _who(pipeline, stage), exc
 
 
@@ -334,7 +343,7 @@ def _train(
             except BaseException as exc:  # SystemExit too: the run fails, the command says why
                 who, error = _blame(exc, pipeline, stage)
                 # the run's recorded error: one line naming who failed, no C++ backtrace
-                t.close("failed", f"{who}: {describe(error)}", quiet=True)
+                t.close("failed", failure_text(who, error), quiet=True)
                 raise
             if ctx.should_stop:
                 status = "interrupted"
@@ -343,17 +352,22 @@ def _train(
         status = "interrupted"
     except BaseException as exc:
         original = exc.error if isinstance(exc, PluginFailed) and who else exc
-        _finish_failed(store, run, who, original)
-        failed = store.get_run(run.id)
+        failed = _finish_failed(store, run, who, original)
         notes = plugins.on_run_error(failed, original, warn=False)
         raise RunFailed(failed, original, who, notes) from original
     return status
 
 
-def _finish_failed(store: Store, run: RunInfo, who: str, error: BaseException) -> None:
-    """Mark the run failed when the trace never opened (it marks its own run otherwise)."""
-    if store.get_run(run.id).status == "running":
-        store.finish_run(run.id, "failed", f"{who + ': ' if who else ''}{describe(error)}")
+def _finish_failed(store: Store, run: RunInfo, who: str, error: BaseException) -> RunInfo:
+    """The failed run, marked failed here when the trace never opened (it marks its own)."""
+    from tracer.store import StoreError
+
+    try:
+        if store.get_run(run.id).status == "running":
+            store.finish_run(run.id, "failed", failure_text(who, error))
+        return store.get_run(run.id)
+    except StoreError:  # the database itself failed (a full disk): report the run as it was
+        return run
 
 
 def run(
