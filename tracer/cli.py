@@ -179,16 +179,27 @@ def common(func: F) -> F:
 
 
 def open_store(db: str | None, *, create: bool = False) -> Any:
-    """Open the store; reading commands refuse a database file that does not exist."""
+    """Open the store; reading commands refuse a database file that does not exist.
+
+    A database on read-only storage opens read-only: reading commands work, and the commands
+    that record runs (``create``) say so before doing any work.
+    """
     from tracer.store import open_store as _open
     from tracer.store.engine import location
+    from tracer.store.errors import ReadOnlyError
 
     raw = location(db)
     if not create and "://" not in raw and not Path(raw).exists():
         raise click.ClickException(
             f"no database at {raw} (record a run first: tracer run sentiment)"
         )
-    return _open(db)
+    store = _open(db)
+    if create and store.read_only is not None:
+        store.close()
+        raise ReadOnlyError(
+            f"{store.where} is read-only ({store.read_only}): runs cannot be recorded there"
+        )
+    return store
 
 
 def load_plugins(plugin_files: Sequence[Path] = ()) -> Any:
@@ -260,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 # The commands live in their own modules and attach themselves to ``cli`` when imported.
-from tracer import cli_run, cli_runs, cli_transfer  # noqa: E402, F401
+from tracer import cli_db, cli_run, cli_runs, cli_transfer  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])

@@ -23,8 +23,9 @@ from tracer.store.watchdog import Watchdog
 
 DEFAULT_PATH = "./tracer.db"
 BUSY_TIMEOUT_MS = 30_000
-#: PostgreSQL: seconds to wait for a connection or a statement before giving up.
-DEFAULT_TIMEOUT_S = 30.0
+#: Seconds to wait for the database (a SQLite file locked by another process, a PostgreSQL
+#: connection or statement) before giving up with a clear error.
+DEFAULT_TIMEOUT_S = BUSY_TIMEOUT_MS / 1000
 #: The environment variable, and the URL query parameter, that set that timeout.
 TIMEOUT_ENV = "TRACER_DB_TIMEOUT"
 TIMEOUT_PARAM = "tracer_timeout"
@@ -81,7 +82,8 @@ def make_engine(url: URL, *, read_only: str | None = None) -> Engine:
             return create_engine(url, pool_pre_ping=True)
         except (ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot open {url.render_as_string()}: {exc}") from None
-    args: dict[str, Any] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+    wait_s = wait_timeout()
+    args: dict[str, Any] = {"check_same_thread": False, "timeout": wait_s}
     path = sqlite_file(url)
     if path is None:
         # one shared connection, or every checkout would see its own empty in-memory database
@@ -99,7 +101,9 @@ def make_engine(url: URL, *, read_only: str | None = None) -> Engine:
         # pooled: a fresh connection per step would redo the pragmas and, on closing the last
         # one, checkpoint the WAL (an fsync) every time
         engine = create_engine(url, connect_args=args, pool_size=2, max_overflow=8)
-    _configure_sqlite(engine, wal=path is not None and read_only is None, read_only=read_only)
+    _configure_sqlite(
+        engine, wal=path is not None and read_only is None, read_only=read_only, wait_s=wait_s
+    )
     return engine
 
 
@@ -117,7 +121,7 @@ def read_only_mode(path: Path) -> str:
     holds writes that immutable mode would not see.
     """
     try:
-        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=wait_timeout())
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
@@ -135,24 +139,32 @@ def read_only_mode(path: Path) -> str:
     return "immutable"
 
 
+def wait_timeout() -> float:
+    """Seconds to wait for the database: ``$TRACER_DB_TIMEOUT``, else 30."""
+    return _seconds(os.environ.get(TIMEOUT_ENV), TIMEOUT_ENV)
+
+
 def server_timeout(url: URL) -> tuple[URL, float]:
     """The URL without ``tracer_timeout``, and the timeout it or ``$TRACER_DB_TIMEOUT`` sets."""
     raw = url.query.get(TIMEOUT_PARAM)
     if isinstance(raw, tuple):
         raw = raw[-1]
-    source = f"{TIMEOUT_PARAM} in the URL"
-    if raw is None:
-        raw, source = os.environ.get(TIMEOUT_ENV), TIMEOUT_ENV
     url = url.difference_update_query([TIMEOUT_PARAM])
-    if raw in (None, ""):
-        return url, DEFAULT_TIMEOUT_S
+    if raw is None:
+        return url, wait_timeout()
+    return url, _seconds(raw, f"{TIMEOUT_PARAM} in the URL")
+
+
+def _seconds(raw: str | None, source: str) -> float:
+    if not raw:
+        return DEFAULT_TIMEOUT_S
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise StoreError(f"{source} must be a number of seconds above 0, got {raw!r}")
-    return url, value
+    return value
 
 
 def _postgres_args(url: URL, timeout_s: float) -> dict[str, Any]:
@@ -253,14 +265,14 @@ def timeout_message(where: str, timeout_s: float) -> str:
     )
 
 
-def _switch_to_wal(cursor: Any) -> None:
+def _switch_to_wal(cursor: Any, wait_s: float) -> None:
     """``PRAGMA journal_mode=WAL``, retried while another process holds the file.
 
     Leaving the rollback journal needs an exclusive lock, and SQLite reports a busy file at once
     there, without the busy timeout (it is a lock upgrade): a second process opening a fresh
     database while the first one reads it (ranks of a job starting together) would fail.
     """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -271,7 +283,9 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
-def _configure_sqlite(engine: Engine, *, wal: bool, read_only: str | None = None) -> None:
+def _configure_sqlite(
+    engine: Engine, *, wal: bool, read_only: str | None = None, wait_s: float
+) -> None:
     """Install SQLAlchemy's documented recipe for taking over pysqlite's transaction control."""
 
     @event.listens_for(engine, "connect")
@@ -280,11 +294,11 @@ def _configure_sqlite(engine: Engine, *, wal: bool, read_only: str | None = None
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
         if read_only is not None:
             cursor.execute("PRAGMA query_only=1")
         if wal:
-            _switch_to_wal(cursor)
+            _switch_to_wal(cursor, wait_s)
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

@@ -17,11 +17,13 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tracer.records import CallRecord, MetricRecord, ModuleRecord, RunInfo, RunStatus
 from tracer.store import provenance, queries
 from tracer.store.engine import (
+    TIMEOUT_ENV,
     WRITE_OPTION,
     make_engine,
     resolve_url,
     sqlite_file,
     timeout_message,
+    wait_timeout,
     watchdog_of,
 )
 from tracer.store.errors import (
@@ -97,6 +99,11 @@ def open_store(
 def _reason(exc: SQLAlchemyError) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         if isinstance(exc.orig, sqlite3.Error):
+            if sqlite_code(exc.orig) == "SQLITE_BUSY":
+                return (
+                    f"the database is locked by another process (waited {wait_timeout():g} s; "
+                    f"{TIMEOUT_ENV} sets how long)"
+                )
             return sqlite_meaning(exc.orig)
         return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc.orig)
     return str(exc).splitlines()[0]
