@@ -13,7 +13,7 @@ from rich.text import Text
 from torch import nn
 
 from tracer.api import trace
-from tracer.records import CallRecord, ModuleRecord, TensorRecord
+from tracer.records import CallRecord, ModuleRecord, TensorRecord, literal
 
 
 class Summary:
@@ -51,8 +51,8 @@ class Summary:
             _layer_label(call),
             _shapes(call.inputs, outputs[0].dtype if outputs else ""),
             _shapes(call.outputs),
-            "\n".join(r.dtype or r.type_name for r in outputs),
-            "\n".join(r.device for r in outputs),
+            Text("\n".join(literal(r.dtype or r.type_name, _CELL) for r in outputs)),
+            Text("\n".join(literal(r.device, _CELL) for r in outputs)),
             params,
             *(_stat_lines(outputs, key) for key in ("mean", "std", "min", "max")),
         ]
@@ -64,11 +64,13 @@ class Summary:
             f"Total params: {self.total_params:,}   Trainable params: {self.trainable_params:,}   "
             f"Calls: {len(self.calls) - ops} module, {ops} op"
         ]
-        lines += [f"Note: {note}" for note in self.notes if not note.startswith("op layer on")]
+        lines += [
+            f"Note: {literal(note)}" for note in self.notes if not note.startswith("op layer on")
+        ]
         return "\n".join(lines)
 
     def __rich__(self) -> Group:
-        return Group(self.table(), Text(self.footer()))
+        return Group(self.table(), Text(self.footer()))  # Text: names are never read as markup
 
     def __str__(self) -> str:
         buffer = io.StringIO()
@@ -80,6 +82,7 @@ class Summary:
 
 
 _WIDTH = 200
+_CELL = 120  # longer names and type names end in an ellipsis
 _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("Layer", "left"),
     ("Input", "left"),
@@ -97,21 +100,23 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
 def _layer_label(call: CallRecord) -> Text:
     indent = "  " * call.depth
     if call.kind == "op":
-        return Text(f"{indent}{call.op}", style="italic cyan")
-    leaf = call.module.rsplit(".", 1)[-1] if call.module else call.type
+        return Text(f"{indent}{literal(call.op, _CELL)}", style="italic cyan")
+    leaf = literal(call.module.rsplit(".", 1)[-1] if call.module else call.type, _CELL)
     suffix = f" #{call.call_index}" if call.call_index else ""
-    return Text(f"{indent}{leaf} ({call.type}){suffix}" if call.module else f"{indent}{leaf}")
+    kind = literal(call.type, _CELL)
+    return Text(f"{indent}{leaf} ({kind}){suffix}" if call.module else f"{indent}{leaf}")
 
 
-def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> str:
+def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> Text:
     """One line per record; an input whose dtype differs from the output's shows it."""
     lines = []
     for r in records:
-        label = r.shape_text()
+        label = literal(r.shape_text(), _CELL)
         if usual_dtype is not None and r.is_tensor and r.dtype != usual_dtype:
-            label = f"{label} {r.dtype}"
-        lines.append(label if r.slot == "0" and len(records) == 1 else f"{r.slot}: {label}")
-    return "\n".join(lines)
+            label = f"{label} {literal(r.dtype, _CELL)}"
+        slot = literal(r.slot, _CELL)
+        lines.append(label if r.slot == "0" and len(records) == 1 else f"{slot}: {label}")
+    return Text("\n".join(lines))
 
 
 def _stat_lines(records: Sequence[TensorRecord], key: str) -> str:

@@ -397,3 +397,26 @@ def test_cli_diff_exit_code_ignores_gradients_one_run_never_recorded(tmp_path: P
     bigger = record(db, "bigger", hidden=32)
     changed = tracer("diff", "2", bigger, "--db", db, "--exit-code", cwd=tmp_path)
     assert changed.returncode == 1  # a real shape change still fails the contract
+
+
+def test_summary_prints_module_names_and_slots_literally(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+    from torch import nn
+
+    import tracer
+
+    class Split(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {HOSTILE: x, "plain": x * 2}
+
+    model = nn.Sequential()
+    model.add_module(HOSTILE.replace(".", ""), nn.Linear(3, 2))
+    model.add_module("split", Split())
+    result = tracer.summary(model, torch.zeros(1, 3))
+    printed = capsys.readouterr().out
+    for text in (str(result), printed):
+        assert literal(HOSTILE) in text  # the module's name and the output slot
+        for raw in RAW:
+            assert raw not in text
