@@ -247,3 +247,21 @@ def test_config_range_run_pipeline_refuses_an_out_of_range_config(tmp_path: Path
         with pytest.raises(ValueError, match="config must be a SentimentConfig, got dict"):
             run_pipeline(pipeline, {"epochs": 1}, store=store, plugins=manager)
         assert store.list_runs() == []
+
+
+@given(st.sampled_from(["width", "count", "cap", "rate", "scale", "wild"]), st.text())
+def test_config_range_any_text_parses_in_range_or_is_one_config_error(key: str, text: str) -> None:
+    fields = {f.name: f for f in config_fields(Ranged)}
+    try:
+        value = parse_assignments(Ranged, [f"{key}={text}"])[key]
+    except ConfigError as exc:
+        assert key in str(exc)
+    else:
+        field_ = fields[key]
+        if value is not None and field_.min is not None and value == value:
+            assert field_.min <= value <= (field_.max if field_.max is not None else value)
+
+
+def test_config_range_assignment_that_is_not_text_is_refused() -> None:
+    with pytest.raises(ConfigError, match="expected key=value, got 3"):
+        parse_assignments(Ranged, [3])  # type: ignore[list-item]

@@ -217,6 +217,12 @@ def test_hostile_one_line_drops_the_cpp_backtrace() -> None:
     assert describe(SystemExit(0)) == "called sys.exit(0)"
     assert describe(RuntimeError("a\n  b")) == "RuntimeError: a b"
 
+    class Hostile(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert describe(Hostile()) == "Hostile: (the error's message could not be read)"
+
 
 @pytest.mark.parametrize(
     ("source", "said"),

@@ -232,6 +232,8 @@ def parse_assignments(cls: type, assignments: Iterable[str]) -> dict[str, Any]:
     fields = {f.name: f for f in config_fields(cls)}
     values: dict[str, Any] = {}
     for item in assignments:
+        if not isinstance(item, str):
+            raise ConfigError(f"expected key=value, got {item!r}")
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"expected key=value, got {item!r}")

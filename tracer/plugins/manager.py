@@ -92,7 +92,10 @@ def load_plugin_file(path: Path) -> ModuleType:
 
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line, without the C++ backtrace torch appends."""
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception:  # a hostile __str__ must not hide the error it describes
+        text = "(the error's message could not be read)"
     for marker in ("\nException raised from ", "\nframe #"):
         text = text.split(marker, 1)[0]
     if text.startswith("frame #"):
