@@ -30,6 +30,8 @@ INTERRUPTED = 130
 TERMINATED = 143
 #: Exit status when the reader of stdout went away (128 + SIGPIPE), as ``yes | head`` gets.
 BROKEN_PIPE = 141
+#: An error line longer than this (a huge name in a message) ends in an ellipsis.
+ERROR_LIMIT = 500
 
 
 class _Console(Console):
@@ -92,7 +94,7 @@ class TracerGroup(click.Group):
 
 def _literal_error(exc: click.ClickException) -> click.ClickException:
     """The same error with control characters in its message written out (``\\x1b``)."""
-    exc.message = literal(exc.message)
+    exc.message = literal(exc.message, ERROR_LIMIT)
     return exc
 
 
@@ -122,13 +124,13 @@ def _message(exc: BaseException) -> str:
 
     user = (ConfigError, PluginError, PipelineError, StoreError)
     if isinstance(exc, RunFailed) and isinstance(exc.error, user):
-        return f"{literal(exc.error)} (run {exc.run.id} is marked failed)"
+        return f"{literal(exc.error, ERROR_LIMIT)} (run {exc.run.id} is marked failed)"
     if isinstance(exc, user):
-        return literal(exc)
+        return literal(exc, ERROR_LIMIT)
     if isinstance(exc, RunFailed):
-        text = f"{literal(exc)} (the steps recorded before the error are kept)"
+        text = f"{literal(exc, ERROR_LIMIT)} (the steps recorded before the error are kept)"
     else:
-        text = f"{type(exc).__name__}: {literal(exc)}"
+        text = f"{type(exc).__name__}: {literal(exc, ERROR_LIMIT)}"
     return text + "\n(run with --debug for the traceback)"
 
 

@@ -247,6 +247,14 @@ def test_cli_readers_stay_fast_with_a_100kb_name(tmp_path: Path, args: list[str]
     assert len(result.stdout) < 20_000
 
 
+def test_cli_error_naming_a_100kb_run_is_one_short_line(tmp_path: Path) -> None:
+    db, _ = long_name_db(tmp_path)
+    result = tracer("diff", "1", "2", "--step", "9", "--db", db, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and len(result.stderr) < 600
+    assert result.stderr.startswith("Error: run 1 (nnnn") and "…" in result.stderr
+
+
 def test_cli_json_keeps_a_100kb_name_whole(tmp_path: Path) -> None:
     db, name = long_name_db(tmp_path)
     result = tracer("show", "1", "--db", db, "--format", "json", cwd=tmp_path, timeout=60)
