@@ -59,6 +59,8 @@ _BATCHED_DTYPES = {
     torch.float64: torch.float64,
 }
 _STRIDED = torch.strided
+#: Tensor types whose memory is their values (others may be fakes or wrappers).
+_PLAIN = frozenset({torch.Tensor, torch.nn.Parameter, torch.nn.Buffer})
 _ITEMSIZE = {torch.float32: 4, torch.float64: 8}  # what the kernel reads as it is
 #: The row-buffer number of a tensor whose kernel vector is in ``StepStats._vectors``.
 _VECTOR = -2
@@ -140,7 +142,10 @@ class _Rows:
         if t.dtype is self.dtype and t.is_contiguous():
             # A plain memory copy skips copy_()'s dispatch (about 0.3 us of 1.6 per tensor).
             # Safe: a CPU tensor of our dtype and size, contiguous, into our own row.
-            ctypes.memmove(self.addresses[index], t.data_ptr(), self.nbytes)
+            source = t.data_ptr()
+            if not source:  # no memory behind it (the caller only sends plain tensors)
+                raise RuntimeError("the tensor has no memory to copy")
+            ctypes.memmove(self.addresses[index], source, self.nbytes)
         else:  # converts float16/bfloat16, follows strides; detached: no graph to the copy
             self.chunk[index].view(t.shape).copy_(t.detach())
         self.indices.append(tensor_index)
@@ -303,7 +308,10 @@ class StatsCollector:
             return self._guarded(t, None, 0)
         except Exception as exc:  # a tensor whose metadata cannot be read: the notes say why
             return self._failed(t, None, 0, exc)
-        owner, key = _identity(t)
+        try:
+            owner, key = _identity(t)
+        except Exception as exc:  # a subclass whose views cannot be inspected
+            return self._failed(t, None, 0, exc)
         index = self._seen.get(key)
         if index is not None:
             ref = self._owner[index]
@@ -388,6 +396,11 @@ class StatsCollector:
             found = direct(t)
             if found is not None:
                 return self._kernel_index(t, ref, version, found)
+        if type(t) not in _PLAIN and skip_reason(t) == "fake":  # its memory is no memory
+            note_skipped(self.note, "fake", t)
+            index = self._new_index(ref, version, -1, 0)
+            self._done[index] = {"numel": t.numel()}
+            return index
         if t.is_cpu and not self.defer_cpu:
             n = t.numel()
             if n > BIG_NUMEL or t._is_zerotensor():
@@ -406,15 +419,17 @@ class StatsCollector:
             if size is not None and n and t.is_contiguous():
                 try:
                     values = kernel(t.data_ptr(), n, size)
-                except (RuntimeError, NotImplementedError):  # a subclass without storage
-                    values = None
+                except (RuntimeError, NotImplementedError, ValueError):  # a subclass without
+                    values = None  # storage: torch's reductions (through its dispatch) below
             elif n and t.dtype in KERNEL_DTYPES:
                 values = kernel_vector(t)
             if values is not None:
                 return self._kernel_index(t, ref, version, values)
         if t.is_cpu and not self.defer_cpu:
             n = t.numel()
-            target = _BATCHED_DTYPES.get(t.dtype)  # quantized and complex dtypes are not listed
+            # Quantized and complex dtypes are not listed; a tensor subclass is reduced through
+            # torch (its dispatch decides), never copied from its memory.
+            target = _BATCHED_DTYPES.get(t.dtype) if type(t) in _PLAIN else None
             if (
                 target is not None
                 and 0 < n <= SMALL_NUMEL

@@ -54,6 +54,11 @@ except ImportError as exc:  # built without a C compiler: the torch reductions d
     _float_stats = None
     KERNEL_MISSING = f"{type(exc).__name__}: {exc}"
 
+#: Unsigned integer dtypes that torch reduces only after a conversion (to float64).
+WIDE_INTS = frozenset(
+    getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name)
+)
+
 #: Dtypes the compiled kernel reduces (float16/bfloat16 after a conversion to float32).
 KERNEL_DTYPES = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
 
@@ -119,7 +124,7 @@ def kernel_vector(x: torch.Tensor) -> tuple[float, ...] | None:
     try:
         # The kernel reads the memory behind data_ptr(); ``x`` keeps it alive for the call.
         return kernel(x.data_ptr(), x.numel(), x.element_size())  # type: ignore[no-any-return]
-    except (RuntimeError, NotImplementedError):
+    except (RuntimeError, NotImplementedError, ValueError):  # no memory behind the tensor
         return None
 
 
@@ -150,6 +155,8 @@ def _ignore(key: str, text: str) -> None:
 
 def skip_reason(t: torch.Tensor) -> str | None:
     """Why a non-empty tensor's values cannot be reduced (the notes' key), or None."""
+    if type(t).__name__ == "FakeTensor":  # torch._subclasses: shapes without values
+        return "fake"
     if t.layout != torch.strided:
         return f"layout {t.layout}"
     if t.is_meta:
@@ -168,8 +175,8 @@ def note_skipped(note: Note, reason: str, t: torch.Tensor) -> None:
     dtype = str(t.dtype).removeprefix("torch.")
     note(
         f"stats-skip:{reason}",
-        f"tensors without readable values ({reason}, e.g. a {dtype} {type(t).__name__}) "
-        "get only numel: their values are not reduced",
+        f"{reason} tensors (e.g. a {dtype} {type(t).__name__}) get only numel: the tracer "
+        "does not reduce their values",
     )
 
 
@@ -216,6 +223,8 @@ def _stats_by_kind(x: torch.Tensor, n: int, note: Note = _ignore) -> dict[str, f
     if x.dtype == torch.bool:
         return {"numel": n, "true_frac": int(torch.count_nonzero(x)) / n}
     if not x.is_floating_point():
+        if x.dtype in WIDE_INTS:
+            x = x.double()  # torch has few kernels for these (no aminmax, no sum)
         lo, hi = torch.aminmax(x)
         nonzero = int(torch.count_nonzero(x))
         total = float(x.sum(dtype=torch.float64))
@@ -395,6 +404,8 @@ def big_stats(x: torch.Tensor, note: Note = _ignore) -> dict[str, float]:
         return {"numel": n, "true_frac": true * factor / n}
     total, nonzero, lo, hi = 0.0, 0, math.inf, -math.inf
     for c in chunks(memory_order(base)):
+        if c.dtype in WIDE_INTS:
+            c = c.double()
         low, high = torch.aminmax(c)
         lo, hi = min(lo, float(low)), max(hi, float(high))
         total += float(c.sum(dtype=torch.float64))

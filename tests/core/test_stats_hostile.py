@@ -284,3 +284,90 @@ def test_trace_bad_argument_is_refused_before_a_run(
     assert words in str(caught.value)
     assert "\n" not in str(caught.value)
     assert open_store(db).list_runs() == []
+
+
+# -- tensors whose statistics are skipped: the notes say why, once per reason -------------------
+
+
+class NoDispatch(torch.Tensor):
+    """A wrapper subclass without memory whose every op fails."""
+
+    @staticmethod
+    def __new__(cls, inner: torch.Tensor) -> NoDispatch:
+        return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype)  # type: ignore[attr-defined,no-any-return]
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        raise NotImplementedError(f"NoDispatch does not support {func}")
+
+
+def fake(x: torch.Tensor) -> torch.Tensor:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode().from_tensor(x)
+
+
+SKIPPED: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str]] = {
+    "sparse": (lambda x: x.to_sparse(), "layout torch.sparse_coo tensors (e.g. a float32"),
+    "meta": (lambda x: x.to("meta"), "meta tensors (e.g. a float32 Tensor) get only numel"),
+    "quantized": (
+        lambda x: torch.quantize_per_tensor(x, 0.1, 0, torch.quint8),
+        "quantized tensors (e.g. a quint8 Tensor) get only numel",
+    ),
+    "complex": (lambda x: x.to(torch.complex64), "complex tensors (e.g. a complex64 Tensor)"),
+    "fake": (fake, "fake tensors (e.g. a float32 FakeTensor) get only numel"),
+    "subclass": (
+        NoDispatch,
+        "statistics of a float32 NoDispatch on cpu failed (NotImplementedError: NoDispatch "
+        "does not support aten.",
+    ),
+}
+
+
+class Make(nn.Module):
+    def __init__(self, make: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.make = make
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.make(x)
+
+
+@pytest.mark.parametrize("kind", sorted(SKIPPED))
+def test_stats_skipped_tensor_is_noted_once(kind: str, stats_path: str) -> None:
+    make, words = SKIPPED[kind]
+    model = Make(make)
+    with tracer.trace(model) as t:
+        for _ in range(2):
+            model(torch.randn(2, 3))
+            t.step()
+    outputs = [r for c in t.calls for r in c.outputs]
+    assert [dict(r.stats) for r in outputs] == [{"numel": 6}, {"numel": 6}]
+    assert all(set(BUILTIN_STATS) <= set(c.inputs[0].stats) for c in t.calls)
+    assert note_count(t.notes, words) == 1
+    assert t.internal_errors == 0
+
+
+def test_stats_skipped_under_vmap_is_noted_in_the_stored_run(tmp_path: Path) -> None:
+    model = nn.Linear(3, 3)
+    with tracer.trace(model, store=tmp_path / "t.db") as t:
+        for _ in range(2):
+            torch.vmap(model)(torch.randn(2, 3))
+            t.step()
+    run = open_store(tmp_path / "t.db").get_run("latest")
+    assert run.status == "completed" and t.internal_errors == 0
+    assert note_count(run.notes, "statistics of a float32 Tensor on cpu failed") == 1
+    assert list(run.notes) == t.notes
+
+
+def test_stats_unsigned_wide_integers_get_their_statistics() -> None:
+    model = Make(lambda x: (x.abs() * 100).to(torch.uint16))
+    with tracer.trace(model) as t:
+        model(torch.tensor([0.5, 1.0, 0.0]))
+    assert dict(t.calls[0].outputs[0].stats) == {
+        "numel": 3,
+        "mean": 50.0,
+        "min": 0.0,
+        "max": 100.0,
+        "zero_frac": pytest.approx(1 / 3),
+    }
