@@ -191,3 +191,27 @@ def test_tui_help_lists_each_key_once(hostile) -> None:
         assert plain.count("escape") == 1
 
     drive(app_on(store), script)
+
+
+@pytest.mark.tmux
+@pytest.mark.slow
+def test_tui_in_a_real_terminal_shows_hostile_names_literally(hostile, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from test_tui_tmux import Terminal, tracer_command
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    env = {**os.environ, "TERM": "xterm-256color"}
+    for name in ("COLUMNS", "LINES", "TMUX", "TRACER_DB"):
+        env.pop(name, None)
+    command = " ".join([*tracer_command(), "tui", "--db", str(tmp_path / "tracer.db")])
+    term = Terminal(command, env)
+    try:
+        shown = term.wait_for(lambda screen: "plain" in screen)
+        assert SHOWN[:40] in shown  # an ESC or CR sent raw would have moved or recoloured it
+        coloured = term.screen(colours=True)
+        assert "\x07" not in coloured and "\x1b[31m" not in coloured
+    finally:
+        term.close()
