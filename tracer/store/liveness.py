@@ -45,3 +45,38 @@ def effective_status(
     if updated_at is not None and now - updated_at > stale_after_s:
         return "interrupted"
     return "running"
+
+
+def still_written(
+    status: str,
+    *,
+    host: str | None,
+    pid: int | None,
+    updated_at: float | None,
+    this_host: str,
+    now: float,
+) -> str | None:
+    """Why a run must not be deleted now (a process may still write it), or None.
+
+    ``status`` is the stored one. A run of this host is written while its process lives; a
+    ``running`` run of another host cannot be checked from here, however old its last write.
+    """
+    if status != "running":
+        return None
+    writer = f"pid {pid}" if pid is not None else "a process"
+    if host == this_host and pid is not None:
+        return f"is still being written by {writer} on host {host}" if pid_alive(pid) else None
+    ago = "" if updated_at is None else f", last write {_age(now - updated_at)} ago"
+    where = f"host {host}" if host else "an unknown host"
+    return f"is marked running by {writer} on {where}, which cannot be checked from here{ago}"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
