@@ -50,23 +50,33 @@ def register_exporters(register: Callable[[Exporter], None]) -> None:
 
 
 # --- lifecycle: called during ``tracer run`` / :func:`tracer.plugins.runner.run_pipeline` ----
+# Called plugin by plugin (so they cannot be hook wrappers): an exception, or ``sys.exit``,
+# in one of them is reported naming that plugin.
 
 
 @hookspec
 def before_run(run: RunInfo, pipeline: Pipeline, config: Any) -> None:
-    """Called once per run, after the run is created and the model built, before training."""
+    """Called once per run, after the run is created and the model built, before training.
+
+    If it raises (or calls ``sys.exit``) the run is marked ``failed`` and the error names the
+    plugin.
+    """
 
 
 @hookspec
 def after_step(run: RunInfo, step: int, metrics: Mapping[str, float]) -> None:
-    """Called after every training step (each ``ctx.step()``) with the metrics logged in it."""
+    """Called after every training step (each ``ctx.step()``) with the metrics logged in it.
+
+    If it raises, the run fails naming the plugin; the steps recorded before are kept.
+    """
 
 
 @hookspec
 def after_run(run: RunInfo, status: str, metrics: Mapping[str, float]) -> None:
     """Called once when a run ends: ``status`` is ``completed`` or ``interrupted``.
 
-    ``metrics`` holds the last value of every metric logged during the run.
+    ``metrics`` holds the last value of every metric logged during the run. If it raises, the
+    error names the plugin and says the run itself finished; the run keeps its status.
     """
 
 
@@ -74,6 +84,6 @@ def after_run(run: RunInfo, status: str, metrics: Mapping[str, float]) -> None:
 def on_run_error(run: RunInfo, error: BaseException) -> None:
     """Called once when a run fails with an exception (the run is already marked ``failed``).
 
-    The error is re-raised after every plugin has seen it; a hook's own exception is reported
-    and does not mask it.
+    The error is re-raised after every plugin has seen it; a hook's own exception is added to
+    the reported error (naming the plugin) and does not mask it.
     """
