@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="tracer")
     except SystemExit as exc:
-        if terminated and exc.code == INTERRUPTED:
+        if terminated and exc.code in (None, 0, INTERRUPTED):  # stopped early, whoever caught it
             raise SystemExit(TERMINATED) from None
         raise
     except BrokenPipeError:  # click's own output (--help) to a reader that left

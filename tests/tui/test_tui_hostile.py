@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,5 +214,35 @@ def test_tui_in_a_real_terminal_shows_hostile_names_literally(hostile, tmp_path:
         assert SHOWN[:40] in shown  # an ESC or CR sent raw would have moved or recoloured it
         coloured = term.screen(colours=True)
         assert "\x07" not in coloured and "\x1b[31m" not in coloured
+    finally:
+        term.close()
+
+
+@pytest.mark.tmux
+@pytest.mark.slow
+def test_tui_sigterm_restores_the_terminal_and_exits_143(hostile, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+
+    from test_tui_tmux import Terminal, tracer_command
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    env = {**os.environ, "TERM": "xterm-256color"}
+    for name in ("COLUMNS", "LINES", "TMUX", "TRACER_DB"):
+        env.pop(name, None)
+    tui = " ".join([*tracer_command(), "tui", "--db", str(tmp_path / "tracer.db")])
+    term = Terminal(f"sh -c '{tui}; echo EXIT=$?; sleep 60'", env)
+    try:
+        term.wait_for(lambda screen: "plain" in screen)
+        shell = int(term.tmux("display", "-p", "-t", "ui", "#{pane_pid}").strip())
+        children = subprocess.run(
+            ["pgrep", "-P", str(shell)], capture_output=True, text=True, check=True
+        )
+        os.kill(int(children.stdout.split()[0]), signal.SIGTERM)
+        shown = term.wait_for(lambda screen: "EXIT=" in screen)
+        assert "EXIT=143" in shown
+        assert "Traceback" not in shown and "plain" not in shown  # the inspector is gone
     finally:
         term.close()
