@@ -94,7 +94,8 @@ class TracerGroup(click.Group):
 
 def _literal_error(exc: click.ClickException) -> click.ClickException:
     """The same error with control characters in its message written out (``\\x1b``)."""
-    exc.message = literal(exc.message, ERROR_LIMIT)
+    # click types ``message`` as final; the instance keeps its class, context and exit code
+    setattr(exc, "message", literal(exc.message, ERROR_LIMIT))  # noqa: B010
     return exc
 
 
