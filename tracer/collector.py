@@ -321,7 +321,10 @@ class StatsCollector:
             ref = weakref.ref(owner)
         except TypeError:  # a subclass without weak references: no dedup
             return self._guarded(t, None, 0)
-        index = self._guarded(t, ref, version)
+        try:  # inline rather than _guarded: this is the hot path
+            index = self._compute(t, ref, version)
+        except Exception as exc:
+            index = self._failed(t, ref, version, exc)
         self._seen[key] = index
         return index
 
@@ -401,19 +404,17 @@ class StatsCollector:
             index = self._new_index(ref, version, -1, 0)
             self._done[index] = {"numel": t.numel()}
             return index
-        if t.is_cpu and not self.defer_cpu:
-            n = t.numel()
-            if n > BIG_NUMEL or t._is_zerotensor():
-                return self._big(t, ref, version, n)
+        n = t.numel()
+        if n > BIG_NUMEL and t.is_cpu and not self.defer_cpu:  # never copied (nor negated)
+            return self._big(t, ref, version, n)
         if t.is_neg():  # a negated view: its memory holds the values' negatives
             t = t.resolve_neg()
-        elif t._is_zerotensor():  # all zeros and no memory behind them
+        elif t._is_zerotensor():  # all zeros and no memory behind them (a small one here)
             t = t.clone()
         kernel = self._kernel
         if kernel is not None and t.is_cpu and t.layout is _STRIDED and not t.is_nested:
             # The common case inline (a float32/float64 contiguous CPU tensor: the kernel reads
             # its memory while ``t`` keeps it alive); others are converted by kernel_vector.
-            n = t.numel()
             size = _ITEMSIZE.get(t.dtype)
             values: tuple[float, ...] | None = None
             if size is not None and n and t.is_contiguous():
@@ -426,7 +427,6 @@ class StatsCollector:
             if values is not None:
                 return self._kernel_index(t, ref, version, values)
         if t.is_cpu and not self.defer_cpu:
-            n = t.numel()
             # Quantized and complex dtypes are not listed; a tensor subclass is reduced through
             # torch (its dispatch decides), never copied from its memory.
             target = _BATCHED_DTYPES.get(t.dtype) if type(t) in _PLAIN else None
@@ -454,7 +454,6 @@ class StatsCollector:
             if self.extra:
                 self._add_extra(index, t)
             return index
-        n = t.numel()
         index = self._new_index(ref, version, -1, 0)
         self._add_extra(index, t)
         reason = skip_reason(t) if n else None

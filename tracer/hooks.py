@@ -158,8 +158,8 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
                 call[7] = request(x)
         if rec.on_outermost is not None and len(stack) == 1:
             rec.on_outermost(True)  # the op layer runs only inside traced forwards
-    except Exception:
-        rec.internal_errors += 1
+    except Exception as exc:
+        rec.fail(exc)
     call[3] = start = _clock()
     try:
         result = inner(x)  # type: ignore[misc]
@@ -181,8 +181,8 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
         probe.remember(result, meta, index)
         if meta[4] and w.grads and torch.is_grad_enabled():
             _watch_grads(rec, call, [("0", result)])
-    except Exception:
-        rec.internal_errors += 1
+    except Exception as exc:
+        rec.fail(exc)
     return result
 
 
@@ -222,8 +222,8 @@ def _traced_generic(w: Wrap, rec: Recorder, args: tuple[Any, ...], kwargs: dict[
             call = rec.begin_call(w.info, args, kwargs)
         if rec.on_outermost is not None and len(rec.stack) == 1:
             rec.on_outermost(True)
-    except Exception:
-        rec.internal_errors += 1
+    except Exception as exc:
+        rec.fail(exc)
     try:
         result = w.inner(*args, **kwargs)  # type: ignore[misc]
     except BaseException:
@@ -245,8 +245,8 @@ def _close(w: Wrap, rec: Recorder, call: PendingCall, result: Any, end: float) -
             leaves = rec.end_call(call, result, end)
         if w.grads and leaves and torch.is_grad_enabled():
             _watch_grads(rec, call, leaves)
-    except Exception:
-        rec.internal_errors += 1
+    except Exception as exc:
+        rec.fail(exc)
     finally:
         if not rec.stack and rec.ops_on and rec.on_outermost is not None:
             rec.on_outermost(False)
@@ -274,8 +274,8 @@ def _grad_hook(
             if call[GRADS] is None:
                 call[GRADS] = []
             call[GRADS].append((rec.describe(slot, grad), "grad"))
-        except Exception:
-            rec.internal_errors += 1
+        except Exception as exc:
+            rec.fail(exc)
 
     return hook
 
@@ -288,8 +288,8 @@ def _param_grad_hook(rec: Recorder, path: str, name: str) -> Callable[[torch.Ten
         try:
             # The last backward of the step wins: with gradient accumulation that is the total.
             rec.param_grads.setdefault(path, {})[name] = rec.describe(name, grad)
-        except Exception:
-            rec.internal_errors += 1
+        except Exception as exc:
+            rec.fail(exc)
 
     return hook
 

@@ -33,6 +33,7 @@ import torch
 from tracer.collector import StatsCollector, StepStats
 from tracer.probe import new_probe
 from tracer.records import CallRecord, Role, TensorRecord
+from tracer.stats import one_line
 from tracer.walk import Leaf, walk_inputs, walk_output
 
 #: (slot, shape, dtype, device, requires_grad, type_name, statistics index or None); dtype and
@@ -148,9 +149,18 @@ class Recorder:
         """A statistics request for ``t`` (its index); best effort, a failure is counted."""
         try:
             return self.collector.request(t)
-        except Exception:
-            self.internal_errors += 1
+        except Exception as exc:
+            self.fail(exc)
             return None
+
+    def fail(self, exc: Exception) -> None:
+        """Count a failure of the tracer's own hook code; the run's notes say so once per kind."""
+        self.internal_errors += 1
+        self.collector.note(
+            f"internal:{type(exc).__name__}",
+            f"the tracer's own hook code failed ({one_line(exc)}): the records of some calls "
+            "lack statistics or tensors",
+        )
 
     def finish(self, step: int) -> StepRecords:
         """Flush statistics and hand the step over (records are built when first read)."""
