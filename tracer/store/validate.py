@@ -566,7 +566,9 @@ def _parse(c: _Checker, text: str) -> Any:
         c.line_error(f"not a JSON line ({exc.msg} at column {exc.colno})")
     except RecursionError:
         c.line_error("not a JSON line (nested too deeply)")
-    except ValueError as exc:  # a number with too many digits, a NaN constant
+    except ValueError as exc:  # a NaN constant, a number with too many digits
+        if "digits" in str(exc):
+            c.line_error("not a JSON line (a number with more than 4,300 digits)")
         c.line_error(f"not a JSON line ({exc})")
 
 

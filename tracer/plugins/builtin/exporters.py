@@ -37,8 +37,10 @@ def export_json(store: Store, run_id: int, path: Path) -> None:
 
 
 def export_csv(store: Store, run_id: int, path: Path) -> None:
-    """Every tensor record of every traced step, one CSV row each."""
-    with Path(path).open("w", newline="", encoding="utf-8") as out:
+    """Every tensor record of every traced step, one CSV row each (the file appears complete)."""
+    from tracer.store.portable import replaced_on_success
+
+    with replaced_on_success(Path(path)) as out:
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
         for step in store.steps(run_id):
