@@ -263,7 +263,7 @@ def test_cli_run_errors_unknown_pipeline_naming_a_package_hints_at_entry_points(
 ) -> None:
     done = tracer("run", "pluggy", cwd=tmp_path)
     line = assert_clean_failure(done)
-    assert "the installed package pluggy" in line
+    assert "The installed package pluggy" in line
     assert "declares no tracer plugin; a package declares its plugin in pyproject.toml" in line
     assert "[project.entry-points.tracer]" in line
 

@@ -300,8 +300,8 @@ def test_hostile_unknown_pipeline_hints(
         "my_plugin": "'my_plugin.py' is a file here: load it with --plugin my_plugin.py",
         "my_plugin.py": "'my_plugin.py' is a file here: load it with --plugin my_plugin.py",
         "elsewhere.py": "'elsewhere.py' looks like a file name: load a plugin file with --plugin",
-        "tiny_plugin": "plugin 'tiny_plugin' contributes the pipelines: tiny",
-        "pluggy": "the installed package pluggy",
+        "tiny_plugin": "Plugin 'tiny_plugin' contributes the pipelines: tiny",
+        "pluggy": "The installed package pluggy",
     }
     for name, hint in hints.items():
         with pytest.raises(PluginError) as error:

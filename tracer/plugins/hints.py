@@ -45,8 +45,8 @@ def _plugin_hint(name: str, manager: Any) -> str:
         if info.name.replace("-", "_") == wanted:
             mine = sorted(p.name for p in manager.pipelines.values() if p.plugin == info.name)
             if mine:
-                return f"plugin {info.name!r} contributes the pipelines: {', '.join(mine)}"
-            return f"plugin {info.name!r} is loaded but contributes no pipeline"
+                return f"Plugin {info.name!r} contributes the pipelines: {', '.join(mine)}"
+            return f"Plugin {info.name!r} is loaded but contributes no pipeline"
     return ""
 
 
@@ -60,7 +60,7 @@ def _distribution_hint(name: str) -> str:
     label = f"{dist.metadata['Name'] or name} {dist.version}"
     if declared:
         return (
-            f"the installed package {label} declares the tracer plugin(s) {', '.join(declared)}, "
+            f"The installed package {label} declares the tracer plugin(s) {', '.join(declared)}, "
             "which contribute no pipeline of that name (tracer plugins shows what each adds)"
         )
-    return f"the installed package {label} declares no tracer plugin; {ENTRY_POINTS_HOWTO}"
+    return f"The installed package {label} declares no tracer plugin; {ENTRY_POINTS_HOWTO}"
