@@ -12,6 +12,10 @@ CPython reuses the id of a freed object (as the allocator reuses a freed ``data_
 reference proves the entry still describes the same live object without owning it, and the
 version counter catches in-place updates (a BatchNorm output that an in-place ReLU overwrites).
 
+Nothing a tensor does makes :meth:`StatsCollector.request` raise: a tensor whose statistics
+cannot be computed gets ``numel`` only, and :attr:`StatsCollector.notes` says why, once per
+reason (the trace hands new notes to its sink after each step).
+
 Cost model: a model of many small layers calls the hooks about as often as it launches kernels,
 and every container object that lives through a step counts towards Python's full garbage
 collections (which walk the whole heap, torch's ~180,000 objects included). So a step's state is

@@ -177,10 +177,7 @@ class Trace:
         return step % self.every == 0
 
     def _write_step(self) -> None:
-        try:
-            records = self._rec.finish(self._step)
-        finally:
-            self._publish_notes()  # what the statistics of this step had to skip, and why
+        records = self._rec.finish(self._step)
         metrics, self._metrics = self._metrics, {}
         if records or metrics:  # the metrics travel with the records: one transaction in a store
             # The sink builds the step's records (thousands of small acyclic objects, freed by
@@ -197,6 +194,7 @@ class Trace:
                     gc.enable()
         if records:
             self._last = records
+        self._publish_notes()  # after the step: a failing notes write never costs its records
 
     @contextmanager
     def paused(self) -> Iterator[None]:

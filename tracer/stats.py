@@ -13,6 +13,14 @@ a small tensor's values are copied into a per-step row buffer and all rows of on
 reduced together (see :mod:`tracer.collector`); a big tensor is reduced chunk by chunk, and
 its standard deviation is derived from the L2 norm and the sum unless cancellation would make
 that inexact. Accelerator tensors always use torch (:func:`device_vector`).
+
+A tensor is never copied whole: one of more than ``BIG_NUMEL`` elements that cannot be read
+where it lies (float16/bfloat16, integers, strided views) is reduced ``BIG_CHUNK`` elements at a
+time and the parts merged exactly; an expanded (stride-0) tensor is reduced from its base and
+its counts and sums scaled by the repeat factor. A tensor whose statistics cannot be computed
+gets ``numel`` only, and the run's notes say why, once per reason (``note``). Extra
+statistics (:class:`ExtraStats`) run after the built-in ones: one that fails, returns anything
+but one real number, changes its input or is slow costs only itself, and the notes say so.
 """
 
 from __future__ import annotations
@@ -279,7 +287,8 @@ def memory_order(x: torch.Tensor) -> torch.Tensor:
     depend on element order, and chunks along the leading dimensions are then compact)."""
     if x.dim() < 2:
         return x
-    order = sorted(range(x.dim()), key=lambda d: (abs(x.stride(d)), x.shape[d]), reverse=True)
+    strides = x.stride()
+    order = sorted(range(x.dim()), key=lambda d: (abs(strides[d]), x.shape[d]), reverse=True)
     return x.permute(order)
 
 
