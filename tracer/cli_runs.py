@@ -37,7 +37,7 @@ def runs(
     db: str | None,
 ) -> None:
     """List recorded runs, newest first (a distributed job on one line with its ranks)."""
-    from tracer.cli_render import run_dict, runs_table
+    from tracer.cli_render import MAX_METRIC_COLUMNS, metric_columns, run_dict, runs_table
 
     found = open_store(db).list_runs(
         pipeline=pipeline, status=status, name=name, group_id=group_id, limit=limit
@@ -48,6 +48,10 @@ def runs(
         out.print("no runs")
     else:
         out.print(runs_table(found, by_job=not (per_rank or group_id)))
+        hidden = len(metric_columns(found)) - MAX_METRIC_COLUMNS
+        if hidden > 0:
+            more = f"{hidden} more {'metric' if hidden == 1 else 'metrics'}: --format json"
+            out.print(Text(more, style="dim"))
 
 
 @cli.command()

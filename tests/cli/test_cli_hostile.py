@@ -269,6 +269,12 @@ def test_cli_runs_shows_the_metric_columns_the_runs_have(tmp_path: Path) -> None
     assert header[-2:] == ["loss", "f1"]
     for never_logged in ("accuracy", "val_acc", "test_acc"):
         assert never_logged not in header
+    many = {f"m{i}": float(i) for i in range(8)}
+    record(db, "c", metrics=many)
+    shown = tracer("runs", "--db", db, cwd=tmp_path).stdout.splitlines()
+    # the usual ones first, then in the order first seen (newest run first)
+    assert shown[0].split()[-6:] == ["loss", "m0", "m1", "m2", "m3", "m4"]
+    assert shown[-1] == "4 more metrics: --format json"
 
 
 @pytest.mark.parametrize(
