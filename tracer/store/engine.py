@@ -4,6 +4,7 @@ SQLite files, and PostgreSQL's timeouts (connect, statement, keepalives, a clien
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sqlite3
@@ -195,10 +196,26 @@ def _postgres_engine(url: URL) -> Engine:
         raise StoreError(f"cannot open {url.render_as_string()}: {exc}") from None
     except ArgumentError as exc:
         raise StoreError(f"cannot open {url.render_as_string()}: {exc}") from None
+    _quiet_driver_logs()
     watchdog = Watchdog(timeout_s + CLIENT_MARGIN_S)
     _WATCHDOGS[engine] = watchdog
     _configure_postgres(engine, watchdog, url.render_as_string(hide_password=True))
     return engine
+
+
+def _quiet_driver_logs() -> None:
+    """No tracebacks on stderr from the pool or the driver when a server goes away.
+
+    When the server stops, SQLAlchemy's pool logs each failed reset or close with its
+    traceback, and psycopg logs the pipelines it abandons; with logging not configured, Python
+    prints those records on stderr. The store reports the failure itself, as one error, so
+    these loggers get a handler that drops records (an application that configures logging
+    still receives them through propagation).
+    """
+    for name in ("sqlalchemy.pool", "psycopg"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
 
 
 def watchdog_of(engine: Engine) -> Watchdog | None:
@@ -210,10 +227,12 @@ def _configure_postgres(engine: Engine, watchdog: Watchdog, where: str) -> None:
     """Deadlines around every statement, commit and connection check."""
 
     def arm(conn: Any, *_args: Any) -> None:
-        watchdog.arm(conn.connection.dbapi_connection)
+        if not conn.invalidated:  # an invalidated connection sends nothing (and must not reconnect)
+            watchdog.arm(conn.connection.dbapi_connection)
 
     def disarm(conn: Any, *_args: Any) -> None:
-        watchdog.disarm(conn.connection.dbapi_connection)
+        if not conn.invalidated:
+            watchdog.disarm(conn.connection.dbapi_connection)
 
     event.listen(engine, "before_cursor_execute", arm)
     event.listen(engine, "after_cursor_execute", disarm)
@@ -222,10 +241,9 @@ def _configure_postgres(engine: Engine, watchdog: Watchdog, where: str) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _on_error(context: Any) -> None:
-        if context.connection is not None and context.connection.connection is not None:
-            with_conn = context.connection.connection.dbapi_connection
-            if with_conn is not None:
-                watchdog.disarm(with_conn)
+        conn = context.connection
+        if conn is not None and not conn.invalidated:
+            watchdog.disarm(conn.connection.dbapi_connection)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_conn: Any, _record: Any) -> None:

@@ -69,3 +69,26 @@ def sqlite_meaning(exc: sqlite3.Error) -> str:
     if text in meaning:
         return meaning
     return f"{meaning}: {text}"
+
+
+#: What PostgreSQL's (libpq's) connection errors mean, by a phrase of their text.
+_SERVER_MEANING = (
+    ("server closed the connection", "the database server closed the connection (stopped?)"),
+    ("terminating connection", "the database server ended the connection (shut down?)"),
+    ("connection refused", "no database server answers there (connection refused)"),
+    ("connection timeout expired", "the database server did not accept the connection in time"),
+    ("statement timeout", "the statement ran past the server's statement_timeout"),
+    ("the database system is shutting down", "the database server is shutting down"),
+    ("the database system is starting up", "the database server is still starting up"),
+    ("read-only transaction", "the database server only allows reading"),
+)
+
+
+def server_meaning(text: str) -> str:
+    """What a database server's error text means, the server's own first line kept."""
+    first = text.strip().splitlines()[0] if text.strip() else "no details"
+    lowered = first.lower()
+    for phrase, meaning in _SERVER_MEANING:
+        if phrase in lowered:
+            return f"{meaning}: {first}"
+    return first

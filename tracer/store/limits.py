@@ -138,8 +138,7 @@ def check_int(label: str, value: int, bounds: tuple[int, int], field: str = "") 
     if not low <= value <= high:
         where = f" ({field})" if field and field != label else ""
         raise LimitError(
-            f"{label} {value} is outside the range the database stores "
-            f"({low:,} to {high:,}){where}"
+            f"{label} {value} is outside the range the database stores ({low:,} to {high:,}){where}"
         )
 
 

@@ -32,6 +32,7 @@ from tracer.store.errors import (
     RunNotFound,
     ServerTimeout,
     StoreError,
+    server_meaning,
     sqlite_code,
     sqlite_meaning,
 )
@@ -105,8 +106,8 @@ def _reason(exc: SQLAlchemyError) -> str:
                     f"{TIMEOUT_ENV} sets how long)"
                 )
             return sqlite_meaning(exc.orig)
-        return str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc.orig)
-    return str(exc).splitlines()[0]
+        return server_meaning(str(exc.orig))
+    return server_meaning(str(exc))
 
 
 def _damaged_message(where: str, found: list[str]) -> str:
