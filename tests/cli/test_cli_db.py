@@ -88,6 +88,8 @@ def test_reading_commands_work_on_read_only_storage_and_writing_ones_say_so(
         f"{TRACER} runs --db {db}",
         f"{TRACER} show 1 --db {db}",
         f"{TRACER} db check --db {db}",
+        f"{TRACER} export 1 -o {recorded.parent / 'again.jsonl'} --db {db}",
+        f"{TRACER} diff 1 1 --db {db}",
     ]
     writes = [
         f"{TRACER} rm 1 --yes --db {db}",
