@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tracer.cli import (
     INTERRUPTED,
@@ -26,6 +26,7 @@ from tracer.cli import (
     plugin_option,
     print_json,
 )
+from tracer.cli_render import lit
 
 #: The largest --every and --seed: what the store's 64-bit integer columns hold.
 _INT64_MAX = 2**63 - 1
@@ -101,8 +102,12 @@ def run(
         job.on_exit(store.close)
         if job.where.is_main:
             err.print(
-                f"[bold]{escape(pipeline.name)}[/] → {escape(str(store.where))}  "
-                f"(tracing every {every} steps)"
+                Text.assemble(
+                    lit(pipeline.name, "bold"),
+                    " → ",
+                    lit(store.where, limit=None),
+                    f"  (tracing every {every} steps)",
+                )
             )
         with rank_progress(job.where, err) as progress, _reported(job.where.is_main):
             result = run_pipeline(
@@ -123,7 +128,7 @@ def run(
         out.print(summary_table(result.run, result.metrics, result.duration_s))
         out.print(f"run id: {result.run.id}    see it: tracer show {result.run.id}")
         if job.where.distributed:
-            out.print(job_line(store, result.run))
+            out.print(lit(job_line(store, result.run), limit=None))
     if result.status == "interrupted":
         err.print("interrupted: the steps recorded so far are kept")
         sys.exit(INTERRUPTED)
@@ -160,7 +165,7 @@ def _config_table(pipeline: Any) -> Table:
     for column in ("key", "type", "default", "range", "help"):
         table.add_column(column)
     for f in config_fields(pipeline.config_cls):
-        table.add_row(f.name, f.type_name, repr(f.default), f.range_text, f.help)
+        table.add_row(lit(f.name), f.type_name, lit(repr(f.default)), f.range_text, lit(f.help))
     return table
 
 
@@ -197,7 +202,15 @@ def pipelines(plugin_files: tuple[Path, ...], fmt: str) -> None:
         )
         return
     for p in found.values():
-        out.print(f"[bold]{p.name}[/]  {p.description}  [dim](plugin: {p.plugin})[/]")
+        out.print(
+            Text.assemble(
+                lit(p.name, "bold"),
+                "  ",
+                lit(p.description),
+                "  ",
+                lit(f"(plugin: {p.plugin})", "dim"),
+            )
+        )
         out.print(_config_table(p))
         out.print()
 
@@ -235,7 +248,12 @@ def plugins(plugin_files: tuple[Path, ...], fmt: str) -> None:
     for column in ("plugin", "source", "hooks", "contributes"):
         table.add_column(column)
     for i in infos:
-        table.add_row(i.name, i.source, ", ".join(i.hooks), ", ".join(contributed.get(i.name, [])))
+        table.add_row(
+            lit(i.name),
+            lit(i.source),
+            ", ".join(i.hooks),
+            lit(", ".join(contributed.get(i.name, []))),
+        )
     out.print(table)
 
 
