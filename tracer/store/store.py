@@ -110,6 +110,10 @@ def _reason(exc: SQLAlchemyError) -> str:
     return server_meaning(str(exc))
 
 
+def _connect_timed_out(exc: SQLAlchemyError) -> bool:
+    return "timeout expired" in str(exc)
+
+
 def _damaged_message(where: str, found: list[str]) -> str:
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
     return (
@@ -148,6 +152,8 @@ class Store:
         self._path = path
         self._checked = path is None
         self._check_lock = threading.Lock()
+        self._silent_until = 0.0
+        self._silent_message = ""
 
     def __repr__(self) -> str:
         return f"<Store {self.where}>"
@@ -171,18 +177,34 @@ class Store:
         try:
             with self.engine.connect().execution_options(**options) as conn, conn.begin():
                 yield conn
+        except ServerTimeout:
+            self._went_silent()
+            raise
         except SQLAlchemyError as exc:
             raise self._error("write to", exc, fired) from exc
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """One read transaction (a consistent snapshot across the queries inside it)."""
+        if time.monotonic() < self._silent_until:
+            # the server just stopped answering: one more wait would only delay the error
+            raise ServerTimeout(self._silent_message)
         fired = self._fired()
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
+        except ServerTimeout:
+            self._went_silent()
+            raise
         except SQLAlchemyError as exc:
             raise self._error("read from", exc, fired) from exc
+
+    def _went_silent(self) -> None:
+        """Remember that the server stopped answering: reads fail at once for a while."""
+        watchdog = watchdog_of(self.engine)
+        if watchdog is not None:
+            self._silent_until = time.monotonic() + watchdog.timeout_s
+            self._silent_message = timeout_message(self.where, watchdog.timeout_s)
 
     def _before_write(self) -> None:
         """Refuse to write into a read-only or damaged database; check a file once first."""
@@ -211,7 +233,8 @@ class Store:
     def _error(self, action: str, exc: SQLAlchemyError, fired: int) -> StoreError:
         """The true message for a driver error (and what it tells about the database)."""
         watchdog = watchdog_of(self.engine)
-        if watchdog is not None and watchdog.fired != fired:
+        if watchdog is not None and (watchdog.fired != fired or _connect_timed_out(exc)):
+            self._went_silent()
             return ServerTimeout(timeout_message(self.where, watchdog.timeout_s))
         orig = exc.orig if isinstance(exc, DBAPIError) else None
         if isinstance(orig, sqlite3.Error):
