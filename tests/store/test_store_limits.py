@@ -27,7 +27,8 @@ def test_limits_come_from_the_column_types() -> None:
     assert LIMITS["runs"]["name"].max_chars == 200
     assert LIMITS["metrics"]["name"].max_chars == 200
     assert LIMITS["extra_stats"]["name"].max_chars == 100
-    assert LIMITS["runs"]["seed"].int_range == (-(2**31), 2**31 - 1)
+    assert LIMITS["runs"]["seed"].int_range == (-(2**63), 2**63 - 1)
+    assert LIMITS["metrics"]["step"].int_range == (-(2**31), 2**31 - 1)
     assert LIMITS["runs"]["config"].max_chars == 1_000_000  # a Text column's cap (info)
 
 
@@ -38,8 +39,8 @@ def test_limits_come_from_the_column_types() -> None:
         ({"name": "a\x00b"}, r"run name 'a\\x00b' contains a NUL character"),
         ({"name": "bad \ud800"}, r"run name .* is not valid Unicode text"),
         ({"pipeline": "p" * 201}, r"pipeline name .* 201 characters long; the limit is 200"),
-        ({"seed": 2**31}, r"seed 2147483648 is outside the range .* 2,147,483,647"),
-        ({"seed": -(2**31) - 1}, r"seed -2147483649 is outside the range"),
+        ({"seed": 2**63}, r"seed 9223372036854775808 is outside the range .*854,775,807"),
+        ({"seed": -(2**63) - 1}, r"seed -9223372036854775809 is outside the range"),
         ({"device": "d" * 101}, r"device .* the limit is 100"),
         ({"group_id": "g" * 201}, r"group id .* the limit is 200"),
         ({"tags": {"k" * 201: "v"}}, r"tags key .* the limit is 200"),
@@ -66,13 +67,13 @@ def test_create_run_accepts_values_at_their_limits(db_url: str) -> None:
         run = store.create_run(
             name="n" * 200,
             pipeline="p" * 200,
-            seed=2**31 - 1,
+            seed=2**63 - 1,
             tags={"k" * 200: "v" * 4096},
             config={"text": "c" * 99_990, "unicode": "é✓"},
             group_id="g" * 200,
         )
         got = store.get_run(run.id)
-    assert (got.name, got.seed, len(got.config["text"])) == ("n" * 200, 2**31 - 1, 99_990)
+    assert (got.name, got.seed, len(got.config["text"])) == ("n" * 200, 2**63 - 1, 99_990)
 
 
 def _call(step: int, **overrides: object) -> CallRecord:

@@ -55,8 +55,9 @@ _CONFIG_CAPS = {"max_chars": 1_000_000, "key_chars": 200, "item_chars": 100_000}
 _TAG_CAPS = {"max_chars": 100_000, "key_chars": 200, "item_chars": 4_096}
 _PATH_CAP = {"max_chars": 10_000}
 
-# Parameter counts past 2**31 (PostgreSQL BIGINT; SQLite's INTEGER already holds 64 bits).
-_COUNT = BigInteger().with_variant(Integer(), "sqlite")
+# Parameter counts past 2**31 and 64-bit seeds (PostgreSQL BIGINT; SQLite's INTEGER already
+# holds 64 bits, and keeping its type spares SQLite a table rebuild in the migration).
+_BIG = BigInteger().with_variant(Integer(), "sqlite")
 
 # SQLite-only: tables clustered on their primary key, which is also how they are read.
 _CLUSTERED = {"sqlite_with_rowid": False}
@@ -79,7 +80,7 @@ class RunRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     config: Mapped[str] = mapped_column(Text, default="{}", info=_CONFIG_CAPS)
     error: Mapped[str | None] = mapped_column(Text, info={"max_chars": ERROR_CHARS})
-    seed: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(_BIG)
     python_version: Mapped[str | None] = mapped_column(String(50))
     torch_version: Mapped[str | None] = mapped_column(String(50))
     tracer_version: Mapped[str | None] = mapped_column(String(50))
@@ -117,10 +118,10 @@ class ModuleRow(Base):
     type: Mapped[str] = mapped_column(String(200))
     parent: Mapped[str | None] = mapped_column(Text, info=_PATH_CAP)
     depth: Mapped[int] = mapped_column(Integer)
-    params_own: Mapped[int] = mapped_column(_COUNT)
-    params_total: Mapped[int] = mapped_column(_COUNT)
-    trainable_own: Mapped[int] = mapped_column(_COUNT)
-    trainable_total: Mapped[int] = mapped_column(_COUNT)
+    params_own: Mapped[int] = mapped_column(_BIG)
+    params_total: Mapped[int] = mapped_column(_BIG)
+    trainable_own: Mapped[int] = mapped_column(_BIG)
+    trainable_total: Mapped[int] = mapped_column(_BIG)
     extra_repr: Mapped[str] = mapped_column(Text, info={"max_chars": 100_000})
     parameters: Mapped[str] = mapped_column(Text)  # JSON list of ParamRecord fields
 

@@ -1,4 +1,4 @@
-"""Parameter counts as 64-bit integers: a model with more than 2,147,483,647 parameters.
+"""64-bit parameter counts (a model past 2,147,483,647 parameters) and seeds (torch takes 64 bits).
 
 Revision ID: 0003
 Revises: 0002
@@ -15,19 +15,20 @@ branch_labels = None
 depends_on = None
 
 COUNTS = ("params_own", "params_total", "trainable_own", "trainable_total")
+WIDENED = [("modules", column) for column in COUNTS] + [("runs", "seed")]
 
 
 def upgrade() -> None:
-    """Widen the modules table's parameter counts (PostgreSQL; SQLite's integers are 64-bit)."""
+    """Widen the columns (PostgreSQL only: SQLite's INTEGER already holds 64-bit values)."""
     if op.get_bind().dialect.name == "sqlite":
-        return  # an INTEGER column already holds 64-bit values; no table rebuild needed
-    for column in COUNTS:
-        op.alter_column("modules", column, type_=sa.BigInteger(), existing_type=sa.Integer())
+        return  # nothing to change, and no table rebuild
+    for table, column in WIDENED:
+        op.alter_column(table, column, type_=sa.BigInteger(), existing_type=sa.Integer())
 
 
 def downgrade() -> None:
     """Back to 32-bit counts."""
     if op.get_bind().dialect.name == "sqlite":
         return
-    for column in COUNTS:
-        op.alter_column("modules", column, type_=sa.Integer(), existing_type=sa.BigInteger())
+    for table, column in WIDENED:
+        op.alter_column(table, column, type_=sa.Integer(), existing_type=sa.BigInteger())
