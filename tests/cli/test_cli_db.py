@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from sqlalchemy import create_engine
 
 from tracer.store import open_store
+from tracer.store.migrate import upgrade_to
 
 TRACER = str(Path(sys.executable).with_name("tracer"))
 TINY_PLUGIN = Path(__file__).parents[1] / "plugins" / "tiny_plugin.py"
@@ -216,3 +218,20 @@ def test_postgres_url_without_the_driver_says_what_to_install(tmp_path: Path) ->
             "the PostgreSQL driver psycopg is not installed (pip install "
             "'layer-tracer[postgres]')"
         ], done.stderr
+
+
+def test_an_older_schema_on_read_only_storage_says_it_cannot_be_upgraded(tmp_path: Path) -> None:
+    if not _can_mount(tmp_path):
+        pytest.skip("cannot bind-mount here (needs a mount namespace)")
+    folder = tmp_path / "old"
+    folder.mkdir()
+    engine = create_engine(f"sqlite:///{folder / 'old.db'}")
+    upgrade_to(engine, "0002")
+    engine.dispose()
+    command = f"{TRACER} runs --db {folder / 'old.db'}"
+    status, output = read_only(folder, [command])[command]
+    assert status == 1 and "Traceback" not in output
+    assert output.strip().splitlines() == [
+        f"Error: {folder / 'old.db'} has the older schema revision 0002 and is read-only (on a "
+        "read-only file system), so it cannot be upgraded: open it once where it can be written"
+    ]

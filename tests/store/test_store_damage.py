@@ -19,6 +19,7 @@ from store_records import sample_flow, sample_modules
 
 from tracer.store import SchemaError, StoreError, health, open_store
 from tracer.store.errors import DamagedError
+from tracer.store.migrate import upgrade_to
 
 TINY_PLUGIN = Path(__file__).parents[1] / "plugins" / "tiny_plugin.py"
 TRACER = Path(sys.executable).with_name("tracer")
@@ -214,3 +215,21 @@ def test_a_directory_and_a_foreign_file_get_their_names(tmp_path: Path) -> None:
     other.write_text("hello " * 1000)
     with pytest.raises(SchemaError, match="is not a SQLite database"):
         open_store(other)
+
+
+def test_an_upgrade_never_writes_into_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade_to(engine, "0002")
+    with engine.begin() as conn:
+        for i in range(300):
+            conn.exec_driver_sql(
+                "INSERT INTO metrics (run_id, step, name, value, special) VALUES (1, ?, ?, 1, 0)",
+                (i, "m" * 150),
+            )
+    engine.dispose()
+    damage_page(path, "metrics")
+    before = digest(path)
+    with pytest.raises(DamagedError, match="is damaged"):
+        open_store(path)
+    assert digest(path) == before

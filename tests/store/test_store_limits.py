@@ -7,6 +7,8 @@ PostgreSQL refused would make a run recorded on SQLite impossible to import.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,22 @@ def test_a_run_at_every_limit_recorded_on_sqlite_imports_into_postgres(
         got = pg.import_run(tmp_path / "run.jsonl")
         assert got.name == "n" * 200 and pg.steps(got.id) == [0]
         assert pg.metrics(got.id)[0].name == "m" * 200
+
+
+def test_tracer_run_with_a_long_name_is_one_line_and_creates_no_run(
+    db_url: str, tmp_path: Path
+) -> None:
+    plugin = Path(__file__).parents[1] / "plugins" / "tiny_plugin.py"
+    tracer_command = Path(sys.executable).with_name("tracer")
+    done = subprocess.run(
+        [tracer_command, "run", "tiny", "--plugin", plugin, "--db", db_url, "--name", "n" * 300],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: run name {'n' * 40!r}"[:-1] + "…' is 300 characters long; the limit is 200 "
+        "(runs.name)"
+    ], done.stderr
+    with open_store(db_url) as store:
+        assert store.list_runs() == []
