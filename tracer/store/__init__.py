@@ -6,8 +6,27 @@ trace records into; every read returns the frozen records of :mod:`tracer.record
 
 from __future__ import annotations
 
-from tracer.store.errors import RunNotFound, SchemaError, StoreError
+from tracer.store.errors import (
+    DamagedError,
+    LimitError,
+    ReadOnlyError,
+    RunNotFound,
+    SchemaError,
+    ServerTimeout,
+    StoreError,
+)
 from tracer.store.store import Store, open_store
 from tracer.store.writer import RunWriter
 
-__all__ = ["RunNotFound", "RunWriter", "SchemaError", "Store", "StoreError", "open_store"]
+__all__ = [
+    "DamagedError",
+    "LimitError",
+    "ReadOnlyError",
+    "RunNotFound",
+    "RunWriter",
+    "SchemaError",
+    "ServerTimeout",
+    "Store",
+    "StoreError",
+    "open_store",
+]
