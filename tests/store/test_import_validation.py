@@ -94,7 +94,7 @@ CASES = [
     (_set(1, "rank", True), "2: field rank: expected an integer, got true"),
     (_set(1, "world_size", 0), "2: field world_size: 0 is outside 1 to 2,147,483,647"),
     (_set(1, "pid", -4), "2: field pid: -4 is outside 0 to 2,147,483,647"),
-    (_set(1, "seed", 2**40), "2: field seed: 1099511627776 is outside"),
+    (_set(1, "seed", 2**63), "2: field seed: 9223372036854775808 is outside"),
     (_set(1, "name", None), "2: field name: expected a string, got null"),
     (_set(1, "name", "a\x00b"), "2: field name: run name 'a\\x00b' contains a NUL character"),
     (_set(1, "host", "h" * 256), "2: field host: runs.host 'hhhhh"),
