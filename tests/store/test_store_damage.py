@@ -126,7 +126,7 @@ def test_a_write_that_meets_damage_marks_the_store_damaged(
             store.finish_run(run.id, "completed")
 
 
-def test_health_times_the_check_on_a_small_file(tmp_path: Path) -> None:
+def test_health_finds_a_damaged_page_with_the_full_check(tmp_path: Path) -> None:
     path = recorded(tmp_path / "ok.db", steps=5)
     assert health.problems(path) == []
     assert health.problems(path, full=False) == []
