@@ -125,7 +125,7 @@ def _message(exc: BaseException) -> str:
 
     user = (ConfigError, PluginError, PipelineError, StoreError)
     if isinstance(exc, RunFailed) and isinstance(exc.error, user):
-        return f"{literal(exc.error, ERROR_LIMIT)} (run {exc.run.id} is marked failed)"
+        return f"{literal(exc.error, ERROR_LIMIT)} ({_marked(exc.run)})"
     if isinstance(exc, user):
         return literal(exc, ERROR_LIMIT)
     if isinstance(exc, RunFailed):
@@ -133,6 +133,16 @@ def _message(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {literal(exc, ERROR_LIMIT)}"
     return text + "\n(run with --debug for the traceback)"
+
+
+def _marked(run: Any) -> str:
+    """What the database says of a failed run: marked failed, or (store unreachable) not."""
+    if run.status == "failed":
+        return f"run {run.id} is marked failed"
+    return (
+        f"run {run.id} could not be marked failed; it shows as interrupted once this "
+        "process has exited, with the steps written before kept"
+    )
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:

@@ -50,7 +50,10 @@ SCALARS = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, 2**63, -(2**63) - 1]),
-    st.floats(allow_nan=False, allow_infinity=False),
+    # no subnormals: a worker that ran the sentiment pipeline in-process flushes them to zero
+    # (torch.set_flush_denormal), and hypothesis refuses to generate them there
+    st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False),
+    st.sampled_from([5e-324, 5.562684646268003e-309]),  # subnormals, as JSON text holds them
     st.text(max_size=30),
     st.sampled_from(["NaN", "Infinity", "-Infinity", "", "\x00", "\ud800", "x" * 300]),
 )

@@ -129,6 +129,9 @@ def test_frozen_server_mid_run_fails_within_the_timeout_and_keeps_steps(
         steps = store.steps(run.id)
         assert len(steps) >= 5 and steps == list(range(len(steps)))
         assert run.status in ("failed", "interrupted")  # the frozen server could not be told
+    # the last line says what the database holds
+    said = "is marked failed" if run.status == "failed" else "could not be marked failed"
+    assert said in line, line
 
 
 def test_server_shutdown_mid_run_prints_one_line(own_server: Any, tmp_path: Path) -> None:
@@ -144,6 +147,7 @@ def test_server_shutdown_mid_run_prints_one_line(own_server: Any, tmp_path: Path
     assert proc.returncode == 1
     line = _one_error_line(stderr)
     assert "database server" in line, line
+    assert "could not be marked failed" in line and "is marked failed" not in line, line
 
 
 def test_statement_timeout_on_a_live_server_marks_the_run_failed(

@@ -121,6 +121,20 @@ def test_runs_screen_deletes_only_after_confirmation(seeded, make_app) -> None:
     drive(make_app(), script)
 
 
+def test_runs_screen_refuses_to_delete_a_run_still_being_written(seeded, make_app) -> None:
+    async def script(pilot: Pilot[None]) -> None:
+        await loaded(pilot)
+        table(pilot).go_to(str(seeded.live))
+        await pilot.press("x")
+        await pilot.press("y")
+        notes = pilot.app._notifications
+        await wait_for(pilot, lambda: any("still being written" in str(n.message) for n in notes))
+        assert seeded.live in listed(pilot)
+        assert seeded.live in [run.id for run in seeded.store.list_runs()]
+
+    drive(make_app(), script)
+
+
 WRITER = """
 import sys
 from tui_seed import seed_run, sentiment_calls

@@ -433,11 +433,13 @@ class Store:
 
         export_run(self, self.get_run(run_id).id, Path(path))
 
-    def import_run(self, path: str | os.PathLike[str]) -> RunInfo:
-        """Read a run exported by :meth:`export_run` into this store, under a new id."""
+    def import_run(self, path: str | os.PathLike[str], *, as_new: bool = False) -> RunInfo:
+        """Read a run exported by :meth:`export_run` into this store, under a new id.
+
+        A run this store already holds (same origin) is refused unless ``as_new``."""
         from tracer.store.portable import import_run
 
-        return import_run(self, Path(path))
+        return import_run(self, Path(path), as_new=as_new)
 
     def diff(
         self,

@@ -25,6 +25,7 @@ from tracer.records import (
     RunStatus,
     TensorRecord,
     frozen_mapping,
+    literal,
 )
 from tracer.store.errors import LimitError, StoreError
 from tracer.store.limits import INT4, INT8, LIMITS, check_json_column, check_text
@@ -129,8 +130,8 @@ def shown(value: object) -> str:
 
 
 def _key(value: str) -> str:
-    """A key as one part of a dotted path (cut when long)."""
-    return value if len(value) <= SHOWN else value[:SHOWN] + "…"
+    """A key as one part of a dotted path: control characters written out, cut when long."""
+    return literal(value, SHOWN)
 
 
 @dataclass
@@ -369,7 +370,7 @@ def check_run(c: _Checker, data: dict[str, Any]) -> RunLine:
         v[name] = c.text(data.get(name), name, "runs", name, nullable=True)
     v["status"] = c.choice(data["status"], "status", STATUSES)
     seed = data.get("seed")
-    v["seed"] = None if seed is None else c.column_int(seed, "seed", "runs", "seed", INT4[0])
+    v["seed"] = None if seed is None else c.column_int(seed, "seed", "runs", "seed", INT8[0])
     pid = data.get("pid")
     v["pid"] = None if pid is None else c.column_int(pid, "pid", "runs", "pid")
     v["started_at"] = c.timestamp(data["started_at"], "started_at")

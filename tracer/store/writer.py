@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, delete, update
+from sqlalchemy import Connection, Table, delete, select, update
 
 from tracer.records import CallRecord, ModuleRecord
 from tracer.store import rows
@@ -113,6 +113,16 @@ class RunWriter:
                 .where(RUNS.c.id == self.run_id)
                 .values(notes=json.dumps(list(notes)), updated_at=time.time())
             )
+
+    def add_notes(self, notes: Sequence[str]) -> None:
+        """Append notes learnt while tracing (a statistic skipped, and why) to the run's."""
+        if not notes:
+            return
+        with self.store.writing() as conn:
+            where = RUNS.c.id == self.run_id
+            current = conn.execute(select(RUNS.c.notes).where(where)).scalar_one()
+            merged = [*json.loads(current or "[]"), *notes]
+            conn.execute(update(RUNS).where(where).values(notes=json.dumps(merged)))
 
     def write_step(
         self,

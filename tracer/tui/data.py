@@ -129,7 +129,13 @@ class Inspector:
         return LayerSeries(tensor.role, tensor.slot, stats, grad_norm)
 
     def delete(self, run_id: int) -> None:
-        """Delete a run and everything recorded for it."""
+        """Delete a run and everything recorded for it; never one that may still be written."""
+        from tracer.store import StoreError
+        from tracer.store.removal import why_not_removable
+
+        why = why_not_removable(self.store, run_id)
+        if why is not None:
+            raise StoreError(f"run {run_id} {why}; not deleted (tracer rm --force deletes it)")
         self.store.delete_run(run_id)
         with self._lock:
             self._modules.pop(run_id, None)
