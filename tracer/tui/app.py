@@ -14,6 +14,9 @@ from textual.screen import Screen
 from tracer.tui.data import Inspector, describe_error, describe_location
 from tracer.tui.screens.help import HelpScreen, screen_bindings
 
+#: How long the UI thread may hold the GIL before a store-reading worker gets it back.
+SWITCH_INTERVAL_S = 0.0005
+
 
 class TracerApp(App[None]):
     """Browse runs layer by layer, watch statistics across steps, diff two runs."""
@@ -34,6 +37,11 @@ class TracerApp(App[None]):
     def on_mount(self) -> None:
         """Start on the runs screen."""
         from tracer.tui.screens.runs import RunsScreen
+
+        # Store reads run in worker threads, and SQLite gives up the GIL for every row it
+        # steps: with Python's default 5 ms switch interval a busy UI thread made each row
+        # wait, and loading a step's flow took 3-20 s instead of milliseconds.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
         self.push_screen(RunsScreen())
 
