@@ -3,9 +3,9 @@
 Both extensions are optional: an install without them works and says what it lacks in each
 run's notes.
 
-- ``tracer._speedups`` (C, no torch headers): the one-pass statistics kernel. Built whenever a
+- ``tracer.core._speedups`` (C, no torch headers): the one-pass statistics kernel. Built whenever a
   C compiler is present.
-- ``tracer._probe`` (C++ against torch's headers): the hooks' fast path reads tensor metadata
+- ``tracer.core._probe`` (C++ against torch's headers): the hooks' fast path reads tensor metadata
   from the C++ tensor. It needs the torch that will run it at build time, so it is built only
   when the build can import torch: ``pip install --no-build-isolation`` after installing torch.
   An isolated build (plain ``pip install``) skips it rather than download a torch to build with.
@@ -18,7 +18,7 @@ import sys
 from setuptools import Extension, setup
 
 ext_modules: list[Extension] = [
-    Extension("tracer._speedups", ["tracer/_speedups.c"], optional=True),
+    Extension("tracer.core._speedups", ["tracer/core/_speedups.c"], optional=True),
 ]
 
 try:
@@ -36,8 +36,8 @@ if torch is not None and sys.platform != "win32":
     openmp = ["-fopenmp"] if sys.platform == "linux" else []
     ext_modules.append(
         CppExtension(
-            "tracer._probe",
-            ["tracer/_probe.cpp"],
+            "tracer.core._probe",
+            ["tracer/core/_probe.cpp"],
             define_macros=[("TRACER_TORCH_VERSION", f'"{torch.__version__}"')],
             # -g0: no debug information for all of torch's headers (5.3 MB -> 0.2 MB)
             extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-g0", *openmp],

@@ -27,7 +27,7 @@ def test_imports_torch_free_module_does_not_load_torch(module: str) -> None:
 
 def test_imports_trace_is_the_function_whatever_is_imported_first() -> None:
     code = (
-        "import types, tracer.session, tracer; import tracer.api as api; "
+        "import types, tracer.core.trace, tracer; import tracer.api as api; "
         "print(isinstance(tracer.trace, types.FunctionType) and tracer.trace is api.trace)"
     )
     assert _python(code) == "True"

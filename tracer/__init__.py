@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
     "trace": "tracer.api",
-    "summary": "tracer.summary",
-    "Trace": "tracer.session",
+    "summary": "tracer.summary_table",
+    "Trace": "tracer.core.trace",
     "Sink": "tracer.sink",
     "MemorySink": "tracer.sink",
-    "register_stat": "tracer.stats",
+    "register_stat": "tracer.core.stats",
     "TensorRecord": "tracer.records",
     "CallRecord": "tracer.records",
     "ModuleRecord": "tracer.records",
@@ -48,6 +48,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from tracer.api import trace
+    from tracer.core.stats import register_stat
+    from tracer.core.trace import Trace
     from tracer.plugins.markers import hookimpl
     from tracer.records import (
         CallRecord,
@@ -57,11 +59,9 @@ if TYPE_CHECKING:
         RunInfo,
         TensorRecord,
     )
-    from tracer.session import Trace
     from tracer.sink import MemorySink, Sink
-    from tracer.stats import register_stat
     from tracer.store import open_store
-    from tracer.summary import summary
+    from tracer.summary_table import summary
 
 
 def __getattr__(name: str) -> Any:

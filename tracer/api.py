@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from tracer.session import Trace
+from tracer.core.stats import StatFn, default_extra_stats, validate_stat
+from tracer.core.trace import Trace
 from tracer.sink import Sink
-from tracer.stats import StatFn, default_extra_stats, validate_stat
 
 
 def trace(

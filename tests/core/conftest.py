@@ -6,8 +6,8 @@ from types import ModuleType
 
 import pytest
 
-import tracer.probe
-import tracer.stats
+import tracer.core.probe
+import tracer.core.stats
 
 
 def _path(
@@ -27,17 +27,17 @@ def _path(
 def stats_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the compiled kernel and again with torch's reductions alone (the path of
     an install built without a C compiler). A collector picks its path when it is made."""
-    return _path(str(request.param), "torch", monkeypatch, (tracer.stats, "_float_stats"))
+    return _path(str(request.param), "torch", monkeypatch, (tracer.core.stats, "_float_stats"))
 
 
 @pytest.fixture
 def torch_stats_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only torch's reductions (the row buffers and chunked sums), as without the kernel."""
-    monkeypatch.setattr(tracer.stats, "_float_stats", None)
+    monkeypatch.setattr(tracer.core.stats, "_float_stats", None)
 
 
 @pytest.fixture(params=["compiled", "python"])
 def probe_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the compiled tensor probe and again with the Python one (the path of an
     install built without torch at build time). A trace picks its probe when it is made."""
-    return _path(str(request.param), "python", monkeypatch, (tracer.probe, "_CompiledProbe"))
+    return _path(str(request.param), "python", monkeypatch, (tracer.core.probe, "_CompiledProbe"))

@@ -7,7 +7,7 @@ import torch
 from core.models import ArticleLSTM
 
 import tracer
-from tracer.stats import tensor_stats
+from tracer.core.stats import tensor_stats
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

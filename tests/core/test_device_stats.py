@@ -10,8 +10,8 @@ import torch
 from core.models import ArticleLSTM
 
 import tracer
-from tracer.collector import StatsCollector
-from tracer.stats import device_vector, stats_from_vector, tensor_stats
+from tracer.core.collector import StatsCollector
+from tracer.core.stats import device_vector, stats_from_vector, tensor_stats
 
 CASES = {
     "float": torch.randn(4000) * 3 + 1,

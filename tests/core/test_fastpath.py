@@ -11,7 +11,7 @@ from core.models import TwiceModel, mlp
 from torch import nn
 
 import tracer
-import tracer.hooks
+import tracer.core.wrapping
 from tracer.records import CallRecord
 
 pytestmark = pytest.mark.usefixtures("probe_path")
@@ -49,7 +49,7 @@ def test_fastpath_records_match_the_generic_walker(
     # With ops=True and no way to switch torch functions back on inside a forward, every
     # module call goes through the generic walker; these models run no captured op, so the
     # records must be the same, field by field.
-    monkeypatch.setattr(tracer.hooks, "_EnableTorchFunction", None)
+    monkeypatch.setattr(tracer.core.wrapping, "_EnableTorchFunction", None)
     generic = _records(model, x, stats=stats, grads=grads, ops=True)
     assert [c.kind for c in generic] == ["module"] * len(generic)
     assert fast == generic

@@ -11,7 +11,7 @@ from core.models import ArticleLSTM, DictModel, SmallCNN, TwiceModel, transforme
 from torch import nn
 
 import tracer
-from tracer.walk import walk_output
+from tracer.core.walk import walk_output
 
 CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], tuple[Any, ...]]]] = {
     "article_lstm": (

@@ -9,8 +9,8 @@ import torch
 from core.reference import reference_stats
 
 import tracer
-from tracer import stats
-from tracer.stats import kernel_vector, stats_from_kernel
+from tracer.core import stats
+from tracer.core.stats import kernel_vector, stats_from_kernel
 
 # The kernel's inner loop runs 16 lanes and folds them into double totals every 256 rounds:
 # sizes around both boundaries, and one spanning several folds with a tail.
@@ -32,7 +32,9 @@ def _assert_matches(x: torch.Tensor, rel: float = 1e-5) -> None:
 
 
 def test_kernel_is_built() -> None:
-    assert stats.kernel_available(), "tracer._speedups was not built: is a C compiler installed?"
+    assert stats.kernel_available(), (
+        "tracer.core._speedups was not built: is a C compiler installed?"
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -96,7 +98,7 @@ def test_kernel_vector_reads_strided_tensors_in_memory_order() -> None:
 
 
 def test_kernel_rejects_bad_arguments_with_errors_not_crashes() -> None:
-    from tracer import _speedups
+    from tracer.core import _speedups
 
     x = torch.randn(8)
     with pytest.raises(ValueError, match="numel > 0"):

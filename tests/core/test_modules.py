@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from tracer.modules import module_records
+from tracer.core.module_records import module_records
 
 
 class Tied(nn.Module):

@@ -8,7 +8,7 @@ from core.models import ArticleLSTM
 from torch import nn
 
 import tracer
-from tracer import hooks
+from tracer.core import wrapping as hooks
 
 
 def _shapes(records: tuple[tracer.TensorRecord, ...]) -> list[tuple[int, ...]]:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from tracer import probe as probe_module
-from tracer.probe import PyProbe, TensorProbe, new_probe
-from tracer.recorder import single_meta
+from tracer.core import probe as probe_module
+from tracer.core.probe import PyProbe, TensorProbe, new_probe
+from tracer.core.step_state import single_meta
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def probe(probe_path: str) -> TensorProbe:
 
 def test_probe_is_built() -> None:
     assert probe_module.probe_available(), (
-        f"tracer._probe was not built ({probe_module.PROBE_MISSING}): "
+        f"tracer.core._probe was not built ({probe_module.PROBE_MISSING}): "
         "pip install --no-build-isolation, with a C++ compiler"
     )
 
@@ -128,7 +128,7 @@ def test_compiled_probe_rejects_bad_arguments() -> None:
 
 
 def test_compiled_float_stats_reads_plain_cpu_float_tensors_only() -> None:
-    from tracer import _speedups
+    from tracer.core import _speedups
 
     direct: Any = probe_module.compiled_float_stats()
     assert direct is not None
@@ -159,7 +159,7 @@ def test_compiled_float_stats_reads_plain_cpu_float_tensors_only() -> None:
 def test_collector_statistics_are_the_same_with_and_without_the_compiled_path(
     extra: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tracer.collector import StatsCollector
+    from tracer.core.collector import StatsCollector
 
     extras = {"first": lambda t: float(t.reshape(-1)[0])} if extra else None
     torch.manual_seed(1)
@@ -209,7 +209,7 @@ def _big_cases() -> dict[str, torch.Tensor]:
 def test_compiled_float_stats_of_big_tensors_match_the_reference(case: str, threads: int) -> None:
     from core.reference import reference_stats
 
-    from tracer.stats import stats_from_kernel
+    from tracer.core.stats import stats_from_kernel
 
     x = _big_cases()[case]
     direct: Any = probe_module.compiled_float_stats()

@@ -10,9 +10,9 @@ from core.reference import reference_stats
 from torch import nn
 
 import tracer
-from tracer.collector import StatsCollector
+from tracer.core.collector import StatsCollector
+from tracer.core.stats import CHUNK, SMALL_NUMEL, register_stat, tensor_stats, unregister_stat
 from tracer.records import BUILTIN_STATS
-from tracer.stats import CHUNK, SMALL_NUMEL, register_stat, tensor_stats, unregister_stat
 
 # Every test here runs on both statistics paths: the compiled kernel and torch alone.
 pytestmark = pytest.mark.usefixtures("stats_path")

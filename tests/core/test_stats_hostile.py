@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import tracer
-import tracer.stats
+import tracer.core.stats
 from tracer.records import BUILTIN_STATS, CallRecord
 from tracer.store import open_store
 
@@ -111,7 +111,7 @@ def test_extra_stat_registered_and_failing_keeps_builtins() -> None:
             t.step()
             model(torch.randn(2, 6))
     finally:
-        tracer.stats.unregister_stat("broken")
+        tracer.core.stats.unregister_stat("broken")
     records = float_records(t.calls)
     assert len(records) == 16 and all(r.stats["numel"] > 0 and "mean" in r.stats for r in records)
     assert note_count(t.notes, "extra statistic 'broken' returned a string 'x'") == 1
@@ -159,9 +159,9 @@ def test_extra_stat_for_integer_tensors_is_noted_once() -> None:
 
 
 def test_extra_stat_slow_is_noted_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tracer.stats
+    import tracer.core.stats
 
-    monkeypatch.setattr(tracer.stats, "SLOW_SECONDS", 0.0)
+    monkeypatch.setattr(tracer.core.stats, "SLOW_SECONDS", 0.0)
     model = mlp()
     with tracer.trace(model, extra_stats={"peak": lambda t: t.abs().max()}) as t:
         for _ in range(3):

@@ -14,9 +14,9 @@ import torch
 from core.reference import reference_stats
 
 import tracer
-import tracer.stats
-from tracer.collector import StatsCollector
-from tracer.stats import BIG_NUMEL
+import tracer.core.stats
+from tracer.core.collector import StatsCollector
+from tracer.core.stats import BIG_NUMEL
 
 ROOT = Path(__file__).parents[2]
 
@@ -89,7 +89,7 @@ def test_stats_big_float_tensor_matches_float64_reference(kind: str, stats_path:
     want = reference_stats(x)
     got, _ = collected(x)
     assert_matches(got, want, want.get("abs_mean", 1.0))
-    assert_matches(tracer.stats.tensor_stats(x), want, want.get("abs_mean", 1.0))
+    assert_matches(tracer.core.stats.tensor_stats(x), want, want.get("abs_mean", 1.0))
 
 
 @pytest.mark.parametrize("kind", sorted(big_floats()))
@@ -135,10 +135,10 @@ import json, sys
 
 import torch
 import tracer
-import tracer.stats
+import tracer.core.stats
 
 if sys.argv[1] == "torch":
-    tracer.stats._float_stats = None  # as an install built without the C kernel
+    tracer.core.stats._float_stats = None  # as an install built without the C kernel
 torch.set_num_threads(1)  # the peak is what is measured; one thread keeps it quick
 
 

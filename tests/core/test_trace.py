@@ -8,7 +8,7 @@ from core.models import ArticleLSTM, DictModel, TwiceModel, mlp
 from torch import nn
 
 import tracer
-from tracer.session import TraceError
+from tracer.core.trace import TraceError
 from tracer.sink import MemorySink
 
 
@@ -185,10 +185,10 @@ def test_trace_name_is_the_function_after_session_import() -> None:
     import importlib
     import types
 
-    importlib.import_module("tracer.session")
+    importlib.import_module("tracer.core.trace")
     assert isinstance(tracer.trace, types.FunctionType)
     assert tracer.trace is importlib.import_module("tracer.api").trace
-    assert tracer.Trace is importlib.import_module("tracer.session").Trace
+    assert tracer.Trace is importlib.import_module("tracer.core.trace").Trace
     with tracer.trace(nn.Linear(2, 2)) as t:
         pass
     assert isinstance(t, tracer.Trace)

@@ -7,7 +7,7 @@ from core.models import NestedModel, PackedLSTM
 from torch import nn
 
 import tracer
-from tracer.walk import walk_inputs, walk_output
+from tracer.core.walk import walk_inputs, walk_output
 
 
 def test_walk_output_lstm_tuple_gives_dotted_slots() -> None:

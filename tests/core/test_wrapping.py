@@ -13,9 +13,9 @@ from core.models import mlp, transformer
 from torch import nn
 
 import tracer
-from tracer.collector import StatsCollector
+from tracer.core.collector import StatsCollector
+from tracer.core.stats import CHUNK_NUMEL, tensor_stats
 from tracer.sink import MemorySink
-from tracer.stats import CHUNK_NUMEL, tensor_stats
 
 
 class Keyworded(nn.Module):

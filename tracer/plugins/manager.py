@@ -347,7 +347,7 @@ def _check_stat(item: Any) -> None:
     """Refuse anything that is not a :class:`TensorStat` or that shadows a built-in statistic."""
     if not isinstance(item, TensorStat):
         raise TypeError(f"expected a TensorStat, got {type(item).__name__}")
-    # the checks tracer.stats.validate_stat makes when a trace opens (that module needs torch),
+    # the checks tracer.core.stats.validate_stat makes when a trace opens (that module needs torch),
     # made here so that a bad statistic is refused before any run exists
     if not isinstance(item.name, str) or not item.name.isidentifier():
         raise ValueError(f"statistic name must be an identifier, got {item.name!r}")

@@ -3,11 +3,12 @@ output the previous call produced, unchanged.
 
 Two implementations of one small interface (``meta``, ``chained``, ``remember``, ``forget``):
 
-- ``tracer._probe.Probe`` (C++, ``tracer/_probe.cpp``) reads the answers from the C++ tensor: no
+- ``tracer.core._probe.Probe`` (C++, ``tracer/core/_probe.cpp``) reads the answers from the C++
+  tensor: no
   Python getters, no ``torch.Size`` or ``torch.device`` allocated, the metadata tuple found in a
   C++ table. It is built only when torch is importable at build time (``pip install
   --no-build-isolation``), for that torch version.
-- The compiled module also hands the statistics kernel (``tracer._speedups``) a plain CPU
+- The compiled module also hands the statistics kernel (``tracer.core._speedups``) a plain CPU
   float tensor's address straight from the C++ tensor (:func:`compiled_float_stats`).
 - :class:`PyProbe` asks torch's Python getters: the same answers, used when the compiled one is
   missing (the run's notes say so, with the reason).
@@ -26,8 +27,8 @@ import torch
 
 PROBE_MISSING = ""
 try:
-    from tracer._probe import Probe as _CompiledProbe
-    from tracer._probe import float_stats as _float_stats
+    from tracer.core._probe import Probe as _CompiledProbe
+    from tracer.core._probe import float_stats as _float_stats
 except ImportError as exc:  # built in isolation (no torch at build time), or for another torch
     _CompiledProbe = None
     _float_stats = None
@@ -97,8 +98,8 @@ def probe_available() -> bool:
 
 
 def compiled_float_stats() -> Callable[[torch.Tensor], tuple[float, ...] | None] | None:
-    """``tracer._probe.float_stats`` where the compiled probe loaded: the statistics kernel's
+    """``tracer.core._probe.float_stats`` where the compiled probe loaded: the statistics kernel's
     tuple for a plain CPU float32/float64 tensor whose elements fill one block of memory (in
     any order), read through its C++ data pointer, big ones on torch's threads (None for any
-    other tensor, and always None if ``tracer._speedups`` is missing)."""
+    other tensor, and always None if ``tracer.core._speedups`` is missing)."""
     return _float_stats if _CompiledProbe is not None else None

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from tracer.modules import module_depth
-from tracer.notes import fused_encoder_layers
-from tracer.recorder import GRADS, CallInfo, PendingCall, Recorder
+from tracer.core.module_records import module_depth
+from tracer.core.notes import fused_encoder_layers
+from tracer.core.step_state import GRADS, CallInfo, PendingCall, Recorder
 
 _MISSING = object()
 _REPLICATE = "_replicate_for_data_parallel"  # what nn.DataParallel calls on every module
@@ -140,7 +140,7 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     # is recorded inline: its metadata tuple is shared with earlier calls (a lookup, no
     # allocation that survives), the call is one list, the clock is read twice. In a chain of
     # layers the input is the previous call's output: the same tensor at the same version has
-    # the same record and statistics (tracer.probe answers both questions, compiled if built).
+    # the same record and statistics (tracer.core.probe answers both questions, compiled if built).
     x = args[0]
     stack = rec.stack
     request = rec.request

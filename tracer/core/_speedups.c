@@ -2,9 +2,9 @@
  *
  * float_stats: one pass over a float32 or float64 array for every built-in statistic.
  *
- * tracer._speedups.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
+ * tracer.core._speedups.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
  * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
- * ten numbers that tracer.stats.stats_from_vector reads, after the element count:
+ * ten numbers that tracer.core.stats.stats_from_vector reads, after the element count:
  *
  *     (numel, finite count, NaN count, sum, spread, L2 norm, L1 norm, nonzero count, min, max)
  *
@@ -202,7 +202,7 @@ static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t
     return stats_tuple(out);
 }
 
-/* For tracer._probe, which reads the address from the C++ tensor itself (and may split a big
+/* For tracer.core._probe, which reads the address from the C++ tensor itself (and may split a big
  * tensor over torch's threads): the reduction behind float_stats, through a capsule (the C API
  * of this module). It touches no Python object; the caller guarantees data != NULL, n > 0,
  * itemsize 4 or 8, and keeps the memory alive. */
@@ -216,7 +216,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT, "tracer._speedups",
+    PyModuleDef_HEAD_INIT, "tracer.core._speedups",
     "Compiled fast paths (optional: tracer falls back to torch without them).", -1,
     methods,
 };
@@ -227,7 +227,7 @@ PyMODINIT_FUNC PyInit__speedups(void)
     if (module == NULL)
         return NULL;
     reduce_fn api_reduce = reduce;
-    PyObject *api = PyCapsule_New((void *)api_reduce, "tracer._speedups.reduce", NULL);
+    PyObject *api = PyCapsule_New((void *)api_reduce, "tracer.core._speedups.reduce", NULL);
     if (api == NULL || PyModule_AddObject(module, "reduce", api) < 0) {
         Py_XDECREF(api);
         Py_DECREF(module);

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from tracer.cli import cli, common, out
+from tracer.cli.base import common, out
 
 
-@cli.group("db")
+@click.group("db")
 def db_group() -> None:
     """Look after the database itself."""
 

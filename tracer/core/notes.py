@@ -6,15 +6,16 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
-from tracer.probe import PROBE_MISSING, probe_available
-from tracer.stats import KERNEL_MISSING
+from tracer.core.probe import PROBE_MISSING, probe_available
+from tracer.core.stats import KERNEL_MISSING
 
 
 def fused_encoder_layers(model: nn.Module, traced: Iterable[str]) -> list[tuple[str, nn.Module]]:
     """The ``nn.TransformerEncoderLayer`` modules that are traced themselves or inside.
 
     Such a layer runs a fused kernel, without calling its sublayers, unless a forward hook sits
-    on it or inside it: the trace puts one there (see tracer.hooks) and says so in the notes.
+    on it or inside it: the trace puts one there (see tracer.core.wrapping) and says so in the
+    notes.
     """
     paths = set(traced)
     return [
@@ -60,13 +61,14 @@ def collect_notes(
         why = f" ({KERNEL_MISSING})" if KERNEL_MISSING else ""
         notes.append(
             "statistics are computed with torch reductions: the compiled kernel "
-            f"(tracer._speedups) could not be loaded{why}, so statistics of models with many "
+            f"(tracer.core._speedups) could not be loaded{why}, so statistics of models with many "
             "small layers cost more; reinstall layer-tracer with a C compiler to build it"
         )
     if not probe_available():
         notes.append(
             "tensor metadata is read through torch's Python getters: the compiled probe "
-            f"(tracer._probe) could not be loaded ({PROBE_MISSING}), so tracing models with many "
+            f"(tracer.core._probe) could not be loaded ({PROBE_MISSING}), so tracing models with "
+            "many "
             "small layers costs more; reinstall layer-tracer after torch with "
             "`pip install --no-build-isolation layer-tracer` (a C++ compiler) to build it"
         )

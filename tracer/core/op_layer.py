@@ -4,7 +4,7 @@ A :class:`torch.overrides.TorchFunctionMode` is pushed only while a traced modul
 runs (the outermost one pushes it, and pops it when it returns), so ops in the training loop or
 in the loss are not recorded and untraced steps pay nothing. Each captured op is attributed to
 the innermost module whose forward is running. The tracer's own statistics code runs with
-torch functions disabled (see tracer.hooks), so it is never captured itself.
+torch functions disabled (see tracer.core.wrapping), so it is never captured itself.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from tracer.recorder import Recorder
-from tracer.walk import walk_inputs, walk_output
+from tracer.core.step_state import Recorder
+from tracer.core.walk import walk_inputs, walk_output
 
 #: Tensor methods and torch functions the op layer records, by attribute name.
 _RESHAPES = "reshape flatten unflatten permute transpose squeeze unsqueeze split chunk"

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tracer.cli import cli, common, load_plugins, open_store, out, plugin_option
+from tracer.cli.base import common, load_plugins, open_store, out, plugin_option
 from tracer.records import literal
 
 #: File suffixes a user types for an exporter's own (lower-case, without the dot).
@@ -38,7 +38,7 @@ def format_for(output: Path, fmt: str | None, exporters: dict[str, Any]) -> str:
     return name
 
 
-@cli.command()
+@click.command()
 @click.argument("ref", metavar="RUN")
 @click.option(
     "-o",
@@ -78,7 +78,7 @@ def export(
     say(f"run {run.id} ({literal(run.name)}) written to {literal(output)} as {fmt}")
 
 
-@cli.command("import")
+@click.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--as-new", is_flag=True, help="Import a copy even when the database holds this run.")
 @common
@@ -96,7 +96,7 @@ def import_(path: Path, as_new: bool, db: str | None) -> None:
     say(f"imported as run {run.id} ({literal(run.name)})")
 
 
-@cli.command()
+@click.command()
 @click.argument("refs", metavar="RUN...", nargs=-1, required=True)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(

@@ -1,10 +1,10 @@
 """The mutable state of one traced step: pending calls, the module stack, and their finalisation.
 
-The traced forwards (tracer.hooks) and the op layer (tracer.ops) report into a
+The traced forwards (tracer.core.wrapping) and the op layer (tracer.core.op_layer) report into a
 :class:`Recorder`; at the end of the step :meth:`Recorder.finish` hands the pending calls over
 as a :class:`StepRecords`, which builds the frozen :class:`~tracer.records.CallRecord` objects
 when they are first read. Pending calls hold only plain metadata (``torch.Size``, dtype and
-device objects) and statistics indices (:class:`~tracer.collector.StatsCollector`), never
+device objects) and statistics indices (:class:`~tracer.core.collector.StatsCollector`), never
 tensors.
 
 Cost model: on a model of many small layers the traced forwards run about as often as the
@@ -17,7 +17,7 @@ collector tracks: every container that outlives a couple of young collections co
 full collection, which walks the whole heap (torch alone is ~180,000 objects, 100-200 ms here)
 and was the largest single cost of tracing a 1,000-call model. So single-tensor metadata tuples
 and shapes-only records are shared across calls and steps (:data:`SHARED`, ``_INTERNED``)
-instead of allocated per call, and statistics are integer indices (see tracer.collector).
+instead of allocated per call, and statistics are integer indices (see tracer.core.collector).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Any, overload
 
 import torch
 
-from tracer.collector import StatsCollector, StepStats
-from tracer.probe import new_probe
+from tracer.core.collector import StatsCollector, StepStats
+from tracer.core.probe import new_probe
+from tracer.core.stats import one_line
+from tracer.core.walk import Leaf, walk_inputs, walk_output
 from tracer.records import CallRecord, Role, TensorRecord
-from tracer.stats import one_line
-from tracer.walk import Leaf, walk_inputs, walk_output
 
 #: (slot, shape, dtype, device, requires_grad, type_name, statistics index or None); dtype and
 #: device are torch objects (None for an opaque leaf), turned into names when records are built.

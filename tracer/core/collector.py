@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from tracer.probe import compiled_float_stats
-from tracer.stats import (
+from tracer.core.probe import compiled_float_stats
+from tracer.core.stats import (
     BIG_NUMEL,
     CHUNK_NUMEL,
     KERNEL_DTYPES,
@@ -68,7 +68,7 @@ _PLAIN = frozenset({torch.Tensor, torch.nn.Parameter, torch.nn.Buffer})
 _ITEMSIZE = {torch.float32: 4, torch.float64: 8}  # what the kernel reads as it is
 #: The row-buffer number of a tensor whose kernel vector is in ``StepStats._vectors``.
 _VECTOR = -2
-#: Values per kernel vector (see :func:`~tracer.stats.kernel_vector`).
+#: Values per kernel vector (see :func:`~tracer.core.stats.kernel_vector`).
 _VECTOR_SIZE = 10
 #: Values per row in a row buffer's results: sum, l2, l1, min, max, nonzero count.
 _SUMS = 6
@@ -201,7 +201,7 @@ def _reduce(block: torch.Tensor, out: torch.Tensor) -> list[int]:
     L1 norm and nonzero count (:meth:`StepStats.get` reads them in that order). The returned
     rows (usually none) are those whose fast sums cannot give exact statistics: a non-finite
     value, or a spread too small for the fast std (the test of
-    :func:`~tracer.stats.needs_careful`, written as ``(sum / l2)^2 > 0.99 n`` so that it
+    :func:`~tracer.core.stats.needs_careful`, written as ``(sum / l2)^2 > 0.99 n`` so that it
     cannot overflow). The caller reduces them from their values before :func:`_finish`
     overwrites the block; this mask is the only test, :meth:`StepStats.get` trusts it.
     """
@@ -268,7 +268,7 @@ class StatsCollector:
         # The compiled kernel reduces a CPU float tensor in one pass at once; without it, small
         # tensors go through the row buffers and big ones through torch reductions.
         self._kernel = compiled_kernel() if not defer_cpu else None
-        # The same kernel reached from the C++ tensor (tracer._probe) when that was built: the
+        # The same kernel reached from the C++ tensor (tracer.core._probe) when that was built: the
         # address, size and layout checks without torch's Python getters.
         self._direct = compiled_float_stats() if self._kernel is not None else None
         self._rows: dict[tuple[Any, ...], _Rows] = {}
@@ -478,7 +478,7 @@ class StatsCollector:
 
     def _big(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int, n: int) -> int:
         """A big CPU tensor (or a memoryless zero tensor): read where it lies when the kernel
-        can, else reduced a chunk at a time (see :func:`~tracer.stats.big_stats`)."""
+        can, else reduced a chunk at a time (see :func:`~tracer.core.stats.big_stats`)."""
         kernel = self._kernel
         if (
             kernel is not None

@@ -95,7 +95,7 @@ def run_dict(run: RunInfo) -> dict[str, Any]:
 def runs_table(runs: Sequence[RunInfo], *, by_job: bool = True) -> Table:
     """The ``tracer runs`` table, newest first: one row per run, or per distributed job (its
     ranks listed as rank:run id) when ``by_job``."""
-    from tracer.cli_jobs import job_cells
+    from tracer.cli.jobs import job_cells
 
     jobs = any(run.group_id is not None or run.world_size > 1 for run in runs)
     table = Table(box=None, header_style="bold")

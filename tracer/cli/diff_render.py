@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tracer.cli_render import CELL_LIMIT, LINE_LIMIT, fmt_count, lit, run_dict
+from tracer.cli.render import CELL_LIMIT, LINE_LIMIT, fmt_count, lit, run_dict
 from tracer.records import literal
 
 MARKS = {

@@ -1,4 +1,4 @@
-// tracer._probe: the hooks' fast path reads a tensor's metadata straight from its TensorImpl.
+// tracer.core._probe: the hooks' fast path reads a tensor's metadata straight from its TensorImpl.
 //
 // A traced call of a one-tensor layer needs the output's (shape, dtype, device,
 // requires_grad) as a shared metadata tuple, and needs to know whether its input is the
@@ -7,7 +7,7 @@
 // inside a forward here. This module answers both questions from the C++ tensor and a small
 // table, and falls back to the Python callable it was given for anything unusual. It is built
 // only when torch is importable at build time (pip install --no-build-isolation); the Python
-// version of the same interface is tracer.probe.PyProbe. Every entry point runs with the GIL.
+// version of the same interface is tracer.core.probe.PyProbe. Every entry point runs with the GIL.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -29,7 +29,7 @@
 namespace {
 
 constexpr int kMaxDims = 8;        // deeper tensors take the Python path (not cached)
-constexpr size_t kLimit = 100000;  // distinct metadata kept, as tracer.recorder's SHARED
+constexpr size_t kLimit = 100000;  // distinct metadata kept, as tracer.core.step_state's SHARED
 
 using StrongImpl = c10::intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
 using WeakImpl = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
@@ -230,7 +230,7 @@ void probe_dealloc(PyObject* self_obj) {
   Py_TYPE(self_obj)->tp_free(self_obj);
 }
 
-// tracer._speedups' reduction (through its capsule), or nullptr where it was not built:
+// tracer.core._speedups' reduction (through its capsule), or nullptr where it was not built:
 // reduce(data, numel, itemsize, out[10]) with out as float_stats returns it.
 using ReduceFn = void (*)(const void*, int64_t, int, double*);
 ReduceFn reduce = nullptr;
@@ -337,7 +337,7 @@ PyObject* float_stats(PyObject*, PyObject* tensor) {
   if (data == nullptr) {
     Py_RETURN_NONE;
   }
-  // The GIL stays held while the kernel reads the tensor's memory (see tracer/_speedups.c).
+  // The GIL stays held while the kernel reads the tensor's memory (see tracer/core/_speedups.c).
   double out[kStats];
   reduce_all(static_cast<const char*>(data), numel, itemsize, out);
   static_assert(kStats == 10, "the format below has one d per statistic");
@@ -353,7 +353,7 @@ PyMethodDef module_functions[] = {
 
 PyMethodDef probe_methods[] = {
     {"meta", probe_meta, METH_O,
-     "meta(tensor): the shared metadata tuple of one output tensor (see tracer.recorder)"},
+     "meta(tensor): the shared metadata tuple of one output tensor (see tracer.core.step_state)"},
     {"chained", probe_chained, METH_O,
      "chained(tensor): (metadata, index) if tensor is the remembered one, unchanged; else None"},
     {"remember", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(probe_remember)),
@@ -364,7 +364,7 @@ PyMethodDef probe_methods[] = {
 PyTypeObject ProbeType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 PyModuleDef probe_module = {
-    PyModuleDef_HEAD_INIT, "tracer._probe",
+    PyModuleDef_HEAD_INIT, "tracer.core._probe",
     "Tensor metadata read from the C++ tensor for the hooks' fast path.", -1, module_functions};
 
 }  // namespace
@@ -388,14 +388,14 @@ PyMODINIT_FUNC PyInit__probe() {
   const char* running = PyUnicode_AsUTF8(text);
   if (running == nullptr || std::strcmp(running, TRACER_TORCH_VERSION) != 0) {
     PyErr_Format(PyExc_ImportError,
-                 "tracer._probe was built against torch %s, this is torch %s; "
+                 "tracer.core._probe was built against torch %s, this is torch %s; "
                  "reinstall layer-tracer (pip install --no-build-isolation)",
                  TRACER_TORCH_VERSION, running != nullptr ? running : "?");
     Py_DECREF(text);
     return nullptr;
   }
   Py_DECREF(text);
-  ProbeType.tp_name = "tracer._probe.Probe";
+  ProbeType.tp_name = "tracer.core._probe.Probe";
   ProbeType.tp_basicsize = sizeof(Probe);
   ProbeType.tp_flags = Py_TPFLAGS_DEFAULT;
   ProbeType.tp_doc = "Probe(make): metadata and chain identity of plain tensors";
@@ -406,7 +406,7 @@ PyMODINIT_FUNC PyInit__probe() {
     return nullptr;
   }
   // The statistics kernel is optional here too: without it float_stats answers None.
-  PyObject* speedups = PyImport_ImportModule("tracer._speedups");
+  PyObject* speedups = PyImport_ImportModule("tracer.core._speedups");
   if (speedups == nullptr) {
     PyErr_Clear();
   } else {
@@ -415,7 +415,7 @@ PyMODINIT_FUNC PyInit__probe() {
     if (api == nullptr) {
       PyErr_Clear();
     } else {
-      reduce = reinterpret_cast<ReduceFn>(PyCapsule_GetPointer(api, "tracer._speedups.reduce"));
+      reduce = reinterpret_cast<ReduceFn>(PyCapsule_GetPointer(api, "tracer.core._speedups.reduce"));
       Py_DECREF(api);
       if (reduce == nullptr) {
         PyErr_Clear();

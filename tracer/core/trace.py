@@ -10,15 +10,15 @@ from typing import Any
 
 from torch import nn
 
-from tracer.collector import StatsCollector
-from tracer.hooks import HookSet
-from tracer.modules import module_records
-from tracer.notes import collect_notes
-from tracer.ops import OpLayer
-from tracer.recorder import Recorder
+from tracer.core.collector import StatsCollector
+from tracer.core.module_records import module_records
+from tracer.core.notes import collect_notes
+from tracer.core.op_layer import OpLayer
+from tracer.core.stats import StatFn
+from tracer.core.step_state import Recorder
+from tracer.core.wrapping import HookSet
 from tracer.records import CallRecord, ModuleRecord, RunInfo
 from tracer.sink import MemorySink, Sink
-from tracer.stats import StatFn
 
 #: Modules currently under an open trace (weak: a dropped model is forgotten).
 _TRACED: weakref.WeakSet[nn.Module] = weakref.WeakSet()

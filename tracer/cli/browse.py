@@ -7,11 +7,11 @@ import sys
 import click
 from rich.text import Text
 
-from tracer.cli import cli, common, format_option, open_store, out
-from tracer.cli import print_json as emit_json
+from tracer.cli.base import common, format_option, open_store, out
+from tracer.cli.base import print_json as emit_json
 
 
-@cli.command()
+@click.command()
 @click.option("--pipeline", help="Only runs of this pipeline.")
 @click.option(
     "--status",
@@ -37,7 +37,7 @@ def runs(
     db: str | None,
 ) -> None:
     """List recorded runs, newest first (a distributed job on one line with its ranks)."""
-    from tracer.cli_render import MAX_METRIC_COLUMNS, metric_columns, run_dict, runs_table
+    from tracer.cli.render import MAX_METRIC_COLUMNS, metric_columns, run_dict, runs_table
 
     found = open_store(db).list_runs(
         pipeline=pipeline, status=status, name=name, group_id=group_id, limit=limit
@@ -54,7 +54,7 @@ def runs(
             out.print(Text(more, style="dim"))
 
 
-@cli.command()
+@click.command()
 @click.argument("ref", metavar="RUN")
 @click.option("--step", type=int, help="Traced step to show [default: the first].")
 @click.option("--rank", type=click.IntRange(min=0), help="That rank of RUN's distributed job.")
@@ -76,7 +76,7 @@ def show(
     db: str | None,
 ) -> None:
     """Show the shape flow of one traced step of RUN (an id, a name or `latest`)."""
-    from tracer.cli_render import LINE_LIMIT, flow_dict, flow_table, no_layer_message, select_calls
+    from tracer.cli.render import LINE_LIMIT, flow_dict, flow_table, no_layer_message, select_calls
     from tracer.records import dimension_names, literal
 
     store = open_store(db)
@@ -106,7 +106,7 @@ def show(
     out.print(flow_table(calls, dimension_names(run.config) if names else None))
 
 
-@cli.command()
+@click.command()
 @click.argument("ref_a", metavar="RUN_A")
 @click.argument("ref_b", metavar="[RUN_B]", required=False)
 @click.option(
@@ -139,8 +139,8 @@ def diff(
 ) -> None:
     """Compare the flows of two runs (or two ranks of a job: `tracer diff RUN --rank 0 --rank 1`):
     config changes, then every call with changes marked."""
-    from tracer.cli_diff import diff_dict, diff_renderable, structure_differs
-    from tracer.cli_jobs import rank_pair
+    from tracer.cli.diff_render import diff_dict, diff_renderable, structure_differs
+    from tracer.cli.jobs import rank_pair
 
     store = open_store(db)
     run_a, run_b = rank_pair(store, ref_a, ref_b, ranks)

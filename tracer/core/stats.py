@@ -7,10 +7,10 @@ taken over the finite values.
 
 Cost model (see PERF-NOTES): every torch reduction costs a few microseconds of dispatch and
 one pass over memory per statistic. A CPU float tensor therefore goes to the compiled kernel
-(``tracer/_speedups.c``) when it was built: one pass, all statistics, about 0.6 us for a
+(``tracer/core/_speedups.c``) when it was built: one pass, all statistics, about 0.6 us for a
 2,048-element tensor, called straight from the hook. Without it, the torch path below is used:
 a small tensor's values are copied into a per-step row buffer and all rows of one size are
-reduced together (see :mod:`tracer.collector`); a big tensor is reduced chunk by chunk, and
+reduced together (see :mod:`tracer.core.collector`); a big tensor is reduced chunk by chunk, and
 its standard deviation is derived from the L2 norm and the sum unless cancellation would make
 that inexact. Accelerator tensors always use torch (:func:`device_vector`).
 
@@ -57,7 +57,7 @@ BIG_CHUNK = 1 << 18
 #: Why the compiled kernel is missing ("" when it loaded), for the run's notes.
 KERNEL_MISSING = ""
 try:
-    from tracer._speedups import float_stats as _float_stats
+    from tracer.core._speedups import float_stats as _float_stats
 except ImportError as exc:  # built without a C compiler: the torch reductions do the same work
     _float_stats = None
     KERNEL_MISSING = f"{type(exc).__name__}: {exc}"
@@ -108,8 +108,8 @@ def kernel_available() -> bool:
 
 
 def compiled_kernel() -> Callable[[int, int, int], tuple[float, ...]] | None:
-    """``float_stats(address, numel, itemsize)`` of ``tracer._speedups``, or None when it was not
-    built. Its caller must pass a contiguous float32 (4) or float64 (8) CPU tensor's
+    """``float_stats(address, numel, itemsize)`` of ``tracer.core._speedups``, or None when it was
+    not built. Its caller must pass a contiguous float32 (4) or float64 (8) CPU tensor's
     ``data_ptr()`` and keep that tensor alive during the call; :func:`kernel_vector` does."""
     return _float_stats
 
@@ -315,7 +315,7 @@ def chunks(x: torch.Tensor, limit: int = BIG_CHUNK) -> Iterator[torch.Tensor]:
 
 
 def merge_vectors(parts: Sequence[Sequence[float]]) -> tuple[float, ...]:
-    """One kernel vector from those of disjoint parts (as ``merge`` in tracer/_probe.cpp):
+    """One kernel vector from those of disjoint parts (as ``merge`` in tracer/core/_probe.cpp):
     counts and sums add, extremes compare, spreads combine through each part's mean."""
     numel = finite = nans = total = squares = l1 = nonzero = 0.0
     lo, hi = math.inf, -math.inf

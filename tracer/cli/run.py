@@ -1,0 +1,152 @@
+"""``tracer run``: train a pipeline with tracing on and record it as a run."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.text import Text
+
+from tracer.cli.base import (
+    INTERRUPTED,
+    common,
+    err,
+    load_plugins,
+    open_store,
+    out,
+    plugin_option,
+)
+from tracer.cli.render import lit
+
+#: The largest --every and --seed: what the store's 64-bit integer columns hold.
+_INT64_MAX = 2**63 - 1
+
+
+@click.command()
+@click.argument("pipeline_name", metavar="PIPELINE")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a config value (repeatable); see `tracer pipelines`.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read config values from a TOML file (--set wins).",
+)
+@click.option("--name", help="Name of the run [default: the pipeline's name].")
+@click.option(
+    "--every",
+    type=click.IntRange(min=1, max=_INT64_MAX),
+    default=10,
+    show_default=True,
+    help="Trace every Nth training step.",
+)
+@click.option(
+    "--ops/--no-ops",
+    default=True,
+    show_default=True,
+    help="Record functional reshapes (view, [:, -1], ...) as op calls.",
+)
+@click.option(
+    "--grads/--no-grads", default=False, show_default=True, help="Record gradient statistics."
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=_INT64_MAX),
+    help="Seed [default: the config's seed, else 0].",
+)
+@plugin_option
+@common
+def run(
+    pipeline_name: str,
+    assignments: tuple[str, ...],
+    config_file: Path | None,
+    name: str | None,
+    every: int,
+    ops: bool,
+    grads: bool,
+    device: str,
+    seed: int | None,
+    plugin_files: tuple[Path, ...],
+    db: str | None,
+) -> None:
+    """Train PIPELINE with tracing on and record it as a run."""
+    from tracer import distributed
+    from tracer.cli.jobs import job_line, rank_progress
+    from tracer.cli.render import summary_table
+    from tracer.plugins.config import build_config
+    from tracer.plugins.runner import resolve_device, run_pipeline
+
+    plugins = load_plugins(plugin_files)
+    pipeline = plugins.pipeline(pipeline_name)
+    config = build_config(pipeline.config_cls, assignments, config_file, section=pipeline.name)
+    plugins.collect_all()  # a clash is refused before the database is touched
+    # under torchrun: one process group for the whole command; rank 0 creates the schema first
+    with distributed.session(resolve_device(device)) as job:
+        store = distributed.main_first(lambda: open_store(db, create=True))
+        job.on_exit(store.close)
+        if job.where.is_main:
+            err.print(
+                Text.assemble(
+                    lit(pipeline.name, "bold"),
+                    " → ",
+                    lit(store.where, limit=None),
+                    f"  (tracing every {every} steps)",
+                )
+            )
+        with rank_progress(job.where, err) as progress, _reported(job.where.is_main):
+            result = run_pipeline(
+                pipeline,
+                config,
+                store=store,
+                plugins=plugins,
+                name=name,
+                every=every,
+                ops=ops,
+                grads=grads,
+                device=device,
+                seed=seed,
+                progress=progress,
+                command=shlex.join(["tracer", *sys.argv[1:]]),
+            )
+    if job.where.is_main:  # one rank reports, after every rank has finished (the barrier)
+        out.print(summary_table(result.run, result.metrics, result.duration_s))
+        out.print(f"run id: {result.run.id}    see it: tracer show {result.run.id}")
+        if job.where.distributed:
+            out.print(lit(job_line(store, result.run), limit=None))
+    if result.status == "interrupted":
+        err.print("interrupted: the steps recorded so far are kept")
+        sys.exit(INTERRUPTED)
+
+
+@contextmanager
+def _reported(is_main: bool) -> Iterator[None]:
+    """Show what a failure leaves: a run whose after_run hook failed, on_run_error failures."""
+    from tracer.cli.render import summary_table
+    from tracer.plugins.config import ConfigError
+    from tracer.plugins.manager import PluginError, PluginFailed
+    from tracer.plugins.pipeline import PipelineError
+    from tracer.plugins.runner import RunFailed
+
+    try:
+        yield
+    except PluginFailed as exc:
+        result = exc.result
+        if result is not None and is_main:  # the run itself finished: show it, then the error
+            out.print(summary_table(result.run, result.metrics, result.duration_s))
+        raise
+    except RunFailed as exc:
+        # the error line of a pipeline's own error is that error's message alone: say the rest
+        if isinstance(exc.error, (ConfigError, PluginError, PipelineError)):
+            for line in exc.hook_errors:
+                err.print(f"warning: {line}", markup=False, highlight=False)
+        raise
