@@ -37,7 +37,7 @@ from textual.pilot import Pilot
 from tracer.records import CallRecord, ModuleRecord, TensorRecord, frozen_mapping
 from tracer.store import Store, open_store
 from tracer.tui.app import TracerApp
-from tracer.tui.data import Inspector
+from tracer.tui.data import StoreReader
 from tracer.tui.screens.runs import RunsScreen
 from tracer.tui.widgets.diff_table import DiffTable
 from tracer.tui.widgets.flow_table import FlowTable
@@ -167,7 +167,7 @@ async def scenario(db: Path, big: tuple[int, int], count: int) -> dict[str, floa
     """Drive the app through every measured step."""
     results: dict[str, float] = {}
     start = time.perf_counter()
-    app = TracerApp(Inspector.open(str(db)))
+    app = TracerApp(StoreReader.open(str(db)))
     async with app.run_test(size=(160, 48)) as pilot:
         await until(lambda: isinstance(app.screen, RunsScreen))
         table = app.screen.query_one(RunTable)

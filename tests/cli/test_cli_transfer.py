@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from tracer.store import open_store
 from tracer.store.validate import check_export
-from tracer.tui.data import Inspector
+from tracer.tui.data import StoreReader
 
 ROOT = Path(__file__).parents[2]
 #: A training script that records a small model's steps into a store and then waits.
@@ -229,7 +229,7 @@ def test_cli_transfer_wrong_rank_type_refused_and_runs_still_listed(tmp_path: Pa
     listed = tracer("runs", "--db", db, "--format", "json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert [r["id"] for r in json.loads(listed.stdout)] == [kept]
-    inspector = Inspector.open(str(db))  # the TUI's run list reads the same rows
+    inspector = StoreReader.open(str(db))  # the TUI's run list reads the same rows
     try:
         assert [r.id for r in inspector.runs()] == [kept]
     finally:

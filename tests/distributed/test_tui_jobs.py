@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 from tracer.store import open_store
 from tracer.tui import runlist
 from tracer.tui.app import TracerApp
-from tracer.tui.data import Inspector
+from tracer.tui.data import StoreReader
 
 
 def test_runs_screen_lists_the_ranks_of_a_job_together(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_runs_screen_lists_the_ranks_of_a_job_together(tmp_path: Path) -> None:
     assert [r.id for r in runlist.select(store.list_runs(), "", None, False)] == expected
 
     async def scenario() -> list[str]:
-        app = TracerApp(Inspector(store, "jobs.db"), poll_interval=0.1)
+        app = TracerApp(StoreReader(store, "jobs.db"), poll_interval=0.1)
         async with app.run_test(size=(160, 40)) as pilot:
             table = app.screen.query_one(DataTable)
             for _ in range(250):

@@ -29,7 +29,7 @@ from tracer.cli import cli
 from tracer.store import Store, StoreError, open_store
 from tracer.store.portable import import_run
 from tracer.store.validate import check_export
-from tracer.tui.data import Inspector
+from tracer.tui.data import StoreReader
 
 ROOT = Path(__file__).parents[2]
 FUZZ = settings(
@@ -166,7 +166,7 @@ def _read_everything(store: Store, folder: Path, run_id: int) -> None:
     again = folder / "again.jsonl"
     store.export_run(run_id, again)
     check_export(again)
-    inspector = Inspector(store, store.where)
+    inspector = StoreReader(store, store.where)
     assert run_id in [r.id for r in inspector.runs()]
     for step in inspector.steps(run_id)[:2]:
         inspector.flow(run, step)

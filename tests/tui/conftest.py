@@ -12,7 +12,7 @@ from tui_seed import frozen_provenance, seed_run
 
 from tracer.store import Store, open_store
 from tracer.tui.app import TracerApp
-from tracer.tui.data import Inspector
+from tracer.tui.data import StoreReader
 
 
 @dataclass
@@ -61,4 +61,4 @@ def make_app(seeded: Seeded) -> Callable[[], TracerApp]:
     # The app shares the fixture's store: opening the same SQLite file a second time in one
     # process (open_store reads the file's header) drops the locks of the first store's
     # connections, after which they miss what another process writes.
-    return lambda: TracerApp(Inspector(seeded.store, "tracer.db"), poll_interval=0.1)
+    return lambda: TracerApp(StoreReader(seeded.store, "tracer.db"), poll_interval=0.1)

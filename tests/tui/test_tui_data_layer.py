@@ -10,7 +10,7 @@ from tracer.records import CallRecord, RunInfo, TensorRecord
 from tracer.store.diff import diff_flows
 from tracer.tui import diffview, flow, runlist
 from tracer.tui import formatting as fmt
-from tracer.tui.data import Inspector
+from tracer.tui.data import StoreReader
 
 
 def test_formatting_number_is_compact_and_total() -> None:
@@ -135,7 +135,7 @@ def test_diffview_added_layer_is_a_gap_on_the_other_side() -> None:
 
 
 def test_inspector_caches_finished_flows_but_not_running_ones(seeded) -> None:
-    data = Inspector.open(str(seeded.path))
+    data = StoreReader.open(str(seeded.path))
     done = data.run(seeded.baseline)
     assert data.flow(done, 0) is data.flow(done, 0)
     live = data.run(seeded.live)
@@ -145,7 +145,7 @@ def test_inspector_caches_finished_flows_but_not_running_ones(seeded) -> None:
 
 
 def test_inspector_diff_defaults_to_the_first_common_step(seeded) -> None:
-    data = Inspector.open(str(seeded.path))
+    data = StoreReader.open(str(seeded.path))
     other = seed_run(seeded.store, "late", hidden=256, steps=2, every=20)  # steps 0 and 20
     compared = data.diff(seeded.baseline, other, None, 20)
     assert (compared.diff.step_a, compared.diff.step_b) == (20, 20)

@@ -18,7 +18,7 @@ from tui_seed import frozen_provenance, seed_run
 from tracer.records import literal
 from tracer.store import Store, open_store
 from tracer.tui.app import TracerApp
-from tracer.tui.data import Inspector
+from tracer.tui.data import StoreReader
 from tracer.tui.screens.diff import DiffScreen
 from tracer.tui.screens.help import HelpScreen, help_rows
 from tracer.tui.screens.layer import LayerScreen
@@ -95,7 +95,7 @@ def hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S
 
 def app_on(store: Store) -> TracerApp:
     """An inspector on the store (a fixed location label)."""
-    return TracerApp(Inspector(store, "tracer.db"), poll_interval=0.1)
+    return TracerApp(StoreReader(store, "tracer.db"), poll_interval=0.1)
 
 
 def test_tui_runs_screen_shows_hostile_names_literally(hostile) -> None:

@@ -11,7 +11,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from tracer.tui.data import Inspector, describe_error, describe_location
+from tracer.tui.data import StoreReader, describe_error, describe_location
 from tracer.tui.screens.help import HelpScreen, screen_bindings
 
 #: How long the UI thread may hold the GIL before a store-reading worker gets it back.
@@ -29,7 +29,7 @@ class TracerApp(App[None]):
         Binding("escape", "close_screen", "back", show=False),
     ]
 
-    def __init__(self, data: Inspector, *, poll_interval: float = 1.0) -> None:
+    def __init__(self, data: StoreReader, *, poll_interval: float = 1.0) -> None:
         super().__init__()
         self.data = data
         self.poll_interval = poll_interval
@@ -76,7 +76,7 @@ def main(db_url: str | None) -> None:
     if "://" not in location and not os.path.exists(location):
         _fail(f"no database at {location} (record a run first, e.g. `tracer run sentiment`)")
     try:
-        data = Inspector.open(db_url)
+        data = StoreReader.open(db_url)
         data.store.list_runs(limit=1)  # fail here, before the screen is taken over
     except Exception as exc:  # any failure to read becomes a message, not a traceback
         _fail(f"cannot read {location}: {describe_error(exc)}")

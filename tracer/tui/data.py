@@ -49,7 +49,7 @@ class LayerSeries:
     grad_norm: list[tuple[int, float]]
 
 
-class Inspector:
+class StoreReader:
     """What the screens ask of the store, with small caches for finished runs."""
 
     def __init__(self, store: Store, location: str) -> None:
@@ -60,7 +60,7 @@ class Inspector:
         self._modules: dict[int, list[ModuleRecord]] = {}
 
     @classmethod
-    def open(cls, db_url: str | None) -> Inspector:
+    def open(cls, db_url: str | None) -> StoreReader:
         """Open the store at ``db_url`` (None: ``$TRACER_DB``, else ``./tracer.db``)."""
         from tracer.store import open_store
 

@@ -10,7 +10,7 @@ from textual import work
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from tracer.tui.data import Inspector, describe_error
+from tracer.tui.data import StoreReader, describe_error
 
 if TYPE_CHECKING:
     from tracer.tui.app import TracerApp
@@ -30,7 +30,7 @@ class TracerScreen(Screen[None]):
         return cast("TracerApp", self.app)
 
     @property
-    def data(self) -> Inspector:
+    def data(self) -> StoreReader:
         """The data layer over the open store."""
         return self.tracer_app.data
 
