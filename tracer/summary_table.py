@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from torch import nn
 
+from tracer import formatting
 from tracer.api import trace
 from tracer.records import CallRecord, ModuleRecord, TensorRecord, literal
 
@@ -46,7 +47,7 @@ class Summary:
         module = self._by_path.get(call.module)
         params = ""
         if call.kind == "module" and call.call_index == 0 and module and module.params_own:
-            params = f"{module.params_own:,}"
+            params = formatting.count(module.params_own)
         return [
             _layer_label(call),
             _shapes(call.inputs, outputs[0].dtype if outputs else ""),
@@ -61,7 +62,8 @@ class Summary:
         """Totals and notes under the table."""
         ops = sum(1 for c in self.calls if c.kind == "op")
         lines = [
-            f"Total params: {self.total_params:,}   Trainable params: {self.trainable_params:,}   "
+            f"Total params: {formatting.count(self.total_params)}   "
+            f"Trainable params: {formatting.count(self.trainable_params)}   "
             f"Calls: {len(self.calls) - ops} module, {ops} op"
         ]
         lines += [
@@ -78,7 +80,7 @@ class Summary:
         return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
     def __repr__(self) -> str:
-        return f"<Summary {len(self.calls)} calls, {self.total_params:,} params>"
+        return f"<Summary {len(self.calls)} calls, {formatting.count(self.total_params)} params>"
 
 
 _WIDTH = 200
@@ -127,7 +129,7 @@ def _number(stats: Mapping[str, float], key: str) -> str:
     value = stats.get(key)
     if value is None and key == "mean":
         value = stats.get("true_frac")  # bool tensors: the share of True
-    return "" if value is None else f"{value:.4g}"
+    return "" if value is None else formatting.number(value)
 
 
 def summary(

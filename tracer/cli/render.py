@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,6 +10,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from tracer import formatting
 from tracer.records import (
     CallRecord,
     RunInfo,
@@ -36,37 +36,11 @@ def lit(value: object, style: str = "", limit: int | None = CELL_LIMIT) -> Text:
     return Text(literal(value, limit), style=style)
 
 
-def fmt_number(value: float | None, digits: int = 4) -> str:
-    """A short number: ``0.4132``, ``1.2e-05``, ``nan``, ``-`` for missing."""
-    if value is None:
-        return "-"
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    if value == int(value) and abs(value) < 1e9:
-        return str(int(value))
-    return f"{value:.{digits}g}"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """``1m12s`` / ``8.3s`` / ``-``."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def fmt_time(stamp: float | None) -> str:
-    """Local date and time of a POSIX timestamp."""
-    if stamp is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def fmt_count(n: int | None) -> str:
-    """``3,313,313`` or ``-``."""
-    return "-" if n is None else f"{n:,}"
+#: The shared formatting of numbers, durations, counts and times (``tracer.formatting``).
+fmt_number = formatting.number
+fmt_duration = formatting.duration
+fmt_time = formatting.timestamp
+fmt_count = formatting.count
 
 
 # --- runs --------------------------------------------------------------------------------

@@ -81,9 +81,11 @@ def side(call: CallRecord, modules: Mapping[str, ModuleRecord], names: Mapping[i
         layer=literal(label(call), CELL_LIMIT),
         flow=literal(f"{ins} → {outs}" + (f" +{more}" if more > 0 else ""), CELL_LIMIT),
         dtype=literal(kind, CELL_LIMIT),
-        params=fmt.count(module.params_total) if module is not None and module.params_total else "",
-        mean=fmt.number(stats.get("mean"), 2),
-        std=fmt.number(stats.get("std"), 2),
+        params=fmt.count(module.params_total, "compact")
+        if module is not None and module.params_total
+        else "",
+        mean=fmt.number(stats.get("mean"), "compact"),
+        std=fmt.number(stats.get("std"), "compact"),
     )
 
 
@@ -144,7 +146,7 @@ def counts_summary(diff: FlowDiff) -> str:
 
 
 def params_summary(diff: FlowDiff) -> str:
-    """``params: lstm 1.11M → 295k, fc 513 → 257``: modules whose own parameter count changed
+    """``params: lstm 1,114,112 → 294,912, fc 513 → 257``: modules whose own parameter count changed
     (a parent's total follows from its children's)."""
     own = [p for p in diff.params if p.left_own != p.right_own]
     if not own:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 
+from tracer import formatting
 from tracer.records import format_shape, literal
 
 _BARS = "▁▂▃▄▅▆▇█"
-MISSING = "-"
+MISSING = formatting.MISSING
 #: Longer cells end in an ellipsis (a name written straight into a database can be any size).
 CELL_LIMIT = 120
 #: A longer name in a title line (a run's name above its flow) ends in an ellipsis.
@@ -22,67 +22,20 @@ def cell(value: object, limit: int = CELL_LIMIT) -> str:
     return literal(value, limit)
 
 
-def number(value: float | None, digits: int = 3) -> str:
-    """A compact number: ``0.0123``, ``1.2e-05``, ``nan``, ``-`` for None."""
-    if value is None:
-        return MISSING
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == 0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude >= 1e5 or magnitude < 1e-3:
-        return f"{value:.1e}"
-    if magnitude >= 10**digits:
-        return f"{value:.0f}"
-    return f"{value:.{digits}g}"
-
-
-def count(value: int | None) -> str:
-    """A parameter count: ``513``, ``295k``, ``1.11M``."""
-    if value is None:
-        return MISSING
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= limit:
-            scaled = value / limit
-            return f"{scaled:.3g}{suffix}"
-    return str(value)
-
-
-def duration(seconds: float | None) -> str:
-    """A duration: ``0.4s``, ``31s``, ``1m12s``, ``2h05m``; ``…`` for unknown."""
-    if seconds is None:
-        return "…"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+# The shared formatting (``tracer.formatting``): the same quantity reads the same in the CLI.
+number = formatting.number
+count = formatting.count
+duration = formatting.duration
 
 
 def clock(stamp: float | None) -> str:
-    """A start time: ``10:42:03`` today, ``2026-11-26 10:42`` on another day."""
-    if stamp is None:
-        return MISSING
-    local = time.localtime(stamp)
-    today = time.localtime()
-    if local[:3] == today[:3]:
-        return time.strftime("%H:%M:%S", local)
-    return time.strftime("%Y-%m-%d %H:%M", local)
+    """A start time in a table cell: ``10:42:03`` today, ``2026-11-26 10:42`` on another day."""
+    return formatting.timestamp(stamp, "compact")
 
 
 def when(stamp: float | None) -> str:
     """A full local timestamp for provenance: ``2026-11-26 10:42:03``."""
-    if stamp is None:
-        return MISSING
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+    return formatting.timestamp(stamp)
 
 
 def shape(dims: tuple[int, ...], names: Mapping[int, str] | None = None) -> str:
@@ -95,7 +48,7 @@ def config_value(value: object) -> str:
     if value is None:
         return MISSING
     if isinstance(value, float):
-        return number(value, 4)
+        return number(value)
     return cell(value)
 
 

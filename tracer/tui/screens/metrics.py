@@ -31,7 +31,7 @@ def provenance(run: RunInfo) -> list[tuple[str, str]]:
         ("traced steps", str(run.steps)),
         ("started", fmt.when(run.started_at)),
         ("finished", fmt.when(run.finished_at)),
-        ("took", fmt.duration(run.duration_s)),
+        ("took", fmt.duration(run.duration_s) if run.status != "running" else "…"),
         ("seed", fmt.config_value(run.seed)),
         ("device", run.device or fmt.MISSING),
         ("host", run.host or fmt.MISSING),

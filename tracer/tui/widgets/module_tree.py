@@ -98,5 +98,5 @@ def node_label(module: ModuleRecord, root: bool = False) -> Text:
     if not root:
         label.append(f"  {fmt.cell(module.type)}", style="dim")
     if module.params_total:
-        label.append(f"  {fmt.count(module.params_total)}", style="cyan")
+        label.append(f"  {fmt.count(module.params_total, 'compact')}", style="cyan")
     return label
