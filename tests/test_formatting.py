@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -102,9 +100,3 @@ def test_formatting_cli_and_tui_runs_tables_agree() -> None:
     tui = dict(zip([c.key for c in runlist.columns([])], runlist.cells(run, []), strict=True))
     assert (cli["took"], cli["loss"], cli["accuracy"]) == ("31s", "0.4133", "0.875")
     assert (tui["took"], tui["loss"], tui["acc"]) == (cli["took"], cli["loss"], cli["accuracy"])
-
-
-def test_formatting_module_imports_no_torch() -> None:
-    code = "import sys, tracer.formatting; print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"

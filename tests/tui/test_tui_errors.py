@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from textual.pilot import Pilot
 from tui_pilot import drive, wait_for
@@ -59,10 +56,3 @@ def test_main_refuses_a_file_that_is_not_a_tracer_database(tmp_path, capsys) -> 
     assert exit_info.value.code == 1
     assert "cannot read" in capsys.readouterr().err
     assert junk.read_text().startswith("these are my notes")  # never modified
-
-
-def test_tui_import_never_loads_torch() -> None:
-    code = "import sys, tracer.tui.app, tracer.tui.screens.run, tracer.tui.screens.diff; "
-    code += "print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
