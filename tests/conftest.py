@@ -4,7 +4,9 @@
 (each xdist worker its own) starts once with Debian's ``initdb`` / ``pg_ctl`` as a non-root
 user, listening on 127.0.0.1 on a free port, and stops by its pid at the end of the session.
 When the server cannot be started the tests that need it fail if ``$CI`` is set and are skipped
-(with the reason) otherwise.
+(with the reason) otherwise. The compiled parts follow the same policy: a test that needs one
+which is not built (``needs_extension`` marker, ``need_extension`` fixture) is skipped with the
+reason, or fails when ``$TRACER_REQUIRE_EXTENSIONS`` is set (``.ci/run`` sets both).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,59 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     yield postgres_server.url(name)
     with contextlib.suppress(Exception):  # a test may leave connections open; FORCE ends them
         postgres_server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# --- the compiled parts ---------------------------------------------------------------------
+#: Set (as CI does) to make a test that needs a compiled part which is not built fail, not skip.
+REQUIRE_EXTENSIONS = "TRACER_REQUIRE_EXTENSIONS"
+
+
+def _is_set(name: str) -> bool:
+    return os.environ.get(name, "").lower() not in ("", "0", "false", "no")
+
+
+def _extension_missing(name: str) -> str | None:
+    """Why the compiled part ``name`` (``speedups`` or ``probe``) is not there; None if built."""
+    if name == "speedups":
+        from tracer.core import stats
+
+        if stats.kernel_available():
+            return None
+        return f"tracer.core._speedups is not built ({stats.KERNEL_MISSING or 'no C compiler?'})"
+    if name == "probe":
+        from tracer.core import probe
+
+        if probe.probe_available():
+            return None
+        why = probe.PROBE_MISSING or "pip install --no-build-isolation, with a C++ compiler"
+        return f"tracer.core._probe is not built ({why})"
+    raise ValueError(f"unknown compiled part {name!r} (speedups, probe)")
+
+
+def need_extension(name: str) -> None:
+    """Skip the test (with the reason) when the compiled part ``name`` is not built, or fail
+    it when ``$TRACER_REQUIRE_EXTENSIONS`` is set."""
+    missing = _extension_missing(name)
+    if missing is None:
+        return
+    if _is_set(REQUIRE_EXTENSIONS):
+        pytest.fail(f"{missing}; ${REQUIRE_EXTENSIONS} requires it", pytrace=False)
+    pytest.skip(missing)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_extension(*names): skips (or fails in CI) without these compiled parts"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs_extension"):
+        for name in mark.args:
+            need_extension(name)
+
+
+@pytest.fixture(name="need_extension")
+def need_extension_fixture() -> Callable[[str], None]:
+    """:func:`need_extension`, for fixtures that need a compiled part only for some params."""
+    return need_extension

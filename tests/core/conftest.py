@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -11,23 +13,33 @@ import tracer.core.stats
 
 
 def _path(
-    param: str, without: str, monkeypatch: pytest.MonkeyPatch, compiled: tuple[ModuleType, str]
+    param: str,
+    without: str,
+    monkeypatch: pytest.MonkeyPatch,
+    compiled: tuple[ModuleType, str],
+    need: Callable[[], None],
 ) -> str:
-    """Take the compiled part (``module.attribute``) away for the ``without`` param; for the
-    other one, insist that it was built."""
+    """Take the compiled part (``module.attribute``) away for the ``without`` param; the other
+    one needs it built (skipped without it, failed under ``$TRACER_REQUIRE_EXTENSIONS``)."""
     module, attribute = compiled
     if param == without:
         monkeypatch.setattr(module, attribute, None)
     else:
-        assert getattr(module, attribute) is not None, f"{module.__name__}.{attribute}: not built"
+        need()
     return param
 
 
 @pytest.fixture(params=["kernel", "torch"])
-def stats_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def stats_path(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    need_extension: Callable[[str], None],
+) -> str:
     """Run a test with the compiled kernel and again with torch's reductions alone (the path of
     an install built without a C compiler). A collector picks its path when it is made."""
-    return _path(str(request.param), "torch", monkeypatch, (tracer.core.stats, "_float_stats"))
+    compiled = (tracer.core.stats, "_float_stats")
+    need = functools.partial(need_extension, "speedups")
+    return _path(str(request.param), "torch", monkeypatch, compiled, need)
 
 
 @pytest.fixture
@@ -37,7 +49,13 @@ def torch_stats_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(params=["compiled", "python"])
-def probe_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def probe_path(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    need_extension: Callable[[str], None],
+) -> str:
     """Run a test with the compiled tensor probe and again with the Python one (the path of an
     install built without torch at build time). A trace picks its probe when it is made."""
-    return _path(str(request.param), "python", monkeypatch, (tracer.core.probe, "_CompiledProbe"))
+    compiled = (tracer.core.probe, "_CompiledProbe")
+    need = functools.partial(need_extension, "probe")
+    return _path(str(request.param), "python", monkeypatch, compiled, need)
