@@ -224,8 +224,8 @@ def set_epoch(loader: Any, epoch: int) -> None:
 
 
 @dataclass
-class Session:
-    """One process's part in a job: its placement and what to release on the way out."""
+class Job:
+    """This process's part in a (possibly one-process) job: placement, device, what to release."""
 
     where: Placement
     device: torch.device
@@ -237,12 +237,15 @@ class Session:
         self.closers.append(close)
 
 
-#: The session in progress in this process (sessions nest: inner ones share the outer one).
-_active: list[Session] = []
+#: The former name of :class:`Job`, kept for existing imports.
+Session = Job
+
+#: The job in progress in this process (sessions nest: inner ones share the outer job).
+_active: list[Job] = []
 
 
 @contextmanager
-def session(device: torch.device, where: Placement | None = None) -> Iterator[Session]:
+def session(device: torch.device, where: Placement | None = None) -> Iterator[Job]:
     """Start the process group if needed; on the way out release everything and tear it down.
 
     A clean exit under torchrun needs, in this order: the DDP model and optimiser released (the
@@ -258,7 +261,7 @@ def session(device: torch.device, where: Placement | None = None) -> Iterator[Se
         return
     where = placement() if where is None else where
     device = local_device(device, where)
-    current = Session(where, device, owned=start(device, where))
+    current = Job(where, device, owned=start(device, where))
     restore = _on_sigterm() if current.owned else None
     _active.append(current)
     clean = False
@@ -272,7 +275,7 @@ def session(device: torch.device, where: Placement | None = None) -> Iterator[Se
             restore()
 
 
-def _teardown(current: Session, clean: bool) -> None:
+def _teardown(current: Job, clean: bool) -> None:
     gc.collect()  # DDP reducers and optimiser state held in reference cycles go now
     for close in reversed(current.closers):
         with suppress(Exception):

@@ -80,20 +80,26 @@ def run(
     db: str | None,
 ) -> None:
     """Train PIPELINE with tracing on and record it as a run."""
-    from tracer import distributed
     from tracer.cli.jobs import job_line, rank_progress
     from tracer.cli.render import summary_table
     from tracer.plugins.config import build_config
-    from tracer.plugins.runner import resolve_device, run_pipeline
+    from tracer.plugins.runner import RunOptions, open_job, plan_run, run_in_job
 
     plugins = load_plugins(plugin_files)
     pipeline = plugins.pipeline(pipeline_name)
     config = build_config(pipeline.config_cls, assignments, config_file, section=pipeline.name)
-    plugins.collect_all()  # a clash is refused before the database is touched
+    options = RunOptions(
+        name=name,
+        every=every,
+        ops=ops,
+        grads=grads,
+        device=device,
+        seed=seed,
+        command=shlex.join(["tracer", *sys.argv[1:]]),
+    )
+    plan = plan_run(pipeline, config, options, plugins)  # a clash is refused before the database
     # under torchrun: one process group for the whole command; rank 0 creates the schema first
-    with distributed.session(resolve_device(device)) as job:
-        store = distributed.main_first(lambda: open_store(db, create=True))
-        job.on_exit(store.close)
+    with open_job(options.device, lambda: open_store(db, create=True)) as (job, store):
         if job.where.is_main:
             err.print(
                 Text.assemble(
@@ -104,20 +110,7 @@ def run(
                 )
             )
         with rank_progress(job.where, err) as progress, _reported(job.where.is_main):
-            result = run_pipeline(
-                pipeline,
-                config,
-                store=store,
-                plugins=plugins,
-                name=name,
-                every=every,
-                ops=ops,
-                grads=grads,
-                device=device,
-                seed=seed,
-                progress=progress,
-                command=shlex.join(["tracer", *sys.argv[1:]]),
-            )
+            result = run_in_job(plan, job, store, progress=progress)
     if job.where.is_main:  # one rank reports, after every rank has finished (the barrier)
         out.print(summary_table(result.run, result.metrics, result.duration_s))
         out.print(f"run id: {result.run.id}    see it: tracer show {result.run.id}")

@@ -13,9 +13,10 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tracer.plugins.config import INT64_MAX, ConfigError, check_config
@@ -133,6 +134,77 @@ def stop_on_interrupt(ctx: RunContext) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a pipeline run is traced and recorded; checked once, when built."""
+
+    name: str | None = None
+    every: int = 10
+    ops: bool = True
+    grads: bool = False
+    device: str | None = "auto"
+    seed: int | None = None
+    tags: Mapping[str, str] | None = None
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        check_options(self)
+        if self.tags is not None:
+            # a copy of its own: a caller's later edits never reach the recorded run
+            object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run trains: the pipeline, its checked config, the seed in effect, the options."""
+
+    pipeline: Pipeline
+    config: Any
+    seed: int
+    options: RunOptions
+    plugins: PluginManager
+    extra_stats: Mapping[str, Callable[[Any], float]]
+
+
+def plan_run(
+    pipeline: Pipeline, config: Any, options: RunOptions, plugins: PluginManager
+) -> RunPlan:
+    """Check the config, apply the seed and collect the plugins, before the database is touched."""
+    if not isinstance(config, pipeline.config_cls):
+        raise ConfigError(
+            f"config must be a {pipeline.config_cls.__name__}, got {type(config).__name__}"
+        )
+    check_config(config)
+    config, seed = with_seed(config, options.seed)
+    plugins.collect_all()  # clashing contributions are refused before the run exists
+    extra = {stat_name: stat.fn for stat_name, stat in plugins.tensor_stats.items()}
+    return RunPlan(pipeline, config, seed, options, plugins, MappingProxyType(extra))
+
+
+@contextmanager
+def open_job(
+    device: str | None, store: Store | Callable[[], Store]
+) -> Iterator[tuple[distributed.Job, Store]]:
+    """This process's part in the job (under torchrun: its process group) and the run store.
+
+    The one place a run's job is opened, for ``tracer run`` and the Python API alike. ``store``
+    is an open store (kept open; its connections are released before the teardown) or how to
+    open one (rank 0 opens it first, so a new schema is created once; closed on the way out).
+    """
+    from tracer import distributed
+    from tracer.store import Store
+
+    with distributed.session(resolve_device(device)) as job:
+        if isinstance(store, Store):
+            opened = store
+            if job.where.distributed:
+                job.on_exit(opened.engine.dispose)
+        else:
+            opened = distributed.main_first(store)
+            job.on_exit(opened.close)
+        yield job, opened
+
+
 def run_pipeline(
     pipeline: Pipeline,
     config: Any,
@@ -150,51 +222,38 @@ def run_pipeline(
     tags: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Build data and model, create the run, train under a trace into the store, finish it."""
-    from tracer import distributed
-
-    check_options(name=name, every=every, ops=ops, grads=grads, device=device, seed=seed, tags=tags)
-    if not isinstance(config, pipeline.config_cls):
-        raise ConfigError(
-            f"config must be a {pipeline.config_cls.__name__}, got {type(config).__name__}"
-        )
-    check_config(config)
-    config, seed = with_seed(config, seed)
-    plugins.collect_all()  # clashing contributions are refused before the run exists
-    extra = {stat_name: stat.fn for stat_name, stat in plugins.tensor_stats.items()}
+    options = RunOptions(
+        name=name,
+        every=every,
+        ops=ops,
+        grads=grads,
+        device=device,
+        seed=seed,
+        tags=tags,
+        command=command,
+    )
+    plan = plan_run(pipeline, config, options, plugins)
     # under torchrun: process group up, SIGTERM handled, clean teardown when the run is over
-    with distributed.session(resolve_device(device)) as job:
-        if job.where.distributed:
-            job.on_exit(store.engine.dispose)
-        return _run_in_job(
-            pipeline,
-            config,
-            job,
-            store=store,
-            plugins=plugins,
-            name=name,
-            seed=seed,
-            options={"every": every, "ops": ops, "grads": grads, "extra_stats": extra},
-            progress=progress,
-            command=command,
-            tags=tags,
-        )
+    with open_job(options.device, store) as (job, opened):
+        return run_in_job(plan, job, opened, progress=progress)
 
 
-def check_options(**options: Any) -> None:
+def check_options(options: RunOptions) -> None:
     """Refuse run options of the wrong type or range with a :class:`ValueError` naming them."""
-    every, seed = options["every"], options["seed"]
+    every, seed = options.every, options.seed
     if not _is_int(every) or not 1 <= every <= INT64_MAX:
         raise ValueError(f"every must be an integer of at least 1, got {every!r}")
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= INT64_MAX):
         raise ValueError(f"seed must be an integer from 0 to {INT64_MAX}, got {seed!r}")
-    for flag in ("ops", "grads"):
-        if not isinstance(options[flag], bool):
-            raise ValueError(f"{flag} must be True or False, got {options[flag]!r}")
-    if options["name"] is not None and not isinstance(options["name"], str):
-        raise ValueError(f"name must be a string, got {options['name']!r}")
-    if options["device"] is not None and not isinstance(options["device"], str):
-        raise ValueError(f"device must be a string such as 'cpu', got {options['device']!r}")
-    tags = options["tags"]
+    for flag, value in (("ops", options.ops), ("grads", options.grads)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} must be True or False, got {value!r}")
+    for key, text in (("name", options.name), ("command", options.command)):
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{key} must be a string, got {text!r}")
+    if options.device is not None and not isinstance(options.device, str):
+        raise ValueError(f"device must be a string such as 'cpu', got {options.device!r}")
+    tags = options.tags
     if tags is not None and (
         not isinstance(tags, Mapping)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
@@ -233,12 +292,13 @@ def _before_run(pipeline: Pipeline, stage: str, call: Any, *args: Any) -> Any:
         raise PluginFailed(_who(pipeline, stage), exc, "no run was created") from exc
 
 
-def _build(pipeline: Pipeline, config: Any, torch_device: Any) -> tuple[Any, Any]:
+def _build(plan: RunPlan, torch_device: Any) -> tuple[Any, Any]:
     """The pipeline's data and (placed, DDP-wrapped) model, checked before any run exists."""
     from torch import nn
 
     from tracer import distributed
 
+    pipeline, config = plan.pipeline, plan.config
     data = _before_run(pipeline, "data", pipeline.data, config)
     model = _before_run(pipeline, "model", build_model, pipeline, config, data)
     if not isinstance(model, nn.Module):
@@ -252,54 +312,26 @@ def _build(pipeline: Pipeline, config: Any, torch_device: Any) -> tuple[Any, Any
     return data, _before_run(pipeline, "model", distributed.wrap, model, torch_device)
 
 
-def _run_in_job(
-    pipeline: Pipeline,
-    config: Any,
-    job: distributed.Session,
-    *,
-    store: Store,
-    plugins: PluginManager,
-    name: str | None,
-    seed: int,
-    options: Mapping[str, Any],
-    progress: Progress | None,
-    command: str | None,
-    tags: Mapping[str, str] | None,
+def run_in_job(
+    plan: RunPlan, job: distributed.Job, store: Store, *, progress: Progress | None = None
 ) -> RunResult:
-    """The run itself; the (DDP) model is released when this returns, before the teardown."""
-    import torch
-
-    from tracer import distributed
-
-    torch_device = job.device
-    seed_everything(seed)
-    data, model = _build(pipeline, config, torch_device)
-    run = store.create_run(
-        name=name or pipeline.name,
-        pipeline=pipeline.name,
-        config=config_dict(config),
-        seed=seed,
-        tags=_with_source(tags, data),
-        device=str(torch_device),
-        torch_version=torch.__version__,
-        rank=job.where.rank,
-        world_size=job.where.world_size,
-        group_id=distributed.group_id(),
-        command=command,
-    )
+    """The run itself, inside :func:`open_job`; the (DDP) model is released when this returns."""
+    seed_everything(plan.seed)
+    data, model = _build(plan, job.device)
+    run = _create_run(plan, job, store, data)
 
     def on_step(step: int, metrics: Mapping[str, float]) -> None:
         if metrics:
             ctx.progress.status("  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]))
-        plugins.after_step(run, step, metrics)
+        plan.plugins.after_step(run, step, metrics)
 
-    ctx = RunContext(None, device=torch_device, progress=progress, on_step=on_step)
+    ctx = RunContext(None, device=job.device, progress=progress, on_step=on_step)
     started = time.perf_counter()
-    status = _train(pipeline, model, data, config, ctx, store, run, plugins, options)
+    status = _train(plan, _Recording(store, run, model, data), ctx)
     final = store.get_run(run.id)
     result = RunResult(final, status, dict(ctx.metrics), ctx.steps, time.perf_counter() - started)
     try:
-        plugins.after_run(final, status, dict(ctx.metrics))
+        plan.plugins.after_run(final, status, dict(ctx.metrics))
     except PluginFailed as exc:
         failure = PluginFailed(
             exc.who, exc.error, f"run {final.id} ({final.name}) itself {status}; it is kept"
@@ -309,33 +341,62 @@ def _run_in_job(
     return result
 
 
-def _train(
-    pipeline: Pipeline,
-    model: Any,
-    data: Any,
-    config: Any,
-    ctx: RunContext,
-    store: Store,
-    run: RunInfo,
-    plugins: PluginManager,
-    options: Mapping[str, Any],
-) -> str:
+def _create_run(plan: RunPlan, job: distributed.Job, store: Store, data: Any) -> RunInfo:
+    """The run's row: the pipeline, config, seed and tags, this rank's place in the job."""
+    import torch
+
+    from tracer import distributed
+
+    return store.create_run(
+        name=plan.options.name or plan.pipeline.name,
+        pipeline=plan.pipeline.name,
+        config=config_dict(plan.config),
+        seed=plan.seed,
+        tags=_with_source(plan.options.tags, data),
+        device=str(job.device),
+        torch_version=torch.__version__,
+        rank=job.where.rank,
+        world_size=job.where.world_size,
+        group_id=distributed.group_id(),
+        command=plan.options.command,
+    )
+
+
+@dataclass(frozen=True)
+class _Recording:
+    """One created run being trained: where it is recorded, the model and its data."""
+
+    store: Store
+    run: RunInfo
+    model: Any
+    data: Any
+
+
+def _train(plan: RunPlan, rec: _Recording, ctx: RunContext) -> str:
     """Train under a trace into the run's writer; returns the run's final status."""
     import tracer
     from tracer.distributed import unwrap
 
+    pipeline, plugins, options = plan.pipeline, plan.plugins, plan.options
     status = "completed"
     who, stage = "", "before_run"
     try:
         with (
             stop_on_interrupt(ctx),
-            tracer.trace(unwrap(model), sink=store.writer(run.id), **options) as t,
+            tracer.trace(
+                unwrap(rec.model),
+                sink=rec.store.writer(rec.run.id),
+                every=options.every,
+                ops=options.ops,
+                grads=options.grads,
+                extra_stats=plan.extra_stats,
+            ) as t,
         ):
             ctx.bind(t)
             try:
-                plugins.before_run(run, pipeline, config)
+                plugins.before_run(rec.run, pipeline, plan.config)
                 stage = "train"
-                final = pipeline.train(model, data, config, ctx)
+                final = pipeline.train(rec.model, rec.data, plan.config, ctx)
                 if final:
                     ctx.metrics.update({k: float(v) for k, v in final.items()})
             except KeyboardInterrupt:
@@ -352,7 +413,7 @@ def _train(
         status = "interrupted"
     except BaseException as exc:
         original = exc.error if isinstance(exc, PluginFailed) and who else exc
-        failed = _finish_failed(store, run, who, original)
+        failed = _finish_failed(rec.store, rec.run, who, original)
         notes = plugins.on_run_error(failed, original, warn=False)
         raise RunFailed(failed, original, who, notes) from original
     return status
@@ -377,12 +438,13 @@ def run(
     sets: Sequence[str] = (),
     config_file: str | os.PathLike[str] | None = None,
     plugin_files: Sequence[str | os.PathLike[str]] = (),
+    progress: Progress | None = None,
     **options: Any,
 ) -> RunResult:
     """The Python face of ``tracer run``: ``run("sentiment", sets=["hidden_dim=256"])``.
 
-    ``options`` are those of :func:`run_pipeline` (``name``, ``every``, ``ops``, ``grads``,
-    ``device``, ``seed``, ``progress``, ``tags``).
+    ``options`` are the fields of :class:`RunOptions` (``name``, ``every``, ``ops``, ``grads``,
+    ``device``, ``seed``, ``tags``, ``command``).
     """
     from pathlib import Path
 
@@ -396,5 +458,6 @@ def run(
     found = plugins.pipeline(pipeline)
     path = Path(config_file) if config_file is not None else None
     config = build_config(found.config_cls, sets, path, section=found.name)
-    with open_store(db) as store:
-        return run_pipeline(found, config, store=store, plugins=plugins, **options)
+    plan = plan_run(found, config, RunOptions(**options), plugins)
+    with open_job(plan.options.device, lambda: open_store(db)) as (job, store):
+        return run_in_job(plan, job, store, progress=progress)
