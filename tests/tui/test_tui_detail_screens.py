@@ -78,7 +78,7 @@ def test_diff_screen_highlights_the_lstm_rows_of_two_hidden_sizes(seeded, make_a
         await wait_for(pilot, lambda: table.row_count == 8)
         assert "config: hidden_dim 512 → 256" in text(pilot, "#counts")
         assert "5 same · 3 shape" in text(pilot, "#counts")
-        assert "lstm 1.11M → 295k" in text(pilot, "#counts")
+        assert "lstm 1,114,112 → 294,912" in text(pilot, "#counts")
         changed = {line.left.layer: line.status for line in table.lines if line.status != "same"}
         assert changed == {"lstm": "shape", "· view": "shape", "fc": "shape"}
         left, right = table.get_cell("2", "a.flow"), table.get_cell("2", "b.flow")
