@@ -68,7 +68,8 @@ class LayerScreen(TracerScreen):
             title.append(f"({fmt.cell(module.extra_repr)})")
         if module is not None:
             title.append(
-                f" · params {module.params_total:,} ({module.trainable_total:,} trainable)"
+                f" · params {fmt.count(module.params_total)}"
+                f" ({fmt.count(module.trainable_total)} trainable)"
             )
         title.append(f" · call {call.call_index} · step {call.step}", style="cyan")
         return title
@@ -119,7 +120,7 @@ class LayerScreen(TracerScreen):
                 Text(fmt.cell(param.name)),
                 Text(fmt.shape(param.shape)),
                 Text(fmt.cell(param.dtype)),
-                Text(f"{param.numel:,}", justify="right"),
+                Text(fmt.count(param.numel), justify="right"),
                 Text("yes" if param.requires_grad else "no"),
                 Text(fmt.cell(param.shared_with or "")),
             )
