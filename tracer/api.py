@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,7 +57,7 @@ def trace(
             "sink must have begin, write_step, write_metrics and end methods "
             f"(a tracer.sink.Sink), got {type(sink).__name__}"
         )
-    _check_run_fields(name=name, config=config, pipeline=pipeline, seed=seed, tags=tags)
+    run_fields = RunFields(name=name, config=config, pipeline=pipeline, seed=seed, tags=tags)
     session = Trace(
         model,
         sink=sink,
@@ -69,9 +70,7 @@ def trace(
         extra_stats=extras,
     )
     if store is not None and store is not False:
-        session.sink, session.run, session._on_close = _store_sink(
-            store, model, name=name, config=config, pipeline=pipeline, seed=seed, tags=tags
-        )
+        session.sink, session.run, session._on_close = _store_sink(store, model, run_fields)
     return session
 
 
@@ -85,20 +84,29 @@ def _check_every(every: Any) -> None:
         raise ValueError(f"every must be a positive integer, got {every!r}")
 
 
-def _check_run_fields(**fields: Any) -> None:
-    """The run's own fields: strings, mappings and an integer seed, or None."""
-    for key in ("name", "pipeline"):
-        if fields[key] is not None and not isinstance(fields[key], str):
-            raise TypeError(f"{key} must be a string, got {fields[key]!r:.80}")
-    for key in ("config", "tags"):
-        if fields[key] is not None and not isinstance(fields[key], Mapping):
-            raise TypeError(f"{key} must be a mapping, got {type(fields[key]).__name__}")
-    tags = fields["tags"] or {}
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        raise TypeError("tags must map strings to strings")
-    seed = fields["seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an integer, got {seed!r:.80}")
+@dataclass(frozen=True)
+class RunFields:
+    """The run a store-backed trace creates: name, config, pipeline, seed and tags, checked."""
+
+    name: str | None = None
+    config: Mapping[str, Any] | None = None
+    pipeline: str | None = None
+    seed: int | None = None
+    tags: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        for key, text in (("name", self.name), ("pipeline", self.pipeline)):
+            if text is not None and not isinstance(text, str):
+                raise TypeError(f"{key} must be a string, got {text!r:.80}")
+        for key, mapping in (("config", self.config), ("tags", self.tags)):
+            if mapping is not None and not isinstance(mapping, Mapping):
+                raise TypeError(f"{key} must be a mapping, got {type(mapping).__name__}")
+        tags = self.tags or {}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise TypeError("tags must map strings to strings")
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an integer, got {seed!r:.80}")
 
 
 def _patterns(value: str | Sequence[str] | None, what: str) -> list[str] | None:
@@ -135,9 +143,7 @@ def _merge_extras(extra: Mapping[str, StatFn] | None) -> dict[str, StatFn]:
 
 
 def _store_sink(
-    store: Any,
-    model: nn.Module,
-    **run_fields: Any,
+    store: Any, model: nn.Module, fields: RunFields
 ) -> tuple[Sink, Any, Callable[[], None] | None]:
     """Open (or take) a store, create the run, and return its writer as the sink."""
     from tracer.store import Store, open_store  # lazy: only tracing into a store needs SQLAlchemy
@@ -153,9 +159,19 @@ def _store_sink(
         store = open_store(os.fspath(store))
     from tracer.distributed import run_fields as placement  # rank, world size, group id
 
-    fields = {**dict(run_fields), **placement()}
-    fields["name"] = fields["name"] or type(model).__name__
-    run = store.create_run(**fields, device=_model_device(model), torch_version=torch.__version__)
+    where = placement()  # empty for a single process
+    run = store.create_run(
+        name=fields.name or type(model).__name__,
+        pipeline=fields.pipeline,
+        config=fields.config,
+        seed=fields.seed,
+        tags=fields.tags,
+        device=_model_device(model),
+        torch_version=torch.__version__,
+        rank=where.get("rank", 0),
+        world_size=where.get("world_size", 1),
+        group_id=where.get("group_id"),
+    )
     close = getattr(store, "close", None) if owned else None
     return store.writer(run.id), run, close
 
