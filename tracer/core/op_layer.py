@@ -17,6 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from tracer.core.step_state import Recorder
+from tracer.core.torch_compat import CAN_DISABLE_TORCH_FUNCTION
 from tracer.core.walk import walk_inputs, walk_output
 
 #: Tensor methods and torch functions the op layer records, by attribute name.
@@ -81,6 +82,11 @@ class OpLayer:
     """Pushes and pops the :class:`OpCapture` mode around the outermost traced forward."""
 
     def __init__(self, recorder: Recorder) -> None:
+        if not CAN_DISABLE_TORCH_FUNCTION:  # the tracer's own torch calls would be recorded
+            raise RuntimeError(
+                f"ops=True needs torch._C.DisableTorchFunction, which torch {torch.__version__} "
+                "lacks: trace without ops=True"
+            )
         self.recorder = recorder
         self.mode = OpCapture(recorder)
         recorder.on_outermost = self.switch

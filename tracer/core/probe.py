@@ -25,14 +25,19 @@ from typing import Any, Protocol
 
 import torch
 
-PROBE_MISSING = ""
-try:
-    from tracer.core._probe import Probe as _CompiledProbe
-    from tracer.core._probe import float_stats as _float_stats
-except ImportError as exc:  # built in isolation (no torch at build time), or for another torch
-    _CompiledProbe = None
-    _float_stats = None
-    PROBE_MISSING = f"{type(exc).__name__}: {exc}"
+from tracer.core import torch_compat
+from tracer.core.positions import REQUIRES_GRAD
+
+_version = torch_compat.tensor_version
+
+# The compiled probe, loaded (or not) by tracer.core.torch_compat, which documents the torch
+# internals it reads; module attributes here so that tests can take the Python path.
+PROBE_MISSING = torch_compat.PROBE_MISSING
+_CompiledProbe: Any = torch_compat.CompiledProbe
+_float_stats: Any = torch_compat.compiled_float_stats
+
+#: PyProbe's remembered tensor: (weak reference, version, requires_grad, (metadata, index)).
+_REF, _VERSION, _REQUIRES_GRAD, _PAIR = range(4)
 
 
 class TensorProbe(Protocol):
@@ -59,24 +64,24 @@ class PyProbe:
 
     def __init__(self, make: Callable[[torch.Tensor], Any]) -> None:
         self.meta = make  # the Python way is the probe's meta itself
-        # (weak reference, version, requires_grad, (metadata, index)) of the remembered tensor
+        # The remembered tensor, indexed by _REF ... _PAIR
         self._last: tuple[Any, int, bool, tuple[Any, int | None]] | None = None
 
     def chained(self, t: torch.Tensor) -> tuple[Any, int | None] | None:
         last = self._last
         if (
             last is not None
-            and last[0]() is t
-            and last[1] == t._version
-            and last[2] == t.requires_grad
+            and last[_REF]() is t
+            and last[_VERSION] == _version(t)
+            and last[_REQUIRES_GRAD] == t.requires_grad
         ):
-            return last[3]
+            return last[_PAIR]
         return None
 
     def remember(self, t: torch.Tensor, meta: Any, index: int | None) -> None:
         try:
-            # meta[4] is t.requires_grad, read a moment ago by make(t)
-            self._last = (weakref.ref(t), t._version, meta[4], (meta, index))
+            # meta's requires_grad was read a moment ago by make(t)
+            self._last = (weakref.ref(t), _version(t), meta[REQUIRES_GRAD], (meta, index))
         except RuntimeError:  # an inference tensor: no version counter to prove it unchanged
             self._last = None
 

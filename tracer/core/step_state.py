@@ -31,22 +31,34 @@ from typing import Any, overload
 import torch
 
 from tracer.core.collector import StatsCollector, StepStats
+from tracer.core.positions import (
+    DEVICE,
+    DTYPE,
+    DURATION,
+    INFO,
+    INPUTS,
+    OUTPUTS,
+    REQUIRES_GRAD,
+    SHAPE,
+    SLOT,
+    START,
+    STATS_REF,
+    TYPE_NAME,
+)
 from tracer.core.probe import new_probe
 from tracer.core.stats import one_line
 from tracer.core.walk import Leaf, walk_inputs, walk_output
 from tracer.records import CallRecord, Role, TensorRecord
 
-#: (slot, shape, dtype, device, requires_grad, type_name, statistics index or None); dtype and
-#: device are torch objects (None for an opaque leaf), turned into names when records are built.
+#: (slot, shape, dtype, device, requires_grad, type_name, statistics index or None), indexed by
+#: SLOT ... STATS_REF (tracer.core.positions); dtype and device are torch objects (None for an
+#: opaque leaf), turned into names when records are built.
 PendingTensor = tuple[str, tuple[int, ...], Any, Any, bool, str, int | None]
 
 #: Static facts of a call's module: (path, type name, depth).
 CallInfo = tuple[str, str, int]
 
-#: A pending call is a list indexed by these positions (cheaper to build than an object).
-#: A single plain tensor is kept as its shared metadata tuple plus its statistics index
-#: (IN_REF, OUT_REF), so that the common call allocates no per-tensor tuple at all.
-INFO, INPUTS, OUTPUTS, START, DURATION, GRADS, OP, IN_REF, OUT_REF = range(9)
+#: A pending call is a list indexed by INFO ... OUT_REF (tracer.core.positions).
 PendingCall = list[Any]
 
 _DTYPE_NAMES: dict[Any, str] = {None: ""}
@@ -358,7 +370,7 @@ def _freeze_grads(
 
 
 def _single(p: PendingTensor, role: Role, stats: Stats) -> tuple[TensorRecord, ...]:
-    if p[6] is not None:
+    if p[STATS_REF] is not None:
         return (_tensor(p, role, stats),)
     table = _INTERNED.setdefault(role, {})
     single = table.get(p)
@@ -370,20 +382,21 @@ def _single(p: PendingTensor, role: Role, stats: Stats) -> tuple[TensorRecord, .
 
 
 def _tensor(p: PendingTensor, role: Role, stats: Stats) -> TensorRecord:
-    if p[6] is not None:
-        return _with_stats(p, role, stats(p[6]))
+    if p[STATS_REF] is not None:
+        return _with_stats(p, role, stats(p[STATS_REF]))
     single = _INTERNED.setdefault(role, {}).get(p)
     if single is not None:
         return single[0]
-    shape = p[1] if type(p[1]) is tuple else tuple(p[1])
-    dtype, device = dtype_name(p[2]), device_name(p[3])
-    return _tensor_record(p[0], shape, dtype, device, p[4], role, p[5], _NO_STATS)
+    return _with_stats(p, role, _NO_STATS)
 
 
 def _with_stats(p: PendingTensor, role: Role, values: Mapping[str, float]) -> TensorRecord:
-    shape = p[1] if type(p[1]) is tuple else tuple(p[1])
-    dtype, device = dtype_name(p[2]), device_name(p[3])
-    return _tensor_record(p[0], shape, dtype, device, p[4], role, p[5], values)
+    """The frozen record of a pending tensor with these statistics."""
+    shape = p[SHAPE] if type(p[SHAPE]) is tuple else tuple(p[SHAPE])
+    dtype, device = dtype_name(p[DTYPE]), device_name(p[DEVICE])
+    return _tensor_record(
+        p[SLOT], shape, dtype, device, p[REQUIRES_GRAD], role, p[TYPE_NAME], values
+    )
 
 
 _NO_STATS = TensorRecord("", (), "", "").stats

@@ -30,14 +30,32 @@ from torch.utils.hooks import RemovableHandle
 
 from tracer.core.module_records import module_depth
 from tracer.core.notes import fused_encoder_layers
-from tracer.core.step_state import GRADS, CallInfo, PendingCall, Recorder
+from tracer.core.positions import (
+    DURATION,
+    GRADS,
+    IN_REF,
+    INPUTS,
+    OUT_REF,
+    OUTPUTS,
+    REQUIRES_GRAD,
+    START,
+)
+from tracer.core.step_state import CallInfo, PendingCall, Recorder
+from tracer.core.torch_compat import (
+    CAN_DISABLE_TORCH_FUNCTION,
+    REPLICATE_ATTR,
+    DisableTorchFunction,
+    EnableTorchFunction,
+    replicate_for_data_parallel,
+)
 
 _MISSING = object()
-_REPLICATE = "_replicate_for_data_parallel"  # what nn.DataParallel calls on every module
+_REPLICATE = REPLICATE_ATTR  # what nn.DataParallel calls on every module
 _clock = time.perf_counter
-_DisableTorchFunction = torch._C.DisableTorchFunction
-# Private in torch: without it, calls under the op layer take the generic path.
-_EnableTorchFunction = getattr(torch._C, "_EnableTorchFunction", None)
+# Private in torch (tracer.core.torch_compat): the op layer needs the first (it refuses to start
+# without it); without the second, calls under the op layer take the generic path.
+_DisableTorchFunction: Any = DisableTorchFunction
+_EnableTorchFunction = EnableTorchFunction if CAN_DISABLE_TORCH_FUNCTION else None
 _Tensor = torch.Tensor
 
 
@@ -109,7 +127,7 @@ class _UntracedReplicas:
         module = self.module()
         if module is None:
             raise ReferenceError("the traced module is gone")
-        replica: nn.Module = type(module)._replicate_for_data_parallel(module)
+        replica = replicate_for_data_parallel(module)
         state = replica.__dict__
         if state.get(_REPLICATE) is self:
             del state[_REPLICATE]
@@ -145,22 +163,24 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     stack = rec.stack
     request = rec.request
     probe = rec.probe
+    # new_call()'s list, written out: INFO, INPUTS, OUTPUTS, START, DURATION, GRADS, OP, IN_REF,
+    # OUT_REF (a literal is cheaper than the call; tests check the two agree).
     call: PendingCall = [w.info, None, (), 0.0, None, None, None, None, None]
     rec.calls.append(call)
     stack.append(call)
     try:
         same = probe.chained(x)
         if same is not None:
-            call[1], call[7] = same
+            call[INPUTS], call[IN_REF] = same
         else:
-            call[1] = probe.meta(x)
+            call[INPUTS] = probe.meta(x)
             if request is not None:
-                call[7] = request(x)
+                call[IN_REF] = request(x)
         if rec.on_outermost is not None and len(stack) == 1:
             rec.on_outermost(True)  # the op layer runs only inside traced forwards
     except Exception as exc:
         rec.fail(exc)
-    call[3] = start = _clock()
+    call[START] = start = _clock()
     try:
         result = inner(x)  # type: ignore[misc]
     except BaseException:
@@ -170,16 +190,16 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
     if type(result) is not _Tensor or rec.ops_on:
         _close(w, rec, call, result, end)
         return result
-    call[4] = end - start
+    call[DURATION] = end - start
     if stack and stack[-1] is call:
         stack.pop()
     else:
         rec.pop(call)
     try:
-        meta = call[2] = probe.meta(result)
-        index = call[8] = request(result) if request is not None else None
+        meta = call[OUTPUTS] = probe.meta(result)
+        index = call[OUT_REF] = request(result) if request is not None else None
         probe.remember(result, meta, index)
-        if meta[4] and w.grads and torch.is_grad_enabled():
+        if meta[REQUIRES_GRAD] and w.grads and torch.is_grad_enabled():
             _watch_grads(rec, call, [("0", result)])
     except Exception as exc:
         rec.fail(exc)
@@ -216,7 +236,7 @@ def _traced_generic(w: Wrap, rec: Recorder, args: tuple[Any, ...], kwargs: dict[
     call = None
     try:
         if rec.ops_on:
-            with torch._C.DisableTorchFunction():  # our own torch calls are not the model's
+            with _DisableTorchFunction():  # our own torch calls are not the model's
                 call = rec.begin_call(w.info, args, kwargs)
         else:
             call = rec.begin_call(w.info, args, kwargs)
@@ -239,7 +259,7 @@ def _close(w: Wrap, rec: Recorder, call: PendingCall, result: Any, end: float) -
     """Duration, outputs and gradient hooks of a call that returned ``result`` at ``end``."""
     try:
         if rec.ops_on:
-            with torch._C.DisableTorchFunction():
+            with _DisableTorchFunction():
                 leaves = rec.end_call(call, result, end)
         else:
             leaves = rec.end_call(call, result, end)
