@@ -17,8 +17,17 @@ import sys
 
 from setuptools import Extension, setup
 
+#: The statistics vector's layout, included by both extensions (tracer/core/stats_layout.py
+#: names the same positions).
+LAYOUT_HEADER = "tracer/core/stats_layout.h"
+
 ext_modules: list[Extension] = [
-    Extension("tracer.core._speedups", ["tracer/core/_speedups.c"], optional=True),
+    Extension(
+        "tracer.core._speedups",
+        ["tracer/core/_speedups.c"],
+        depends=[LAYOUT_HEADER],
+        optional=True,
+    ),
 ]
 
 try:
@@ -38,6 +47,7 @@ if torch is not None and sys.platform != "win32":
         CppExtension(
             "tracer.core._probe",
             ["tracer/core/_probe.cpp"],
+            depends=[LAYOUT_HEADER],
             define_macros=[("TRACER_TORCH_VERSION", f'"{torch.__version__}"')],
             # -g0: no debug information for all of torch's headers (5.3 MB -> 0.2 MB)
             extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-g0", *openmp],

@@ -22,6 +22,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "stats_layout.h"
+
 #ifndef TRACER_TORCH_VERSION
 #error "TRACER_TORCH_VERSION (the torch version built against) must be defined"
 #endif
@@ -231,50 +233,52 @@ void probe_dealloc(PyObject* self_obj) {
 }
 
 // tracer.core._speedups' reduction (through its capsule), or nullptr where it was not built:
-// reduce(data, numel, itemsize, out[10]) with out as float_stats returns it.
+// reduce(data, numel, itemsize, out) fills a statistics vector in the layout of
+// stats_layout.h, as float_stats returns it.
 using ReduceFn = void (*)(const void*, int64_t, int, double*);
 ReduceFn reduce = nullptr;
-constexpr int kStats = 10;
+constexpr int kStats = TRACER_STAT_SIZE;
+using Vector = std::array<double, kStats>;
 // A tensor this big is split over torch's intra-op threads: one thread reads memory at about
 // 8 GB/s here, and right after a parallel op torch's threads are still spinning, ready.
 constexpr int64_t kParallelNumel = int64_t{1} << 20;
 
 // Merge the statistics of consecutive chunks: counts and sums add, extremes compare, the
 // spread (sqrt of the sum of squared deviations) combines through each chunk's mean.
-void merge(const std::vector<std::array<double, kStats>>& parts, double* out) {
+void merge(const std::vector<Vector>& parts, double* out) {
   double numel = 0, finite = 0, nans = 0, sum = 0, l2 = 0, l1 = 0, nonzero = 0;
   double lo = NAN, hi = NAN;
   for (const auto& p : parts) {
-    numel += p[0];
-    finite += p[1];
-    nans += p[2];
-    sum += p[3];
-    l2 += p[5] * p[5];
-    l1 += p[6];
-    nonzero += p[7];
-    if (p[1] > 0) {
-      lo = std::isnan(lo) || p[8] < lo ? p[8] : lo;
-      hi = std::isnan(hi) || p[9] > hi ? p[9] : hi;
+    numel += p[TRACER_STAT_NUMEL];
+    finite += p[TRACER_STAT_FINITE];
+    nans += p[TRACER_STAT_NAN];
+    sum += p[TRACER_STAT_SUM];
+    l2 += p[TRACER_STAT_L2] * p[TRACER_STAT_L2];
+    l1 += p[TRACER_STAT_L1];
+    nonzero += p[TRACER_STAT_NONZERO];
+    if (p[TRACER_STAT_FINITE] > 0) {
+      lo = std::isnan(lo) || p[TRACER_STAT_MIN] < lo ? p[TRACER_STAT_MIN] : lo;
+      hi = std::isnan(hi) || p[TRACER_STAT_MAX] > hi ? p[TRACER_STAT_MAX] : hi;
     }
   }
   const double mean = finite > 0 ? sum / finite : 0;
   double m2 = 0;
   for (const auto& p : parts) {
-    if (p[1] > 0) {
-      const double d = p[3] / p[1] - mean;
-      m2 += p[4] * p[4] + p[1] * d * d;
+    if (p[TRACER_STAT_FINITE] > 0) {
+      const double d = p[TRACER_STAT_SUM] / p[TRACER_STAT_FINITE] - mean;
+      m2 += p[TRACER_STAT_SPREAD] * p[TRACER_STAT_SPREAD] + p[TRACER_STAT_FINITE] * d * d;
     }
   }
-  out[0] = numel;
-  out[1] = finite;
-  out[2] = nans;
-  out[3] = sum;
-  out[4] = std::sqrt(m2);
-  out[5] = std::sqrt(l2);
-  out[6] = l1;
-  out[7] = nonzero;
-  out[8] = lo;
-  out[9] = hi;
+  out[TRACER_STAT_NUMEL] = numel;
+  out[TRACER_STAT_FINITE] = finite;
+  out[TRACER_STAT_NAN] = nans;
+  out[TRACER_STAT_SUM] = sum;
+  out[TRACER_STAT_SPREAD] = std::sqrt(m2);
+  out[TRACER_STAT_L2] = std::sqrt(l2);
+  out[TRACER_STAT_L1] = l1;
+  out[TRACER_STAT_NONZERO] = nonzero;
+  out[TRACER_STAT_MIN] = lo;
+  out[TRACER_STAT_MAX] = hi;
 }
 
 void reduce_all(const char* data, int64_t numel, int itemsize, double* out) {
@@ -285,7 +289,7 @@ void reduce_all(const char* data, int64_t numel, int itemsize, double* out) {
   }
   const int64_t chunks = std::min<int64_t>(threads, numel / (kParallelNumel / 2));
   const int64_t step = (numel + chunks - 1) / chunks;
-  std::vector<std::array<double, kStats>> parts(chunks);
+  std::vector<Vector> parts(chunks);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t first = c * step;
@@ -294,6 +298,40 @@ void reduce_all(const char* data, int64_t numel, int itemsize, double* out) {
     }
   });
   merge(parts, out);
+}
+
+// The statistics vector as a tuple of floats (as tracer.core._speedups.float_stats returns it).
+PyObject* vector_tuple(const double* out) {
+  PyObject* result = PyTuple_New(kStats);
+  if (result == nullptr) {
+    return nullptr;
+  }
+  for (int i = 0; i < kStats; ++i) {
+    PyObject* value = PyFloat_FromDouble(out[i]);
+    if (value == nullptr) {
+      Py_DECREF(result);
+      return nullptr;
+    }
+    PyTuple_SET_ITEM(result, i, value);
+  }
+  return result;
+}
+
+// The names of the vector's positions (stats_layout.h), exported as LAYOUT for the tests.
+PyObject* layout_tuple() {
+  PyObject* result = PyTuple_New(kStats);
+  if (result == nullptr) {
+    return nullptr;
+  }
+  for (int i = 0; i < kStats; ++i) {
+    PyObject* name = PyUnicode_FromString(tracer_stat_name(i));
+    if (name == nullptr) {
+      Py_DECREF(result);
+      return nullptr;
+    }
+    PyTuple_SET_ITEM(result, i, name);
+  }
+  return result;
 }
 
 // float_stats(tensor): the statistics kernel's tuple for a plain, non-empty CPU float32/float64
@@ -340,9 +378,7 @@ PyObject* float_stats(PyObject*, PyObject* tensor) {
   // The GIL stays held while the kernel reads the tensor's memory (see tracer/core/_speedups.c).
   double out[kStats];
   reduce_all(static_cast<const char*>(data), numel, itemsize, out);
-  static_assert(kStats == 10, "the format below has one d per statistic");
-  return Py_BuildValue("(dddddddddd)", out[0], out[1], out[2], out[3], out[4], out[5], out[6],
-                       out[7], out[8], out[9]);
+  return vector_tuple(out);
 }
 
 PyMethodDef module_functions[] = {
@@ -429,6 +465,12 @@ PyMODINIT_FUNC PyInit__probe() {
   Py_INCREF(&ProbeType);
   if (PyModule_AddObject(module, "Probe", reinterpret_cast<PyObject*>(&ProbeType)) < 0) {
     Py_DECREF(&ProbeType);
+    Py_DECREF(module);
+    return nullptr;
+  }
+  PyObject* layout = layout_tuple();
+  if (layout == nullptr || PyModule_AddObject(module, "LAYOUT", layout) < 0) {
+    Py_XDECREF(layout);
     Py_DECREF(module);
     return nullptr;
   }

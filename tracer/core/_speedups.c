@@ -4,14 +4,14 @@
  *
  * tracer.core._speedups.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
  * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
- * ten numbers that tracer.core.stats.stats_from_vector reads, after the element count:
+ * statistics vector in the layout of stats_layout.h (tracer.core.stats_layout.Stat):
  *
  *     (numel, finite count, NaN count, sum, spread, L2 norm, L1 norm, nonzero count, min, max)
  *
  * where spread = sqrt(sum((x - mean)^2)) and every sum, norm and extreme is over the finite
- * values. The fast pass keeps independent lanes (which the compiler turns into vector
- * instructions) and adds each block of lanes into double totals. It sums x - k, where k is the
- * first value, so that the spread does not cancel away when |mean| >> std. If a NaN or Inf
+ * values. The module's LAYOUT tuple names the positions. The fast pass keeps independent
+ * lanes (which the compiler turns into vector instructions) and adds each block of lanes into
+ * double totals. It sums x - k, where k is the first value, so that the spread does not cancel away when |mean| >> std. If a NaN or Inf
  * poisons the fast sums (or a float32 lane overflows), a careful scalar double pass counts the
  * non-finite values and reduces the others in two passes.
  */
@@ -20,9 +20,10 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "stats_layout.h"
+
 #define LANES 16
 #define BLOCK 256 /* iterations per lane between flushes into double totals */
-#define NSTATS 10
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
@@ -88,15 +89,15 @@
         if (!isfinite(s) || !isfinite(s2) || !isfinite(q) || !isfinite(a))                \
             return 0;                                                                      \
         const double shift = s / (double)n, m2 = s2 - s * shift;                           \
-        out[1] = (double)n;                                                                \
-        out[2] = 0;                                                                        \
-        out[3] = s + (double)k * (double)n;                                                \
-        out[4] = sqrt(m2 > 0 ? m2 : 0);                                                    \
-        out[5] = sqrt(q);                                                                  \
-        out[6] = a;                                                                        \
-        out[7] = (double)n - z;                                                            \
-        out[8] = lo;                                                                       \
-        out[9] = hi;                                                                       \
+        out[TRACER_STAT_FINITE] = (double)n;                                               \
+        out[TRACER_STAT_NAN] = 0;                                                          \
+        out[TRACER_STAT_SUM] = s + (double)k * (double)n;                                  \
+        out[TRACER_STAT_SPREAD] = sqrt(m2 > 0 ? m2 : 0);                                   \
+        out[TRACER_STAT_L2] = sqrt(q);                                                     \
+        out[TRACER_STAT_L1] = a;                                                           \
+        out[TRACER_STAT_NONZERO] = (double)n - z;                                          \
+        out[TRACER_STAT_MIN] = lo;                                                         \
+        out[TRACER_STAT_MAX] = hi;                                                         \
         return 1;                                                                          \
     }
 
@@ -129,15 +130,15 @@
             if (isfinite(v))                                                               \
                 m2 += (v - mean) * (v - mean);                                             \
         }                                                                                  \
-        out[1] = m;                                                                        \
-        out[2] = nans;                                                                     \
-        out[3] = s;                                                                        \
-        out[4] = sqrt(m2);                                                                 \
-        out[5] = sqrt(q);                                                                  \
-        out[6] = a;                                                                        \
-        out[7] = nz;                                                                       \
-        out[8] = m > 0 ? lo : NAN;                                                         \
-        out[9] = m > 0 ? hi : NAN;                                                         \
+        out[TRACER_STAT_FINITE] = m;                                                       \
+        out[TRACER_STAT_NAN] = nans;                                                       \
+        out[TRACER_STAT_SUM] = s;                                                          \
+        out[TRACER_STAT_SPREAD] = sqrt(m2);                                                \
+        out[TRACER_STAT_L2] = sqrt(q);                                                     \
+        out[TRACER_STAT_L1] = a;                                                           \
+        out[TRACER_STAT_NONZERO] = nz;                                                     \
+        out[TRACER_STAT_MIN] = m > 0 ? lo : NAN;                                           \
+        out[TRACER_STAT_MAX] = m > 0 ? hi : NAN;                                           \
     }
 
 FAST_PASS(fast_f32, float, float, fabsf)
@@ -147,7 +148,7 @@ CAREFUL_PASS(careful_f64, double)
 
 static void reduce(const void *data, int64_t n, int itemsize, double *out)
 {
-    out[0] = (double)n;
+    out[TRACER_STAT_NUMEL] = (double)n;
     if (itemsize == 4) {
         if (!fast_f32((const float *)data, n, out))
             careful_f32((const float *)data, n, out);
@@ -157,13 +158,13 @@ static void reduce(const void *data, int64_t n, int itemsize, double *out)
     }
 }
 
-/* The statistics as the 10-float tuple that float_stats returns. */
+/* The statistics vector as the tuple that float_stats returns. */
 static PyObject *stats_tuple(const double *out)
 {
-    PyObject *result = PyTuple_New(NSTATS);
+    PyObject *result = PyTuple_New(TRACER_STAT_SIZE);
     if (result == NULL)
         return NULL;
-    for (int i = 0; i < NSTATS; i++) {
+    for (int i = 0; i < TRACER_STAT_SIZE; i++) {
         PyObject *value = PyFloat_FromDouble(out[i]);
         if (value == NULL) {
             Py_DECREF(result);
@@ -197,7 +198,7 @@ static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t
     }
     /* The GIL stays held: no other Python thread can resize or free the tensor's storage
      * while this reads it through a bare address (a big tensor takes ~2 ms). */
-    double out[NSTATS];
+    double out[TRACER_STAT_SIZE];
     reduce(data, (int64_t)n, (int)itemsize, out);
     return stats_tuple(out);
 }
@@ -210,8 +211,8 @@ typedef void (*reduce_fn)(const void *, int64_t, int, double *);
 
 static PyMethodDef methods[] = {
     {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
-     "float_stats(address, numel, itemsize) -> (numel, finite, nan, sum, spread, l2, l1, "
-     "nonzero, min, max) of contiguous float32 (itemsize 4) or float64 (8) values."},
+     "float_stats(address, numel, itemsize) -> the statistics vector (its positions named "
+     "by LAYOUT) of contiguous float32 (itemsize 4) or float64 (8) values."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -226,6 +227,26 @@ PyMODINIT_FUNC PyInit__speedups(void)
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)
         return NULL;
+    /* The names of the vector's positions (stats_layout.h), checked against Python's. */
+    PyObject *layout = PyTuple_New(TRACER_STAT_SIZE);
+    if (layout == NULL) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    for (int i = 0; i < TRACER_STAT_SIZE; i++) {
+        PyObject *name = PyUnicode_FromString(tracer_stat_name(i));
+        if (name == NULL) {
+            Py_DECREF(layout);
+            Py_DECREF(module);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(layout, i, name);
+    }
+    if (PyModule_AddObject(module, "LAYOUT", layout) < 0) {
+        Py_DECREF(layout);
+        Py_DECREF(module);
+        return NULL;
+    }
     reduce_fn api_reduce = reduce;
     PyObject *api = PyCapsule_New((void *)api_reduce, "tracer.core._speedups.reduce", NULL);
     if (api == NULL || PyModule_AddObject(module, "reduce", api) < 0) {
