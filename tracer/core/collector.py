@@ -55,6 +55,7 @@ from tracer.core.stats import (
     tensor_stats,
     zero_stats,
 )
+from tracer.core.torch_compat import is_zerotensor, tensor_base
 
 _BATCHED_DTYPES = {
     torch.float32: torch.float32,
@@ -237,7 +238,7 @@ def _identity(t: torch.Tensor) -> tuple[torch.Tensor, Any]:
     of ``x`` and so has its statistics (they do not depend on order). A view of the whole of a
     contiguous root has the root's own key. Other tensors are keyed by their identity.
     """
-    base = t._base
+    base = tensor_base(t)
     if base is None or not t.is_contiguous():
         return t, id(t)
     offset, n, dtype = t.storage_offset(), t.numel(), t.dtype
@@ -413,7 +414,7 @@ class StatsCollector:
             return self._big(t, ref, version, n)
         if t.is_neg():  # a negated view: its memory holds the values' negatives
             t = t.resolve_neg()
-        elif t._is_zerotensor():  # all zeros and no memory behind them (a small one here)
+        elif is_zerotensor(t):  # all zeros and no memory behind them (a small one here)
             t = t.clone()
         kernel = self._kernel
         if kernel is not None and t.is_cpu and t.layout is _STRIDED and not t.is_nested:
@@ -485,7 +486,7 @@ class StatsCollector:
             and (t.dtype is torch.float32 or t.dtype is torch.float64)
             and t.layout is _STRIDED
             and not t.is_neg()
-            and not t._is_zerotensor()
+            and not is_zerotensor(t)
         ):
             dense = dense_order(t.detach())
             if dense.is_contiguous():
@@ -493,7 +494,7 @@ class StatsCollector:
                 return self._kernel_index(t, ref, version, values)
         index = self._new_index(ref, version, -1, 0)
         with torch.no_grad():
-            if t._is_zerotensor() and t.layout is _STRIDED:
+            if is_zerotensor(t) and t.layout is _STRIDED:
                 self._done[index] = zero_stats(t, n)
             else:
                 self._done[index] = tensor_stats(t, self.note)

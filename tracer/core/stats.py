@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from tracer.core.torch_compat import is_zerotensor
 from tracer.records import BUILTIN_STATS
 
 StatFn = Callable[[torch.Tensor], float | int | None]
@@ -224,7 +225,7 @@ def tensor_stats(t: torch.Tensor, note: Note = _ignore) -> dict[str, float]:
 
 
 def _stats_by_kind(x: torch.Tensor, n: int, note: Note = _ignore) -> dict[str, float]:
-    if x._is_zerotensor():  # all zeros and no memory behind them
+    if is_zerotensor(x):  # all zeros and no memory behind them
         return zero_stats(x, n)
     if n > BIG_NUMEL and x.device.type == "cpu":
         return big_stats(x, note)
