@@ -22,6 +22,10 @@ collections (which walk the whole heap, torch's ~180,000 objects included). So a
 kept in a few flat lists of numbers: per tensor there is one weak reference and nothing else
 that the collector tracks; the statistics of the batched rows stay in one flat list of floats
 per row buffer until a record reads them.
+
+Every path leaves a float tensor's statistics as one statistics vector laid out as
+:class:`tracer.core.stats_layout.Stat` (the kernel's, the row buffers' rows, the accelerator
+vectors), read by :func:`~tracer.core.stats.stats_from_kernel`.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ from tracer.core.stats import (
     compiled_kernel,
     dense_order,
     device_vector,
-    fast_stats,
     finite_stats,
     kernel_vector,
     note_failed,
@@ -54,6 +57,19 @@ from tracer.core.stats import (
     stats_from_vector,
     tensor_stats,
     zero_stats,
+)
+from tracer.core.stats_layout import (
+    FINITE,
+    L1,
+    L2,
+    MAX,
+    MIN,
+    NAN,
+    NONZERO,
+    NUMEL,
+    SIZE,
+    SPREAD,
+    SUM,
 )
 from tracer.core.torch_compat import is_zerotensor, tensor_base
 
@@ -69,32 +85,27 @@ _PLAIN = frozenset({torch.Tensor, torch.nn.Parameter, torch.nn.Buffer})
 _ITEMSIZE = {torch.float32: 4, torch.float64: 8}  # what the kernel reads as it is
 #: The row-buffer number of a tensor whose kernel vector is in ``StepStats._vectors``.
 _VECTOR = -2
-#: Values per kernel vector (see :func:`~tracer.core.stats.kernel_vector`).
-_VECTOR_SIZE = 10
-#: Values per row in a row buffer's results: sum, l2, l1, min, max, nonzero count.
-_SUMS = 6
 
 
 class StepStats:
     """The statistics of one flushed step, read by index (the values of :meth:`request`).
 
-    Kernel vectors and batched rows are kept as flat lists of floats and turned into a mapping
-    only when a record asks for them; everything else is a ready mapping.
+    Kernel vectors and batched rows are kept as flat lists of statistics vectors and turned
+    into a mapping only when a record asks for them; everything else is a ready mapping.
     """
 
-    __slots__ = ("_done", "_extra", "_group", "_numel", "_row", "_sums", "_vectors")
+    __slots__ = ("_done", "_extra", "_group", "_row", "_sums", "_vectors")
 
     def __init__(
         self,
         group: list[int],
         row: list[int],
         sums: list[list[float]],
-        numel: list[int],
         done: dict[int, dict[str, float]],
         extra: dict[int, dict[str, float]],
         vectors: list[float] | None = None,
     ) -> None:
-        self._group, self._row, self._sums, self._numel = group, row, sums, numel
+        self._group, self._row, self._sums = group, row, sums
         self._done, self._extra = done, extra
         self._vectors = vectors if vectors is not None else []
 
@@ -110,10 +121,7 @@ class StepStats:
             else:
                 # The row buffer's mask already sent every row that needs it to the careful
                 # path.
-                s, i = self._sums[group], i * _SUMS
-                value = fast_stats(
-                    self._numel[group], s[i], s[i + 1], s[i + 4], s[i + 2], s[i + 3], s[i + 5]
-                )
+                value = stats_from_kernel(self._sums[group], i * SIZE)
         extra = self._extra.get(index)
         return {**value, **extra} if extra else value
 
@@ -135,7 +143,7 @@ class _Rows:
         self.addresses: list[int] = []  # data_ptr of each row of the chunk
         self.count = 0  # rows of this step so far
         self.indices: list[int] = []  # the tensor index of each row in the chunk now
-        self.sums: list[float] = []  # _SUMS floats per reduced row of this step
+        self.sums: list[float] = []  # one statistics vector per reduced row of this step
         self.careful: dict[int, dict[str, float]] = {}  # tensor index -> exact statistics
 
     def add(self, t: torch.Tensor, tensor_index: int) -> int:
@@ -165,7 +173,7 @@ class _Rows:
         if size != len(self.addresses):
             with torch.inference_mode(False):  # normal tensors, usable in and out of it
                 self.chunk = torch.empty((size, self.numel), dtype=self.dtype)
-                self.out = torch.empty((size, _SUMS), dtype=self.dtype)
+                self.out = torch.empty((size, SIZE), dtype=self.dtype)
             start = self.chunk.data_ptr()
             self.addresses = [start + row * self.nbytes for row in range(size)]
 
@@ -178,7 +186,7 @@ class _Rows:
             block, out = self.chunk[:count], self.out[:count]
             for row in _reduce(block, out):
                 self.careful[self.indices[row]] = finite_stats(block[row], self.numel)
-            self.sums.extend(_finish(block, out))
+            self.sums.extend(_finish(block, out, self.numel))
         self.indices.clear()
 
     def take(self) -> tuple[list[float], dict[int, dict[str, float]]]:
@@ -198,35 +206,44 @@ class _Rows:
 def _reduce(block: torch.Tensor, out: torch.Tensor) -> list[int]:
     """Row sums of our own buffer ``block`` into ``out``; returns the rows to reduce carefully.
 
-    ``out`` gets one row of ``_SUMS`` values per block row: sum, L2 norm, min, max first, then
-    L1 norm and nonzero count (:meth:`StepStats.get` reads them in that order). The returned
-    rows (usually none) are those whose fast sums cannot give exact statistics: a non-finite
-    value, or a spread too small for the fast std (the test of
+    ``out`` gets one statistics vector per block row (:mod:`tracer.core.stats_layout`): here
+    its sum, L2 norm, min and max, the rest in :func:`_finish`. The returned rows (usually
+    none) are those whose fast sums cannot give exact statistics: a non-finite value, or a
+    spread too small for the difference of squares (the test of
     :func:`~tracer.core.stats.needs_careful`, written as ``(sum / l2)^2 > 0.99 n`` so that it
     cannot overflow). The caller reduces them from their values before :func:`_finish`
     overwrites the block; this mask is the only test, :meth:`StepStats.get` trusts it.
     """
     n = block.shape[1]
-    torch.sum(block, 1, out=out[:, 0])
-    torch.linalg.vector_norm(block, 2, dim=1, out=out[:, 1])
-    torch.amin(block, 1, out=out[:, 2])
-    torch.amax(block, 1, out=out[:, 3])
+    total, l2 = out[:, SUM], out[:, L2]
+    torch.sum(block, 1, out=total)
+    torch.linalg.vector_norm(block, 2, dim=1, out=l2)
+    torch.amin(block, 1, out=out[:, MIN])
+    torch.amax(block, 1, out=out[:, MAX])
     # A sum is finite exactly when all its terms are (inf - inf is NaN).
-    bad = ~out[:, :4].sum(1).isfinite()
+    bad = ~(total + l2 + out[:, MIN] + out[:, MAX]).isfinite()
     if n > 1:
-        ratio = out[:, 0] / out[:, 1]
+        ratio = total / l2
         bad |= ratio.square_() > 0.99 * n
     if not bad.any():
         return []
     return bad.nonzero().flatten().tolist()
 
 
-def _finish(block: torch.Tensor, out: torch.Tensor) -> list[float]:
-    """L1 norms and nonzero counts into ``out`` (``|x|`` and its 0/1 signs built in place:
-    boolean temporaries and the unvectorised L1/L0 kernels cost twice as much), then every
-    row's values as one flat list."""
-    torch.sum(block.abs_(), 1, out=out[:, 4])
-    torch.sum(block.sign_(), 1, out=out[:, 5])
+def _finish(block: torch.Tensor, out: torch.Tensor, n: int) -> list[float]:
+    """The rest of each row's statistics vector into ``out`` (L1 norms and nonzero counts from
+    ``|x|`` and its 0/1 signs built in place: boolean temporaries and the unvectorised L1/L0
+    kernels cost twice as much), then every row's vector as one flat list."""
+    torch.sum(block.abs_(), 1, out=out[:, L1])
+    torch.sum(block.sign_(), 1, out=out[:, NONZERO])
+    out[:, NUMEL] = n
+    out[:, FINITE] = n  # rows with a NaN or Inf took the careful path
+    out[:, NAN] = 0
+    # The spread from the difference of squares, in float64 as the other torch sums paths
+    # (exact enough: the mask of _reduce sent the rows where it would cancel away).
+    sums = out[:, SUM].to(torch.float64, copy=True)  # copies: computed in place below
+    squares = out[:, L2].to(torch.float64, copy=True).square_()
+    out[:, SPREAD] = squares.sub_(sums.square_().div_(n)).clamp_(min=0.0).sqrt_()
     return out.view(-1).tolist()
 
 
@@ -301,7 +318,7 @@ class StatsCollector:
         self._seen: dict[Any, int] = {}
         self._done: dict[int, dict[str, float]] = {}
         self._extra: dict[int, dict[str, float]] = {}
-        self._vectors: list[float] = []  # kernel vectors, _VECTOR_SIZE floats each
+        self._vectors: list[float] = []  # kernel vectors, stats_layout.SIZE floats each
         # Accelerator tensors: statistics vectors still on the device, read back at flush.
         self._pending: list[tuple[int, str, int, torch.Tensor]] = []
 
@@ -355,19 +372,15 @@ class StatsCollector:
     def flush(self) -> StepStats:
         """Reduce everything requested in this step; the collector is then ready for the next."""
         sums: list[list[float]] = []
-        numel: list[int] = []
         try:
             with torch.no_grad():
                 for rows in self._buffers:
                     values, careful = rows.take()
                     sums.append(values)
-                    numel.append(rows.numel)
                     self._done.update(careful)
                 self._flush_pending()
             self.extra.end_step()
-            return StepStats(
-                self._group, self._row, sums, numel, self._done, self._extra, self._vectors
-            )
+            return StepStats(self._group, self._row, sums, self._done, self._extra, self._vectors)
         except BaseException:
             for rows in self._buffers:
                 rows.discard()  # the next step starts empty

@@ -12,7 +12,9 @@ one pass over memory per statistic. A CPU float tensor therefore goes to the com
 a small tensor's values are copied into a per-step row buffer and all rows of one size are
 reduced together (see :mod:`tracer.core.collector`); a big tensor is reduced chunk by chunk, and
 its standard deviation is derived from the L2 norm and the sum unless cancellation would make
-that inexact. Accelerator tensors always use torch (:func:`device_vector`).
+that inexact. Accelerator tensors always use torch (:func:`device_vector`). Every float path
+produces one statistics vector, laid out as :class:`tracer.core.stats_layout.Stat`, read by
+:func:`stats_from_kernel`.
 
 A tensor is never copied whole: one of more than ``BIG_NUMEL`` elements that cannot be read
 where it lies (float16/bfloat16, integers, strided views) is reduced ``BIG_CHUNK`` elements at a
@@ -34,6 +36,21 @@ from typing import Any
 
 import torch
 
+from tracer.core.stats_layout import (
+    FINITE,
+    INT_SIZE,
+    L1,
+    L2,
+    MAX,
+    MIN,
+    NAN,
+    NONZERO,
+    NUMEL,
+    SIZE,
+    SPREAD,
+    SUM,
+    IntStat,
+)
 from tracer.core.torch_compat import is_zerotensor
 from tracer.records import BUILTIN_STATS
 
@@ -116,10 +133,9 @@ def compiled_kernel() -> Callable[[int, int, int], tuple[float, ...]] | None:
 
 
 def kernel_vector(x: torch.Tensor) -> tuple[float, ...] | None:
-    """The compiled kernel's one-pass statistics of a non-empty, strided CPU tensor of a
-    ``KERNEL_DTYPES`` dtype, in the :func:`stats_from_vector` layout after the element count:
-    ``(numel, finite, nan, sum, spread, l2, l1, nonzero, min, max)``. None when the kernel is
-    not built or cannot read the tensor's memory (a tensor subclass without storage).
+    """The compiled kernel's one-pass statistics vector (:mod:`tracer.core.stats_layout`) of a
+    non-empty, strided CPU tensor of a ``KERNEL_DTYPES`` dtype. None when the kernel is not
+    built or cannot read the tensor's memory (a tensor subclass without storage).
     """
     kernel = compiled_kernel()
     if kernel is None:
@@ -137,13 +153,59 @@ def kernel_vector(x: torch.Tensor) -> tuple[float, ...] | None:
         return None
 
 
-def stats_from_kernel(values: Sequence[float], at: int = 0) -> dict[str, float]:
-    """Read a vector from :func:`kernel_vector` (its element count first), starting at index
-    ``at`` of ``values`` (the collector keeps a step's vectors in one flat list)."""
-    v = values
-    return _float_dict(
-        int(v[at]), v[at + 1], v[at + 2], v[at + 3], v[at + 4], v[at + 5], v[at + 6],
-        v[at + 7], v[at + 8], v[at + 9],
+def stats_from_kernel(v: Sequence[float], at: int = 0) -> dict[str, float]:
+    """The float statistics of a statistics vector (every path's, see
+    :mod:`tracer.core.stats_layout`) starting at index ``at`` of ``v`` (the collector keeps a
+    step's vectors in flat lists)."""
+    n, m, nans = int(v[at + NUMEL]), int(v[at + FINITE]), int(v[at + NAN])
+    if m == 0:
+        return {"numel": n, "nan_count": nans, "inf_count": n - nans}
+    return {
+        "numel": n,
+        "nan_count": nans,
+        "inf_count": n - m - nans,
+        "mean": v[at + SUM] / m,
+        "std": v[at + SPREAD] / math.sqrt(m - 1) if m > 1 else 0.0,
+        "min": v[at + MIN],
+        "max": v[at + MAX],
+        "abs_mean": v[at + L1] / m,
+        "l2": v[at + L2],
+        "zero_frac": (m - v[at + NONZERO]) / m,
+    }
+
+
+def make_vector(
+    *,
+    numel: float,
+    finite: float,
+    nans: float,
+    total: float,
+    spread: float,
+    l2: float,
+    l1: float,
+    nonzero: float,
+    lo: float,
+    hi: float,
+) -> tuple[float, ...]:
+    """A statistics vector from its values by name (the torch paths build theirs here)."""
+    v = [0.0] * SIZE
+    v[NUMEL], v[FINITE], v[NAN], v[SUM], v[SPREAD] = numel, finite, nans, total, spread
+    v[L2], v[L1], v[NONZERO], v[MIN], v[MAX] = l2, l1, nonzero, lo, hi
+    return tuple(v)
+
+
+def sums_vector(
+    n: int, total: float, l2: float, l1: float, lo: float, hi: float, nonzero: float
+) -> tuple[float, ...] | None:
+    """The statistics vector of ``n`` values from their fast sums (the torch reductions'
+    results); None when a value is non-finite or the spread would be inexact
+    (:func:`needs_careful`: the caller reduces such a tensor with :func:`torch_vector`)."""
+    if needs_careful(n, total, l2, lo, hi):
+        return None
+    spread = math.sqrt(max(l2 * l2 - total * total / n, 0.0))
+    return make_vector(
+        numel=n, finite=n, nans=0, total=total, spread=spread, l2=l2, l1=l1, nonzero=nonzero,
+        lo=lo, hi=hi,
     )  # fmt: skip
 
 
@@ -251,9 +313,8 @@ def _stats_by_kind(x: torch.Tensor, n: int, note: Note = _ignore) -> dict[str, f
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()  # float16 / bfloat16 / float8: reduce in float32
     x = dense_order(x)
-    sums = chunked_sums(x) if x.device.type == "cpu" and x.is_contiguous() else fused_sums(x)
-    stats = stats_from_sums(n, sums)
-    return stats if stats is not None else finite_stats(x, n)
+    vector = chunked_vector(x) if x.device.type == "cpu" and x.is_contiguous() else fused_vector(x)
+    return stats_from_kernel(vector) if vector is not None else finite_stats(x, n)
 
 
 def zero_stats(x: torch.Tensor, n: int) -> dict[str, float]:
@@ -262,7 +323,12 @@ def zero_stats(x: torch.Tensor, n: int) -> dict[str, float]:
         return {"numel": n, "true_frac": 0.0}
     if not x.is_floating_point():
         return {"numel": n, "mean": 0.0, "min": 0.0, "max": 0.0, "zero_frac": 1.0}
-    return _float_dict(n, n, 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0)
+    return stats_from_kernel(
+        make_vector(
+            numel=n, finite=n, nans=0, total=0.0, spread=0.0, l2=0.0, l1=0.0, nonzero=0,
+            lo=0.0, hi=0.0,
+        )
+    )  # fmt: skip
 
 
 # -- big tensors: exact statistics with bounded extra memory ---------------------------------
@@ -316,49 +382,64 @@ def chunks(x: torch.Tensor, limit: int = BIG_CHUNK) -> Iterator[torch.Tensor]:
 
 
 def merge_vectors(parts: Sequence[Sequence[float]]) -> tuple[float, ...]:
-    """One kernel vector from those of disjoint parts (as ``merge`` in tracer/core/_probe.cpp):
-    counts and sums add, extremes compare, spreads combine through each part's mean."""
+    """One statistics vector from those of disjoint parts (as ``merge`` in
+    tracer/core/_probe.cpp): counts and sums add, extremes compare, spreads combine through
+    each part's mean."""
     numel = finite = nans = total = squares = l1 = nonzero = 0.0
     lo, hi = math.inf, -math.inf
     for p in parts:
-        numel, finite, nans, total = numel + p[0], finite + p[1], nans + p[2], total + p[3]
-        squares, l1, nonzero = squares + p[5] * p[5], l1 + p[6], nonzero + p[7]
-        if p[1] > 0:
-            lo, hi = min(lo, p[8]), max(hi, p[9])
+        numel, finite, nans = numel + p[NUMEL], finite + p[FINITE], nans + p[NAN]
+        total, squares = total + p[SUM], squares + p[L2] * p[L2]
+        l1, nonzero = l1 + p[L1], nonzero + p[NONZERO]
+        if p[FINITE] > 0:
+            lo, hi = min(lo, p[MIN]), max(hi, p[MAX])
     mean = total / finite if finite else 0.0
-    m2 = sum(p[4] * p[4] + p[1] * (p[3] / p[1] - mean) ** 2 for p in parts if p[1] > 0)
+    m2 = sum(
+        p[SPREAD] * p[SPREAD] + p[FINITE] * (p[SUM] / p[FINITE] - mean) ** 2
+        for p in parts
+        if p[FINITE] > 0
+    )
     if not finite:
         lo = hi = math.nan
-    return (numel, finite, nans, total, math.sqrt(m2), math.sqrt(squares), l1, nonzero, lo, hi)
+    return make_vector(
+        numel=numel, finite=finite, nans=nans, total=total, spread=math.sqrt(m2),
+        l2=math.sqrt(squares), l1=l1, nonzero=nonzero, lo=lo, hi=hi,
+    )  # fmt: skip
 
 
 def repeat_vector(v: Sequence[float], factor: int) -> tuple[float, ...]:
-    """The kernel vector of a tensor that repeats every element of ``v``'s tensor ``factor``
-    times: counts and sums scale by it, norms and the spread by its square root."""
+    """The statistics vector of a tensor that repeats every element of ``v``'s tensor
+    ``factor`` times: counts and sums scale by it, norms and the spread by its square root."""
     root = math.sqrt(factor)
-    return (
-        v[0] * factor, v[1] * factor, v[2] * factor, v[3] * factor, v[4] * root, v[5] * root,
-        v[6] * factor, v[7] * factor, v[8], v[9],
+    return make_vector(
+        numel=v[NUMEL] * factor, finite=v[FINITE] * factor, nans=v[NAN] * factor,
+        total=v[SUM] * factor, spread=v[SPREAD] * root, l2=v[L2] * root, l1=v[L1] * factor,
+        nonzero=v[NONZERO] * factor, lo=v[MIN], hi=v[MAX],
     )  # fmt: skip
 
 
 def torch_vector(x: torch.Tensor) -> tuple[float, ...]:
-    """The kernel vector of a small float tensor from torch reductions in float64 (the big
-    path's chunks when the kernel was not built)."""
+    """The statistics vector of a float tensor from torch reductions in float64, NaN and Inf
+    counted and left out (the careful path: :func:`finite_stats`, and the big path's chunks
+    when the kernel was not built)."""
     n = x.numel()
     x = x.reshape(-1).double()
     finite = torch.isfinite(x)
     m = int(finite.sum())
     nans = int(torch.isnan(x).sum())
     if m == 0:
-        return (n, 0, nans, 0.0, 0.0, 0.0, 0.0, 0, math.nan, math.nan)
+        return make_vector(
+            numel=n, finite=0, nans=nans, total=0.0, spread=0.0, l2=0.0, l1=0.0, nonzero=0,
+            lo=math.nan, hi=math.nan,
+        )  # fmt: skip
     values = x if m == n else x[finite]
     total = values.sum().item()
     lo, hi = torch.aminmax(values)
-    return (
-        n, m, nans, total, torch.linalg.vector_norm(values - total / m).item(),
-        torch.linalg.vector_norm(values).item(), values.abs().sum().item(),
-        int(torch.count_nonzero(values)), lo.item(), hi.item(),
+    return make_vector(
+        numel=n, finite=m, nans=nans, total=total,
+        spread=torch.linalg.vector_norm(values - total / m).item(),
+        l2=torch.linalg.vector_norm(values).item(), l1=values.abs().sum().item(),
+        nonzero=int(torch.count_nonzero(values)), lo=lo.item(), hi=hi.item(),
     )  # fmt: skip
 
 
@@ -372,12 +453,8 @@ def _float_part(chunk: torch.Tensor, kernel: Callable[..., tuple[float, ...]] | 
         chunk = chunk.contiguous()
     if kernel is not None:
         return kernel(chunk.data_ptr(), chunk.numel(), chunk.element_size())
-    n = chunk.numel()
-    total, l2, l1, lo, hi, nonzero = chunked_sums(chunk)
-    if needs_careful(n, total, l2, lo, hi):
-        return torch_vector(chunk)
-    spread = math.sqrt(max(l2 * l2 - total * total / n, 0.0))
-    return (n, n, 0, total, spread, l2, l1, nonzero, lo, hi)
+    vector = chunked_vector(chunk)
+    return vector if vector is not None else torch_vector(chunk)
 
 
 def big_vector(x: torch.Tensor) -> tuple[float, ...]:
@@ -398,7 +475,7 @@ def big_stats(x: torch.Tensor, note: Note = _ignore) -> dict[str, float]:
     """Statistics of a big CPU tensor without copying it (see :data:`BIG_NUMEL`)."""
     n = x.numel()
     if x.dtype in (torch.float32, torch.float64) and dense_order(x).is_contiguous():
-        return _float_dict(n, *big_vector(x)[1:])  # read where it lies, a chunk at a time
+        return stats_from_kernel(big_vector(x))  # read where it lies, a chunk at a time
     note(
         "stats-big",
         f"tensors of more than {BIG_NUMEL:,} elements that cannot be read where they lie "
@@ -406,8 +483,7 @@ def big_stats(x: torch.Tensor, note: Note = _ignore) -> dict[str, float]:
         f"{BIG_CHUNK:,} elements at a time: exact statistics, bounded extra memory",
     )
     if x.is_floating_point():
-        v = big_vector(x)
-        return _float_dict(n, *v[1:])
+        return stats_from_kernel(big_vector(x))
     base, factor = expanded_base(x)
     if x.dtype == torch.bool:
         true = sum(int(torch.count_nonzero(c)) for c in chunks(memory_order(base)))
@@ -442,8 +518,9 @@ def dense_order(x: torch.Tensor) -> torch.Tensor:
     return permuted if permuted.is_contiguous() else x
 
 
-def fused_sums(x: torch.Tensor) -> list[float]:
-    """``[sum, l2, l1, min, max, nonzero]`` of a float32/float64 tensor in one transfer."""
+def fused_vector(x: torch.Tensor) -> tuple[float, ...] | None:
+    """The statistics vector of a non-empty float32/float64 tensor from its fast sums, read in
+    one transfer; None where :func:`sums_vector` says the careful path must decide."""
     lo, hi = torch.aminmax(x)
     parts = (
         x.sum(),
@@ -454,18 +531,21 @@ def fused_sums(x: torch.Tensor) -> list[float]:
         torch.count_nonzero(x).to(x.dtype),
     )
     if x.device.type == "cpu":  # .item() is ~0.1 us on the CPU and never synchronises
-        return [p.item() for p in parts]
-    return torch.stack(parts).tolist()
+        total, l2, l1, low, high, nonzero = (p.item() for p in parts)
+    else:
+        total, l2, l1, low, high, nonzero = torch.stack(parts).tolist()
+    return sums_vector(x.numel(), total, l2, l1, low, high, nonzero)
 
 
-def chunked_sums(x: torch.Tensor) -> list[float]:
-    """``[sum, l2, l1, min, max, nonzero]`` of a contiguous CPU tensor, chunk by chunk.
+def chunked_vector(x: torch.Tensor) -> tuple[float, ...] | None:
+    """The statistics vector of a non-empty contiguous CPU tensor from its fast sums, chunk by
+    chunk; None where :func:`sums_vector` says the careful path must decide.
 
     Each chunk is reduced while it sits in cache, and ``|x|`` and the nonzero flags are built
     in a reused scratch buffer with vectorised in-place ops: the L1 and L0 reduction kernels
     are not vectorised and cost as much as all the others together. Partial results are
     combined in float64. NaN or Inf poison the sum or the squares, which sends the tensor to
-    :func:`finite_stats` (so the min/max combination never has to order NaN).
+    the careful path (so the min/max combination never has to order NaN).
     """
     scratch = _scratch(x.dtype)
     total = squares = l1 = nonzero = 0.0
@@ -479,7 +559,7 @@ def chunked_sums(x: torch.Tensor) -> list[float]:
         torch.abs(chunk, out=part)
         l1 += part.sum().item()
         nonzero += part.sign_().sum().item()
-    return [total, math.sqrt(squares), l1, lo, hi, nonzero]
+    return sums_vector(x.numel(), total, math.sqrt(squares), l1, lo, hi, nonzero)
 
 
 def _scratch(dtype: torch.dtype) -> torch.Tensor:
@@ -489,35 +569,6 @@ def _scratch(dtype: torch.dtype) -> torch.Tensor:
     if buffer is None:
         buffer = buffers[dtype] = torch.empty(CHUNK, dtype=dtype)
     return buffer
-
-
-def stats_from_sums(n: int, sums: list[float]) -> dict[str, float] | None:
-    """Statistics from fused sums; None when a value is non-finite or the std would be inexact."""
-    total, l2, l1, lo, hi, nonzero = sums
-    if needs_careful(n, total, l2, lo, hi):
-        return None
-    return fast_stats(n, total, l2, l1, lo, hi, nonzero)
-
-
-def fast_stats(
-    n: int, total: float, l2: float, l1: float, lo: float, hi: float, nonzero: float
-) -> dict[str, float]:
-    """Statistics from fused sums already known to be finite and precise enough."""
-    mean = total / n
-    spread = l2 * l2 - n * mean * mean
-    std = math.sqrt(max(spread, 0.0) / (n - 1)) if n > 1 else 0.0
-    return {
-        "numel": n,
-        "mean": mean,
-        "std": std,
-        "min": lo,
-        "max": hi,
-        "abs_mean": l1 / n,
-        "l2": l2,
-        "zero_frac": (n - nonzero) / n,
-        "nan_count": 0,
-        "inf_count": 0,
-    }
 
 
 def needs_careful(n: int, total: float, l2: float, lo: float, hi: float) -> bool:
@@ -531,25 +582,9 @@ def needs_careful(n: int, total: float, l2: float, lo: float, hi: float) -> bool
 
 
 def finite_stats(x: torch.Tensor, n: int) -> dict[str, float]:
-    """The careful path: count NaN/Inf, then reduce the finite values in float64."""
-    x = x.reshape(-1)
-    nan_count = int(torch.isnan(x).sum())
-    finite = x[torch.isfinite(x)].double()
-    m = finite.numel()
-    stats: dict[str, float] = {"numel": n, "nan_count": nan_count, "inf_count": n - m - nan_count}
-    if m == 0:
-        return stats
-    lo, hi = torch.aminmax(finite)
-    stats.update(
-        mean=finite.mean().item(),
-        std=finite.std().item() if m > 1 else 0.0,
-        min=lo.item(),
-        max=hi.item(),
-        abs_mean=finite.abs().mean().item(),
-        l2=torch.linalg.vector_norm(finite).item(),
-        zero_frac=(m - int(torch.count_nonzero(finite))) / m,
-    )
-    return stats
+    """The careful path: count NaN/Inf, then reduce the finite values in float64 (``n`` is
+    ``x``'s element count)."""
+    return stats_from_kernel(torch_vector(x))
 
 
 def device_vector(x: torch.Tensor) -> tuple[str, torch.Tensor]:
@@ -585,32 +620,36 @@ def _device_part(x: torch.Tensor) -> tuple[str, torch.Tensor]:
         return "bool", torch.count_nonzero(x).double().reshape(1)
     if not x.is_floating_point():
         lo, hi = torch.aminmax(x)
-        ints = (x.sum(dtype=torch.float64), lo, hi, torch.count_nonzero(x))
+        ints: list[Any] = [None] * INT_SIZE
+        ints[IntStat.SUM], ints[IntStat.MIN], ints[IntStat.MAX] = x.sum(dtype=torch.float64), lo, hi
+        ints[IntStat.NONZERO] = torch.count_nonzero(x)
         return "int", torch.stack([p.double() for p in ints])
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     finite = torch.isfinite(x)
-    m = finite.sum()
+    # Counts summed straight into float64: no conversion kernel for them below.
+    m = finite.sum(dtype=torch.float64)
     xz = torch.where(finite, x, 0.0)
     total = xz.sum(dtype=torch.float64)
     mean = total / m.clamp(min=1)
     spread = torch.linalg.vector_norm(torch.where(finite, x - mean.to(x.dtype), 0.0))
-    parts = (
-        m,
-        torch.isnan(x).sum(),
-        total,
-        spread,
-        torch.linalg.vector_norm(xz),
-        torch.linalg.vector_norm(xz, 1),
-        torch.count_nonzero(xz),
-        torch.where(finite, x, math.inf).amin(),
-        torch.where(finite, x, -math.inf).amax(),
+    parts = make_vector(  # tensors in the vector's places (make_vector only orders them)
+        numel=torch.full((), x.numel(), dtype=torch.float64, device=x.device),
+        finite=m,
+        nans=torch.isnan(x).sum(dtype=torch.float64),
+        total=total,
+        spread=spread,
+        l2=torch.linalg.vector_norm(xz),
+        l1=torch.linalg.vector_norm(xz, 1),
+        nonzero=torch.count_nonzero(xz),
+        lo=torch.where(finite, x, math.inf).amin(),
+        hi=torch.where(finite, x, -math.inf).amax(),
     )
-    return "float", torch.stack([p.double() for p in parts])
+    return "float", torch.stack([p.double() for p in parts])  # type: ignore[attr-defined]
 
 
 #: Length of each kind's vector from :func:`device_vector`.
-VECTOR_SIZE = {"bool": 1, "int": 4, "float": 9}
+VECTOR_SIZE = {"bool": 1, "int": INT_SIZE, "float": SIZE}
 
 
 def stats_from_vector(kind: str, n: int, v: list[float]) -> dict[str, float]:
@@ -620,58 +659,34 @@ def stats_from_vector(kind: str, n: int, v: list[float]) -> dict[str, float]:
     if kind == "bool":
         return {"numel": n, "true_frac": v[0] / n}
     if kind == "int":
-        total, lo, hi, nonzero = v
-        return {"numel": n, "mean": total / n, "min": lo, "max": hi, "zero_frac": (n - nonzero) / n}
-    return _float_dict(n, *v)
+        return {
+            "numel": n,
+            "mean": v[IntStat.SUM] / n,
+            "min": v[IntStat.MIN],
+            "max": v[IntStat.MAX],
+            "zero_frac": (n - v[IntStat.NONZERO]) / n,
+        }
+    return stats_from_kernel(v)
 
 
 def _merge_device_parts(kind: str, n: int, v: list[float]) -> dict[str, float]:
-    """The statistics of a big device tensor from its chunks' vectors (see _device_parts)."""
+    """The statistics of a big device tensor from its chunks' vectors (see _device_parts:
+    the repeat factor, then one vector per chunk)."""
     factor, size = int(v[0]), VECTOR_SIZE[kind]
     parts = [v[at : at + size] for at in range(1, len(v), size)]
     if kind == "bool":
         return {"numel": n, "true_frac": sum(p[0] for p in parts) * factor / n}
     if kind == "int":
-        total, nonzero = sum(p[0] for p in parts), sum(p[3] for p in parts)
+        total = sum(p[IntStat.SUM] for p in parts)
+        nonzero = sum(p[IntStat.NONZERO] for p in parts)
         return {
             "numel": n,
             "mean": total * factor / n,
-            "min": min(p[1] for p in parts),
-            "max": max(p[2] for p in parts),
+            "min": min(p[IntStat.MIN] for p in parts),
+            "max": max(p[IntStat.MAX] for p in parts),
             "zero_frac": (n - nonzero * factor) / n,
         }
-    merged = merge_vectors([(0.0, *p) for p in parts])
-    return _float_dict(n, *repeat_vector(merged, factor)[1:])
-
-
-def _float_dict(
-    n: int,
-    finite: float,
-    nan_count: float,
-    total: float,
-    spread: float,
-    l2: float,
-    l1: float,
-    nonzero: float,
-    lo: float,
-    hi: float,
-) -> dict[str, float]:
-    """The float statistics from the sums over the ``finite`` finite values of ``n``."""
-    m, nans = int(finite), int(nan_count)
-    if m == 0:
-        return {"numel": n, "nan_count": nans, "inf_count": n - nans}
-    return {
-        "numel": n,
-        "nan_count": nans,
-        "inf_count": n - m - nans,
-        "mean": total / m,
-        "std": spread / math.sqrt(m - 1) if m > 1 else 0.0,
-        "min": lo,
-        "max": hi,
-        "abs_mean": l1 / m,
-        "l2": l2,
-        "zero_frac": (m - nonzero) / m,
-    }
+    return stats_from_kernel(repeat_vector(merge_vectors(parts), factor))
 
 
 def as_real(value: Any) -> float:
