@@ -8,13 +8,19 @@ name, never a format of its own:
 - a point in time: ``2026-11-26 10:42:03``, compact ``10:42:03`` (today) or ``2026-11-26 10:42``.
 
 A duration has one style: ``0.4s``, ``8.3s``, ``31s``, ``1m12s``, ``2h05m``.
+
+Strings a user or a database supplied go through :func:`literal` (control characters written
+out, cut with an ellipsis); shapes through :func:`format_shape`. ``tracer.records`` re-exports
+both, with :func:`dimension_names`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 Style = Literal["full", "compact"]
 
@@ -82,3 +88,59 @@ def timestamp(stamp: float | None, style: Style = "full") -> str:
     if local[:3] == time.localtime()[:3]:
         return time.strftime("%H:%M:%S", local)
     return time.strftime("%Y-%m-%d %H:%M", local)
+
+
+def format_shape(shape: tuple[int, ...], names: Mapping[int, str] | None = None) -> str:
+    """Render a shape as ``(50, 200, 512)``; with ``names`` as ``(batch_size, seq_length, ...)``.
+
+    ``names`` maps a dimension size to the config key it equals (see :func:`dimension_names`);
+    sizes without a name stay numbers. A 1-tuple keeps Python's trailing comma: ``(50,)``.
+    """
+    parts = [names.get(d, str(d)) if names else str(d) for d in shape]
+    if len(parts) == 1:
+        return f"({parts[0]},)"
+    return "(" + ", ".join(parts) + ")"
+
+
+def dimension_names(config: Mapping[str, Any]) -> dict[int, str]:
+    """Map each integer config value above 1 to its key, for labelling dimensions.
+
+    When two keys share a value the first one in the config wins, so the mapping is
+    deterministic; booleans and values 0 and 1 are ignored (too common to be meaningful).
+    """
+    names: dict[int, str] = {}
+    for key, value in config.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 1:
+            continue
+        names.setdefault(value, key)
+    return names
+
+
+# C0 controls, DEL, C1 controls and the Unicode line and paragraph separators: each of them
+# can move the cursor, recolour or clear a terminal, or break a table row.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+ELLIPSIS = "…"
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def literal(value: object, limit: int | None = None) -> str:
+    """``value`` as text safe for a terminal: control characters written out (``\\x1b``,
+    ``\\n``), and cut to ``limit`` characters with an ellipsis when longer.
+
+    Every string a user or a database supplies goes through this before it is shown; markup
+    is never parsed from it (the CLI and the TUI wrap it in a rich ``Text``). Linear in the
+    length: only the first ``limit`` characters are looked at when there is a limit.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if limit is None:
+        return _CONTROL.sub(_escaped, text)
+    shown = _CONTROL.sub(_escaped, text[: limit + 1])
+    if len(shown) > limit:
+        return shown[: max(limit - 1, 0)] + ELLIPSIS
+    return shown

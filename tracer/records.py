@@ -8,11 +8,16 @@ torch, so any part of the project may import this module.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
+
+# Shown text (shapes, literal strings) is tracer.formatting's; importable from here too.
+from tracer.formatting import ELLIPSIS as ELLIPSIS
+from tracer.formatting import dimension_names as dimension_names
+from tracer.formatting import format_shape as format_shape
+from tracer.formatting import literal as literal
 
 Role = Literal["input", "output", "grad", "param_grad"]
 CallKind = Literal["module", "op"]
@@ -197,59 +202,3 @@ class RunInfo:
         if self.started_at is None or end is None:
             return None
         return end - self.started_at
-
-
-def format_shape(shape: tuple[int, ...], names: Mapping[int, str] | None = None) -> str:
-    """Render a shape as ``(50, 200, 512)``; with ``names`` as ``(batch_size, seq_length, ...)``.
-
-    ``names`` maps a dimension size to the config key it equals (see :func:`dimension_names`);
-    sizes without a name stay numbers. A 1-tuple keeps Python's trailing comma: ``(50,)``.
-    """
-    parts = [names.get(d, str(d)) if names else str(d) for d in shape]
-    if len(parts) == 1:
-        return f"({parts[0]},)"
-    return "(" + ", ".join(parts) + ")"
-
-
-def dimension_names(config: Mapping[str, Any]) -> dict[int, str]:
-    """Map each integer config value above 1 to its key, for labelling dimensions.
-
-    When two keys share a value the first one in the config wins, so the mapping is
-    deterministic; booleans and values 0 and 1 are ignored (too common to be meaningful).
-    """
-    names: dict[int, str] = {}
-    for key, value in config.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 1:
-            continue
-        names.setdefault(value, key)
-    return names
-
-
-# C0 controls, DEL, C1 controls and the Unicode line and paragraph separators: each of them
-# can move the cursor, recolour or clear a terminal, or break a table row.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-ELLIPSIS = "…"
-
-
-def _escaped(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def literal(value: object, limit: int | None = None) -> str:
-    """``value`` as text safe for a terminal: control characters written out (``\\x1b``,
-    ``\\n``), and cut to ``limit`` characters with an ellipsis when longer.
-
-    Every string a user or a database supplies goes through this before it is shown; markup
-    is never parsed from it (the CLI and the TUI wrap it in a rich ``Text``). Linear in the
-    length: only the first ``limit`` characters are looked at when there is a limit.
-    """
-    text = value if isinstance(value, str) else str(value)
-    if limit is None:
-        return _CONTROL.sub(_escaped, text)
-    shown = _CONTROL.sub(_escaped, text[: limit + 1])
-    if len(shown) > limit:
-        return shown[: max(limit - 1, 0)] + ELLIPSIS
-    return shown
