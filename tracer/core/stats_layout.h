@@ -2,7 +2,7 @@
  * indices as tracer.core.stats_layout.Stat; the tests check that both agree).
  *
  * Every sum, norm and extreme is over the finite values; SPREAD is sqrt(sum((x - mean)^2))
- * over them; MIN and MAX are NaN when no value is finite. */
+ * over them; MIN and MAX are read only when FINITE is not 0 (this kernel leaves NaN there). */
 #ifndef TRACER_STATS_LAYOUT_H
 #define TRACER_STATS_LAYOUT_H
 

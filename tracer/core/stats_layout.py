@@ -8,7 +8,9 @@ for C and C++ (``TRACER_STAT_<NAME>``); the compiled modules export their order 
 and the tests check that all three agree.
 
 Every sum, norm and extreme is over the finite values; ``SPREAD`` is
-``sqrt(sum((x - mean)^2))`` over them.
+``sqrt(sum((x - mean)^2))`` over them. ``MIN`` and ``MAX`` are read only when ``FINITE`` is
+not 0 (the compiled kernel leaves NaN there, the accelerator path ±Inf: making them agree would
+cost a device kernel per tensor).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Stat(IntEnum):
     L2 = 5
     L1 = 6
     NONZERO = 7
-    MIN = 8  # NaN when no value is finite
+    MIN = 8  # MIN and MAX mean nothing when FINITE is 0 (NaN, or ±Inf on a device)
     MAX = 9
 
 
