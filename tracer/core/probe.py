@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import torch
 
@@ -37,7 +37,10 @@ _CompiledProbe: Any = torch_compat.CompiledProbe
 _float_stats: Any = torch_compat.compiled_float_stats
 
 #: PyProbe's remembered tensor: (weak reference, version, requires_grad, (metadata, index)).
-_REF, _VERSION, _REQUIRES_GRAD, _PAIR = range(4)
+_REF: Final = 0
+_VERSION: Final = 1
+_REQUIRES_GRAD: Final = 2
+_PAIR: Final = 3
 
 
 class TensorProbe(Protocol):

@@ -93,12 +93,13 @@ PROBE_MISSING = ""
 CompiledProbe: Any = None
 compiled_float_stats: Any = None
 try:
-    from tracer.core._probe import Probe as CompiledProbe
-    from tracer.core._probe import float_stats as compiled_float_stats
+    from tracer.core._probe import Probe as _Probe
+    from tracer.core._probe import float_stats as _probe_float_stats
 except ImportError as exc:  # built in isolation (no torch at build time), or for another torch
-    CompiledProbe = None
-    compiled_float_stats = None
     PROBE_MISSING = f"{type(exc).__name__}: {exc}"
+else:
+    CompiledProbe = _Probe
+    compiled_float_stats = _probe_float_stats
 
 #: Whether the compiled probe (torch's C++ internals, see above) loaded for this torch.
 PROBE_LOADED = CompiledProbe is not None
