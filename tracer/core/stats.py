@@ -32,7 +32,7 @@ import numbers
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -54,6 +54,7 @@ from tracer.core.stats_layout import (
 from tracer.core.torch_compat import is_zerotensor
 from tracer.records import BUILTIN_STATS
 
+T = TypeVar("T")
 StatFn = Callable[[torch.Tensor], float | int | None]
 #: ``note(key, text)``: tell the run something; its notes keep the first text of each key.
 Note = Callable[[str, str], None]
@@ -175,20 +176,11 @@ def stats_from_kernel(v: Sequence[float], at: int = 0) -> dict[str, float]:
 
 
 def make_vector(
-    *,
-    numel: float,
-    finite: float,
-    nans: float,
-    total: float,
-    spread: float,
-    l2: float,
-    l1: float,
-    nonzero: float,
-    lo: float,
-    hi: float,
-) -> tuple[float, ...]:
-    """A statistics vector from its values by name (the torch paths build theirs here)."""
-    v = [0.0] * SIZE
+    *, numel: T, finite: T, nans: T, total: T, spread: T, l2: T, l1: T, nonzero: T, lo: T, hi: T
+) -> tuple[T, ...]:
+    """A statistics vector from its values by name (the torch paths build theirs here; the
+    accelerator path places 0-d tensors, stacked into one device vector)."""
+    v: list[Any] = [None] * SIZE
     v[NUMEL], v[FINITE], v[NAN], v[SUM], v[SPREAD] = numel, finite, nans, total, spread
     v[L2], v[L1], v[NONZERO], v[MIN], v[MAX] = l2, l1, nonzero, lo, hi
     return tuple(v)
@@ -645,7 +637,7 @@ def _device_part(x: torch.Tensor) -> tuple[str, torch.Tensor]:
         lo=torch.where(finite, x, math.inf).amin(),
         hi=torch.where(finite, x, -math.inf).amax(),
     )
-    return "float", torch.stack([p.double() for p in parts])  # type: ignore[attr-defined]
+    return "float", torch.stack([p.double() for p in parts])
 
 
 #: Length of each kind's vector from :func:`device_vector`.
