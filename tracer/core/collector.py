@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -247,6 +247,23 @@ def _finish(block: torch.Tensor, out: torch.Tensor, n: int) -> list[float]:
     return out.view(-1).tolist()
 
 
+def _by_kernel(
+    kernel: Callable[[int, int, int], tuple[float, ...]], t: torch.Tensor, n: int
+) -> Sequence[float] | None:
+    """The compiled kernel's vector of a CPU tensor (a float32/float64 contiguous one read
+    where it lies while ``t`` keeps its memory alive; others converted by kernel_vector), or
+    None for a tensor it does not take."""
+    if not n or t.layout is not _STRIDED or t.is_nested:
+        return None
+    size = _ITEMSIZE.get(t.dtype)
+    if size is not None and t.is_contiguous():
+        try:
+            return kernel(t.data_ptr(), n, size)
+        except (RuntimeError, NotImplementedError, ValueError):  # a subclass without storage:
+            return None  # torch's reductions (through its dispatch) take it
+    return kernel_vector(t) if t.dtype in KERNEL_DTYPES else None
+
+
 def _identity(t: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """The object whose lifetime vouches for the cache entry, and the entry's key.
 
@@ -412,6 +429,9 @@ class StatsCollector:
         return index
 
     def _compute(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
+        """The index of ``t``'s statistics from the first path that takes it: the compiled
+        probe's kernel call, the kernel called from here, a row buffer, torch's reductions, or
+        a device vector (each path leaves the one statistics vector layout)."""
         direct = self._direct
         if direct is not None:  # the common case in one compiled call (None: not that case)
             found = direct(t)
@@ -429,49 +449,58 @@ class StatsCollector:
             t = t.resolve_neg()
         elif is_zerotensor(t):  # all zeros and no memory behind them (a small one here)
             t = t.clone()
+        if not t.is_cpu or self.defer_cpu:
+            return self._by_device(t, ref, version, n)
         kernel = self._kernel
-        if kernel is not None and t.is_cpu and t.layout is _STRIDED and not t.is_nested:
-            # The common case inline (a float32/float64 contiguous CPU tensor: the kernel reads
-            # its memory while ``t`` keeps it alive); others are converted by kernel_vector.
-            size = _ITEMSIZE.get(t.dtype)
-            values: tuple[float, ...] | None = None
-            if size is not None and n and t.is_contiguous():
-                try:
-                    values = kernel(t.data_ptr(), n, size)
-                except (RuntimeError, NotImplementedError, ValueError):  # a subclass without
-                    values = None  # storage: torch's reductions (through its dispatch) below
-            elif n and t.dtype in KERNEL_DTYPES:
-                values = kernel_vector(t)
+        if kernel is not None:
+            values = _by_kernel(kernel, t, n)
             if values is not None:
                 return self._kernel_index(t, ref, version, values)
-        if t.is_cpu and not self.defer_cpu:
-            # Quantized and complex dtypes are not listed; a tensor subclass is reduced through
-            # torch (its dispatch decides), never copied from its memory.
-            target = _BATCHED_DTYPES.get(t.dtype) if type(t) in _PLAIN else None
-            if (
-                target is not None
-                and 0 < n <= SMALL_NUMEL
-                and t.layout is _STRIDED
-                and not t.is_nested
-            ):
-                rows = self._rows.get((n, target))
-                if rows is None:
-                    rows = _Rows(len(self._buffers), n, target)
-                    self._rows[n, target] = rows
-                    self._buffers.append(rows)
-                try:
-                    row = rows.add(t, len(self._group))
-                except RuntimeError as exc:  # no memory to read: a functorch tensor under vmap
-                    return self._failed(t, ref, version, exc)
-                index = self._new_index(ref, version, rows.number, row)
-            else:
-                with torch.no_grad():
-                    computed = tensor_stats(t, self.note)
-                index = self._new_index(ref, version, -1, 0)
-                self._done[index] = computed
-            if self.extra:
-                self._add_extra(index, t)
-            return index
+        # Quantized and complex dtypes are not listed; a tensor subclass is reduced through
+        # torch (its dispatch decides), never copied from its memory.
+        target = _BATCHED_DTYPES.get(t.dtype) if type(t) in _PLAIN else None
+        if target is not None and 0 < n <= SMALL_NUMEL and t.layout is _STRIDED and not t.is_nested:
+            return self._by_rows(t, ref, version, n, target)
+        return self._by_torch(t, ref, version)
+
+    def _by_rows(
+        self,
+        t: torch.Tensor,
+        ref: weakref.ref[Any] | None,
+        version: int,
+        n: int,
+        target: torch.dtype,
+    ) -> int:
+        """A small CPU float tensor copied into the row buffer of its size and dtype."""
+        rows = self._rows.get((n, target))
+        if rows is None:
+            rows = _Rows(len(self._buffers), n, target)
+            self._rows[n, target] = rows
+            self._buffers.append(rows)
+        try:
+            row = rows.add(t, len(self._group))
+        except RuntimeError as exc:  # no memory to read: a functorch tensor under vmap
+            return self._failed(t, ref, version, exc)
+        index = self._new_index(ref, version, rows.number, row)
+        if self.extra:
+            self._add_extra(index, t)
+        return index
+
+    def _by_torch(self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int) -> int:
+        """Any other CPU tensor: torch's reductions now (integer, bool, subclasses, ...)."""
+        with torch.no_grad():
+            computed = tensor_stats(t, self.note)
+        index = self._new_index(ref, version, -1, 0)
+        self._done[index] = computed
+        if self.extra:
+            self._add_extra(index, t)
+        return index
+
+    def _by_device(
+        self, t: torch.Tensor, ref: weakref.ref[Any] | None, version: int, n: int
+    ) -> int:
+        """An accelerator tensor (or any, with ``defer_cpu``): a vector left on its device,
+        read back with the step's others at :meth:`flush`."""
         index = self._new_index(ref, version, -1, 0)
         self._add_extra(index, t)
         reason = skip_reason(t) if n else None
