@@ -174,6 +174,10 @@ class _Rows:
             with torch.inference_mode(False):  # normal tensors, usable in and out of it
                 self.chunk = torch.empty((size, self.numel), dtype=self.dtype)
                 self.out = torch.empty((size, SIZE), dtype=self.dtype)
+                # The same in every row, written once: rows with a NaN or Inf take the careful
+                # path, so every row read from here has only finite values.
+                self.out[:, NUMEL] = self.out[:, FINITE] = self.numel
+                self.out[:, NAN] = 0
             start = self.chunk.data_ptr()
             self.addresses = [start + row * self.nbytes for row in range(size)]
 
@@ -236,14 +240,13 @@ def _finish(block: torch.Tensor, out: torch.Tensor, n: int) -> list[float]:
     kernels cost twice as much), then every row's vector as one flat list."""
     torch.sum(block.abs_(), 1, out=out[:, L1])
     torch.sum(block.sign_(), 1, out=out[:, NONZERO])
-    out[:, NUMEL] = n
-    out[:, FINITE] = n  # rows with a NaN or Inf took the careful path
-    out[:, NAN] = 0
     # The spread from the difference of squares, in float64 as the other torch sums paths
     # (exact enough: the mask of _reduce sent the rows where it would cancel away).
-    sums = out[:, SUM].to(torch.float64, copy=True)  # copies: computed in place below
-    squares = out[:, L2].to(torch.float64, copy=True).square_()
-    out[:, SPREAD] = squares.sub_(sums.square_().div_(n)).clamp_(min=0.0).sqrt_()
+    # NUMEL, FINITE and NAN were written when the buffer was made.
+    total = out[:, SUM].double()
+    spread = out[:, L2].to(torch.float64, copy=True)  # a copy: squared in place
+    spread.mul_(spread).addcmul_(total, total, value=-1.0 / n).clamp_(min=0.0).sqrt_()
+    out[:, SPREAD] = spread
     return out.view(-1).tolist()
 
 
