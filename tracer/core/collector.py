@@ -16,12 +16,11 @@ Nothing a tensor does makes :meth:`StatsCollector.request` raise: a tensor whose
 cannot be computed gets ``numel`` only, and :attr:`StatsCollector.notes` says why, once per
 reason (the trace hands new notes to its sink after each step).
 
-Cost model: a model of many small layers calls the hooks about as often as it launches kernels,
-and every container object that lives through a step counts towards Python's full garbage
-collections (which walk the whole heap, torch's ~180,000 objects included). So a step's state is
-kept in a few flat lists of numbers: per tensor there is one weak reference and nothing else
-that the collector tracks; the statistics of the batched rows stay in one flat list of floats
-per row buffer until a record reads them.
+Cost model: the hooks run about as often as the model's kernels, and every container that
+lives through a step brings Python's full garbage collections nearer (why: tracer.core.step_state).
+So a step's state is a few flat lists of numbers: per tensor one weak reference and nothing else
+the collector tracks; the batched rows' statistics stay in one flat list of floats per row buffer
+until a record reads them.
 
 Every path leaves a float tensor's statistics as one statistics vector laid out as
 :class:`tracer.core.stats_layout.Stat` (the kernel's, the row buffers' rows, the accelerator
@@ -71,7 +70,7 @@ from tracer.core.stats_layout import (
     SPREAD,
     SUM,
 )
-from tracer.core.torch_compat import is_zerotensor, tensor_base
+from tracer.core.torch_compat import is_zerotensor, tensor_base, tensor_version
 
 _BATCHED_DTYPES = {
     torch.float32: torch.float32,
@@ -345,7 +344,7 @@ class StatsCollector:
     def request(self, t: torch.Tensor) -> int:
         """The index of ``t``'s statistics as it is now (a tensor seen before keeps its index)."""
         try:
-            version = t._version
+            version = tensor_version(t)
         except RuntimeError:  # inference tensors have no version counter: no dedup
             return self._guarded(t, None, 0)
         except Exception as exc:  # a tensor whose metadata cannot be read: the notes say why

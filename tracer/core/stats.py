@@ -5,8 +5,8 @@ tensors ``numel/true_frac``; sparse, meta, quantized, nested and complex tensors
 float16/bfloat16 are reduced in float32. NaN and Inf are counted and the other statistics are
 taken over the finite values.
 
-Cost model (see PERF-NOTES): every torch reduction costs a few microseconds of dispatch and
-one pass over memory per statistic. A CPU float tensor therefore goes to the compiled kernel
+Cost model (measured in benchmarks/README.md): every torch reduction costs a few microseconds of
+dispatch and one pass over memory per statistic. A CPU float tensor therefore goes to the compiled kernel
 (``tracer/core/_speedups.c``) when it was built: one pass, all statistics, about 0.6 us for a
 2,048-element tensor, called straight from the hook. Without it, the torch path below is used:
 a small tensor's values are copied into a per-step row buffer and all rows of one size are
@@ -51,7 +51,7 @@ from tracer.core.stats_layout import (
     SUM,
     IntStat,
 )
-from tracer.core.torch_compat import is_zerotensor
+from tracer.core.torch_compat import is_zerotensor, tensor_version
 from tracer.records import BUILTIN_STATS
 
 T = TypeVar("T")
@@ -810,7 +810,7 @@ class ExtraStats:
 
 def _version(x: torch.Tensor) -> int | None:
     try:
-        return x._version
+        return tensor_version(x)
     except RuntimeError:  # an inference tensor has no version counter
         return None
 

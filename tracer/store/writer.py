@@ -46,7 +46,7 @@ def insert_step(
     seen.check_rows("calls", rows.CALL_COLUMNS, call_rows)
     seen.check_rows("tensors", rows.TENSOR_COLUMNS, tensor_rows)
     seen.check_rows("extra_stats", rows.EXTRA_COLUMNS, extra_rows)
-    # straight to the driver: the rows are already tuples in column order (see PERF-NOTES)
+    # straight to the driver: the rows are already tuples in column order (benchmarks/README.md)
     if call_rows:
         conn.exec_driver_sql(_insert_sql(conn, "calls", rows.CALL_COLUMNS), call_rows)
     if tensor_rows:
