@@ -6,14 +6,14 @@ float16/bfloat16 are reduced in float32. NaN and Inf are counted and the other s
 taken over the finite values.
 
 Cost model (measured in benchmarks/README.md): every torch reduction costs a few microseconds of
-dispatch and one pass over memory per statistic. A CPU float tensor therefore goes to the compiled kernel
-(``tracer/core/_speedups.c``) when it was built: one pass, all statistics, about 0.6 us for a
-2,048-element tensor, called straight from the hook. Without it, the torch path below is used:
-a small tensor's values are copied into a per-step row buffer and all rows of one size are
-reduced together (see :mod:`tracer.core.collector`); a big tensor is reduced chunk by chunk, and
-its standard deviation is derived from the L2 norm and the sum unless cancellation would make
-that inexact. Accelerator tensors always use torch (:func:`device_vector`). Every float path
-produces one statistics vector, laid out as :class:`tracer.core.stats_layout.Stat`, read by
+dispatch and one pass over memory per statistic. A CPU float tensor therefore goes to the compiled
+kernel (``tracer/core/_speedups.c``) when it was built: one pass, all statistics, about 0.6 us for
+a 2,048-element tensor, called straight from the hook. Without it, the torch path below is used: a
+small tensor's values are copied into a per-step row buffer and all rows of one size are reduced
+together (see :mod:`tracer.core.collector`); a big tensor is reduced chunk by chunk, and its
+standard deviation is derived from the L2 norm and the sum unless cancellation would make that
+inexact. Accelerator tensors always use torch (:func:`device_vector`). Every float path produces
+one statistics vector, laid out as :class:`tracer.core.stats_layout.Stat`, read by
 :func:`stats_from_kernel`.
 
 A tensor is never copied whole: one of more than ``BIG_NUMEL`` elements that cannot be read

@@ -16,8 +16,9 @@ are never looked at does not pay for them. Above all, a step keeps few objects t
 collector tracks: every container that outlives a couple of young collections counts towards a
 full collection, which walks the whole heap (torch alone is some 180,000 objects) and was the
 largest single cost of tracing a 1,000-call model (benchmarks/README.md has the figures). So
-single-tensor metadata tuples and shapes-only records are shared across calls and steps (:data:`SHARED`, ``_INTERNED``)
-instead of allocated per call, and statistics are integer indices (see tracer.core.collector).
+single-tensor metadata tuples and shapes-only records are shared across calls and steps
+(:data:`SHARED`, ``_INTERNED``) instead of allocated per call, and statistics are integer
+indices (see tracer.core.collector).
 """
 
 from __future__ import annotations
