@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_process import tracer
 
 from tracer.records import CallRecord, ModuleRecord, TensorRecord, literal
 from tracer.store import open_store
@@ -24,22 +25,6 @@ TINY_PLUGIN = ROOT / "tests" / "plugins" / "tiny_plugin.py"
 #: Markup, terminal escapes (colour, bell, carriage return, newline), DEL and a C1 control.
 HOSTILE = "[b]art[/b][red]x\x1b[31m\x07\r\n\x7f\x9b|"
 RAW = ("\x1b", "\x07", "\r", "\x7f", "\x9b")
-
-
-def tracer(*args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``python -m tracer ARGS`` and capture its output as text."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACER_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env["TRACER_CACHE"] = str(cwd / "cache")
-    return subprocess.run(
-        [sys.executable, "-m", "tracer", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def tensor(slot: str, shape: tuple[int, ...], role: str = "output", **stats: float) -> TensorRecord:

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import tracer
 
 from tracer.store import open_store
 
 ROOT = Path(__file__).parents[2]
 TINY = ROOT / "tests" / "plugins" / "tiny_plugin.py"
-
-
-def tracer(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``python -m tracer ARGS`` in ``cwd`` with no tracer settings; capture its output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACER_")}
-    env["TRACER_CACHE"] = str(cwd / "cache")
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "tracer", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def error_lines(done: subprocess.CompletedProcess) -> list[str]:

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_process import tracer
 
 from tracer.store import open_store
 
 ROOT = Path(__file__).parents[2]
 TINY_PLUGIN = ROOT / "tests" / "plugins" / "tiny_plugin.py"
-
-
-def tracer(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``python -m tracer ARGS`` in ``cwd`` without the user's tracer settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACER_")}
-    env["TRACER_CACHE"] = str(cwd / "cache")
-    return subprocess.run(
-        [sys.executable, "-m", "tracer", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_cli_run_job_unknown_device_is_one_line_and_opens_no_database(tmp_path: Path) -> None:
