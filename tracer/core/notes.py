@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
 from tracer.core.probe import PROBE_MISSING, probe_available
 from tracer.core.stats import KERNEL_MISSING
-
-
-def fused_encoder_layers(model: nn.Module, traced: Iterable[str]) -> list[tuple[str, nn.Module]]:
-    """The ``nn.TransformerEncoderLayer`` modules that are traced themselves or inside.
-
-    Such a layer runs a fused kernel, without calling its sublayers, unless a forward hook sits
-    on it or inside it: the trace puts one there (see tracer.core.wrapping) and says so in the
-    notes.
-    """
-    paths = set(traced)
-    return [
-        (path, module)
-        for path, module in model.named_modules()
-        if isinstance(module, nn.TransformerEncoderLayer)
-        and any(p == path or p.startswith(f"{path}.") for p in paths)
-    ]
+from tracer.core.wrapping import fused_encoder_layers
 
 
 def collect_notes(

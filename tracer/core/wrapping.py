@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any
@@ -29,7 +29,6 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from tracer.core.module_records import module_depth
-from tracer.core.notes import fused_encoder_layers
 from tracer.core.positions import (
     DURATION,
     GRADS,
@@ -312,6 +311,21 @@ def _param_grad_hook(rec: Recorder, path: str, name: str) -> Callable[[torch.Ten
             rec.fail(exc)
 
     return hook
+
+
+def fused_encoder_layers(model: nn.Module, traced: Iterable[str]) -> list[tuple[str, nn.Module]]:
+    """The ``nn.TransformerEncoderLayer`` modules that are traced themselves or inside.
+
+    Such a layer runs a fused kernel, without calling its sublayers, unless a forward hook sits
+    on it or inside it: the trace puts one there (HookSet) and says so in the notes.
+    """
+    paths = set(traced)
+    return [
+        (path, module)
+        for path, module in model.named_modules()
+        if isinstance(module, nn.TransformerEncoderLayer)
+        and any(p == path or p.startswith(f"{path}.") for p in paths)
+    ]
 
 
 class HookSet:
