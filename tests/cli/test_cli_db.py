@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from namespaces import can_mount
 from sqlalchemy import create_engine
 
 from tracer.store import open_store
@@ -30,21 +31,10 @@ TRACER = str(Path(sys.executable).with_name("tracer"))
 TINY_PLUGIN = Path(__file__).parents[1] / "plugins" / "tiny_plugin.py"
 
 
-def _can_mount(tmp_path: Path) -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    done = subprocess.run(
-        ["unshare", "-m", "sh", "-c", f"mount --bind {probe} {probe}"], capture_output=True
-    )
-    return done.returncode == 0
-
-
 @pytest.fixture
 def recorded(tmp_path: Path, run_tiny: object) -> Path:
     """A folder holding t.db with one completed tiny run (id 1), on read-only storage later."""
-    if not _can_mount(tmp_path):
+    if not can_mount(tmp_path):
         pytest.skip("cannot bind-mount here (needs a mount namespace)")
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -221,7 +211,7 @@ def test_postgres_url_without_the_driver_says_what_to_install(tmp_path: Path) ->
 
 
 def test_an_older_schema_on_read_only_storage_says_it_cannot_be_upgraded(tmp_path: Path) -> None:
-    if not _can_mount(tmp_path):
+    if not can_mount(tmp_path):
         pytest.skip("cannot bind-mount here (needs a mount namespace)")
     folder = tmp_path / "old"
     folder.mkdir()

@@ -7,13 +7,13 @@ allowed.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from namespaces import can_mount
 
 from tracer.store import open_store
 
@@ -46,20 +46,8 @@ def register_pipelines(register):
 """
 
 
-def _can_mount(tmp_path: Path) -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    done = subprocess.run(
-        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {probe}"],
-        capture_output=True,
-    )
-    return done.returncode == 0
-
-
 def test_disk_full_keeps_every_committed_step_and_fails_the_run(tmp_path: Path) -> None:
-    if not _can_mount(tmp_path):
+    if not can_mount(tmp_path):
         pytest.skip("cannot mount a small tmpfs here (needs a mount namespace)")
     (tmp_path / "fill_plugin.py").write_text(PLUGIN)
     mnt, saved = tmp_path / "mnt", tmp_path / "saved"
