@@ -70,7 +70,7 @@ def trace(
         extra_stats=extras,
     )
     if store is not None and store is not False:
-        session.sink, session.run, session._on_close = _store_sink(store, model, run_fields)
+        session.record_into(*_store_sink(store, model, run_fields))
     return session
 
 

@@ -33,7 +33,7 @@ class _Console(Console):
         """Stop writing and exit with the status a process killed by SIGPIPE reports."""
         self.quiet = True
         if not self.stderr:
-            _quiet_stdout()
+            quiet_stdout()
         raise SystemExit(BROKEN_PIPE)
 
 
@@ -76,7 +76,7 @@ class TracerGroup(click.Group):
             err.print("interrupted")
             ctx.exit(INTERRUPTED)
         except BrokenPipeError:
-            _quiet_stdout()
+            quiet_stdout()
             ctx.exit(BROKEN_PIPE)
         except Exception as exc:
             if _debug(ctx):
@@ -91,7 +91,7 @@ def _literal_error(exc: click.ClickException) -> click.ClickException:
     return exc
 
 
-def _quiet_stdout() -> None:
+def quiet_stdout() -> None:
     """Point stdout at /dev/null: the reader is gone, and Python's final flush must not fail."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -143,7 +143,7 @@ def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
     return value
 
 
-_DEBUG: dict[str, Any] = {
+DEBUG_FLAG: dict[str, Any] = {
     "is_flag": True,
     "expose_value": False,
     "callback": _set_debug,
@@ -151,7 +151,7 @@ _DEBUG: dict[str, Any] = {
 }
 
 #: ``--debug``: show tracebacks (accepted after any command).
-debug_option = click.option("--debug", **_DEBUG)
+debug_option = click.option("--debug", **DEBUG_FLAG)
 
 #: ``--plugin FILE`` (repeatable): load a Python file as a plugin.
 plugin_option = click.option(

@@ -18,13 +18,13 @@ import click
 
 from tracer import __version__
 from tracer.cli.base import (
-    _DEBUG,
     BROKEN_PIPE,
+    DEBUG_FLAG,
     INTERRUPTED,
     TERMINATED,
     TracerGroup,
-    _quiet_stdout,
     err,
+    quiet_stdout,
 )
 from tracer.cli.browse import diff, runs, show
 from tracer.cli.catalog import pipelines, plugins
@@ -37,7 +37,7 @@ from tracer.records import literal
 
 
 @click.group(cls=TracerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_eager=True, **_DEBUG)
+@click.option("--debug", is_eager=True, **DEBUG_FLAG)
 @click.version_option(__version__, prog_name="tracer")
 def cli() -> None:
     """See what flows through your PyTorch network, layer by layer, across training steps."""
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(TERMINATED) from None
         raise
     except BrokenPipeError:  # click's own output (--help) to a reader that left
-        _quiet_stdout()
+        quiet_stdout()
         raise SystemExit(BROKEN_PIPE) from None
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -62,6 +62,15 @@ class Trace:
         self._hooks = HookSet(model, self._rec, grads=grads, include=include, exclude=exclude)
         self._ops = OpLayer(self._rec) if ops else None
 
+    def record_into(self, sink: Sink, run: RunInfo, on_close: Callable[[], None] | None) -> None:
+        """Record into a store's run: its writer as the sink, ``on_close`` run after the end.
+
+        Called before the trace opens, once the arguments have been checked (so a bad argument
+        never leaves a run behind)."""
+        if self._state != "new":
+            raise RuntimeError("a trace records into a run only before it opens")
+        self.sink, self.run, self._on_close = sink, run, on_close
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self) -> Trace:

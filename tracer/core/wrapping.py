@@ -49,7 +49,6 @@ from tracer.core.torch_compat import (
 )
 
 _MISSING = object()
-_REPLICATE = REPLICATE_ATTR  # what nn.DataParallel calls on every module
 _clock = time.perf_counter
 # Private in torch (tracer.core.torch_compat): the op layer needs the first (it refuses to start
 # without it); without the second, calls under the op layer take the generic path.
@@ -128,8 +127,8 @@ class _UntracedReplicas:
             raise ReferenceError("the traced module is gone")
         replica = replicate_for_data_parallel(module)
         state = replica.__dict__
-        if state.get(_REPLICATE) is self:
-            del state[_REPLICATE]
+        if state.get(REPLICATE_ATTR) is self:
+            del state[REPLICATE_ATTR]
         if state.get("forward") is self.forward:
             saved = self.forward.args[0].saved
             if saved is _MISSING:
@@ -379,7 +378,7 @@ class HookSet:
                 wrap.live = True
                 wrap.with_ops()
                 module.__dict__["forward"] = forward
-                module.__dict__.setdefault(_REPLICATE, replicas)
+                module.__dict__.setdefault(REPLICATE_ATTR, replicas)
             for module in self._markers:
                 self._handles.append(module.register_forward_pre_hook(_no_op))
             for param, hook in self._params:
@@ -401,8 +400,8 @@ class HookSet:
                     del state["forward"]
                 else:
                     state["forward"] = wrap.saved
-            if state.get(_REPLICATE) is replicas:
-                del state[_REPLICATE]
+            if state.get(REPLICATE_ATTR) is replicas:
+                del state[REPLICATE_ATTR]
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
