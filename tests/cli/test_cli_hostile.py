@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_process import tracer
+from cli_process import stop_a_long_run, tracer
 
 from tracer.records import CallRecord, ModuleRecord, TensorRecord, literal
 from tracer.store import open_store
@@ -330,46 +330,9 @@ def test_cli_json_output_is_strict_with_non_finite_numbers(tmp_path: Path) -> No
     assert "nan" in runs.stdout and "inf" in runs.stdout
 
 
-def wait_for_steps(db: Path, n: int, timeout: float = 60.0) -> None:
-    """Poll the store until its newest run has ``n`` traced steps."""
-    from tracer.store import StoreError
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                store = open_store(db)
-                try:
-                    runs = store.list_runs()
-                finally:
-                    store.close()
-            except StoreError:
-                runs = []
-            if runs and runs[0].steps >= n:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"no run reached {n} steps in {timeout} s")
-
-
 def test_cli_sigterm_stops_a_run_like_ctrl_c(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACER_")}
-    args = ["run", "tiny", "--plugin", TINY_PLUGIN, "--every", "1", "--db", "t.db"]
-    args += ["--set", "steps=100000", "--set", "delay=0.02"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracer", *map(str, args)],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT), "TRACER_CACHE": str(tmp_path / "cache")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_steps(tmp_path / "t.db", 3)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 143, stderr  # 128 + SIGTERM: stopped, and by whom
+    returncode, stderr = stop_a_long_run(tmp_path, signal.SIGTERM, TINY_PLUGIN)
+    assert returncode == 143, stderr  # 128 + SIGTERM: stopped, and by whom
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted: the steps recorded so far are kept"
     store = open_store(tmp_path / "t.db")

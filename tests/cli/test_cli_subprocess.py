@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from cli_process import stop_a_long_run
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "cnn-demo"
@@ -77,61 +77,14 @@ def test_cli_process_ctrl_c_stops_cleanly_and_keeps_the_steps(
     tmp_path: Path, tiny_plugin: Path
 ) -> None:
     env = clean_env(tmp_path)
-    args = [
-        sys.executable,
-        "-m",
-        "tracer",
-        "run",
-        "tiny",
-        "--plugin",
-        tiny_plugin,
-        "--every",
-        "1",
-        "--set",
-        "steps=100000",
-        "--set",
-        "delay=0.02",
-        "--db",
-        "t.db",
-    ]
-    process = subprocess.Popen(
-        list(map(str, args)),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_steps(tmp_path / "t.db", 3)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, stderr
+    returncode, stderr = stop_a_long_run(tmp_path, signal.SIGINT, tiny_plugin)
+    assert returncode == 130, stderr
     assert "Traceback" not in stderr
     runs = json.loads(
         tracer("runs", "--db", "t.db", "--format", "json", env=env, cwd=tmp_path).stdout
     )
     assert runs[0]["status"] == "interrupted"
     assert runs[0]["steps"] >= 3
-
-
-def wait_for_steps(db: Path, n: int, timeout: float = 60.0) -> None:
-    """Poll the store until its newest run has ``n`` traced steps."""
-    from tracer.store import StoreError, open_store
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                runs = open_store(db).list_runs()
-            except StoreError:
-                runs = []
-            if runs and runs[0].steps >= n:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"no run reached {n} steps in {timeout} s")
 
 
 CNN_SETS = ["--set", "n_images=160", "--every", "2"]
