@@ -105,7 +105,7 @@ def test_torchrun_killed_rank_fails_the_job_and_keeps_every_record(tmp_path: Pat
     try:
         pid = wait_for_steps(db, 1, 2, proc)
         os.kill(pid, signal.SIGKILL)
-        proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -118,7 +118,8 @@ def test_torchrun_killed_rank_fails_the_job_and_keeps_every_record(tmp_path: Pat
             assert run.steps >= 1 and store.steps(run.id) == list(range(run.steps))
             assert shape_flow(store.flow(run.id, run.steps - 1))
         survivor = group.rank(0)
-        assert survivor is not None and survivor.finished_at is not None  # it finished its run
+        # it finished its run
+        assert survivor is not None and survivor.finished_at is not None, (survivor, stderr)
     listed = CliRunner().invoke(cli, ["runs", "--db", db])
     assert listed.exit_code == 0 and "rank 1 died" in listed.output
 

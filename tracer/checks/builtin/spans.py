@@ -1,0 +1,63 @@
+"""What the built-in rules share: tensor slots as keys, and per-step hits merged into spans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from tracer.records import CallRecord, Role, TensorRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """One tensor slot of one layer call (what a finding points at)."""
+
+    module: str
+    call_index: int
+    kind: str
+    op: str | None
+    role: Role
+    slot: str
+
+    @classmethod
+    def of(cls, call: CallRecord, tensor: TensorRecord) -> Where:
+        return cls(call.module, call.call_index, call.kind, call.op, tensor.role, tensor.slot)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Consecutive checked steps ``first``..``last`` where a hit held, and the first one's seq."""
+
+    first: int
+    last: int
+    seq: int
+
+    @property
+    def until(self) -> int | None:
+        return self.last if self.last != self.first else None
+
+
+def spans(hits: Iterable[tuple[int, int]], steps: Sequence[int]) -> list[Span]:
+    """Merge ``(step, seq)`` hits into runs of consecutive checked steps (in ``steps`` order)."""
+    order = {step: i for i, step in enumerate(steps)}
+    merged: list[Span] = []
+    previous = -2
+    for step, seq in sorted(hits):
+        i = order[step]
+        if merged and i == previous + 1:
+            merged[-1] = Span(merged[-1].first, step, merged[-1].seq)
+        else:
+            merged.append(Span(step, step, seq))
+        previous = i
+    return merged
+
+
+def nonfinite(tensor: TensorRecord) -> tuple[int, int]:
+    """(NaN count, Inf count) of a tensor record; (0, 0) where they were not recorded."""
+    stats = tensor.stats
+    return int(stats.get("nan_count", 0) or 0), int(stats.get("inf_count", 0) or 0)
+
+
+def step_text(first: int, until: int | None) -> str:
+    """``step 3`` or ``steps 3-9``."""
+    return f"step {first}" if until is None else f"steps {first}-{until}"

@@ -1,0 +1,91 @@
+"""Running rules over a stored run (``check_run``) or over records in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tracer.checks.findings import SEVERITIES, Finding, Severity, sort_key
+from tracer.checks.rules import Rule
+from tracer.checks.view import RunRecords
+from tracer.records import RunInfo
+from tracer.store import Store
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The findings of one check of one run, ordered by step then flow position.
+
+    ``steps`` are the traced steps that were checked, ``rules`` the names of the rules that ran;
+    ``notes`` say what could not be checked (a rule that failed, a statistic not recorded).
+    """
+
+    run: RunInfo
+    findings: tuple[Finding, ...]
+    steps: tuple[int, ...]
+    rules: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    @property
+    def counts(self) -> dict[Severity, int]:
+        """How many findings of each severity (every severity present, zeros included)."""
+        return {s: self.count(s) for s in SEVERITIES}
+
+
+def check_records(
+    records: RunRecords,
+    rules: Sequence[Rule],
+    limits: Mapping[str, Mapping[str, float]] | None = None,
+) -> CheckReport:
+    """Run ``rules`` over ``records``; a rule that raises costs only its own findings (noted)."""
+    limits = limits or {}
+    findings: list[Finding] = []
+    notes: list[str] = []
+    effective = {rule.name: rule.limits(limits.get(rule.name)) for rule in rules}
+    for rule in rules:
+        try:
+            found = list(_checked(rule, rule.check(records, effective[rule.name])))
+        except Exception as exc:  # a plugin's rule must not take the others down
+            notes.append(f"rule {rule.name} failed: {type(exc).__name__}: {exc}")
+            continue
+        findings.extend(found)
+    findings.sort(key=sort_key)
+    return CheckReport(
+        run=records.run,
+        findings=tuple(findings),
+        steps=records.steps,
+        rules=tuple(rule.name for rule in rules),
+        notes=tuple(notes),
+    )
+
+
+def _checked(rule: Rule, found: Iterable[Finding]) -> Iterable[Finding]:
+    for finding in found:
+        if not isinstance(finding, Finding):
+            raise TypeError(f"yielded {type(finding).__name__}, not a Finding")
+        if finding.rule != rule.name:
+            raise ValueError(f"yielded a finding of rule {finding.rule!r}")
+        yield finding
+
+
+def load_records(store: Store, run: RunInfo, steps: Iterable[int] | None = None) -> RunRecords:
+    """A stored run's records: the given traced steps (all recorded ones when ``None``)."""
+    recorded = store.steps(run.id)
+    chosen = recorded if steps is None else [s for s in recorded if s in set(steps)]
+    flows = {step: store.flow(run.id, step) for step in chosen}
+    return RunRecords(run=run, flows=flows, modules=store.module_tree(run.id))
+
+
+def check_run(
+    store: Store,
+    run: RunInfo,
+    rules: Sequence[Rule],
+    *,
+    steps: Iterable[int] | None = None,
+    limits: Mapping[str, Mapping[str, float]] | None = None,
+) -> CheckReport:
+    """Check a stored run (also one still being written: the steps committed so far)."""
+    return check_records(load_records(store, run, steps), rules, limits)

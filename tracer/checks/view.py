@@ -1,0 +1,89 @@
+"""The records a rule reads: one run's traced steps (each a flow) and each layer across steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from tracer.records import CallKind, CallRecord, ModuleRecord, RunInfo, TensorRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LayerKey:
+    """One layer call across steps: the module, the nth call of it, and the op for op calls."""
+
+    module: str
+    call_index: int = 0
+    kind: CallKind = "module"
+    op: str | None = None
+
+    @classmethod
+    def of(cls, call: CallRecord) -> LayerKey:
+        return cls(call.module, call.call_index, call.kind, call.op)
+
+
+@dataclass(frozen=True)
+class LayerHistory:
+    """One layer's calls at every checked step where it ran, in step order."""
+
+    key: LayerKey
+    type: str
+    calls: tuple[CallRecord, ...]
+
+    def tensors(self, role: str = "output") -> dict[str, list[tuple[int, TensorRecord]]]:
+        """Per slot, ``(step, record)`` for each step where the slot was recorded in ``role``."""
+        found: dict[str, list[tuple[int, TensorRecord]]] = {}
+        for call in self.calls:
+            for t in call.tensors:
+                if t.role == role:
+                    found.setdefault(t.slot, []).append((call.step, t))
+        return found
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """What the rules of one check read: the run, its checked steps' flows, its modules.
+
+    ``flows`` maps each checked step (ascending) to its calls in flow order. Built from the store
+    by :func:`tracer.checks.engine.check_run`, or from flows in memory (one step as it is traced).
+    """
+
+    run: RunInfo
+    flows: Mapping[int, Sequence[CallRecord]]
+    modules: Sequence[ModuleRecord] = field(default=())
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The checked steps, ascending."""
+        return tuple(sorted(self.flows))
+
+    def flow(self, step: int) -> Sequence[CallRecord]:
+        return self.flows[step]
+
+    @cached_property
+    def module_types(self) -> dict[str, str]:
+        """Module path -> type name, from the module records, else from the calls."""
+        types = {m.path: m.type for m in self.modules}
+        for calls in self.flows.values():
+            for call in calls:
+                if call.kind == "module":
+                    types.setdefault(call.module, call.type)
+        return types
+
+    @cached_property
+    def param_dtypes(self) -> dict[str, frozenset[str]]:
+        """Module path -> the dtypes of the parameters registered directly on it."""
+        return {m.path: frozenset(p.dtype for p in m.parameters) for m in self.modules}
+
+    @cached_property
+    def layers(self) -> tuple[LayerHistory, ...]:
+        """Each layer call across the checked steps, in order of first appearance in the flow."""
+        calls: dict[LayerKey, list[CallRecord]] = {}
+        types: dict[LayerKey, str] = {}
+        for step in self.steps:
+            for call in self.flows[step]:
+                key = LayerKey.of(call)
+                calls.setdefault(key, []).append(call)
+                types.setdefault(key, call.type)
+        return tuple(LayerHistory(k, types[k], tuple(v)) for k, v in calls.items())
