@@ -30,6 +30,7 @@ from tracer.cli.browse import diff, runs, show
 from tracer.cli.catalog import pipelines, plugins
 from tracer.cli.data import data
 from tracer.cli.db import db_group
+from tracer.cli.report import report
 from tracer.cli.run import run
 from tracer.cli.transfer import export, import_, rm
 from tracer.cli.tui import tui
@@ -97,6 +98,7 @@ for _command in (
     runs,
     show,
     diff,
+    report,
     export,
     import_,
     rm,
