@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tracer.checks.findings import SEVERITIES, Finding, Severity, sort_key
+from tracer.checks.findings import SEVERITIES, Finding, Note, Severity, sort_key
 from tracer.checks.rules import Rule
 from tracer.checks.view import RunRecords
 from tracer.records import RunInfo
@@ -51,19 +51,26 @@ def check_records(
         except Exception as exc:  # a plugin's rule must not take the others down
             notes.append(f"rule {rule.name} failed: {type(exc).__name__}: {exc}")
             continue
-        findings.extend(found)
+        for item in found:
+            if isinstance(item, Note):
+                notes.append(f"{rule.name}: {item.text}")
+            else:
+                findings.append(item)
     findings.sort(key=sort_key)
     return CheckReport(
         run=records.run,
         findings=tuple(findings),
         steps=records.steps,
         rules=tuple(rule.name for rule in rules),
-        notes=tuple(notes),
+        notes=tuple(dict.fromkeys(notes)),
     )
 
 
-def _checked(rule: Rule, found: Iterable[Finding]) -> Iterable[Finding]:
+def _checked(rule: Rule, found: Iterable[Finding | Note]) -> Iterable[Finding | Note]:
     for finding in found:
+        if isinstance(finding, Note):
+            yield finding
+            continue
         if not isinstance(finding, Finding):
             raise TypeError(f"yielded {type(finding).__name__}, not a Finding")
         if finding.rule != rule.name:
@@ -73,9 +80,7 @@ def _checked(rule: Rule, found: Iterable[Finding]) -> Iterable[Finding]:
 
 def load_records(store: Store, run: RunInfo, steps: Iterable[int] | None = None) -> RunRecords:
     """A stored run's records: the given traced steps (all recorded ones when ``None``)."""
-    recorded = store.steps(run.id)
-    chosen = recorded if steps is None else [s for s in recorded if s in set(steps)]
-    flows = {step: store.flow(run.id, step) for step in chosen}
+    flows = store.flows(run.id, steps)
     return RunRecords(run=run, flows=flows, modules=store.module_tree(run.id))
 
 

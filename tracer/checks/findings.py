@@ -71,6 +71,16 @@ class Finding:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """What a rule could not check (a statistic the run did not record): a line of the report.
+
+    A rule yields it among its findings; the report says it once, after the rule's name.
+    """
+
+    text: str
+
+
 def sort_key(finding: Finding) -> tuple[int, int, int, str, str, str]:
     """Order of a report: by step, then flow position, then severity, rule and slot."""
     return (

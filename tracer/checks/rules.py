@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from tracer.checks.findings import SEVERITIES, Finding, Severity
+from tracer.checks.findings import SEVERITIES, Finding, Note, Severity
 
 if TYPE_CHECKING:
     from tracer.checks.view import RunRecords
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 #: What a rule's name may be: lower-case words joined by hyphens (``dead-units``).
 RULE_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 
-CheckFunction = Callable[["RunRecords", Mapping[str, float]], Iterable[Finding]]
+CheckFunction = Callable[["RunRecords", Mapping[str, float]], Iterable[Finding | Note]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class Rule:
     ``limits`` maps each of ``thresholds``' names to the value in effect (the default unless the
     user set it). ``severity`` is what the rule's findings carry; ``summary`` one line saying what
     it finds, ``source`` where its thresholds come from. A rule reads records only: no torch.
+    A rule may yield a :class:`~tracer.checks.findings.Note` for what it could not check.
+    ``plugin`` names the plugin that registered it (set by the plugin manager).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Rule:
     check: CheckFunction
     thresholds: tuple[Threshold, ...] = ()
     source: str = ""
+    plugin: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not RULE_NAME.match(self.name):

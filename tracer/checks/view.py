@@ -77,6 +77,21 @@ class RunRecords:
         return {m.path: frozenset(p.dtype for p in m.parameters) for m in self.modules}
 
     @cached_property
+    def module_records(self) -> dict[str, ModuleRecord]:
+        """Module path -> its static record (empty when the run recorded no module table)."""
+        return {m.path: m for m in self.modules}
+
+    @cached_property
+    def model_dtypes(self) -> frozenset[str]:
+        """The dtypes of every parameter of the model (a mixed-precision model has several)."""
+        return frozenset().union(*self.param_dtypes.values())
+
+    def has_params(self, path: str) -> bool:
+        """Whether the module at ``path`` has parameters registered directly on it."""
+        module = self.module_records.get(path)
+        return module is not None and bool(module.parameters)
+
+    @cached_property
     def layers(self) -> tuple[LayerHistory, ...]:
         """Each layer call across the checked steps, in order of first appearance in the flow."""
         calls: dict[LayerKey, list[CallRecord]] = {}

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -397,6 +397,13 @@ class Store:
         """The calls of one traced step in ``seq`` order, with their tensors."""
         with self.reading() as conn:
             return queries.flow(conn, run_id, step)
+
+    def flows(self, run_id: int, steps: Iterable[int] | None = None) -> dict[int, list[CallRecord]]:
+        """Many traced steps at once (all recorded ones for None), by step, in one snapshot."""
+        from tracer.store import bulk
+
+        with self.reading() as conn:
+            return bulk.flows(conn, run_id, steps)
 
     def module_tree(self, run_id: int) -> list[ModuleRecord]:
         """The run's modules in ``named_modules()`` order."""

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tracer.checks.builtin import nan
+from tracer.checks.builtin import activations, constant, drift, grads, nan, placement
 from tracer.checks.rules import Rule
 
 #: Every built-in rule, in the order reports list them.
-BUILTIN_RULES: tuple[Rule, ...] = (nan.RULE,)
+BUILTIN_RULES: tuple[Rule, ...] = (
+    nan.RULE,
+    activations.SATURATION,
+    activations.DEAD_UNITS,
+    placement.DTYPE_CHANGE,
+    placement.DEVICE_HOP,
+    grads.EXPLODING,
+    grads.VANISHING,
+    constant.RULE,
+    drift.RULE,
+)
 
 
 def register_builtin_rules(register: Callable[[Rule], None]) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tracer.checks.findings import Finding, Severity
 from tracer.records import CallRecord, Role, TensorRecord
 
 
@@ -61,3 +62,46 @@ def nonfinite(tensor: TensorRecord) -> tuple[int, int]:
 def step_text(first: int, until: int | None) -> str:
     """``step 3`` or ``steps 3-9``."""
     return f"step {first}" if until is None else f"steps {first}-{until}"
+
+
+def finding(
+    rule: str,
+    severity: Severity,
+    where: Where,
+    span: Span,
+    message: str,
+    figures: Mapping[str, float] | None = None,
+) -> Finding:
+    """A finding of ``rule`` at one tensor slot over one span of steps."""
+    return Finding(
+        rule=rule,
+        severity=severity,
+        module=where.module,
+        call_index=where.call_index,
+        kind="op" if where.kind == "op" else "module",
+        op=where.op,
+        slot=where.slot,
+        role=where.role,
+        step=span.first,
+        until=span.until,
+        seq=span.seq,
+        message=message,
+        figures=figures or {},
+    )
+
+
+def layer_name(where: Where) -> str:
+    """The layer as a message names it: ``fc``, ``<root>``, ``lstm:view``."""
+    name = where.module or "<root>"
+    return f"{name}:{where.op}" if where.kind == "op" and where.op else name
+
+
+def is_leaf(flow: Sequence[CallRecord], i: int) -> bool:
+    """Whether call ``i`` ran no traced call inside it (the next call is not nested in it)."""
+    return i + 1 == len(flow) or flow[i + 1].depth <= flow[i].depth
+
+
+def percent(fraction: float) -> str:
+    """``97%``, ``99.6%``: a fraction as a person reads it."""
+    value = 100 * fraction
+    return f"{value:.0f}%" if value < 99 or value >= 100 else f"{value:.1f}%"

@@ -1,0 +1,98 @@
+"""``drift``: a layer's output statistics moving steadily in one direction across steps."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+
+from tracer.checks.builtin.layers import is_float
+from tracer.checks.builtin.spans import Span, Where, finding, is_leaf, layer_name, step_text
+from tracer.checks.findings import Finding, Note
+from tracer.checks.rules import Rule, Threshold
+from tracer.checks.view import RunRecords
+
+_Point = tuple[int, int, float, float]  # step, seq, mean, std
+
+
+def steady(values: Sequence[float], share: float) -> bool:
+    """Whether at least ``share`` of the steps between values go the way of the whole move."""
+    total = values[-1] - values[0]
+    if total == 0 or len(values) < 2:
+        return False
+    moves = [b - a for a, b in itertools.pairwise(values)]
+    along = sum(1 for m in moves if m * total > 0)
+    return along >= share * len(moves)
+
+
+def _series(records: RunRecords) -> dict[Where, list[_Point]]:
+    """Each leaf layer's float output slots across the checked steps."""
+    found: dict[Where, list[_Point]] = {}
+    for step in records.steps:
+        flow = records.flow(step)
+        for i, call in enumerate(flow):
+            if not is_leaf(flow, i):
+                continue
+            for t in call.outputs:
+                mean, std = t.stats.get("mean"), t.stats.get("std")
+                if is_float(t) and mean is not None and std is not None:
+                    found.setdefault(Where.of(call, t), []).append((step, call.seq, mean, std))
+    return found
+
+
+def _moved(points: list[_Point], limits: Mapping[str, float]) -> tuple[str, float] | None:
+    means = [p[2] for p in points]
+    stds = [p[3] for p in points]
+    if not all(map(math.isfinite, means + stds)):
+        return None
+    share = limits["steady"]
+    scale = max(stds[0], 1e-12)
+    shift = (means[-1] - means[0]) / scale
+    if abs(shift) >= limits["shift"] and steady(means, share):
+        return f"its mean moved {shift:+.3g} standard deviations (of the first step)", shift
+    if stds[0] > 0 and stds[-1] > 0:
+        ratio = stds[-1] / stds[0]
+        factor = limits["spread_factor"]
+        if (ratio >= factor or ratio <= 1 / factor) and steady(stds, share):
+            return f"its standard deviation went {ratio:.3g} times over", ratio
+    return None
+
+
+def check_drift(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
+    needed = int(limits["min_steps"])
+    if len(records.steps) < needed:
+        yield Note(f"needs {needed} checked steps, the check has {len(records.steps)}")
+        return
+    for where, points in _series(records).items():
+        if len(points) < needed:
+            continue
+        moved = _moved(points, limits)
+        if moved is None:
+            continue
+        text, figure = moved
+        span = Span(points[0][0], points[-1][0], points[0][1])
+        yield finding(
+            "drift",
+            "info",
+            where,
+            span,
+            f"{layer_name(where)}'s output {where.slot} drifts: {text} over "
+            f"{step_text(span.first, span.until)}, steadily",
+            {"change": figure},
+        )
+
+
+RULE = Rule(
+    name="drift",
+    severity="info",
+    summary="a layer's output mean or spread moving steadily one way across the checked steps",
+    check=check_drift,
+    thresholds=(
+        Threshold(
+            "shift", 3.0, "how far the mean moves, in standard deviations of the first step", 0
+        ),
+        Threshold("spread_factor", 10.0, "how many times the spread grows or shrinks", 1),
+        Threshold("steady", 0.8, "share of step-to-step moves in the overall direction", 0, 1),
+        Threshold("min_steps", 5.0, "checked steps needed to call a move steady", min=2),
+    ),
+)

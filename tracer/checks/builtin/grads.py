@@ -1,0 +1,206 @@
+"""``exploding-grad`` and ``vanishing-grad``: gradient norms that change by orders of magnitude.
+
+The measure is the per-element RMS of the gradient flowing into each output of a layer with
+parameters (``l2 / sqrt(numel)``, so layers of different widths compare), read from the run's
+``grad`` records (``tracer run --grads``, ``tracer.trace(grads=True)``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from tracer.checks.builtin.spans import Where, finding, is_leaf, layer_name, spans, step_text
+from tracer.checks.findings import Finding, Note
+from tracer.checks.rules import Rule, Threshold
+from tracer.checks.view import RunRecords
+from tracer.records import CallRecord
+
+_NO_GRADS = (
+    "the run recorded no gradients (tracer run --grads, tracer.trace(grads=True)): "
+    "gradients not checked"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Grad:
+    where: Where
+    seq: int
+    rms: float
+
+
+def _rms(call: CallRecord) -> _Grad | None:
+    """The RMS of the gradient into a call's largest output; None when not recorded or zero."""
+    best = None
+    for t in call.grads:
+        numel = t.stats.get("numel", 0)
+        if t.role == "grad" and numel and (best is None or numel > best.stats["numel"]):
+            best = t
+    if best is None:
+        return None
+    rms = best.stats.get("l2", math.nan) / math.sqrt(best.stats["numel"])
+    if not math.isfinite(rms) or rms <= 0:
+        return None  # a NaN is the nan rule's; a zero gradient has no ratio
+    return _Grad(Where.of(call, best), call.seq, rms)
+
+
+def grad_chain(records: RunRecords, flow: Sequence[CallRecord]) -> list[_Grad]:
+    """The gradients into the leaf layers with parameters, in forward order."""
+    chain = []
+    for i, call in enumerate(flow):
+        if call.kind == "module" and is_leaf(flow, i) and records.has_params(call.module):
+            grad = _rms(call)
+            if grad is not None:
+                chain.append(grad)
+    return chain
+
+
+def _recorded(records: RunRecords) -> bool:
+    return any(call.grads for step in records.steps for call in records.flow(step))
+
+
+def _across_depth(
+    chain: list[_Grad], factor: float, grows: bool
+) -> tuple[_Grad, _Grad, float] | None:
+    """The earliest layer whose gradient is ``factor`` times past a later layer's, and that one."""
+    for i, grad in enumerate(chain[:-1]):
+        later = chain[i + 1 :]
+        other = (min if grows else max)(later, key=lambda g: g.rms)
+        ratio = grad.rms / other.rms
+        if (ratio >= factor) if grows else (ratio <= 1 / factor):
+            return grad, other, ratio
+    return None
+
+
+def _depth_findings(
+    records: RunRecords, rule: str, factor: float, grows: bool
+) -> Iterator[Finding]:
+    hits: dict[Where, list[tuple[int, int]]] = {}
+    seen: dict[tuple[Where, int], tuple[_Grad, float]] = {}
+    for step in records.steps:
+        found = _across_depth(grad_chain(records, records.flow(step)), factor, grows)
+        if found is not None:
+            grad, other, ratio = found
+            hits.setdefault(grad.where, []).append((step, grad.seq))
+            seen[grad.where, step] = (other, ratio)
+    word = "larger" if grows else "smaller"
+    for where, points in hits.items():
+        for span in spans(points, records.steps):
+            other, ratio = seen[where, span.first]
+            times = ratio if grows else 1 / ratio
+            yield finding(
+                rule,
+                "warning",
+                where,
+                span,
+                f"the gradient into {layer_name(where)} is {times:.3g} times {word} than into "
+                f"{layer_name(other.where)}, nearer the loss, at "
+                f"{step_text(span.first, span.until)} (RMS per element)",
+                {"ratio": ratio},
+            )
+
+
+def check_vanishing(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
+    if not _recorded(records):
+        yield Note(_NO_GRADS)
+        return
+    yield from _depth_findings(records, "vanishing-grad", limits["depth_factor"], grows=False)
+
+
+def _across_steps(records: RunRecords, factor: float, window: int) -> Iterator[Finding]:
+    """Per step, the layer nearest the loss whose gradient jumped ``factor`` over its median."""
+    history: dict[Where, list[float]] = {}
+    hits: dict[Where, list[tuple[int, int]]] = {}
+    seen: dict[tuple[Where, int], float] = {}
+    for step in records.steps:
+        jumped: tuple[_Grad, float] | None = None
+        for grad in grad_chain(records, records.flow(step)):
+            before = history.setdefault(grad.where, [])
+            if before:
+                ratio = grad.rms / statistics.median(before[-window:])
+                if ratio >= factor:
+                    jumped = (grad, ratio)  # the last in forward order: nearest the loss
+            before.append(grad.rms)
+        if jumped is not None:
+            grad, ratio = jumped
+            hits.setdefault(grad.where, []).append((step, grad.seq))
+            seen[grad.where, step] = ratio
+    for where, points in hits.items():
+        for span in spans(points, records.steps):
+            ratio = seen[where, span.first]
+            yield finding(
+                "exploding-grad",
+                "warning",
+                where,
+                span,
+                f"the gradient into {layer_name(where)} grew {ratio:.3g} times over its "
+                f"earlier steps' median at {step_text(span.first, span.until)} (RMS per element)",
+                {"ratio": ratio},
+            )
+
+
+def check_exploding(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
+    if not _recorded(records):
+        yield Note(_NO_GRADS)
+        return
+    yield from _depth_findings(records, "exploding-grad", limits["depth_factor"], grows=True)
+    yield from _across_steps(records, limits["step_factor"], int(limits["window"]))
+
+
+_PASCANU = (
+    "Pascanu, Mikolov & Bengio 2013 (On the difficulty of training recurrent neural networks): "
+    "the gradient norm can grow exponentially with the number of layers it flows back "
+    "through (a product of Jacobians whose largest singular value exceeds 1), and shows as "
+    "sudden spikes of orders of magnitude during training; they clip the norm at a multiple "
+    "of its average over earlier updates. The defaults: three orders of magnitude across "
+    "depth, or over the median of the last steps."
+)
+_GLOROT = (
+    "Glorot & Bengio 2010 (Understanding the difficulty of training deep feedforward neural "
+    "networks): with sigmoid or tanh units and the usual initialisation, back-propagated "
+    "gradients shrink layer by layer towards the input, so the lower layers barely learn; "
+    "Pascanu et al. 2013 describe the same product of small Jacobians for vanishing. The "
+    "default: three orders of magnitude between a layer and a later one. Not checked across "
+    "steps: a model that fits its data has gradients that shrink as its loss does."
+)
+
+EXPLODING = Rule(
+    name="exploding-grad",
+    severity="warning",
+    summary="a layer's gradient orders of magnitude larger than a later layer's, or than before",
+    check=check_exploding,
+    thresholds=(
+        Threshold(
+            "depth_factor",
+            1000.0,
+            "how many times larger than the gradient into a later layer",
+            min=1.0,
+        ),
+        Threshold(
+            "step_factor",
+            1000.0,
+            "how many times larger than the median of its earlier checked steps",
+            min=1.0,
+        ),
+        Threshold("window", 10.0, "how many earlier checked steps the median covers", min=1.0),
+    ),
+    source=_PASCANU,
+)
+
+VANISHING = Rule(
+    name="vanishing-grad",
+    severity="warning",
+    summary="a layer's gradient orders of magnitude smaller than a later layer's",
+    check=check_vanishing,
+    thresholds=(
+        Threshold(
+            "depth_factor",
+            1000.0,
+            "how many times smaller than the gradient into a later layer",
+            min=1.0,
+        ),
+    ),
+    source=_GLOROT,
+)

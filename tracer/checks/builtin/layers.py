@@ -1,0 +1,84 @@
+"""What kind of layer a call is, from its module's type name and ``extra_repr`` (no torch)."""
+
+from __future__ import annotations
+
+import re
+
+from tracer.records import TensorRecord
+
+#: Activations with bounded outputs, by module type: how their saturation is measured.
+BOUNDED: dict[str, str] = {
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Hardtanh": "tanh",
+    "Softmax": "softmax",
+}
+#: ReLU-like activations whose dead units output exactly zero (``zero_frac``).
+EXACT_ZERO = frozenset({"ReLU", "ReLU6", "Threshold"})
+#: Smooth ReLU-like activations whose dead units output nearly zero (``near_zero_frac``).
+NEAR_ZERO = frozenset({"GELU", "SiLU", "Mish", "Softplus"})
+#: A LeakyReLU with a slope at most this small is ReLU-like: its negative side is near zero.
+TINY_SLOPE = 0.01
+
+_NUMBER = r"(-?[0-9.]+(?:e-?[0-9]+)?)"
+
+
+def _setting(extra_repr: str, name: str) -> float | None:
+    found = re.search(rf"\b{name}=" + _NUMBER, extra_repr)
+    try:
+        return float(found.group(1)) if found else None
+    except ValueError:
+        return None
+
+
+def bounded_kind(type_name: str, extra_repr: str) -> str | None:
+    """``sigmoid``, ``tanh`` or ``softmax`` for a bounded activation; None otherwise.
+
+    A Hardtanh counts only with its default bounds (-1, 1): ``near_one_frac`` measures those.
+    """
+    kind = BOUNDED.get(type_name)
+    if type_name == "Hardtanh":
+        low, high = _setting(extra_repr, "min_val"), _setting(extra_repr, "max_val")
+        if low not in (None, -1.0) or high not in (None, 1.0):
+            return None
+    return kind
+
+
+def dead_stat(type_name: str, extra_repr: str) -> str | None:
+    """The statistic that measures a ReLU-like layer's dead units; None for other layers."""
+    if type_name in EXACT_ZERO:
+        return "zero_frac"
+    if type_name in NEAR_ZERO:
+        return "near_zero_frac"
+    if type_name == "LeakyReLU":
+        slope = _setting(extra_repr, "negative_slope")
+        return "near_zero_frac" if slope is None or abs(slope) <= TINY_SLOPE else None
+    return None
+
+
+def softmax_dim(extra_repr: str, ndim: int) -> int:
+    """The dimension a Softmax normalises (its ``dim=``; the last one when unset)."""
+    dim = _setting(extra_repr, "dim")
+    if dim is None or ndim == 0:
+        return max(ndim - 1, 0)
+    index = int(dim)
+    return index + ndim if index < 0 else index
+
+
+def is_float(tensor: TensorRecord) -> bool:
+    """Whether a record is a floating-point tensor (``float32``, ``bfloat16``, ``float8_*``)."""
+    return tensor.dtype.startswith(("float", "bfloat"))
+
+
+#: Floating-point dtypes by precision (bits of mantissa and exponent, coarsely): a change to a
+#: lower rank loses precision. float16 and bfloat16 share a rank: neither holds the other.
+_RANK = {"float64": 3, "double": 3, "float32": 2, "float": 2, "float16": 1, "half": 1}
+
+
+def precision(dtype: str) -> int:
+    """A float dtype's precision rank (float64 3, float32 2, 16-bit 1, 8-bit 0)."""
+    if dtype in _RANK:
+        return _RANK[dtype]
+    if dtype.startswith("bfloat16"):
+        return 1
+    return 0 if dtype.startswith("float8") else 2

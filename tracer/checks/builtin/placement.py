@@ -1,0 +1,204 @@
+"""``dtype-change`` and ``device-hop``: a tensor silently downcast, or moved, inside a forward.
+
+Both walk a step's flow over its leaf calls (those that ran no traced call inside them), in
+execution order: a leaf's input that differs from what the leaf before it gave is a change
+between layers; a leaf's output that differs from its own inputs is a change inside it. A
+container whose output changed with no leaf inside it explaining the change (a cast at the end
+of its forward) is the place for the last case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from tracer.checks.builtin.layers import is_float, precision
+from tracer.checks.builtin.spans import Where, finding, is_leaf, layer_name, spans, step_text
+from tracer.checks.findings import Finding
+from tracer.checks.rules import Rule
+from tracer.checks.view import RunRecords
+from tracer.records import CallRecord, TensorRecord
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    seq: int
+    before: str
+    after: str
+    source: str  # the layer whose output had ``before``, or "" for the layer's own inputs
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What a change is: the value compared, the tensors that count, which changes matter."""
+
+    value: Callable[[TensorRecord], str]
+    counts: Callable[[TensorRecord], bool]
+    matters: Callable[[str, str], bool]  # (before, after) -> a change worth a finding
+    excused: Callable[[CallRecord, str, str], bool]  # a change inside a call that is intended
+    given: frozenset[str] = frozenset()  # values fed to the model: a tensor of the user's
+
+
+def _changes(flow: Sequence[CallRecord], walk: _Walk) -> dict[Where, _Change]:
+    """Each tensor slot of one step where a value changed in a way that matters."""
+    found: dict[Where, _Change] = {}
+    explained: set[int] = set()
+    previous: tuple[str, str] | None = None  # (value, layer) of the last leaf's output
+    for i, call in enumerate(flow):
+        if not is_leaf(flow, i):
+            continue
+        ins = [t for t in call.inputs if walk.counts(t)]
+        outs = [t for t in call.outputs if walk.counts(t)]
+        if previous is not None:
+            for t in ins:
+                value = walk.value(t)
+                if value not in walk.given and walk.matters(previous[0], value):
+                    found[Where.of(call, t)] = _Change(call.seq, previous[0], value, previous[1])
+                    explained.add(call.seq)
+        for t in outs:
+            before = _source(ins, t, walk)
+            if before is None:
+                continue
+            explained.add(call.seq)
+            if not walk.excused(call, before, walk.value(t)):
+                found[Where.of(call, t)] = _Change(call.seq, before, walk.value(t), "")
+        if outs:
+            previous = (walk.value(outs[0]), call.name)
+    _containers(flow, walk, found, explained)
+    return found
+
+
+def _source(ins: list[TensorRecord], out: TensorRecord, walk: _Walk) -> str | None:
+    """The input value ``out`` changed from, when it changed in a way that matters."""
+    for t in ins:
+        if walk.matters(walk.value(t), walk.value(out)):
+            return walk.value(t)
+    return None
+
+
+def _containers(
+    flow: Sequence[CallRecord], walk: _Walk, found: dict[Where, _Change], explained: set[int]
+) -> None:
+    """A container's change that no call inside it explains (a cast at the end of forward)."""
+    for i, call in enumerate(flow):
+        if is_leaf(flow, i):
+            continue
+        end = i + 1
+        while end < len(flow) and flow[end].depth > call.depth:
+            end += 1
+        if any(flow[j].seq in explained for j in range(i + 1, end)):
+            continue
+        ins = [t for t in call.inputs if walk.counts(t)]
+        for t in call.outputs:
+            before = _source(ins, t, walk) if walk.counts(t) else None
+            if before is not None and not walk.excused(call, before, walk.value(t)):
+                found[Where.of(call, t)] = _Change(call.seq, before, walk.value(t), "")
+
+
+def _collect(records: RunRecords, walk: _Walk) -> Iterator[tuple[Where, list, dict]]:
+    hits: dict[Where, list[tuple[int, int]]] = {}
+    seen: dict[tuple[Where, int], _Change] = {}
+    for step in records.steps:
+        for where, change in _changes(records.flow(step), walk).items():
+            hits.setdefault(where, []).append((step, change.seq))
+            seen[where, step] = change
+    for where, points in hits.items():
+        yield where, points, {step: seen[where, step] for step in (s for s, _ in points)}
+
+
+def _given(records: RunRecords, value: Callable[[TensorRecord], str]) -> frozenset[str]:
+    """The values of what the user fed the model: the outermost call's own tensor inputs."""
+    found = set()
+    for step in records.steps:
+        flow = records.flow(step)
+        for t in flow[0].inputs if flow else ():
+            if t.is_tensor:
+                found.add(value(t))
+    return frozenset(found)
+
+
+def _dtype_walk(records: RunRecords) -> _Walk:
+    allowed = records.model_dtypes | _given(records, lambda t: t.dtype)
+
+    def matters(before: str, after: str) -> bool:
+        return precision(after) < precision(before) and after not in allowed
+
+    def excused(call: CallRecord, before: str, after: str) -> bool:
+        # a layer with float parameters that returns a lower precision than it was given runs
+        # under autocast (mixed precision on purpose): a Linear cannot do that by itself
+        return call.kind == "module" and bool(records.param_dtypes.get(call.module))
+
+    return _Walk(lambda t: t.dtype, is_float, matters, excused)
+
+
+def check_dtype_change(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding]:
+    params = ", ".join(sorted(records.model_dtypes)) or "not recorded"
+    for where, points, changes in _collect(records, _dtype_walk(records)):
+        for span in spans(points, records.steps):
+            change = changes[span.first]
+            how = (
+                f"after {change.source} gave {change.before}"
+                if change.source
+                else (f"from its {change.before} input")
+            )
+            yield finding(
+                "dtype-change",
+                "warning",
+                where,
+                span,
+                f"{layer_name(where)}'s {where.role} {where.slot} is {change.after} {how}, "
+                f"at {step_text(span.first, span.until)}: a silent downcast (the model's "
+                f"parameters are {params})",
+            )
+
+
+def _device_walk(records: RunRecords) -> _Walk:
+    def device(t: TensorRecord) -> str:
+        return t.device
+
+    return _Walk(
+        device,
+        lambda t: t.is_tensor and bool(t.device),
+        lambda before, after: before != after,
+        lambda call, before, after: False,
+        _given(records, device),
+    )
+
+
+def check_device_hop(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding]:
+    for where, points, changes in _collect(records, _device_walk(records)):
+        for span in spans(points, records.steps):
+            change = changes[span.first]
+            how = (
+                f"after {change.source} gave it on {change.before}"
+                if change.source
+                else (f"from its input on {change.before}")
+            )
+            yield finding(
+                "device-hop",
+                "warning",
+                where,
+                span,
+                f"{layer_name(where)}'s {where.role} {where.slot} is on {change.after} {how}, "
+                f"at {step_text(span.first, span.until)}: a copy between devices inside the "
+                "forward",
+            )
+
+
+DTYPE_CHANGE = Rule(
+    name="dtype-change",
+    severity="warning",
+    summary=(
+        "a tensor that turns into a lower-precision float between layers or inside one, where "
+        "no parameter of the model has that dtype (integer to float, the dtypes fed to the "
+        "model and autocast are left out)"
+    ),
+    check=check_dtype_change,
+)
+
+DEVICE_HOP = Rule(
+    name="device-hop",
+    severity="warning",
+    summary="a tensor copied to another device between layers or inside one, within a forward",
+    check=check_device_hop,
+)
