@@ -91,3 +91,13 @@ def sort_key(finding: Finding) -> tuple[int, int, int, str, str, str]:
         finding.role,
         finding.slot,
     )
+
+
+def counts_text(counts: Mapping[Severity, int]) -> str:
+    """``0 errors, 1 warning, 2 info``: how many findings of each severity."""
+    parts = []
+    for severity in SEVERITIES:
+        n = counts.get(severity, 0)
+        word = severity if n == 1 or severity == "info" else f"{severity}s"
+        parts.append(f"{n} {word}")
+    return ", ".join(parts)

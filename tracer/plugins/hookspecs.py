@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tracer.plugins.markers import hookspec
 
 if TYPE_CHECKING:
+    from tracer.checks.rules import Rule
     from tracer.plugins.pipeline import Exporter, Pipeline, TensorStat
     from tracer.records import RunInfo
 
@@ -46,6 +47,18 @@ def register_exporters(register: Callable[[Exporter], None]) -> None:
 
     Called once, when the plugin manager is built. ``tracer export RUN --format NAME`` calls
     ``export(store, run_id, path)``. A duplicate exporter name is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_checks(register: Callable[[Rule], None]) -> None:
+    """Contribute rules for ``tracer check``: ``register(Rule(name, severity, summary, check))``.
+
+    Called once, when the plugin manager is built (the built-in rules come through this hook
+    too). ``check(records, limits)`` is a plain function over a run's stored records
+    (:class:`tracer.checks.RunRecords`: each checked step's flow, each layer across steps) that
+    yields :class:`tracer.checks.Finding` objects; it must not import torch, so a check runs
+    wherever the database opens. A duplicate rule name is an error naming both plugins.
     """
 
 

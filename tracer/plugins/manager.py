@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -24,11 +24,15 @@ from tracer.plugins.markers import PROJECT
 from tracer.plugins.pipeline import Exporter, Pipeline, TensorStat
 from tracer.records import BUILTIN_STATS, RunInfo
 
+if TYPE_CHECKING:
+    from tracer.checks.rules import Rule
+
 ENTRY_POINT_GROUP = "tracer"
 DISABLE_ENV = "TRACER_DISABLE_PLUGINS"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sentiment", "tracer.plugins.builtin.sentiment"),
     ("exporters", "tracer.plugins.builtin.exporters"),
+    ("checks", "tracer.plugins.builtin.checks"),
 )
 
 
@@ -263,12 +267,17 @@ class PluginManager:
         """Every registered exporter by name."""
         return self._collect("register_exporters", _check_exporter)
 
+    def checks(self) -> dict[str, Rule]:
+        """Every rule for ``tracer check`` by name, the built-in ones first."""
+        return self._collect("register_checks", _check_rule)
+
     def collect_all(self) -> None:
         """Collect every contribution now: a clash or a bad one fails before anything starts."""
         for hook, check in (
             ("register_pipelines", _check_pipeline),
             ("register_tensor_stats", _check_stat),
             ("register_exporters", _check_exporter),
+            ("register_checks", _check_rule),
         ):
             self._collect(hook, check)
 
@@ -361,3 +370,11 @@ def _check_exporter(item: Any) -> None:
     """Refuse anything that is not an :class:`Exporter`."""
     if not isinstance(item, Exporter):
         raise TypeError(f"expected an Exporter, got {type(item).__name__}")
+
+
+def _check_rule(item: Any) -> None:
+    """Refuse anything that is not a :class:`~tracer.checks.rules.Rule` (checked when built)."""
+    from tracer.checks.rules import Rule
+
+    if not isinstance(item, Rule):
+        raise TypeError(f"expected a Rule, got {type(item).__name__}")
