@@ -92,6 +92,7 @@ def plugins(plugin_files: tuple[Path, ...], fmt: str) -> None:
         ("pipeline", manager.pipelines),
         ("exporter", manager.exporters),
         ("stat", manager.tensor_stats),
+        ("rule", manager.checks()),
     ):
         for item in items.values():
             contributed.setdefault(item.plugin, []).append(f"{kind} {item.name}")

@@ -28,6 +28,7 @@ from tracer.cli.base import (
 )
 from tracer.cli.browse import diff, runs, show
 from tracer.cli.catalog import pipelines, plugins
+from tracer.cli.check import check
 from tracer.cli.data import data
 from tracer.cli.db import db_group
 from tracer.cli.report import report
@@ -107,3 +108,4 @@ for _command in (
     tui,
 ):
     cli.add_command(_command)
+cli.add_command(check)
