@@ -118,8 +118,13 @@ def test_torchrun_killed_rank_fails_the_job_and_keeps_every_record(tmp_path: Pat
             assert run.steps >= 1 and store.steps(run.id) == list(range(run.steps))
             assert shape_flow(store.flow(run.id, run.steps - 1))
         survivor = group.rank(0)
-        # it finished its run
-        assert survivor is not None and survivor.finished_at is not None, (survivor, stderr)
+        assert survivor is not None
+        if "forcefully exiting via" in stderr:
+            # torchrun killed the survivor itself when its grace period ran out: it died, and
+            # its record says so
+            assert 0 in group.dead_ranks, stderr
+        else:  # stopped by torchrun's SIGTERM (or by the error of its peer): it finished its run
+            assert survivor.finished_at is not None, (survivor, stderr)
     listed = CliRunner().invoke(cli, ["runs", "--db", db])
     assert listed.exit_code == 0 and "rank 1 died" in listed.output
 
