@@ -74,46 +74,27 @@ def _across_depth(
     return None
 
 
-def _depth_findings(
-    records: RunRecords, rule: str, factor: float, grows: bool
-) -> Iterator[Finding]:
-    hits: dict[Where, list[tuple[int, int]]] = {}
-    seen: dict[tuple[Where, int], tuple[_Grad, float]] = {}
+_Hits = dict[Where, dict[int, tuple[int, str, float]]]  # where -> step -> (seq, text, ratio)
+
+
+def _depth_hits(records: RunRecords, factor: float, grows: bool) -> _Hits:
+    """Per step, the earliest layer whose gradient is ``factor`` past a later layer's."""
+    hits: _Hits = {}
+    word = "larger" if grows else "smaller"
     for step in records.steps:
         found = _across_depth(grad_chain(records, records.flow(step)), factor, grows)
         if found is not None:
             grad, other, ratio = found
-            hits.setdefault(grad.where, []).append((step, grad.seq))
-            seen[grad.where, step] = (other, ratio)
-    word = "larger" if grows else "smaller"
-    for where, points in hits.items():
-        for span in spans(points, records.steps):
-            other, ratio = seen[where, span.first]
             times = ratio if grows else 1 / ratio
-            yield finding(
-                rule,
-                "warning",
-                where,
-                span,
-                f"the gradient into {layer_name(where)} is {times:.3g} times {word} than into "
-                f"{layer_name(other.where)}, nearer the loss, at "
-                f"{step_text(span.first, span.until)} (RMS per element)",
-                {"ratio": ratio},
-            )
+            text = f"{times:.3g} times {word} than into {layer_name(other.where)}, nearer the loss"
+            hits.setdefault(grad.where, {})[step] = (grad.seq, text, ratio)
+    return hits
 
 
-def check_vanishing(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
-    if not _recorded(records):
-        yield Note(_NO_GRADS)
-        return
-    yield from _depth_findings(records, "vanishing-grad", limits["depth_factor"], grows=False)
-
-
-def _across_steps(records: RunRecords, factor: float, window: int) -> Iterator[Finding]:
+def _step_hits(records: RunRecords, factor: float, window: int) -> _Hits:
     """Per step, the layer nearest the loss whose gradient jumped ``factor`` over its median."""
     history: dict[Where, list[float]] = {}
-    hits: dict[Where, list[tuple[int, int]]] = {}
-    seen: dict[tuple[Where, int], float] = {}
+    hits: _Hits = {}
     for step in records.steps:
         jumped: tuple[_Grad, float] | None = None
         for grad in grad_chain(records, records.flow(step)):
@@ -125,28 +106,48 @@ def _across_steps(records: RunRecords, factor: float, window: int) -> Iterator[F
             before.append(grad.rms)
         if jumped is not None:
             grad, ratio = jumped
-            hits.setdefault(grad.where, []).append((step, grad.seq))
-            seen[grad.where, step] = ratio
-    for where, points in hits.items():
+            text = f"{ratio:.3g} times its median over the earlier checked steps"
+            hits.setdefault(grad.where, {})[step] = (grad.seq, text, ratio)
+    return hits
+
+
+def _findings(records: RunRecords, rule: str, *found: _Hits) -> Iterator[Finding]:
+    """One finding per layer and span of steps; the first source that saw a step describes it."""
+    merged: _Hits = {}
+    for hits in found:
+        for where, steps in hits.items():
+            for step, hit in steps.items():
+                merged.setdefault(where, {}).setdefault(step, hit)
+    for where, steps in merged.items():
+        points = [(step, hit[0]) for step, hit in steps.items()]
         for span in spans(points, records.steps):
-            ratio = seen[where, span.first]
+            _, text, ratio = steps[span.first]
             yield finding(
-                "exploding-grad",
+                rule,
                 "warning",
                 where,
                 span,
-                f"the gradient into {layer_name(where)} grew {ratio:.3g} times over its "
-                f"earlier steps' median at {step_text(span.first, span.until)} (RMS per element)",
+                f"the gradient into {layer_name(where)} is {text}, at "
+                f"{step_text(span.first, span.until)} (RMS per element)",
                 {"ratio": ratio},
             )
+
+
+def check_vanishing(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
+    if not _recorded(records):
+        yield Note(_NO_GRADS)
+        return
+    hits = _depth_hits(records, limits["depth_factor"], grows=False)
+    yield from _findings(records, "vanishing-grad", hits)
 
 
 def check_exploding(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
     if not _recorded(records):
         yield Note(_NO_GRADS)
         return
-    yield from _depth_findings(records, "exploding-grad", limits["depth_factor"], grows=True)
-    yield from _across_steps(records, limits["step_factor"], int(limits["window"]))
+    depth = _depth_hits(records, limits["depth_factor"], grows=True)
+    steps = _step_hits(records, limits["step_factor"], int(limits["window"]))
+    yield from _findings(records, "exploding-grad", depth, steps)
 
 
 _PASCANU = (
