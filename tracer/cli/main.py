@@ -33,6 +33,7 @@ from tracer.cli.data import data
 from tracer.cli.db import db_group
 from tracer.cli.report import report
 from tracer.cli.run import run
+from tracer.cli.serve import serve
 from tracer.cli.transfer import export, import_, rm
 from tracer.cli.tui import tui
 from tracer.records import literal
@@ -106,6 +107,7 @@ for _command in (
     data,
     db_group,
     tui,
+    serve,
 ):
     cli.add_command(_command)
 cli.add_command(check)
