@@ -33,6 +33,8 @@ class TracerApp(App[None]):
         super().__init__()
         self.data = data
         self.poll_interval = poll_interval
+        #: Set by `tracer serve --read-only`: the inspector deletes nothing.
+        self.read_only = os.environ.get("TRACER_READ_ONLY", "") not in ("", "0")
 
     def on_mount(self) -> None:
         """Start on the runs screen."""

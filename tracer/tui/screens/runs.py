@@ -204,6 +204,9 @@ class RunsScreen(TracerScreen):
 
     def action_delete(self) -> None:
         """Delete the run under the cursor, after asking."""
+        if self.tracer_app.read_only:
+            self.notify("read-only: runs cannot be deleted here", severity="warning")
+            return
         table = self.query_one(RunTable)
         run = table.runs.get(table.current_run_id() or -1)
         if run is None:
