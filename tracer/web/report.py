@@ -9,6 +9,7 @@ are :func:`tracer.checks.check_run`'s. Torch-free, like everything in ``tracer.w
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import time
@@ -77,10 +78,8 @@ def _history(
     shown: int | None,
     flow: Sequence[CallRecord],
 ) -> dict[LayerKey, tuple[CallRecord, ...]]:
-    """Each layer's call at every sampled step (one read for all, where the store can)."""
-    wanted = [s for s in sampled if s != shown]
-    bulk = getattr(store, "flows", None)
-    read = bulk(run.id, wanted) if callable(bulk) else {s: store.flow(run.id, s) for s in wanted}
+    """Each layer's call at every sampled step (one flow read per step)."""
+    read = {s: store.flow(run.id, s) for s in sampled if s != shown}
     found: dict[LayerKey, list[CallRecord]] = {}
     for step in sampled:
         calls = flow if step == shown else read.get(step, ())
@@ -163,7 +162,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
     """
     target = Path(path)
     if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder")
+        raise IsADirectoryError(errno.EISDIR, "it is a folder", str(target))
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:

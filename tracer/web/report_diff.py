@@ -138,9 +138,9 @@ def _summary(diff: FlowDiff) -> str:
 def _verdict(diff: FlowDiff) -> str:
     if diff.structural:
         text = "The structure differs: tracer diff --exit-code exits 1 on these runs."
-        return tag("p", esc(text), "verdict bad")
+        return tag("p", esc(text, LINE_LIMIT), "verdict bad")
     text = "Same structure" + (" and config." if diff.identical else "; values may differ.")
-    return tag("p", esc(text), "verdict ok")
+    return tag("p", esc(text, LINE_LIMIT), "verdict ok")
 
 
 def _config(diff: FlowDiff) -> str:
@@ -188,7 +188,7 @@ def _notes(diff: FlowDiff) -> list[str]:
             lines.append("Nothing to compare: a run has no traced steps.")
         else:
             lines.append("Nothing in common: no call of one flow lines up with the other's.")
-    return [tag("p", esc(line), "note") for line in lines]
+    return [tag("p", esc(line, LINE_LIMIT), "note") for line in lines]
 
 
 def diff_section(
@@ -220,7 +220,7 @@ def diff_section(
         *_notes(diff),
         _config(diff),
         tag("h3", "Flow"),
-        tag("p", esc(intro), "muted"),
+        tag("p", esc(intro, LINE_LIMIT), "muted"),
         tools,
         flow,
         _params(diff),

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from tracer.checks import Finding, LayerKey
 from tracer.records import CallRecord, TensorRecord
 from tracer.web.report_findings import holds_at
-from tracer.web.report_html import Cell, esc, num, plural, row, shape, table, tag
+from tracer.web.report_html import LINE_LIMIT, Cell, esc, num, plural, row, shape, table, tag
 from tracer.web.report_svg import sparkline
 
 #: Extra outputs (an LSTM's h and c) listed under a call's first output, at most.
@@ -143,7 +143,9 @@ def flow_section(
     )
     body = table(head, rows, "flow", numeric=(0, 7, 8, 9, 10, 11, 12), id_="flow-table")
     return tag(
-        "section", tag("h2", "Flow") + tag("p", esc(intro), "muted") + tools + body, id_="flow"
+        "section",
+        tag("h2", "Flow") + tag("p", esc(intro, LINE_LIMIT), "muted") + tools + body,
+        id_="flow",
     )
 
 
@@ -229,6 +231,6 @@ def layers_section(
     body = table(head, rows, "layers", id_="layers-table")
     return tag(
         "section",
-        tag("h2", "Layers across steps") + tag("p", esc(intro), "muted") + body,
+        tag("h2", "Layers across steps") + tag("p", esc(intro, LINE_LIMIT), "muted") + body,
         id_="layers",
     )

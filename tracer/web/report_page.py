@@ -129,7 +129,9 @@ def _metrics(metrics: tuple[MetricRecord, ...], most: int, points: int) -> str:
     if len(by_name) > most:
         text += f"; the first {most} are charted"
     return (
-        tag("h3", "Metrics") + tag("p", esc(text), "muted") + tag("div", "".join(cards), "metrics")
+        tag("h3", "Metrics")
+        + tag("p", esc(text, LINE_LIMIT), "muted")
+        + tag("div", "".join(cards), "metrics")
     )
 
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 
 from tracer.formatting import number
-from tracer.web.report_html import esc
+from tracer.web.report_html import LINE_LIMIT, esc
 
 Points = Sequence[tuple[int, float]]
 
@@ -92,7 +92,7 @@ def describe(points: Points, what: str) -> str:
     bad = len(points) - len(finite)
     if bad:
         text += f", {bad} non-finite"
-    return esc(text)
+    return esc(text, LINE_LIMIT)
 
 
 def sparkline(points: Points, what: str, width: int = 120, height: int = 26) -> str:
