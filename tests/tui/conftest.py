@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tui_seed import frozen_provenance, seed_run
+from tui_seed import NAN_STEP, frozen_provenance, record_log_run, seed_run
 
+from tracer.checks import Rule
+from tracer.checks.builtin import nan
 from tracer.store import Store, open_store
 from tracer.tui.app import TracerApp
 from tracer.tui.data import StoreReader
+
+#: The rules the inspector's tests check with (the built-in ones grow; these stay put).
+NAN_ONLY: tuple[Rule, ...] = (nan.RULE,)
 
 
 @dataclass
@@ -61,4 +66,39 @@ def make_app(seeded: Seeded) -> Callable[[], TracerApp]:
     # The app shares the fixture's store: opening the same SQLite file a second time in one
     # process (open_store reads the file's header) drops the locks of the first store's
     # connections, after which they miss what another process writes.
-    return lambda: TracerApp(StoreReader(seeded.store, "tracer.db"), poll_interval=0.1)
+    # Only the nan rule checks: the screens stay the same as more built-in rules are added.
+    reader = StoreReader(seeded.store, "tracer.db")
+    return lambda: TracerApp(reader, rules=NAN_ONLY, poll_interval=0.1)
+
+
+@dataclass
+class Flagged:
+    """A database with a healthy traced run and, newer, one whose ``log`` layer makes NaN."""
+
+    path: Path
+    healthy: int
+    nan: int
+
+
+@pytest.fixture(scope="module")
+def flagged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flagged]:
+    """Both runs traced once per test module with the real tracer (torch) into SQLite, with
+    the provenance frozen so that snapshots do not change."""
+    path = tmp_path_factory.mktemp("checks") / "tracer.db"
+    with pytest.MonkeyPatch.context() as patch, frozen_provenance(patch):
+        healthy = record_log_run(path, "healthy", nan_from=None)
+        nan = record_log_run(path, "log-nan", nan_from=NAN_STEP)
+    yield Flagged(path, healthy, nan)
+
+
+@pytest.fixture
+def flagged_app(flagged: Flagged) -> Iterator[Callable[..., TracerApp]]:
+    """A factory of apps on the flagged database, checking with the nan rule unless given
+    ``rules=``."""
+    store = open_store(flagged.path)
+
+    def make(rules: Sequence[Rule] = NAN_ONLY) -> TracerApp:
+        return TracerApp(StoreReader(store, "tracer.db"), rules=rules, poll_interval=0.1)
+
+    yield make
+    store.close()

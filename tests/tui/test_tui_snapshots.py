@@ -10,6 +10,7 @@ from textual.pilot import Pilot
 from tui_pilot import wait_for
 
 from tracer.tui.screens.diff import DiffScreen
+from tracer.tui.screens.findings import FindingsScreen
 from tracer.tui.screens.metrics import MetricsScreen
 from tracer.tui.screens.run import RunScreen
 from tracer.tui.widgets.diff_table import DiffTable
@@ -21,8 +22,9 @@ NARROW = (80, 24)
 
 
 async def runs_listed(pilot: Pilot[None]) -> None:
-    """Wait for the runs table's first poll."""
+    """Wait for the runs table's first poll and the checks of every listed run."""
     await wait_for(pilot, lambda: pilot.app.screen.query(RunTable).first().row_count == 4)
+    await wait_for(pilot, lambda: len(pilot.app.screen.query(RunTable).first().flags) == 4)
 
 
 def opened(run_id: int):
@@ -30,8 +32,10 @@ def opened(run_id: int):
 
     async def hook(pilot: Pilot[None]) -> None:
         await runs_listed(pilot)
-        await pilot.app.push_screen(RunScreen(run_id))
-        await wait_for(pilot, lambda: pilot.app.screen.query_one(FlowTable).row_count > 0)
+        screen = RunScreen(run_id)
+        await pilot.app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.query_one(FlowTable).row_count > 0)
+        await wait_for(pilot, lambda: screen.check_report is not None)
         await pilot.pause(0.1)
 
     return hook
@@ -105,3 +109,37 @@ def test_snapshot_help_screen(seeded, make_app, snap_compare) -> None:
 
 def test_snapshot_delete_confirmation(seeded, make_app, snap_compare) -> None:
     assert snap_compare(make_app(), press=["x"], terminal_size=WIDE, run_before=runs_listed)
+
+
+async def flagged_listed(pilot: Pilot[None]) -> None:
+    """Wait for the flagged database's two runs and their checks."""
+    await wait_for(pilot, lambda: len(pilot.app.screen.query(RunTable).first().flags) == 2)
+
+
+def test_snapshot_runs_screen_with_flags(flagged, flagged_app, snap_compare) -> None:
+    # the cursor on the healthy run, so that the flagged run's 1E shows in its colour
+    hook = flagged_listed
+    assert snap_compare(flagged_app(), press=["down"], terminal_size=WIDE, run_before=hook)
+
+
+def test_snapshot_run_screen_at_a_finding(flagged, flagged_app, snap_compare) -> None:
+    async def hook(pilot: Pilot[None]) -> None:
+        await flagged_listed(pilot)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "check_report", None) is not None)
+        await pilot.press("enter")  # the run screen at the NaN's first step, on the log row
+        flow = pilot.app.screen.query_one(FlowTable)
+        await wait_for(pilot, lambda: getattr(flow.current_call(), "module", None) == "log")
+        await pilot.pause(0.1)
+
+    assert snap_compare(flagged_app(), terminal_size=WIDE, run_before=hook)
+
+
+def test_snapshot_findings_screen(flagged, flagged_app, snap_compare) -> None:
+    async def hook(pilot: Pilot[None]) -> None:
+        await flagged_listed(pilot)
+        screen = FindingsScreen(flagged.nan, lambda finding: None)
+        await pilot.app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.check_report is not None)
+
+    assert snap_compare(flagged_app(), terminal_size=WIDE, run_before=hook)

@@ -201,3 +201,46 @@ def seed_run(
     if status is not None:
         writer.end(status, "CUDA out of memory" if status == "failed" else None)
     return run.id
+
+
+#: The traced step at which the flagged run's ``log`` layer first gets a negative input.
+NAN_STEP = 2
+#: The flagged run's traced steps.
+NAN_RUN_STEPS = 4
+
+
+def record_log_run(path: Any, name: str, *, nan_from: int | None) -> int:
+    """Trace a tiny ``Linear -> torch.log -> Linear`` network for four steps into ``path`` with
+    the real tracer; from step ``nan_from`` on the input turns negative, so ``log`` makes NaN
+    (None: a healthy run). Returns the run's id."""
+    import torch
+    from torch import nn
+
+    import tracer
+
+    class Log(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.log(x)
+
+    class LogNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.log = Log()
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.log(self.lin(x)))
+
+    torch.manual_seed(0)
+    net = LogNet()
+    with torch.no_grad():  # lin passes its input through, so its sign reaches log unchanged
+        net.lin.weight.copy_(torch.eye(4))
+        net.lin.bias.zero_()
+    with tracer.trace(net, store=path, name=name, pipeline="log-demo") as t, torch.no_grad():
+        for step in range(NAN_RUN_STEPS):
+            sign = -1.0 if nan_from is not None and step >= nan_from else 1.0
+            net(torch.full((8, 4), sign * (step + 1.0)))
+            t.step()
+    assert t.run is not None
+    return t.run.id

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
-from typing import ClassVar
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -13,6 +13,9 @@ from textual.screen import Screen
 
 from tracer.tui.data import StoreReader, describe_error, describe_location
 from tracer.tui.screens.help import HelpScreen, screen_bindings
+
+if TYPE_CHECKING:
+    from tracer.checks import Rule
 
 #: How long the UI thread may hold the GIL before a store-reading worker gets it back.
 SWITCH_INTERVAL_S = 0.0005
@@ -29,12 +32,25 @@ class TracerApp(App[None]):
         Binding("escape", "close_screen", "back", show=False),
     ]
 
-    def __init__(self, data: StoreReader, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        data: StoreReader,
+        *,
+        rules: Sequence[Rule] | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        """``rules`` are the checks whose findings the screens show (None: the built-in ones)."""
         super().__init__()
         self.data = data
         self.poll_interval = poll_interval
         #: Set by `tracer serve --read-only`: the inspector deletes nothing.
         self.read_only = os.environ.get("TRACER_READ_ONLY", "") not in ("", "0")
+        if rules is None:
+            # imported here: the checks load the store, which the app's import does not need
+            from tracer.checks.builtin import BUILTIN_RULES
+
+            rules = BUILTIN_RULES
+        self.rules: tuple[Rule, ...] = tuple(rules)
 
     def on_mount(self) -> None:
         """Start on the runs screen."""
@@ -72,8 +88,9 @@ class TracerApp(App[None]):
         self.data.close()
 
 
-def main(db_url: str | None) -> None:
-    """Open the store at ``db_url`` (None: ``$TRACER_DB``, else ``./tracer.db``) and run the app."""
+def main(db_url: str | None, rules: Sequence[Rule] | None = None) -> None:
+    """Open the store at ``db_url`` (None: ``$TRACER_DB``, else ``./tracer.db``) and run the app
+    with ``rules`` as its checks (None: the built-in ones)."""
     location = describe_location(db_url)  # a path is described as itself
     if "://" not in location and not os.path.exists(location):
         _fail(f"no database at {location} (record a run first, e.g. `tracer run sentiment`)")
@@ -82,7 +99,7 @@ def main(db_url: str | None) -> None:
         data.store.list_runs(limit=1)  # fail here, before the screen is taken over
     except Exception as exc:  # any failure to read becomes a message, not a traceback
         _fail(f"cannot read {location}: {describe_error(exc)}")
-    TracerApp(data).run()
+    TracerApp(data, rules=rules).run()
 
 
 def _fail(message: str) -> None:

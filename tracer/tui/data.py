@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,17 @@ from tracer.records import (
 )
 
 if TYPE_CHECKING:
+    from tracer.checks import CheckReport, Rule
     from tracer.store import Store
     from tracer.store.diff import FlowDiff
 
 #: Statistics the layer screen plots across steps.
 SERIES_STATS: tuple[str, ...] = ("mean", "std", "zero_frac")
+
+#: Check reports kept (a few per run at most: one per size and status the run was seen at).
+REPORTS_KEPT = 2048
+
+ReportKey = tuple[int, int, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,8 @@ class StoreReader:
         self._lock = threading.Lock()
         self._flows: OrderedDict[tuple[int, int], list[CallRecord]] = OrderedDict()
         self._modules: dict[int, list[ModuleRecord]] = {}
+        self._reports: OrderedDict[ReportKey, CheckReport] = OrderedDict()
+        self._checking: dict[ReportKey, threading.Lock] = {}
 
     @classmethod
     def open(cls, db_url: str | None) -> StoreReader:
@@ -128,6 +137,40 @@ class StoreReader:
             grad_norm = self.store.series(run_id, call.module, stat="l2", **grad)
         return LayerSeries(tensor.role, tensor.slot, stats, grad_norm)
 
+    def report(self, run: RunInfo, rules: Sequence[Rule]) -> CheckReport:
+        """The findings of ``rules`` on the run, checked once per (steps recorded, status).
+
+        A run still being written is checked again once it has grown or finished; two threads
+        asking for the same run at once wait for one check instead of making two.
+        """
+        from tracer.checks import check_run
+
+        key = report_key(run, rules)
+        with self._lock:
+            gate = self._checking.setdefault(key, threading.Lock())
+        try:
+            with gate:
+                cached = self.cached_report(run, rules)
+                if cached is not None:
+                    return cached
+                found = check_run(self.store, run, rules)
+                with self._lock:
+                    self._reports[key] = found
+                    while len(self._reports) > REPORTS_KEPT:
+                        self._reports.popitem(last=False)
+                return found
+        finally:
+            with self._lock:
+                self._checking.pop(key, None)
+
+    def cached_report(self, run: RunInfo, rules: Sequence[Rule]) -> CheckReport | None:
+        """The report of an earlier check of the run as it is now, if any (never reads)."""
+        with self._lock:
+            found = self._reports.get(report_key(run, rules))
+            if found is not None:
+                self._reports.move_to_end(report_key(run, rules))
+            return found
+
     def delete(self, run_id: int) -> None:
         """Delete a run and everything recorded for it; never one that may still be written."""
         from tracer.store import StoreError
@@ -141,6 +184,8 @@ class StoreReader:
             self._modules.pop(run_id, None)
             for key in [k for k in self._flows if k[0] == run_id]:
                 del self._flows[key]
+            for gone in [k for k in self._reports if k[0] == run_id]:
+                del self._reports[gone]
 
     def diff(self, run_a: int, run_b: int, step_a: int | None, step_b: int | None) -> Compared:
         """Two runs' flows aligned at the given steps (default: their first common step)."""
@@ -164,6 +209,11 @@ class StoreReader:
     def close(self) -> None:
         """Release the store's connections."""
         self.store.close()
+
+
+def report_key(run: RunInfo, rules: Sequence[Rule]) -> ReportKey:
+    """What a check's result depends on: the run, how far it got, and the rules."""
+    return (run.id, run.steps, run.status, tuple(rule.name for rule in rules))
 
 
 def describe_location(db_url: str | None) -> str:

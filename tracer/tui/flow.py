@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from tracer.records import CallRecord, TensorRecord
 from tracer.tui import formatting as fmt
+
+if TYPE_CHECKING:
+    from tracer.checks import Finding
 
 FLAG_NONFINITE = "✗"
 FLAG_ZEROS = "∅"
@@ -41,6 +45,7 @@ class FlowRow:
     device: str
     stats: Mapping[str, float]
     flags: str
+    findings: tuple[Finding, ...] = ()
 
     @property
     def key(self) -> str:
@@ -119,15 +124,22 @@ def shapes(tensors: Sequence[TensorRecord], names: Mapping[int, str] | None) -> 
 
 
 def rows(
-    calls: Sequence[CallRecord], *, names: Mapping[int, str] | None = None, ops: bool = True
+    calls: Sequence[CallRecord],
+    *,
+    names: Mapping[int, str] | None = None,
+    ops: bool = True,
+    findings: Mapping[tuple[str, int, str, str | None], Sequence[Finding]] | None = None,
 ) -> list[FlowRow]:
-    """Display rows for a step's calls (flags compare each call with the previous shown one)."""
+    """Display rows for a step's calls (flags compare each call with the previous shown one);
+    ``findings`` that hold at this step, by :func:`call_identity`, mark their calls' rows."""
     out: list[FlowRow] = []
     previous: CallRecord | None = None
     for call in calls:
         if call.kind == "op" and not ops:
             continue
-        out.append(_row(call, previous, names))
+        row = _row(call, previous, names)
+        found = findings.get(call_identity(call)) if findings else None
+        out.append(replace(row, findings=tuple(found)) if found else row)
         previous = call
     return out
 

@@ -13,6 +13,8 @@ from textual.worker import get_current_worker
 from tracer.tui.data import StoreReader, describe_error
 
 if TYPE_CHECKING:
+    from tracer.checks import CheckReport
+    from tracer.records import RunInfo
     from tracer.tui.app import TracerApp
 
 T = TypeVar("T")
@@ -33,6 +35,10 @@ class TracerScreen(Screen[None]):
     def data(self) -> StoreReader:
         """The data layer over the open store."""
         return self.tracer_app.data
+
+    def check(self, run: RunInfo) -> CheckReport:
+        """The app's checks on a run (a store read: call it from a worker, e.g. in fetch)."""
+        return self.data.report(run, self.tracer_app.rules)
 
     @work(thread=True, exit_on_error=False, group="store")
     def fetch(self, query: Callable[[], T], done: Callable[[T], Any]) -> None:

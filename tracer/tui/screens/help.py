@@ -1,4 +1,4 @@
-"""The key bindings of the screen below, and what the flags mean."""
+"""The key bindings of the screen below, what the flags mean, and which checks run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from tracer.formatting import literal
+from tracer.tui.findings import MARKER, SEVERITY_STYLE
 from tracer.tui.flow import FLAG_HELP
 
 GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
@@ -34,10 +36,11 @@ class HelpScreen(ModalScreen[None]):
         self.rows = help_rows(screen)
 
     def compose(self) -> ComposeResult:
-        """One table of keys, then the flag legend."""
+        """One table of keys, then the flag legend, then the checks."""
         with VerticalScroll(id="help"):
             yield Static(self._keys(), id="help-keys")
             yield Static(self._flags(), id="help-flags")
+            yield Static(self._checks(), id="help-checks")
 
     def _keys(self) -> Table:
         table = Table(title=f"keys: {self.below.__class__.__name__.removesuffix('Screen')}")
@@ -53,6 +56,17 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("meaning")
         for glyph, meaning in FLAG_HELP.items():
             table.add_row(glyph, meaning)
+        table.add_row(f"{MARKER} rule", "a check found this here (error red, warning yellow)")
+        table.add_row("2E 1W", "runs: errors and warnings the checks found (? check failed)")
+        return table
+
+    def _checks(self) -> Table:
+        table = Table(title="checks (f lists a run's findings)")
+        table.add_column("rule")
+        table.add_column("finds")
+        for rule in getattr(self.app, "rules", ()):
+            name = Text(literal(rule.name, 40), style=SEVERITY_STYLE.get(rule.severity, ""))
+            table.add_row(name, Text(literal(rule.summary, 200)))
         return table
 
 

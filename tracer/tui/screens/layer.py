@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,10 +11,14 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
 
 from tracer.records import BUILTIN_STATS, CallRecord, ModuleRecord, RunInfo, TensorRecord
+from tracer.tui import findings
 from tracer.tui import formatting as fmt
 from tracer.tui.flow import call_identity
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.stat_plots import StatPlots
+
+if TYPE_CHECKING:
+    from tracer.checks import CheckReport
 
 TENSOR_COLUMNS = ("role", "slot", "shape", "dtype", "device", "grad?")
 STAT_COLUMNS = BUILTIN_STATS
@@ -75,10 +79,17 @@ class LayerScreen(TracerScreen):
         return title
 
     def on_mount(self) -> None:
-        """Fill the tables from the call at hand; the plots come from a worker."""
+        """Fill the tables from the call at hand; the plots and findings come from workers."""
         self._fill_tensors()
         self._fill_params()
         self.query_one("#tensors", DataTable).focus()
+        run = self.run
+        self.fetch(lambda: self.check(run), self._checked)
+
+    def _checked(self, report: CheckReport) -> None:
+        """Mark on the plots the steps where a finding about this layer starts."""
+        marks = findings.plot_marks(findings.of_call(report.findings, self.call))
+        self.query_one(StatPlots).show_marks(marks)
 
     def _fill_tensors(self) -> None:
         table = self.query_one("#tensors", DataTable)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events
@@ -13,14 +13,19 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Input, Static
 
 from tracer.records import CallRecord, ModuleRecord, RunInfo, dimension_names
-from tracer.tui import flow
+from tracer.tui import findings, flow
 from tracer.tui import formatting as fmt
 from tracer.tui.flow import call_identity
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.flow_table import FlowTable
 from tracer.tui.widgets.module_tree import ModuleTree
 
+if TYPE_CHECKING:
+    from tracer.checks import CheckReport, Finding
+
 NARROW = 110
+
+Identity = tuple[str, int, str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +47,20 @@ class RunScreen(TracerScreen):
         Binding("n", "names", "names"),
         Binding("t", "ops", "toggle ops"),
         Binding("m", "metrics", "metrics"),
+        Binding("f", "findings", "findings"),
         Binding("slash", "search", "search"),
         Binding("enter", "detail", "layer detail", show=False),
         Binding("tab", "app.focus_next", "switch pane", show=False),
         Binding("escape", "back", "back"),
     ]
 
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, *, at: Finding | None = None) -> None:
+        """Open run ``run_id`` at its first traced step, or at a finding's first step with the
+        cursor on its call."""
         super().__init__()
         self.run_id = run_id
+        self.at = at
+        self.check_report: CheckReport | None = None
         self.run: RunInfo | None = None
         self.steps: list[int] = []
         self.step_index = 0
@@ -91,22 +101,46 @@ class RunScreen(TracerScreen):
         run = self.data.run(self.run_id)
         steps = self.data.steps(run.id)
         modules = self.data.modules(run)
-        calls = self.data.flow(run, steps[0]) if steps else []
+        calls = self.data.flow(run, steps[self._first_index(steps)]) if steps else []
         return Opened(run, steps, modules, calls)
 
-    def _opened(self, opened: Opened) -> None:
-        self.run, self.steps, self.step_index = opened.run, opened.steps, 0
-        self.query_one(ModuleTree).show(opened.modules)
-        self._show_calls(opened.calls)
+    def _first_index(self, steps: list[int]) -> int:
+        """Where the screen opens: the finding's first step (or the next one traced), else 0."""
+        if self.at is None:
+            return 0
+        return next((i for i, s in enumerate(steps) if s >= self.at.step), len(steps) - 1)
 
-    def _show_calls(self, calls: list[CallRecord], keep: CallRecord | None = None) -> None:
+    def _opened(self, opened: Opened) -> None:
+        self.run, self.steps = opened.run, opened.steps
+        self.step_index = self._first_index(opened.steps) if opened.steps else 0
+        self.query_one(ModuleTree).show(opened.modules)
+        self._show_calls(opened.calls, findings.identity(self.at) if self.at else None)
+        self._check()
+
+    def _check(self) -> None:
+        """Run the app's checks on the run (again once it has grown) in a worker."""
+        run = self.run
+        if run is not None:
+            self.fetch(lambda: self.check(run), self._checked)
+
+    def _checked(self, report: CheckReport) -> None:
+        self.check_report = report
+        self._show_calls(self.calls, self._current_identity())
+
+    def _current_identity(self) -> Identity | None:
+        call = self.query_one(FlowTable).current_call()
+        return call_identity(call) if call is not None else None
+
+    def _show_calls(self, calls: list[CallRecord], keep: Identity | None = None) -> None:
         self.calls = calls
         names = dimension_names(self.run.config) if self.run and self.show_names else None
-        rows = flow.rows(calls, names=names, ops=self.show_ops)
+        marks = None
+        if self.check_report is not None and self.step is not None:
+            marks = findings.at_step(self.check_report.findings, self.step)
+        rows = flow.rows(calls, names=names, ops=self.show_ops, findings=marks)
         key = None
         if keep is not None:
-            wanted = call_identity(keep)
-            key = next((r.key for r in rows if call_identity(r.call) == wanted), None)
+            key = next((r.key for r in rows if call_identity(r.call) == keep), None)
         self.query_one(FlowTable).show_flow(rows, keep=key)
         self._title()
 
@@ -122,6 +156,10 @@ class RunScreen(TracerScreen):
         else:
             title.append(f" · step {self.step}", style="bold cyan")
             title.append(f" ({self.step_index + 1} of {len(self.steps)})")
+        if self.check_report is not None and self.check_report.findings:
+            title.append("   findings ")
+            title.append_text(findings.counts_text(self.check_report.counts))
+            title.append(" (f)", style="dim")
         title.append(f"   names {'on' if self.show_names else 'off'} (n)", style="dim")
         title.append(f"   ops {'on' if self.show_ops else 'off'} (t)", style="dim")
         self.query_one("#title", Static).update(title)
@@ -134,24 +172,27 @@ class RunScreen(TracerScreen):
         self.poll_store(lambda: (self.data.run(run_id), self.data.steps(run_id)), self._polled)
 
     def _polled(self, result: tuple[RunInfo, list[int]]) -> None:
+        before = self.run
         self.run, steps = result
         was_empty = not self.steps
         self.steps = steps
         if was_empty and steps:
             self._load_step(0)
+        if before is None or (before.steps, before.status) != (self.run.steps, self.run.status):
+            self._check()
         tree = self.query_one(ModuleTree)
         if not tree.paths:  # a run that had not begun yet when the screen opened
             run = self.run
             self.fetch(lambda: self.data.modules(run), tree.show)
         self._title()
 
-    def _load_step(self, index: int) -> None:
+    def _load_step(self, index: int, keep: Identity | None = None) -> None:
         run = self.run
         if run is None or not self.steps:
             return
         self.step_index = index
         step = self.steps[index]
-        keep = self.query_one(FlowTable).current_call()
+        keep = keep or self._current_identity()
 
         def landed(calls: list[CallRecord]) -> None:
             if self.step == step:  # ignore a slow answer for a step already left
@@ -171,18 +212,30 @@ class RunScreen(TracerScreen):
     def action_names(self) -> None:
         """Toggle dimension names taken from the run's config."""
         self.show_names = not self.show_names
-        self._show_calls(self.calls, self.query_one(FlowTable).current_call())
+        self._show_calls(self.calls, self._current_identity())
 
     def action_ops(self) -> None:
         """Show or hide op rows (view, reshape, indexing...)."""
         self.show_ops = not self.show_ops
-        self._show_calls(self.calls, self.query_one(FlowTable).current_call())
+        self._show_calls(self.calls, self._current_identity())
 
     def action_metrics(self) -> None:
         """Metrics and provenance of this run."""
         from tracer.tui.screens.metrics import MetricsScreen
 
         self.app.push_screen(MetricsScreen(self.run_id))
+
+    def action_findings(self) -> None:
+        """What the checks found in this run; enter comes back here at the chosen one."""
+        from tracer.tui.screens.findings import FindingsScreen
+
+        self.app.push_screen(FindingsScreen(self.run_id, self.go_to_finding))
+
+    def go_to_finding(self, finding: Finding) -> None:
+        """Show the finding's first step with the cursor on its call."""
+        self.at = finding
+        if self.steps:
+            self._load_step(self._first_index(self.steps), findings.identity(finding))
 
     def action_detail(self) -> None:
         """Open the layer detail of the call under the cursor."""
@@ -251,6 +304,10 @@ class RunScreen(TracerScreen):
 
     def on_module_tree_module_highlighted(self, event: ModuleTree.ModuleHighlighted) -> None:
         """The tree moved: move the flow to that module's first call."""
+        if event.path != self.query_one(ModuleTree).current_path:
+            # stale: the tree has moved on since (the flow moved it), and following this
+            # would send the flow back, which moves the tree again, and so on
+            return
         if event.path != self.current_module:
             self.current_module = event.path
             self.query_one(FlowTable).go_to_module(event.path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,11 +12,15 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tracer.records import RunInfo
+from tracer.tui import findings, runlist
 from tracer.tui import formatting as fmt
-from tracer.tui import runlist
+from tracer.tui.data import report_key
 from tracer.tui.dialogs.confirm import ConfirmDialog
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.run_table import RunTable
+
+if TYPE_CHECKING:
+    from tracer.checks import CheckReport, Finding
 
 
 class RunsScreen(TracerScreen):
@@ -27,6 +31,7 @@ class RunsScreen(TracerScreen):
         Binding("space", "mark", "mark"),
         Binding("d", "diff", "diff marked"),
         Binding("m", "metrics", "metrics"),
+        Binding("f", "findings", "findings"),
         Binding("slash", "filter", "filter"),
         Binding("s", "sort", "sort"),
         Binding("S", "reverse", "reverse sort", show=False),
@@ -42,6 +47,10 @@ class RunsScreen(TracerScreen):
         self.sort_reverse = False
         self._seen: object = None
         self._next_poll = 0.0
+        #: Runs waiting for their flags, the one being checked, and checks that failed.
+        self._to_check: list[RunInfo] = []
+        self._checking: RunInfo | None = None
+        self._failed: set[tuple[object, ...]] = set()
 
     def compose(self) -> ComposeResult:
         """Title line, filter, table, key bar; rows arrive from a worker."""
@@ -60,7 +69,10 @@ class RunsScreen(TracerScreen):
         """Ask the store for the runs: one poll at a time, only while this screen is shown,
         and never more than a tenth of the time (a database of thousands of runs takes a
         while to list)."""
-        if self.app.screen is not self or time.monotonic() < self._next_poll:
+        if self.app.screen is not self:
+            return
+        self.check_visible()  # the rows scrolled into view since the last poll
+        if time.monotonic() < self._next_poll:
             return
         self.poll_store(self._timed_runs, self._got_runs)
 
@@ -91,6 +103,47 @@ class RunsScreen(TracerScreen):
         shown = runlist.select(self.all_runs, query, self.sort_column, self.sort_reverse)
         self.query_one(RunTable).show_runs(shown, runlist.varying_keys(shown), self.marked)
         self._title(shown)
+        self.check_visible()
+
+    def check_visible(self) -> None:
+        """Queue the runs on screen whose flags are not known for their current size and
+        status; check them one at a time in a worker, in the order they are listed."""
+        table = self.query_one(RunTable)
+        rules = self.tracer_app.rules
+        queue = []
+        for run in table.visible_runs():
+            report = self.data.cached_report(run, rules)
+            if report is not None:
+                table.set_flags(run.id, findings.counts_text(report.counts))
+            elif report_key(run, rules) in self._failed:
+                table.set_flags(run.id, findings.counts_text(None))
+            else:
+                queue.append(run)
+        self._to_check = queue
+        self._check_next()
+
+    def _check_next(self) -> None:
+        if self._checking is not None or not self._to_check or self.app.screen is not self:
+            return
+        run = self._to_check.pop(0)
+        self._checking = run
+        self.fetch(lambda: self._check_quietly(run), self._checked)
+
+    def _check_quietly(self, run: RunInfo) -> CheckReport | None:
+        try:
+            return self.check(run)
+        except Exception:  # the flags cell says "?"; opening the findings tells why
+            return None
+
+    def _checked(self, report: CheckReport | None) -> None:
+        run, self._checking = self._checking, None
+        if run is None:
+            return
+        if report is None:
+            self._failed.add(report_key(run, self.tracer_app.rules))
+        flags = findings.counts_text(report.counts if report is not None else None)
+        self.query_one(RunTable).set_flags(run.id, flags)
+        self._check_next()
 
     def _title(self, shown: Sequence[RunInfo]) -> None:
         running = sum(run.status == "running" for run in self.all_runs)
@@ -107,6 +160,10 @@ class RunsScreen(TracerScreen):
             arrow = "↓" if self.sort_reverse else "↑"
             title.append(f"    sorted by {self.sort_column.title} {arrow}", style="dim")
         self.query_one("#title", Static).update(title)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The cursor moved (maybe scrolling new runs into view): check those."""
+        self.call_after_refresh(self.check_visible)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """Filter as the user types."""
@@ -177,6 +234,20 @@ class RunsScreen(TracerScreen):
             from tracer.tui.screens.metrics import MetricsScreen
 
             self.app.push_screen(MetricsScreen(run_id))
+
+    def action_findings(self) -> None:
+        """What the checks found in the run under the cursor; enter goes to one."""
+        run_id = self.query_one(RunTable).current_run_id()
+        if run_id is None:
+            return
+        from tracer.tui.screens.findings import FindingsScreen
+
+        def go_to(finding: Finding) -> None:
+            from tracer.tui.screens.run import RunScreen
+
+            self.app.push_screen(RunScreen(run_id, at=finding))
+
+        self.app.push_screen(FindingsScreen(run_id, go_to))
 
     def action_filter(self) -> None:
         """Jump to the filter."""

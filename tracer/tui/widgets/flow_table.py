@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from tracer.records import CallRecord
+from tracer.tui import findings
 from tracer.tui import formatting as fmt
 from tracer.tui.flow import FlowRow
 from tracer.tui.widgets.paged_table import PagedTable, Row
@@ -106,7 +107,17 @@ def flow_row(row: FlowRow) -> Row:
         Text(row.dtype),
         Text(row.device),
         *(Text(fmt.number(stats.get(s)), justify="right") for s in ("mean", "std", "min", "max")),
-        Text(row.flags, style="bold red"),
+        flags_cell(row),
     ]
     height = 1 + (row.extra_outputs.count("\n") + 1 if row.extra_outputs else 0)
     return Row(row.key, cells, height=height)
+
+
+def flags_cell(row: FlowRow) -> Text:
+    """The flag glyphs (red), then the names of the rules whose findings hold on this row."""
+    cell = Text(row.flags, style="bold red")
+    if row.findings:
+        if cell:
+            cell.append(" ")
+        cell.append_text(findings.marker(row.findings))
+    return cell

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -91,6 +92,33 @@ class PagedTable(DataTable[Text]):
                 self.update_cell(row.key, column.key, cell)
         except RowDoesNotExist:
             pass
+
+    def set_cell(self, key: str, column: str, cell: Text) -> None:
+        """Replace one cell of a row by key (loaded or not yet): the row keeps it when shown."""
+        index = self._where.get(key)
+        keys = [str(c.key.value) for c in self.ordered_columns]
+        if index is None or column not in keys:
+            return
+        row = self._all[index]
+        cells = list(row.cells)
+        cells[keys.index(column)] = cell
+        self._all[index] = Row(row.key, cells, row.height)
+        if index < self._loaded:
+            with suppress(RowDoesNotExist):
+                self.update_cell(key, column, cell)
+
+    def visible_keys(self) -> list[str]:
+        """The keys of the loaded rows in view now (the first page before the table has a size)."""
+        top = int(self.scroll_y)
+        bottom = top + (self.size.height - 1 if self.size.height else self.PAGE)  # less the heading
+        keys, line = [], 0
+        for row in self._all[: self._loaded]:
+            if line >= bottom:
+                break
+            if line + row.height > top:
+                keys.append(row.key)
+            line += row.height
+        return keys
 
     def _load_until(self, count: int) -> None:
         count = min(count, len(self._all))
