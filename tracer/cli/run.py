@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.text import Text
@@ -60,6 +61,12 @@ _INT64_MAX = 2**63 - 1
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option(
+    "--check",
+    "check_steps",
+    is_flag=True,
+    help="Check each traced step as it is written; print the first error at once.",
+)
+@click.option(
     "--seed",
     type=click.IntRange(min=0, max=_INT64_MAX),
     help="Seed [default: the config's seed, else 0].",
@@ -75,6 +82,7 @@ def run(
     ops: bool,
     grads: bool,
     device: str,
+    check_steps: bool,
     seed: int | None,
     plugin_files: tuple[Path, ...],
     db: str | None,
@@ -96,6 +104,7 @@ def run(
         device=device,
         seed=seed,
         command=shlex.join(["tracer", *sys.argv[1:]]),
+        check=check_steps,
     )
     plan = plan_run(pipeline, config, options, plugins)  # a clash is refused before the database
     # under torchrun: one process group for the whole command; rank 0 creates the schema first
@@ -111,14 +120,28 @@ def run(
             )
         with rank_progress(job.where, err) as progress, _reported(job.where.is_main):
             result = run_in_job(plan, job, store, progress=progress)
+        checks = _checks_line(store, result.run, plugins) if job.where.is_main else ""
     if job.where.is_main:  # one rank reports, after every rank has finished (the barrier)
         out.print(summary_table(result.run, result.metrics, result.duration_s))
         out.print(f"run id: {result.run.id}    see it: tracer show {result.run.id}")
+        out.print(lit(checks, limit=None))
         if job.where.distributed:
             out.print(lit(job_line(store, result.run), limit=None))
     if result.status == "interrupted":
         err.print("interrupted: the steps recorded so far are kept")
         sys.exit(INTERRUPTED)
+
+
+def _checks_line(store: Any, run: Any, plugins: Any) -> str:
+    """``checks: 0 errors, 1 warning, 2 info — tracer check 7``: the run's findings, counted."""
+    from tracer.checks import check_run
+    from tracer.checks.findings import counts_text
+
+    try:
+        report = check_run(store, store.get_run(run.id), list(plugins.checks().values()))
+    except Exception as exc:  # the run is recorded: a failing check must not fail the command
+        return f"checks: not run ({type(exc).__name__}: {exc}) — tracer check {run.id}"
+    return f"checks: {counts_text(report.counts)} — tracer check {run.id}"
 
 
 @contextmanager

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import torch
 
     from tracer import distributed
+    from tracer.checks.live import StepChecker
     from tracer.plugins.manager import PluginManager
     from tracer.records import RunInfo
     from tracer.store import Store
@@ -146,6 +147,8 @@ class RunOptions:
     seed: int | None = None
     tags: Mapping[str, str] | None = None
     command: str | None = None
+    #: Check each traced step as it is written and print the run's first error at once.
+    check: bool = False
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -245,7 +248,7 @@ def check_options(options: RunOptions) -> None:
         raise ValueError(f"every must be an integer of at least 1, got {every!r}")
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= INT64_MAX):
         raise ValueError(f"seed must be an integer from 0 to {INT64_MAX}, got {seed!r}")
-    for flag, value in (("ops", options.ops), ("grads", options.grads)):
+    for flag, value in (("ops", options.ops), ("grads", options.grads), ("check", options.check)):
         if not isinstance(value, bool):
             raise ValueError(f"{flag} must be True or False, got {value!r}")
     for key, text in (("name", options.name), ("command", options.command)):
@@ -320,9 +323,13 @@ def run_in_job(
     data, model = _build(plan, job.device)
     run = _create_run(plan, job, store, data)
 
+    checker = _step_checker(plan, store, run)
+
     def on_step(step: int, metrics: Mapping[str, float]) -> None:
         if metrics:
             ctx.progress.status("  ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:3]))
+        if checker is not None and step % plan.options.every == 0:
+            _print_first_error(ctx, checker, step)
         plan.plugins.after_step(run, step, metrics)
 
     ctx = RunContext(None, device=job.device, progress=progress, on_step=on_step)
@@ -339,6 +346,27 @@ def run_in_job(
         failure.result = result
         raise failure from exc.error
     return result
+
+
+def _step_checker(plan: RunPlan, store: Store, run: RunInfo) -> StepChecker | None:
+    """With ``check``: the checker that reads each traced step back as it is written."""
+    if not plan.options.check:
+        return None
+    from tracer.checks.live import StepChecker
+
+    return StepChecker(store, run, list(plan.plugins.checks().values()))
+
+
+def _print_first_error(ctx: RunContext, checker: StepChecker, step: int) -> None:
+    """Print the run's first error the moment its step is written."""
+    from rich.markup import escape
+
+    from tracer.formatting import literal
+
+    found = checker.new_error(step)
+    if found is not None:
+        text = f"error at step {step}: {found.rule}: {literal(found.message, 500)}"
+        ctx.progress.print(f"[bold red]{escape(text)}[/]")
 
 
 def _create_run(plan: RunPlan, job: distributed.Job, store: Store, data: Any) -> RunInfo:
