@@ -124,6 +124,7 @@ def serving(db: Path, cwd: Path, *args: str) -> Iterator[Served]:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         assert url.startswith("http://"), f"no URL on the first line: {url!r} {log.read_text()}"
+        wait_until(lambda: "Ctrl-C stops it" in log.read_text(), timeout=10)  # after the URL
         yield Served(proc, url, log)
     finally:
         stop_group(proc)

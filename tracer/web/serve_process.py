@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from textual_serve.app_service import AppService
+
+log = logging.getLogger("tracer.serve")
 
 #: ``prctl`` option: the signal this process gets when the thread that started it exits.
 PR_SET_PDEATHSIG = 1
@@ -98,6 +101,7 @@ class InspectorProcess(AppService):
             await asyncio.wait_for(process.wait(), timeout)
         except asyncio.TimeoutError:
             if process.returncode is None:
+                log.warning("killed app %s: it did not quit within %.1f s", process.pid, timeout)
                 process.kill()
             await process.wait()
         if task is not None:
