@@ -34,6 +34,7 @@ def test_manager_loads_builtin_plugins_through_the_hooks() -> None:
     assert {p.name: p.source for p in manager.plugins()} == {
         "sentiment": "built-in",
         "exporters": "built-in",
+        "checks": "built-in",
     }
     assert manager.pipelines["sentiment"].plugin == "sentiment"
     assert set(manager.exporters) == {"json", "csv"}
@@ -120,7 +121,7 @@ def test_manager_disable_env_blocks_builtin_and_file_plugins(tiny_plugin: Path) 
     manager = PluginManager.load([tiny_plugin], entry_points=False, env=env)
     assert "sentiment" not in manager.pipelines
     assert "tiny" not in manager.pipelines
-    assert [p.name for p in manager.plugins()] == ["exporters"]
+    assert [p.name for p in manager.plugins()] == ["exporters", "checks"]
 
 
 def test_manager_unknown_pipeline_lists_the_available_ones() -> None:
@@ -237,3 +238,48 @@ def test_hookspecs_every_hook_is_documented_and_tested(hook: str) -> None:
     tests = Path(__file__).parent.glob("test_*.py")
     text = "".join(p.read_text() for p in tests if p.name != Path(__file__).name)
     assert f"test_hook_{hook}" in text, f"no test named test_hook_{hook}_... for {hook}"
+
+
+RULE_SOURCE = """
+from tracer import hookimpl
+from tracer.checks import Rule
+
+def quiet(records, limits):
+    return []
+
+@hookimpl
+def register_checks(register):
+    register(Rule("{name}", "warning", "finds nothing", quiet))
+"""
+
+
+def test_manager_collects_rules_with_the_plugin_that_gave_them(write_plugin) -> None:
+    manager = PluginManager.load([write_plugin("mine", RULE_SOURCE.format(name="mine"))])
+    rules = manager.checks()
+    assert rules["mine"].plugin == "mine"
+    assert rules["nan"].plugin == "checks"
+    assert next(iter(rules)) == "nan"  # the built-ins first
+
+
+def test_manager_duplicate_rule_names_both_plugins(write_plugin) -> None:
+    path = write_plugin("other", RULE_SOURCE.format(name="nan"))
+    manager = PluginManager.load([path], entry_points=False)
+    clash = "'nan' is registered twice in register_checks: by plugin 'checks' and by plugin 'other'"
+    with pytest.raises(PluginError, match=clash):
+        manager.checks()
+
+
+NOT_A_RULE = """
+from tracer import hookimpl
+
+@hookimpl
+def register_checks(register):
+    register("nan")
+"""
+
+
+def test_manager_refuses_a_rule_that_is_not_a_rule(write_plugin) -> None:
+    manager = PluginManager.load([write_plugin("bad", NOT_A_RULE)], entry_points=False)
+    refused = "plugin 'bad': invalid contribution in register_checks: expected a Rule, got str"
+    with pytest.raises(PluginError, match=refused):
+        manager.checks()
