@@ -88,7 +88,8 @@ def marker(findings: Sequence[Finding]) -> Text:
     if not findings:
         return Text()
     ordered = sorted(findings, key=lambda f: _rank(f.severity))
-    text = Text(MARKER, style=SEVERITY_STYLE[ordered[0].severity])
+    text = Text()
+    text.append(MARKER, style=SEVERITY_STYLE[ordered[0].severity])
     seen: set[str] = set()
     for finding in ordered:
         if finding.rule not in seen:

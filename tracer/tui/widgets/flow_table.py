@@ -115,7 +115,8 @@ def flow_row(row: FlowRow) -> Row:
 
 def flags_cell(row: FlowRow) -> Text:
     """The flag glyphs (red), then the names of the rules whose findings hold on this row."""
-    cell = Text(row.flags, style="bold red")
+    cell = Text()
+    cell.append(row.flags, style="bold red")  # a span: the rule names keep their own colour
     if row.findings:
         if cell:
             cell.append(" ")
