@@ -1,4 +1,5 @@
-// Table tools of the report: filter layers by text, hide ops, show only changed diff rows.
+// Table tools of the report: filter layers by text, hide ops, show only changed diff rows,
+// show the diff's drifted statistics.
 // Reads and toggles classes only; never writes markup.
 (function () {
   "use strict";
@@ -22,6 +23,12 @@
   }
   document.querySelectorAll(".tools input").forEach(function (input) {
     var id = input.getAttribute("data-table");
-    input.addEventListener("input", function () { apply(id); });
+    input.addEventListener("input", function () {
+      if (input.classList.contains("show-drift")) {
+        document.getElementById(id).classList.toggle("show-drift", input.checked);
+      } else {
+        apply(id);
+      }
+    });
   });
 })();

@@ -48,7 +48,7 @@ def _changes(diff_row: DiffRow) -> str:
         ]
         more = len(diff_row.drift) - DRIFT_SHOWN
         tail = f" +{more}" if more > 0 else ""
-        text += tag("div", "drift: " + ", ".join(drifts) + tail, "extra muted")
+        text += tag("div", "drift: " + ", ".join(drifts) + tail, "extra muted drift-line")
     return text
 
 
@@ -201,14 +201,15 @@ def diff_section(
     )
     intro = (
         "Calls aligned as tracer diff aligns them: ≠ a shape, dtype, device or own parameter "
-        "count changed, + added in B, − removed from B; statistics that moved by more than "
-        f"{diff.drift_threshold:.0%} are listed as drift."
+        "count changed, + added in B, − removed from B. Statistics that moved by more than "
+        f"{diff.drift_threshold:.0%} are drift (show drift lists them; tracer diff --drift)."
     )
     if len(diff.rows) > limit:
         intro += f" {limit:,} of {len(diff.rows):,} rows are shown, changed rows first."
     tools = (
         '<div class="tools"><label><input type="checkbox" class="only-changes" '
-        'data-table="diff-table"> only changes</label></div>'
+        'data-table="diff-table"> only changes</label><label><input type="checkbox" '
+        'class="show-drift" data-table="diff-table"> show drift</label></div>'
     )
     columns = ["", "layer", "type", "in A", "in B", "out A", "out B", "kind", "changes", ""]
     flow = table(columns, [_rows(diff, limit, flags)], "diff", id_="diff-table")

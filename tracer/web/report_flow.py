@@ -155,13 +155,20 @@ def _step_range(steps: Sequence[int]) -> str:
     return f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}–{steps[-1]}"
 
 
+def _record(call: CallRecord, role: str) -> TensorRecord | None:
+    return primary(call.outputs if role == "output" else [t for t in call.grads if t.role == role])
+
+
 def _series(calls: Sequence[CallRecord], stat: str, role: str) -> list[tuple[int, float]]:
+    """``(step, value)`` per call; NaN where the tensor held only NaN or Inf (no finite value
+    to take the statistic over), so that the sparkline marks it."""
     points = []
     for call in calls:
-        records = call.outputs if role == "output" else [t for t in call.grads if t.role == role]
-        record = primary(records)
+        record = _record(call, role)
         if record is not None and stat in record.stats:
             points.append((call.step, float(record.stats[stat])))
+        elif record is not None and any(_nonfinite(record)):
+            points.append((call.step, math.nan))
     return points
 
 
@@ -186,7 +193,7 @@ def _spark(points: Sequence[tuple[int, float]], what: str) -> Cell:
 
 def _layer_row(call: CallRecord, calls: Sequence[CallRecord], grads: bool) -> str:
     mean, std = _series(calls, "mean", "output"), _series(calls, "std", "output")
-    bad = [s for s, v in mean + std if not math.isfinite(v)]
+    bad = [c.step for c in calls if any(_nonfinite(_record(c, "output")))]
     cells: list[Cell] = [
         (esc(label(call)), f"layer mono d{min(call.depth, MAX_DEPTH)}"),
         (esc(call.type), "type"),
@@ -195,7 +202,7 @@ def _layer_row(call: CallRecord, calls: Sequence[CallRecord], grads: bool) -> st
     ]
     if grads:
         cells.append(_spark(_series(calls, "l2", "grad"), "gradient L2"))
-    nonfinite = ", ".join(map(str, sorted(set(bad))[:6]))
+    nonfinite = ", ".join(map(str, bad[:6])) + (f" +{len(bad) - 6}" if len(bad) > 6 else "")
     cells.append((esc(nonfinite), "num bad") if nonfinite else "")
     return row(cells, "op" if call.kind == "op" else "mod")
 

@@ -19,6 +19,8 @@ from tracer.web.report_html import LINE_LIMIT, definitions, esc, num, plural, ta
 from tracer.web.report_svg import chart, downsample
 
 HERE = Path(__file__).parent
+#: Lines of a failed run's error (a traceback) shown, at most.
+MAX_ERROR_LINES = 60
 
 
 @cache
@@ -100,7 +102,8 @@ def _run_section(data: ReportData) -> str:
     run = data.run
     parts = [tag("h2", "Run")]
     if run.error:
-        parts.append(tag("pre", esc(run.error, LINE_LIMIT), "error"))
+        lines = run.error.splitlines()[:MAX_ERROR_LINES]
+        parts.append(tag("pre", "\n".join(esc(line, LINE_LIMIT) for line in lines), "error"))
     columns = tag("div", tag("h3", "Config") + _config(run), "col") + tag(
         "div", tag("h3", "Provenance") + _provenance(run), "col"
     )

@@ -121,8 +121,11 @@ def chart(points: Points, what: str, width: int = 300, height: int = 110) -> str
     xy = [(x + left, y) for x, y in _scale(points, inner_w, inner_h, pad)]
     finite = [v for _, v in points if math.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (math.nan, math.nan)
-    texts = f'<text x="{left - 5}" y="{pad + 8}" class="ax end">{esc(number(hi))}</text>'
-    if lo != hi:
+    if finite:
+        texts = f'<text x="{left - 5}" y="{pad + 8}" class="ax end">{esc(number(hi))}</text>'
+    else:
+        texts = f'<text x="{left}" y="{inner_h / 2}" class="ax">no finite value</text>'
+    if finite and lo != hi:
         texts += f'<text x="{left - 5}" y="{inner_h - pad}" class="ax end">{esc(number(lo))}</text>'
     texts += f'<text x="{left}" y="{height - 3}" class="ax">step {points[0][0]}</text>'
     if points[-1][0] != points[0][0]:
