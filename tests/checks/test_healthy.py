@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
 from torch import nn
 
 from tests.checks.conftest import batch, flagged, train
+from tracer.checks import check_run
+from tracer.checks.builtin import BUILTIN_RULES
+from tracer.cli import cli
+from tracer.store import open_store
 
 
 def test_healthy_mlp_has_no_error_or_warning(db: Path) -> None:
@@ -56,3 +62,18 @@ def test_healthy_cnn_has_no_error_or_warning(db: Path) -> None:
 
     report = train(SmallCNN(), db, loss, steps=8, grads=True, ops=True, lr=0.05).check()
     assert flagged(report) == []
+
+
+def test_healthy_sentiment_pipeline_has_no_error_or_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The article's LSTM (smaller, every step traced, with gradients) through `tracer run`."""
+    monkeypatch.setenv("TRACER_CACHE", str(tmp_path / "cache"))
+    quick = ["max_reviews=500", "seq_length=50", "hidden_dim=64", "steps_per_epoch=4"]
+    args = ["run", "sentiment", "--db", str(tmp_path / "s.db"), "--every", "1", "--grads"]
+    result = CliRunner().invoke(cli, args + [x for q in quick for x in ("--set", q)])
+    assert result.exit_code == 0, result.output
+    assert "checks: 0 errors, 0 warnings" in result.stdout
+    store = open_store(tmp_path / "s.db")
+    report = check_run(store, store.get_run("latest"), BUILTIN_RULES)
+    assert flagged(report) == [] and len(report.steps) == 8

@@ -54,7 +54,8 @@ def _moved(points: list[_Point], limits: Mapping[str, float]) -> tuple[str, floa
         ratio = stds[-1] / stds[0]
         factor = limits["spread_factor"]
         if (ratio >= factor or ratio <= 1 / factor) and steady(stds, share):
-            return f"its standard deviation went {ratio:.3g} times over", ratio
+            how = f"grew {ratio:.3g}-fold" if ratio > 1 else f"shrank {1 / ratio:.3g}-fold"
+            return f"its standard deviation {how}", ratio
     return None
 
 
