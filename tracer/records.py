@@ -26,6 +26,15 @@ RunStatus = Literal["running", "completed", "failed", "interrupted"]
 #: Statistics every float tensor gets. Integer tensors get ``numel``, ``mean``, ``min``, ``max``
 #: (plus ``zero_frac``); bool tensors get ``numel`` and ``true_frac``; tensors without readable
 #: values (sparse, meta, quantized) get ``numel`` only. Plugins may add further keys.
+#:
+#: ``zero_frac``, ``near_zero_frac`` and ``near_one_frac`` are fractions of the finite values:
+#: of ``x == 0``, of ``|x| <= 0.01`` and of ``0.99 <= |x| <= 1.01`` (bounds included; the band
+#: is ``tracer.core.stats_layout.NEAR_BAND``, fixed when a run is recorded). The last two tell
+#: a bounded activation pinned at its bounds from one spread over its range: near 1 are
+#: near_zero + near_one for a saturated sigmoid, near_one for a saturated tanh or hardtanh,
+#: near_one times the last dimension for a peaked softmax, near_zero for a dead GELU. Runs
+#: recorded before these two existed lack their keys (not recorded, which is not 0). Without
+#: any finite value a float tensor gets ``numel``, ``nan_count`` and ``inf_count`` only.
 BUILTIN_STATS: tuple[str, ...] = (
     "numel",
     "mean",
@@ -37,6 +46,8 @@ BUILTIN_STATS: tuple[str, ...] = (
     "zero_frac",
     "nan_count",
     "inf_count",
+    "near_zero_frac",
+    "near_one_frac",
 )
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

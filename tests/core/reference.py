@@ -6,7 +6,8 @@ import torch
 
 
 def reference_stats(x: torch.Tensor) -> dict[str, float]:
-    """Counts of NaN/Inf, everything else over the finite values (counts only if none)."""
+    """Counts of NaN/Inf, everything else over the finite values (counts only if none); the
+    near-value bands compared in float64 against the decimal bounds, as real numbers."""
     d = x.double().reshape(-1)
     finite = d[torch.isfinite(d)]
     want: dict[str, float] = {
@@ -23,5 +24,7 @@ def reference_stats(x: torch.Tensor) -> dict[str, float]:
             abs_mean=finite.abs().mean().item(),
             l2=finite.norm().item(),
             zero_frac=(finite == 0).double().mean().item(),
+            near_zero_frac=(finite.abs() <= 0.01).double().mean().item(),
+            near_one_frac=((finite.abs() >= 0.99) & (finite.abs() <= 1.01)).double().mean().item(),
         )
     return want

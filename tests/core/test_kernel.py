@@ -11,6 +11,7 @@ from core.reference import reference_stats
 import tracer
 from tracer.core import stats
 from tracer.core.stats import kernel_vector, stats_from_kernel
+from tracer.core.stats_layout import SIZE
 
 # The kernel's inner loop runs 16 lanes and folds them into double totals every 256 rounds:
 # sizes around both boundaries, and one spanning several folds with a tail.
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.needs_extension("speedups")
 def _kernel_stats(x: torch.Tensor) -> dict[str, float]:
     vector = kernel_vector(x)
     assert vector is not None
-    assert len(vector) == 10 and vector[0] == x.numel()
+    assert len(vector) == SIZE and vector[0] == x.numel()
     return stats_from_kernel(vector)
 
 

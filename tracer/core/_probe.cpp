@@ -243,10 +243,12 @@ using Vector = std::array<double, kStats>;
 // 8 GB/s here, and right after a parallel op torch's threads are still spinning, ready.
 constexpr int64_t kParallelNumel = int64_t{1} << 20;
 
-// Merge the statistics of consecutive chunks: counts and sums add, extremes compare, the
-// spread (sqrt of the sum of squared deviations) combines through each chunk's mean.
+// Merge the statistics of consecutive chunks: counts (the near-value counts too) and sums add,
+// extremes compare, the spread (sqrt of the sum of squared deviations) combines through each
+// chunk's mean.
 void merge(const std::vector<Vector>& parts, double* out) {
   double numel = 0, finite = 0, nans = 0, sum = 0, l2 = 0, l1 = 0, nonzero = 0;
+  double near_zero = 0, near_one = 0;
   double lo = NAN, hi = NAN;
   for (const auto& p : parts) {
     numel += p[TRACER_STAT_NUMEL];
@@ -256,6 +258,8 @@ void merge(const std::vector<Vector>& parts, double* out) {
     l2 += p[TRACER_STAT_L2] * p[TRACER_STAT_L2];
     l1 += p[TRACER_STAT_L1];
     nonzero += p[TRACER_STAT_NONZERO];
+    near_zero += p[TRACER_STAT_NEAR_ZERO];
+    near_one += p[TRACER_STAT_NEAR_ONE];
     if (p[TRACER_STAT_FINITE] > 0) {
       lo = std::isnan(lo) || p[TRACER_STAT_MIN] < lo ? p[TRACER_STAT_MIN] : lo;
       hi = std::isnan(hi) || p[TRACER_STAT_MAX] > hi ? p[TRACER_STAT_MAX] : hi;
@@ -279,6 +283,8 @@ void merge(const std::vector<Vector>& parts, double* out) {
   out[TRACER_STAT_NONZERO] = nonzero;
   out[TRACER_STAT_MIN] = lo;
   out[TRACER_STAT_MAX] = hi;
+  out[TRACER_STAT_NEAR_ZERO] = near_zero;
+  out[TRACER_STAT_NEAR_ONE] = near_one;
 }
 
 void reduce_all(const char* data, int64_t numel, int itemsize, double* out) {

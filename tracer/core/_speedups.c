@@ -6,12 +6,16 @@
  * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
  * statistics vector in the layout of stats_layout.h (tracer.core.stats_layout.Stat):
  *
- *     (numel, finite count, NaN count, sum, spread, L2 norm, L1 norm, nonzero count, min, max)
+ *     (numel, finite count, NaN count, sum, spread, L2 norm, L1 norm, nonzero count, min, max,
+ *      near-zero count, near-one count)
  *
- * where spread = sqrt(sum((x - mean)^2)) and every sum, norm and extreme is over the finite
- * values. The module's LAYOUT tuple names the positions. The fast pass keeps independent
+ * where spread = sqrt(sum((x - mean)^2)) and every sum, norm, count and extreme is over the
+ * finite values; the near counts are of |x| <= 0.01 and 0.99 <= |x| <= 1.01 (the bands of
+ * stats_layout.h, bounds included, compared in the values' own type against bounds rounded
+ * to the right side). The module's LAYOUT tuple names the positions. The fast pass keeps independent
  * lanes (which the compiler turns into vector instructions) and adds each block of lanes into
- * double totals. It sums x - k, where k is the first value, so that the spread does not cancel away when |mean| >> std. If a NaN or Inf
+ * double totals. It sums x - k, where k is the first value, so that the spread does not cancel
+ * away when |mean| >> std. If a NaN or Inf
  * poisons the fast sums (or a float32 lane overflows), a careful scalar double pass counts the
  * non-finite values and reduces the others in two passes.
  */
@@ -31,12 +35,31 @@
 #define VECTOR_CLONES
 #endif
 
+/* A band's bound in float32, on the right side of the real bound c (the largest float32 <= c
+ * for an upper bound, the smallest >= c for a lower one): a float32 value then compares against
+ * it exactly as against c. In float64 the bounds are the doubles themselves. */
+static float upper_f32(double c)
+{
+    const float f = (float)c;
+    return (double)f > c ? nextafterf(f, -INFINITY) : f;
+}
+
+static float lower_f32(double c)
+{
+    const float f = (float)c;
+    return (double)f < c ? nextafterf(f, INFINITY) : f;
+}
+
+static double same_f64(double c) { return c; }
+
 /* The fast pass; returns 0 when a sum is not finite (the careful pass must decide). */
-#define FAST_PASS(NAME, T, ACC, ABS)                                                           \
+#define FAST_PASS(NAME, T, ACC, ABS, UPPER, LOWER)                                             \
     VECTOR_CLONES static int NAME(const T *x, int64_t n, double *out)                      \
     {                                                                                      \
-        double s = 0, s2 = 0, q = 0, a = 0, z = 0;                                         \
+        double s = 0, s2 = 0, q = 0, a = 0, z = 0, nz = 0, no = 0;                         \
         const T k = x[0];                                                                  \
+        const ACC band = UPPER(TRACER_NEAR_BAND), one_lo = LOWER(TRACER_NEAR_ONE_LOW);     \
+        const ACC one_hi = UPPER(TRACER_NEAR_ONE_HIGH);                                    \
         T mn[LANES], mx[LANES];                                                            \
         for (int j = 0; j < LANES; j++) {                                                  \
             mn[j] = k;                                                                     \
@@ -46,7 +69,7 @@
         const int64_t full = n - n % LANES;                                                \
         while (i < full) {                                                                 \
             ACC ls[LANES] = {0}, ls2[LANES] = {0}, lq[LANES] = {0};                        \
-            ACC la[LANES] = {0}, lz[LANES] = {0};                                          \
+            ACC la[LANES] = {0}, lz[LANES] = {0}, lnz[LANES] = {0}, lno[LANES] = {0};      \
             int64_t end = i + (int64_t)BLOCK * LANES;                                      \
             if (end > full)                                                                \
                 end = full;                                                                \
@@ -57,8 +80,11 @@
                     ls[j] += d;                                                            \
                     ls2[j] += d * d;                                                       \
                     lq[j] += v * v;                                                        \
-                    la[j] += ABS(v); /* not v<0?-v:v */                                     \
+                    const ACC av = ABS(v); /* not v<0?-v:v */                              \
+                    la[j] += av;                                                           \
                     lz[j] += v == 0 ? 1 : 0;                                               \
+                    lnz[j] += av <= band ? 1 : 0;                                          \
+                    lno[j] += (av >= one_lo) & (av <= one_hi) ? 1 : 0;                     \
                     mn[j] = x[i + j] < mn[j] ? x[i + j] : mn[j];                           \
                     mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];                           \
                 }                                                                          \
@@ -69,6 +95,8 @@
                 q += lq[j];                                                                \
                 a += la[j];                                                                \
                 z += lz[j];                                                                \
+                nz += lnz[j];                                                              \
+                no += lno[j];                                                              \
             }                                                                              \
         }                                                                                  \
         double lo = k, hi = k;                                                             \
@@ -81,8 +109,11 @@
             s += d;                                                                        \
             s2 += d * d;                                                                   \
             q += v * v;                                                                    \
-            a += fabs(v);                                                                  \
+            const double av = fabs(v);                                                     \
+            a += av;                                                                       \
             z += v == 0;                                                                   \
+            nz += av <= TRACER_NEAR_BAND;                                                  \
+            no += av >= TRACER_NEAR_ONE_LOW && av <= TRACER_NEAR_ONE_HIGH;                 \
             lo = v < lo ? v : lo;                                                          \
             hi = v > hi ? v : hi;                                                          \
         }                                                                                  \
@@ -98,6 +129,8 @@
         out[TRACER_STAT_NONZERO] = (double)n - z;                                          \
         out[TRACER_STAT_MIN] = lo;                                                         \
         out[TRACER_STAT_MAX] = hi;                                                         \
+        out[TRACER_STAT_NEAR_ZERO] = nz;                                                   \
+        out[TRACER_STAT_NEAR_ONE] = no;                                                    \
         return 1;                                                                          \
     }
 
@@ -105,7 +138,7 @@
 #define CAREFUL_PASS(NAME, T)                                                               \
     static void NAME(const T *x, int64_t n, double *out)                                   \
     {                                                                                      \
-        double m = 0, nans = 0, s = 0, q = 0, a = 0, nz = 0;                               \
+        double m = 0, nans = 0, s = 0, q = 0, a = 0, nz = 0, near0 = 0, near1 = 0;         \
         double lo = INFINITY, hi = -INFINITY;                                              \
         for (int64_t i = 0; i < n; i++) {                                                  \
             const double v = x[i];                                                         \
@@ -118,8 +151,11 @@
             m += 1;                                                                        \
             s += v;                                                                        \
             q += v * v;                                                                    \
-            a += fabs(v);                                                                  \
+            const double av = fabs(v);                                                     \
+            a += av;                                                                       \
             nz += v != 0;                                                                  \
+            near0 += av <= TRACER_NEAR_BAND;                                               \
+            near1 += av >= TRACER_NEAR_ONE_LOW && av <= TRACER_NEAR_ONE_HIGH;              \
             lo = v < lo ? v : lo;                                                          \
             hi = v > hi ? v : hi;                                                          \
         }                                                                                  \
@@ -139,10 +175,12 @@
         out[TRACER_STAT_NONZERO] = nz;                                                     \
         out[TRACER_STAT_MIN] = m > 0 ? lo : NAN;                                           \
         out[TRACER_STAT_MAX] = m > 0 ? hi : NAN;                                           \
+        out[TRACER_STAT_NEAR_ZERO] = near0;                                                \
+        out[TRACER_STAT_NEAR_ONE] = near1;                                                 \
     }
 
-FAST_PASS(fast_f32, float, float, fabsf)
-FAST_PASS(fast_f64, double, double, fabs)
+FAST_PASS(fast_f32, float, float, fabsf, upper_f32, lower_f32)
+FAST_PASS(fast_f64, double, double, fabs, same_f64, same_f64)
 CAREFUL_PASS(careful_f32, float)
 CAREFUL_PASS(careful_f64, double)
 

@@ -49,8 +49,10 @@ from tracer.core.stats import (
     device_vector,
     finite_stats,
     kernel_vector,
+    near_counts,
     note_failed,
     note_skipped,
+    scratch,
     skip_reason,
     stats_from_kernel,
     stats_from_vector,
@@ -64,6 +66,8 @@ from tracer.core.stats_layout import (
     MAX,
     MIN,
     NAN,
+    NEAR_ONE,
+    NEAR_ZERO,
     NONZERO,
     NUMEL,
     SIZE,
@@ -234,10 +238,13 @@ def _reduce(block: torch.Tensor, out: torch.Tensor) -> list[int]:
 
 
 def _finish(block: torch.Tensor, out: torch.Tensor, n: int) -> list[float]:
-    """The rest of each row's statistics vector into ``out`` (L1 norms and nonzero counts from
-    ``|x|`` and its 0/1 signs built in place: boolean temporaries and the unvectorised L1/L0
-    kernels cost twice as much), then every row's vector as one flat list."""
+    """The rest of each row's statistics vector into ``out`` (L1 norms, near-value and nonzero
+    counts from ``|x|``, its band flags in a scratch buffer and its 0/1 signs built in place:
+    boolean temporaries and the unvectorised L1/L0 kernels cost twice as much), then every
+    row's vector as one flat list."""
     torch.sum(block.abs_(), 1, out=out[:, L1])
+    flags = scratch(block.dtype, block.numel(), 1).view(block.shape)
+    out[:, NEAR_ZERO], out[:, NEAR_ONE] = near_counts(block, 1, flags)
     torch.sum(block.sign_(), 1, out=out[:, NONZERO])
     # The spread from the difference of squares, in float64 as the other torch sums paths
     # (exact enough: the mask of _reduce sent the rows where it would cancel away).

@@ -3,7 +3,8 @@
 Float tensors get ``BUILTIN_STATS``, integer tensors ``numel/mean/min/max/zero_frac``, bool
 tensors ``numel/true_frac``; sparse, meta, quantized, nested and complex tensors ``numel`` only.
 float16/bfloat16 are reduced in float32. NaN and Inf are counted and the other statistics are
-taken over the finite values.
+taken over the finite values: ``zero_frac``, ``near_zero_frac`` and ``near_one_frac`` are
+fractions of the finite values (the bands: :data:`tracer.core.stats_layout.NEAR_BAND`).
 
 Cost model (measured in benchmarks/README.md): every torch reduction costs a few microseconds of
 dispatch and one pass over memory per statistic. A CPU float tensor therefore goes to the compiled
@@ -44,6 +45,11 @@ from tracer.core.stats_layout import (
     MAX,
     MIN,
     NAN,
+    NEAR_BAND,
+    NEAR_ONE,
+    NEAR_ONE_HIGH,
+    NEAR_ONE_LOW,
+    NEAR_ZERO,
     NONZERO,
     NUMEL,
     SIZE,
@@ -172,32 +178,78 @@ def stats_from_kernel(v: Sequence[float], at: int = 0) -> dict[str, float]:
         "abs_mean": v[at + L1] / m,
         "l2": v[at + L2],
         "zero_frac": (m - v[at + NONZERO]) / m,
+        "near_zero_frac": v[at + NEAR_ZERO] / m,
+        "near_one_frac": v[at + NEAR_ONE] / m,
     }
 
 
 def make_vector(
-    *, numel: T, finite: T, nans: T, total: T, spread: T, l2: T, l1: T, nonzero: T, lo: T, hi: T
+    *,
+    numel: T,
+    finite: T,
+    nans: T,
+    total: T,
+    spread: T,
+    l2: T,
+    l1: T,
+    nonzero: T,
+    lo: T,
+    hi: T,
+    near_zero: T,
+    near_one: T,
 ) -> tuple[T, ...]:
     """A statistics vector from its values by name (the torch paths build theirs here; the
     accelerator path places 0-d tensors, stacked into one device vector)."""
     v: list[Any] = [None] * SIZE
     v[NUMEL], v[FINITE], v[NAN], v[SUM], v[SPREAD] = numel, finite, nans, total, spread
     v[L2], v[L1], v[NONZERO], v[MIN], v[MAX] = l2, l1, nonzero, lo, hi
+    v[NEAR_ZERO], v[NEAR_ONE] = near_zero, near_one
     return tuple(v)
 
 
+def near_counts(
+    a: torch.Tensor, dim: int | None = None, flags: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How many of the values whose magnitudes are ``a`` lie in the near-zero and the near-one
+    band (:mod:`tracer.core.stats_layout`), as tensors on ``a``'s device (per row along
+    ``dim``); NaN and ±Inf fall in neither. A float32 ``a`` is compared in float32, which is
+    exact (the layout module says why).
+
+    On the CPU the comparisons write 0/1 into ``flags`` (a buffer shaped as ``a``, else a new
+    one) and sum it in ``a``'s dtype: torch's CPU kernels for boolean masks took three times
+    as long. Every CPU caller passes at most 2**24 values per sum, which float32 counts
+    exactly. Elsewhere the masks are counted with ``count_nonzero`` (exact at any size).
+    """
+    if a.device.type != "cpu":
+        near_one = torch.count_nonzero((a >= NEAR_ONE_LOW) & (a <= NEAR_ONE_HIGH), dim)
+        return torch.count_nonzero(a <= NEAR_BAND, dim), near_one
+    if flags is None:
+        flags = torch.empty_like(a)
+    near_zero = torch.le(a, NEAR_BAND, out=flags).sum(dim)
+    # [low, high] as "at most high" less "below low": no third pass for the "and"
+    near_one = torch.le(a, NEAR_ONE_HIGH, out=flags).sum(dim)
+    return near_zero, near_one.sub_(torch.lt(a, NEAR_ONE_LOW, out=flags).sum(dim))
+
+
 def sums_vector(
-    n: int, total: float, l2: float, l1: float, lo: float, hi: float, nonzero: float
+    n: int,
+    total: float,
+    l2: float,
+    l1: float,
+    lo: float,
+    hi: float,
+    nonzero: float,
+    near: tuple[float, float],
 ) -> tuple[float, ...] | None:
-    """The statistics vector of ``n`` values from their fast sums (the torch reductions'
-    results); None when a value is non-finite or the spread would be inexact
+    """The statistics vector of ``n`` values from their fast sums and ``near`` counts (the
+    torch reductions' results); None when a value is non-finite or the spread would be inexact
     (:func:`needs_careful`: the caller reduces such a tensor with :func:`torch_vector`)."""
     if needs_careful(n, total, l2, lo, hi):
         return None
     spread = math.sqrt(max(l2 * l2 - total * total / n, 0.0))
     return make_vector(
         numel=n, finite=n, nans=0, total=total, spread=spread, l2=l2, l1=l1, nonzero=nonzero,
-        lo=lo, hi=hi,
+        lo=lo, hi=hi, near_zero=near[0], near_one=near[1],
     )  # fmt: skip
 
 
@@ -318,7 +370,7 @@ def zero_stats(x: torch.Tensor, n: int) -> dict[str, float]:
     return stats_from_kernel(
         make_vector(
             numel=n, finite=n, nans=0, total=0.0, spread=0.0, l2=0.0, l1=0.0, nonzero=0,
-            lo=0.0, hi=0.0,
+            lo=0.0, hi=0.0, near_zero=n, near_one=0,
         )
     )  # fmt: skip
 
@@ -377,12 +429,13 @@ def merge_vectors(parts: Sequence[Sequence[float]]) -> tuple[float, ...]:
     """One statistics vector from those of disjoint parts (as ``merge`` in
     tracer/core/_probe.cpp): counts and sums add, extremes compare, spreads combine through
     each part's mean."""
-    numel = finite = nans = total = squares = l1 = nonzero = 0.0
+    numel = finite = nans = total = squares = l1 = nonzero = near_zero = near_one = 0.0
     lo, hi = math.inf, -math.inf
     for p in parts:
         numel, finite, nans = numel + p[NUMEL], finite + p[FINITE], nans + p[NAN]
         total, squares = total + p[SUM], squares + p[L2] * p[L2]
         l1, nonzero = l1 + p[L1], nonzero + p[NONZERO]
+        near_zero, near_one = near_zero + p[NEAR_ZERO], near_one + p[NEAR_ONE]
         if p[FINITE] > 0:
             lo, hi = min(lo, p[MIN]), max(hi, p[MAX])
     mean = total / finite if finite else 0.0
@@ -395,7 +448,8 @@ def merge_vectors(parts: Sequence[Sequence[float]]) -> tuple[float, ...]:
         lo = hi = math.nan
     return make_vector(
         numel=numel, finite=finite, nans=nans, total=total, spread=math.sqrt(m2),
-        l2=math.sqrt(squares), l1=l1, nonzero=nonzero, lo=lo, hi=hi,
+        l2=math.sqrt(squares), l1=l1, nonzero=nonzero, lo=lo, hi=hi, near_zero=near_zero,
+        near_one=near_one,
     )  # fmt: skip
 
 
@@ -406,7 +460,8 @@ def repeat_vector(v: Sequence[float], factor: int) -> tuple[float, ...]:
     return make_vector(
         numel=v[NUMEL] * factor, finite=v[FINITE] * factor, nans=v[NAN] * factor,
         total=v[SUM] * factor, spread=v[SPREAD] * root, l2=v[L2] * root, l1=v[L1] * factor,
-        nonzero=v[NONZERO] * factor, lo=v[MIN], hi=v[MAX],
+        nonzero=v[NONZERO] * factor, lo=v[MIN], hi=v[MAX], near_zero=v[NEAR_ZERO] * factor,
+        near_one=v[NEAR_ONE] * factor,
     )  # fmt: skip
 
 
@@ -422,16 +477,19 @@ def torch_vector(x: torch.Tensor) -> tuple[float, ...]:
     if m == 0:
         return make_vector(
             numel=n, finite=0, nans=nans, total=0.0, spread=0.0, l2=0.0, l1=0.0, nonzero=0,
-            lo=math.nan, hi=math.nan,
+            lo=math.nan, hi=math.nan, near_zero=0, near_one=0,
         )  # fmt: skip
     values = x if m == n else x[finite]
     total = values.sum().item()
     lo, hi = torch.aminmax(values)
+    magnitudes = values.abs()
+    near_zero, near_one = near_counts(magnitudes)
     return make_vector(
         numel=n, finite=m, nans=nans, total=total,
         spread=torch.linalg.vector_norm(values - total / m).item(),
-        l2=torch.linalg.vector_norm(values).item(), l1=values.abs().sum().item(),
+        l2=torch.linalg.vector_norm(values).item(), l1=magnitudes.sum().item(),
         nonzero=int(torch.count_nonzero(values)), lo=lo.item(), hi=hi.item(),
+        near_zero=int(near_zero), near_one=int(near_one),
     )  # fmt: skip
 
 
@@ -520,47 +578,55 @@ def fused_vector(x: torch.Tensor) -> tuple[float, ...] | None:
         torch.linalg.vector_norm(x, 1),
         lo,
         hi,
-        torch.count_nonzero(x).to(x.dtype),
+        torch.count_nonzero(x),
+        *near_counts(x.abs()),
     )
     if x.device.type == "cpu":  # .item() is ~0.1 us on the CPU and never synchronises
-        total, l2, l1, low, high, nonzero = (p.item() for p in parts)
-    else:
-        total, l2, l1, low, high, nonzero = torch.stack(parts).tolist()
-    return sums_vector(x.numel(), total, l2, l1, low, high, nonzero)
+        total, l2, l1, low, high, nonzero, near_zero, near_one = (p.item() for p in parts)
+    else:  # float64: counts past 2**24 stay exact
+        values = torch.stack([p.double() for p in parts]).tolist()
+        total, l2, l1, low, high, nonzero, near_zero, near_one = values
+    near = (near_zero, near_one)
+    return sums_vector(x.numel(), total, l2, l1, low, high, nonzero, near)
 
 
 def chunked_vector(x: torch.Tensor) -> tuple[float, ...] | None:
     """The statistics vector of a non-empty contiguous CPU tensor from its fast sums, chunk by
     chunk; None where :func:`sums_vector` says the careful path must decide.
 
-    Each chunk is reduced while it sits in cache, and ``|x|`` and the nonzero flags are built
-    in a reused scratch buffer with vectorised in-place ops: the L1 and L0 reduction kernels
-    are not vectorised and cost as much as all the others together. Partial results are
+    Each chunk is reduced while it sits in cache, and ``|x|``, the near-value flags and the
+    nonzero flags are built in reused scratch buffers with vectorised in-place ops: the L1 and
+    L0 reduction kernels are not vectorised and cost as much as all the others together (and
+    boolean masks three times as much as flags of the chunk's dtype). Partial results are
     combined in float64. NaN or Inf poison the sum or the squares, which sends the tensor to
     the careful path (so the min/max combination never has to order NaN).
     """
-    scratch = _scratch(x.dtype)
-    total = squares = l1 = nonzero = 0.0
+    total = squares = l1 = nonzero = near_zero = near_one = 0.0
     lo, hi = math.inf, -math.inf
     for chunk in x.reshape(-1).split(CHUNK):
-        part = scratch[: chunk.numel()]
+        part = scratch(x.dtype, chunk.numel())
         low, high = torch.aminmax(chunk)
         total += chunk.sum().item()
         squares += torch.linalg.vector_norm(chunk).item() ** 2
         lo, hi = min(lo, low.item()), max(hi, high.item())
         torch.abs(chunk, out=part)
         l1 += part.sum().item()
+        zero, one = near_counts(part, flags=scratch(x.dtype, chunk.numel(), 1))
+        near_zero, near_one = near_zero + zero.item(), near_one + one.item()
         nonzero += part.sign_().sum().item()
-    return sums_vector(x.numel(), total, math.sqrt(squares), l1, lo, hi, nonzero)
+    near = (near_zero, near_one)
+    return sums_vector(x.numel(), total, math.sqrt(squares), l1, lo, hi, nonzero, near)
 
 
-def _scratch(dtype: torch.dtype) -> torch.Tensor:
-    """A per-thread, per-dtype scratch buffer of ``CHUNK`` elements (kept: no page faults)."""
-    buffers: dict[torch.dtype, torch.Tensor] = _LOCAL.__dict__.setdefault("buffers", {})
-    buffer = buffers.get(dtype)
-    if buffer is None:
-        buffer = buffers[dtype] = torch.empty(CHUNK, dtype=dtype)
-    return buffer
+def scratch(dtype: torch.dtype, numel: int, which: int = 0) -> torch.Tensor:
+    """``numel`` elements of a per-thread, per-dtype scratch buffer (kept and grown, never
+    shrunk: no page faults for the next chunk); ``which`` tells apart buffers used at once."""
+    buffers: dict[Any, torch.Tensor] = _LOCAL.__dict__.setdefault("buffers", {})
+    buffer = buffers.get((dtype, which))
+    if buffer is None or buffer.numel() < numel:
+        with torch.inference_mode(False):  # a normal tensor, writable in and out of that mode
+            buffer = buffers[dtype, which] = torch.empty(max(numel, CHUNK), dtype=dtype)
+    return buffer[:numel]
 
 
 def needs_careful(n: int, total: float, l2: float, lo: float, hi: float) -> bool:
@@ -625,6 +691,7 @@ def _device_part(x: torch.Tensor) -> tuple[str, torch.Tensor]:
     total = xz.sum(dtype=torch.float64)
     mean = total / m.clamp(min=1)
     spread = torch.linalg.vector_norm(torch.where(finite, x - mean.to(x.dtype), 0.0))
+    near_zero, near_one = near_counts(x.abs())  # NaN and ±Inf fall in neither band
     parts = make_vector(  # tensors in the vector's places (make_vector only orders them)
         numel=torch.full((), x.numel(), dtype=torch.float64, device=x.device),
         finite=m,
@@ -636,6 +703,8 @@ def _device_part(x: torch.Tensor) -> tuple[str, torch.Tensor]:
         nonzero=torch.count_nonzero(xz),
         lo=torch.where(finite, x, math.inf).amin(),
         hi=torch.where(finite, x, -math.inf).amax(),
+        near_zero=near_zero,
+        near_one=near_one,
     )
     return "float", torch.stack([p.double() for p in parts])
 

@@ -1,8 +1,11 @@
 /* The one layout of a float statistics vector (tracer/core/stats_layout.py names the same
  * indices as tracer.core.stats_layout.Stat; the tests check that both agree).
  *
- * Every sum, norm and extreme is over the finite values; SPREAD is sqrt(sum((x - mean)^2))
- * over them; MIN and MAX are read only when FINITE is not 0 (this kernel leaves NaN there). */
+ * Every sum, norm, count and extreme is over the finite values; SPREAD is
+ * sqrt(sum((x - mean)^2)) over them; MIN and MAX are read only when FINITE is not 0 (this
+ * kernel leaves NaN there). NEAR_ZERO counts |x| <= TRACER_NEAR_BAND, NEAR_ONE
+ * TRACER_NEAR_ONE_LOW <= |x| <= TRACER_NEAR_ONE_HIGH (bounds included; the Python module
+ * documents why and how a float32 value is compared). */
 #ifndef TRACER_STATS_LAYOUT_H
 #define TRACER_STATS_LAYOUT_H
 
@@ -17,8 +20,15 @@ enum tracer_stat {
     TRACER_STAT_NONZERO = 7,
     TRACER_STAT_MIN = 8,
     TRACER_STAT_MAX = 9,
-    TRACER_STAT_SIZE = 10 /* numbers per vector */
+    TRACER_STAT_NEAR_ZERO = 10, /* finite values with |x| <= TRACER_NEAR_BAND */
+    TRACER_STAT_NEAR_ONE = 11,  /* finite values with |x| in [NEAR_ONE_LOW, NEAR_ONE_HIGH] */
+    TRACER_STAT_SIZE = 12 /* numbers per vector */
 };
+
+/* The bands of NEAR_ZERO and NEAR_ONE (stats_layout.py's NEAR_BAND, NEAR_ONE_LOW, NEAR_ONE_HIGH). */
+#define TRACER_NEAR_BAND 0.01
+#define TRACER_NEAR_ONE_LOW 0.99
+#define TRACER_NEAR_ONE_HIGH 1.01
 
 /* The name of index i (lower case, as the Python enum's member name), or NULL: what the
  * compiled modules export as LAYOUT. */
@@ -35,6 +45,8 @@ static inline const char *tracer_stat_name(int i)
     case TRACER_STAT_NONZERO: return "nonzero";
     case TRACER_STAT_MIN: return "min";
     case TRACER_STAT_MAX: return "max";
+    case TRACER_STAT_NEAR_ZERO: return "near_zero";
+    case TRACER_STAT_NEAR_ONE: return "near_one";
     default: return 0;
     }
 }

@@ -7,10 +7,17 @@ vector of ``SIZE`` numbers indexed by :class:`Stat`. ``stats_layout.h`` names th
 for C and C++ (``TRACER_STAT_<NAME>``); the compiled modules export their order as ``LAYOUT``,
 and the tests check that all three agree.
 
-Every sum, norm and extreme is over the finite values; ``SPREAD`` is
+Every sum, norm, count and extreme is over the finite values; ``SPREAD`` is
 ``sqrt(sum((x - mean)^2))`` over them. ``MIN`` and ``MAX`` are read only when ``FINITE`` is
 not 0 (the compiled kernel leaves NaN there, the accelerator path ±Inf: making them agree would
 cost a device kernel per tensor).
+
+``NEAR_ZERO`` and ``NEAR_ONE`` count the values pinned at the bounds of a bounded activation
+(sigmoid, tanh, hardtanh, softmax): ``|x| <= NEAR_BAND`` and ``NEAR_ONE_LOW <= |x| <=
+NEAR_ONE_HIGH``, both bounds included, decided on the value as stored (a float32 value against
+the float32 bound on the right side of the real one: float32(0.01) is just below 0.01,
+float32(0.99) just above 0.99, float32(1.01) just below 1.01, so comparing in float32 gives
+the exact answer; float16/bfloat16 values are exact in float32).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class Stat(IntEnum):
     NONZERO = 7
     MIN = 8  # MIN and MAX mean nothing when FINITE is 0 (NaN, or ±Inf on a device)
     MAX = 9
+    NEAR_ZERO = 10  # finite values with |x| <= NEAR_BAND
+    NEAR_ONE = 11  # finite values with NEAR_ONE_LOW <= |x| <= NEAR_ONE_HIGH
 
 
 #: Numbers per vector.
@@ -48,6 +57,16 @@ L1: Final = int(Stat.L1)
 NONZERO: Final = int(Stat.NONZERO)
 MIN: Final = int(Stat.MIN)
 MAX: Final = int(Stat.MAX)
+NEAR_ZERO: Final = int(Stat.NEAR_ZERO)
+NEAR_ONE: Final = int(Stat.NEAR_ONE)
+
+#: Half-width of the bands that ``NEAR_ZERO`` and ``NEAR_ONE`` count, fixed when a run is
+#: recorded (a stored ``near_zero_frac`` means this band, so changing it changes what old
+#: and new runs compare): 1% of a sigmoid's or softmax's range.
+NEAR_BAND: Final = 0.01
+#: The near-one band, ``1 - NEAR_BAND`` to ``1 + NEAR_BAND`` (both exactly these doubles).
+NEAR_ONE_LOW: Final = 0.99
+NEAR_ONE_HIGH: Final = 1.01
 
 #: The names in index order, as the compiled modules' ``LAYOUT`` gives them.
 LAYOUT: Final = tuple(stat.name.lower() for stat in Stat)
