@@ -20,7 +20,7 @@ from report_seed import IMG, LINK, SCRIPT, record_tiny, seed_hostile, seed_long
 
 from tracer.checks.builtin import BUILTIN_RULES
 from tracer.cli import cli
-from tracer.store import Store, open_store
+from tracer.store import Store, StoreError, open_store
 from tracer.web.report import Limits, gather, render, sample_steps
 
 ROOT = Path(__file__).parents[2]
@@ -195,6 +195,19 @@ def test_report_bounds_are_stated_on_the_page(store: Store) -> None:
     diff_rows = [a for a in page.tags("tr") if (a.get("class") or "").startswith("st-")]
     assert len(diff_rows) == 4 and changed >= 3
     assert page.with_class("tr", "gap") and "unchanged row" in page.text
+
+
+def test_report_of_a_run_without_traced_steps_says_so(store: Store) -> None:
+    empty = store.create_run(name="empty", pipeline="tiny", config={"hidden_dim": 16})
+    store.finish_run(empty.id, "failed", error="RuntimeError: out of memory")
+    page = page_of(store, empty.id)
+    assert "This run recorded no traced step." in page.text and "out of memory" in page.text
+    assert [a["href"] for a in page.tags("a")] == ["#run", "#flow"]
+    with pytest.raises(StoreError, match="no traced step 0"):
+        gather(store, empty.id, step=0)
+    compared = page_of(store, "base", empty.id)
+    assert "Nothing to compare: a run has no traced steps." in compared.text
+    assert len(compared.with_class("tr", "st-removed")) == len(store.flow(1, 0))
 
 
 def test_sample_steps_keeps_the_first_and_the_last() -> None:

@@ -65,7 +65,8 @@ def _header(data: ReportData) -> str:
 def _nav(data: ReportData) -> str:
     links = [("diff", "Diff")] if data.diff is not None else []
     links += [("findings", "Findings")] if data.checks else []
-    links += [("run", "Run"), ("flow", "Flow"), ("layers", "Layers")]
+    links += [("run", "Run"), ("flow", "Flow")]
+    links += [("layers", "Layers")] if data.flow else []
     return tag("nav", " ".join(tag("a", text, href=f"#{anchor}") for anchor, text in links))
 
 
