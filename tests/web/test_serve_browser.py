@@ -28,6 +28,7 @@ def test_serve_shows_the_flow_and_the_diff_offline(
         page.keyboard.press("Enter")
         wait_for_text(page, "(50, 200, 512)")
         assert "(10000, 512)" in screen(page)
+        wait_for_text(page, "next step")  # the key bar is drawn last
         page.screenshot(path=str(Path(artifacts) / "serve-flow.png"))
 
         page.keyboard.press("Escape")
@@ -38,6 +39,7 @@ def test_serve_shows_the_flow_and_the_diff_offline(
         page.keyboard.press("d")
         wait_for_text(page, "aligned flows")
         wait_for_text(page, "(50, 200, 512)")
+        wait_for_text(page, "next change")
         page.screenshot(path=str(Path(artifacts) / "serve-diff.png"))
         assert foreign == []  # nothing was asked of another host
 
