@@ -266,6 +266,41 @@ def test_report_missing_database_is_exit_2(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+PLUGIN_RULE = """
+from tracer import hookimpl
+from tracer.checks import Finding, Rule
+
+
+def watch(records, limits):
+    for step in records.steps:
+        for call in records.flow(step):
+            if call.module == "fc":
+                yield Finding(
+                    rule="fc-watch", severity="warning", module="fc", call_index=0,
+                    kind="module", slot="0", role="output", step=step, seq=call.seq,
+                    message="fc is watched <b>closely</b>",
+                )
+
+
+@hookimpl
+def register_checks(register):
+    register(Rule(name="fc-watch", severity="warning", summary="watches fc", check=watch))
+"""
+
+
+def test_report_checks_count_a_plugins_rules(db: Path, tmp_path: Path) -> None:
+    plugin = tmp_path / "watch.py"
+    plugin.write_text(PLUGIN_RULE)
+    out = tmp_path / "r.html"
+    result = report("base", "--checks", "--plugin", plugin, "-o", out, "--db", db)
+    assert result.exit_code == 0, result.output
+    page = Page(out.read_text())
+    assert "fc is watched <b>closely</b>" in page.text and "fc-watch" in page.text
+    [flagged] = page.with_class("tr", "flag-here")
+    assert "flag-warning" in (flagged.get("class") or "")
+    assert "4 warnings" in page.text and page.tags("b") == []
+
+
 def test_report_never_loads_torch(db: Path, tmp_path: Path) -> None:
     code = (
         "import sys\nfrom tracer.cli import main\n"

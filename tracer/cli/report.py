@@ -22,16 +22,10 @@ class BadInput(click.ClickException):
 
 
 def _rules(plugin_files: Sequence[Path]) -> list[Any]:
-    """The rules ``tracer check`` runs: the plugins' when the manager offers them (so that
-    plugin rules count), else the built-in ones."""
-    from tracer.checks.builtin import BUILTIN_RULES
+    """The rules ``tracer check`` runs: the built-in ones and every plugin's."""
     from tracer.cli.base import load_plugins
 
-    manager = load_plugins(plugin_files)
-    checks = getattr(manager, "checks", None)
-    if callable(checks):
-        return list(checks().values())
-    return list(BUILTIN_RULES)
+    return list(load_plugins(plugin_files).checks().values())
 
 
 def _store(db: str | None) -> Any:
