@@ -36,7 +36,7 @@ def _hash(text: str) -> str:
 def policy(css: str, js: str) -> str:
     """Nothing may load from anywhere; only this page's own style and script may run."""
     return (
-        "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'; "
+        "default-src 'none'; base-uri 'none'; form-action 'none'; "
         f"style-src 'sha256-{_hash(css)}'; script-src 'sha256-{_hash(js)}'"
     )
 
