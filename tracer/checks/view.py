@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, TypeVar
 
 from tracer.records import CallKind, CallRecord, ModuleRecord, RunInfo, TensorRecord
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,32 @@ class LayerHistory:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class StepFacts:
+    """What one step's tensors hold at all (see :attr:`RunRecords.facts`)."""
+
+    dtypes: frozenset[str]
+    devices: frozenset[str]
+    nonfinite: bool
+    grads: bool
+
+    @classmethod
+    def of(cls, flow: Sequence[CallRecord]) -> StepFacts:
+        dtypes: set[str] = set()
+        devices: set[str] = set()
+        nonfinite = grads = False
+        for call in flow:
+            grads = grads or bool(call.grads)
+            for tensors in (call.inputs, call.outputs, call.grads):
+                for t in tensors:
+                    dtypes.add(t.dtype)
+                    devices.add(t.device)
+                    stats = t.stats
+                    if not nonfinite and (stats.get("nan_count") or stats.get("inf_count")):
+                        nonfinite = True
+        return cls(frozenset(dtypes), frozenset(devices), nonfinite, grads)
+
+
 @dataclass(frozen=True)
 class RunRecords:
     """What the rules of one check read: the run, its checked steps' flows, its modules.
@@ -53,7 +83,7 @@ class RunRecords:
     flows: Mapping[int, Sequence[CallRecord]]
     modules: Sequence[ModuleRecord] = field(default=())
 
-    @property
+    @cached_property
     def steps(self) -> tuple[int, ...]:
         """The checked steps, ascending."""
         return tuple(sorted(self.flows))
@@ -88,17 +118,46 @@ class RunRecords:
 
     def has_params(self, path: str) -> bool:
         """Whether the module at ``path`` has parameters registered directly on it."""
-        module = self.module_records.get(path)
-        return module is not None and bool(module.parameters)
+        return path in self.learned
+
+    @cached_property
+    def learned(self) -> frozenset[str]:
+        """Paths of the modules with parameters registered directly on them."""
+        return frozenset(m.path for m in self.modules if m.parameters)
+
+    @cached_property
+    def leaves(self) -> dict[int, tuple[bool, ...]]:
+        """Per step, for each call in flow order: whether it ran no traced call inside it."""
+        found = {}
+        for step, flow in self.flows.items():
+            depths = [call.depth for call in flow]
+            nested = [a < b for a, b in itertools.pairwise(depths)]
+            found[step] = (*(not n for n in nested), True) if flow else ()
+        return found
+
+    @cached_property
+    def facts(self) -> dict[int, StepFacts]:
+        """Per step, what its tensors hold at all: which dtypes and devices, any NaN or Inf,
+        any gradient. One pass that lets a rule skip the steps where it cannot fire."""
+        return {step: StepFacts.of(flow) for step, flow in self.flows.items()}
+
+    def shared(self, name: str, build: Callable[[RunRecords], T]) -> T:
+        """A value derived from these records, built once and shared by every rule reading it."""
+        memo: dict[str, Any] = self.__dict__.setdefault("_shared", {})
+        if name not in memo:
+            memo[name] = build(self)
+        return memo[name]  # type: ignore[no-any-return]
 
     @cached_property
     def layers(self) -> tuple[LayerHistory, ...]:
         """Each layer call across the checked steps, in order of first appearance in the flow."""
-        calls: dict[LayerKey, list[CallRecord]] = {}
-        types: dict[LayerKey, str] = {}
+        calls: dict[tuple[str, int, CallKind, str | None], list[CallRecord]] = {}
         for step in self.steps:
             for call in self.flows[step]:
-                key = LayerKey.of(call)
-                calls.setdefault(key, []).append(call)
-                types.setdefault(key, call.type)
-        return tuple(LayerHistory(k, types[k], tuple(v)) for k, v in calls.items())
+                key = (call.module, call.call_index, call.kind, call.op)
+                found = calls.get(key)
+                if found is None:
+                    calls[key] = [call]
+                else:
+                    found.append(call)
+        return tuple(LayerHistory(LayerKey(*k), v[0].type, tuple(v)) for k, v in calls.items())

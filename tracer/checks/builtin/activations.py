@@ -50,9 +50,10 @@ def saturated(kind: str, tensor: TensorRecord, extra_repr: str) -> float | None:
 def _last_learned(records: RunRecords) -> dict[int, int]:
     """Per step, the flow position of the last call of a module with parameters."""
     last: dict[int, int] = {}
+    learned = records.learned
     for step in records.steps:
         for call in records.flow(step):
-            if call.kind == "module" and records.has_params(call.module):
+            if call.module in learned and call.kind == "module":
                 last[step] = call.seq
     return last
 
@@ -66,13 +67,15 @@ def _outputs(layer: LayerHistory) -> Iterator[tuple[int, int, TensorRecord]]:
 
 
 def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
-    last_learned = _last_learned(records)
+    last_learned: dict[int, int] | None = None
     for layer in records.layers:
         module = records.module_records.get(layer.key.module)
         extra = module.extra_repr if module is not None else ""
         kind = bounded_kind(layer.type, extra) if layer.key.kind == "module" else None
         if kind is None:
             continue
+        if last_learned is None:
+            last_learned = _last_learned(records)
         hits: dict[Where, list[tuple[int, int]]] = {}
         fractions: dict[tuple[Where, int], float] = {}
         for step, seq, t in _outputs(layer):

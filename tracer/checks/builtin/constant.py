@@ -27,6 +27,15 @@ def is_constant(tensor: TensorRecord) -> bool:
     )
 
 
+def _any_constant(tensors: Sequence[TensorRecord]) -> bool:
+    for t in tensors:
+        stats = t.stats
+        # the quick test first: most outputs have a spread
+        if stats.get("min") == stats.get("max") and is_constant(t):
+            return True
+    return False
+
+
 def _spread_inputs(call: CallRecord) -> bool:
     """Whether any of the call's inputs varies (or it had none: it made its output itself)."""
     ins = [t for t in call.inputs if t.is_tensor and t.dtype != "bool"]
@@ -36,7 +45,7 @@ def _spread_inputs(call: CallRecord) -> bool:
 def _made(flow: Sequence[CallRecord], records: RunRecords) -> dict[Where, tuple[int, float]]:
     """Constant outputs of one step made where they are seen: not passed on from a constant
     input, not a container's whose inner call made it, not a dead ReLU (``dead-units``' own)."""
-    stuck = {i for i, call in enumerate(flow) if any(is_constant(t) for t in call.outputs)}
+    stuck = {i for i, call in enumerate(flow) if _any_constant(call.outputs)}
     found: dict[Where, tuple[int, float]] = {}
     for i in sorted(stuck):
         call = flow[i]

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 
 from tracer.checks.builtin.layers import is_float
-from tracer.checks.builtin.spans import Span, Where, finding, is_leaf, layer_name, step_text
+from tracer.checks.builtin.spans import Span, Where, finding, layer_name, step_text
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
 from tracer.checks.view import RunRecords
@@ -27,17 +27,24 @@ def steady(values: Sequence[float], share: float) -> bool:
 
 def _series(records: RunRecords) -> dict[Where, list[_Point]]:
     """Each leaf layer's float output slots across the checked steps."""
-    found: dict[Where, list[_Point]] = {}
+    found: dict[tuple[str, int, str, str | None, str], list[_Point]] = {}
+    wheres: dict[tuple[str, int, str, str | None, str], Where] = {}
     for step in records.steps:
-        flow = records.flow(step)
-        for i, call in enumerate(flow):
-            if not is_leaf(flow, i):
+        for call, leaf in zip(records.flow(step), records.leaves[step], strict=True):
+            if not leaf:
                 continue
             for t in call.outputs:
-                mean, std = t.stats.get("mean"), t.stats.get("std")
-                if is_float(t) and mean is not None and std is not None:
-                    found.setdefault(Where.of(call, t), []).append((step, call.seq, mean, std))
-    return found
+                stats = t.stats
+                mean, std = stats.get("mean"), stats.get("std")
+                if mean is None or std is None or not is_float(t):
+                    continue
+                key = (call.module, call.call_index, call.kind, call.op, t.slot)
+                points = found.get(key)
+                if points is None:
+                    points = found[key] = []
+                    wheres[key] = Where.of(call, t)
+                points.append((step, call.seq, mean, std))
+    return {wheres[key]: points for key, points in found.items()}
 
 
 def _moved(points: list[_Point], limits: Mapping[str, float]) -> tuple[str, float] | None:

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from tracer.checks.builtin.spans import Where, finding, is_leaf, layer_name, spans, step_text
+from tracer.checks.builtin.spans import Where, finding, layer_name, spans, step_text
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
 from tracer.checks.view import RunRecords
@@ -46,19 +46,34 @@ def _rms(call: CallRecord) -> _Grad | None:
     return _Grad(Where.of(call, best), call.seq, rms)
 
 
-def grad_chain(records: RunRecords, flow: Sequence[CallRecord]) -> list[_Grad]:
-    """The gradients into the leaf layers with parameters, in forward order."""
+def _chain(
+    flow: Sequence[CallRecord], leaves: Sequence[bool], learned: frozenset[str]
+) -> list[_Grad]:
     chain = []
-    for i, call in enumerate(flow):
-        if call.kind == "module" and is_leaf(flow, i) and records.has_params(call.module):
+    for call, leaf in zip(flow, leaves, strict=True):
+        if leaf and call.grads and call.kind == "module" and call.module in learned:
             grad = _rms(call)
             if grad is not None:
                 chain.append(grad)
     return chain
 
 
+def _chains(records: RunRecords) -> dict[int, list[_Grad]]:
+    return {
+        step: _chain(records.flow(step), records.leaves[step], records.learned)
+        if records.facts[step].grads
+        else []
+        for step in records.steps
+    }
+
+
+def grad_chain(records: RunRecords, step: int) -> list[_Grad]:
+    """The gradients into the leaf layers with parameters at ``step``, in forward order."""
+    return records.shared("grad-chains", _chains)[step]
+
+
 def _recorded(records: RunRecords) -> bool:
-    return any(call.grads for step in records.steps for call in records.flow(step))
+    return any(facts.grads for facts in records.facts.values())
 
 
 def _across_depth(
@@ -82,7 +97,7 @@ def _depth_hits(records: RunRecords, factor: float, grows: bool) -> _Hits:
     hits: _Hits = {}
     word = "larger" if grows else "smaller"
     for step in records.steps:
-        found = _across_depth(grad_chain(records, records.flow(step)), factor, grows)
+        found = _across_depth(grad_chain(records, step), factor, grows)
         if found is not None:
             grad, other, ratio = found
             times = ratio if grows else 1 / ratio
@@ -97,7 +112,7 @@ def _step_hits(records: RunRecords, factor: float, window: int) -> _Hits:
     hits: _Hits = {}
     for step in records.steps:
         jumped: tuple[_Grad, float] | None = None
-        for grad in grad_chain(records, records.flow(step)):
+        for grad in grad_chain(records, step):
             before = history.setdefault(grad.where, [])
             if before:
                 ratio = grad.rms / statistics.median(before[-window:])

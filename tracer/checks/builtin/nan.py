@@ -75,6 +75,8 @@ def check_nan(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Find
     hits: dict[Where, list[tuple[int, int]]] = {}
     counts: dict[tuple[Where, int], tuple[int, int]] = {}
     for step in records.steps:
+        if not records.facts[step].nonfinite:
+            continue
         flow = records.flow(step)
         made = _forward(flow)
         if not made:

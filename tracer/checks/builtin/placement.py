@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from tracer.checks.builtin.layers import is_float, precision
-from tracer.checks.builtin.spans import Where, finding, is_leaf, layer_name, spans, step_text
+from tracer.checks.builtin.spans import Where, finding, layer_name, spans, step_text
 from tracer.checks.findings import Finding
 from tracer.checks.rules import Rule
-from tracer.checks.view import RunRecords
+from tracer.checks.view import RunRecords, StepFacts
 from tracer.records import CallRecord, TensorRecord
 
 
@@ -37,15 +37,18 @@ class _Walk:
     matters: Callable[[str, str], bool]  # (before, after) -> a change worth a finding
     excused: Callable[[CallRecord, str, str], bool]  # a change inside a call that is intended
     given: frozenset[str] = frozenset()  # values fed to the model: a tensor of the user's
+    varies: Callable[[StepFacts], bool] = lambda facts: True  # can the step hold a change
 
 
-def _changes(flow: Sequence[CallRecord], walk: _Walk) -> dict[Where, _Change]:
+def _changes(
+    flow: Sequence[CallRecord], leaves: Sequence[bool], walk: _Walk
+) -> dict[Where, _Change]:
     """Each tensor slot of one step where a value changed in a way that matters."""
     found: dict[Where, _Change] = {}
     explained: set[int] = set()
     previous: tuple[str, str] | None = None  # (value, layer) of the last leaf's output
-    for i, call in enumerate(flow):
-        if not is_leaf(flow, i):
+    for call, leaf in zip(flow, leaves, strict=True):
+        if not leaf:
             continue
         ins = [t for t in call.inputs if walk.counts(t)]
         outs = [t for t in call.outputs if walk.counts(t)]
@@ -64,7 +67,7 @@ def _changes(flow: Sequence[CallRecord], walk: _Walk) -> dict[Where, _Change]:
                 found[Where.of(call, t)] = _Change(call.seq, before, walk.value(t), "")
         if outs:
             previous = (walk.value(outs[0]), call.name)
-    _containers(flow, walk, found, explained)
+    _containers(flow, leaves, walk, found, explained)
     return found
 
 
@@ -77,11 +80,15 @@ def _source(ins: list[TensorRecord], out: TensorRecord, walk: _Walk) -> str | No
 
 
 def _containers(
-    flow: Sequence[CallRecord], walk: _Walk, found: dict[Where, _Change], explained: set[int]
+    flow: Sequence[CallRecord],
+    leaves: Sequence[bool],
+    walk: _Walk,
+    found: dict[Where, _Change],
+    explained: set[int],
 ) -> None:
     """A container's change that no call inside it explains (a cast at the end of forward)."""
     for i, call in enumerate(flow):
-        if is_leaf(flow, i):
+        if leaves[i]:
             continue
         end = i + 1
         while end < len(flow) and flow[end].depth > call.depth:
@@ -99,7 +106,9 @@ def _collect(records: RunRecords, walk: _Walk) -> Iterator[tuple[Where, list, di
     hits: dict[Where, list[tuple[int, int]]] = {}
     seen: dict[tuple[Where, int], _Change] = {}
     for step in records.steps:
-        for where, change in _changes(records.flow(step), walk).items():
+        if not walk.varies(records.facts[step]):
+            continue
+        for where, change in _changes(records.flow(step), records.leaves[step], walk).items():
             hits.setdefault(where, []).append((step, change.seq))
             seen[where, step] = change
     for where, points in hits.items():
@@ -128,7 +137,10 @@ def _dtype_walk(records: RunRecords) -> _Walk:
         # under autocast (mixed precision on purpose): a Linear cannot do that by itself
         return call.kind == "module" and bool(records.param_dtypes.get(call.module))
 
-    return _Walk(lambda t: t.dtype, is_float, matters, excused)
+    def varies(facts: StepFacts) -> bool:
+        return sum(1 for dtype in facts.dtypes if dtype.startswith(("float", "bfloat"))) > 1
+
+    return _Walk(lambda t: t.dtype, is_float, matters, excused, varies=varies)
 
 
 def check_dtype_change(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding]:
@@ -162,6 +174,7 @@ def _device_walk(records: RunRecords) -> _Walk:
         lambda before, after: before != after,
         lambda call, before, after: False,
         _given(records, device),
+        lambda facts: len(facts.devices - {""}) > 1,
     )
 
 
