@@ -90,15 +90,21 @@ def flows(
         return {}
     wanted = None if chosen is None else frozenset(chosen)
     extras = _extras(conn, run_id, chosen)
-    tensors: dict[_Key, list[Any]] = defaultdict(list)
+    tensors: dict[_Key, list[Any]] = {}
     build = _Tensors().record
     tcols = [TENSORS.c[name] for name in rows.TENSOR_COLUMNS[1:]]
     tquery = select(*tcols).where(_steps_where(TENSORS, run_id, chosen))
+    at: tuple[int, int] | None = None
+    bucket: list[Any] = []
+    # rows come in (step, seq, pos) order: a call's tensors are consecutive
     for row in conn.execute(tquery.order_by(TENSORS.c.step, TENSORS.c.seq, TENSORS.c.pos)):
-        step, seq, pos = row[0], row[1], row[2]
-        if wanted is not None and step not in wanted:
-            continue
-        tensors[step, seq].append(build(row[3:], extras.get((step, seq, pos))))
+        step, seq = row[0], row[1]
+        if at is None or seq != at[1] or step != at[0]:
+            if wanted is not None and step not in wanted:
+                continue
+            at = (step, seq)
+            bucket = tensors[at] = []
+        bucket.append(build(row[3:], extras.get((step, seq, row[2])) if extras else None))
     found: dict[int, list[CallRecord]] = {}
     ccols = [CALLS.c[name] for name in rows.CALL_COLUMNS[1:]]
     cquery = select(*ccols).where(_steps_where(CALLS, run_id, chosen))
