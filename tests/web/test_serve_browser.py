@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +88,42 @@ def test_serve_start_to_runs_list_is_quick(runs_db: Path, tmp_path: Path, page: 
         took = time.monotonic() - started
     print(f"tracer serve: URL printed after {listening:.2f} s, runs list in the page {took:.2f} s")
     assert took < 15
+
+
+#: What a page of another site would run: open the inspector's websocket (here even with the
+#: right token) and report whether it opened.
+ATTACK = """url => new Promise(resolve => {
+  const ws = new WebSocket(url);
+  ws.onopen = () => { ws.close(); resolve("open"); };
+  ws.onerror = () => resolve("refused");
+})"""
+
+
+@pytest.fixture
+def other_local_site(tmp_path: Path) -> Iterator[str]:
+    """Another web server on the loopback (a dev server, a notebook), serving one page.
+
+    A public site is kept from the loopback by Chromium itself (Local Network Access), so
+    the page that tests the server's own check is a local one."""
+    (tmp_path / "index.html").write_text("<p>another site</p>")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_refuses_a_page_of_another_site_in_the_same_browser(
+    runs_db: Path, tmp_path: Path, page: Any, other_local_site: str
+) -> None:
+    with serving(runs_db, tmp_path) as served:
+        page.goto(other_local_site)
+        ws = served.origin.replace("http://", "ws://") + "/ws/" + served.token
+        assert page.evaluate(ATTACK, ws) == "refused"
+        assert served.apps() == []  # no inspector was started for it
+        page.goto(served.url)  # the same browser, from the page itself: allowed
+        assert page.evaluate(ATTACK, ws) == "open"

@@ -48,7 +48,7 @@ class _MissingExtra(click.ClickException):
 )
 @debug_option
 def serve(db: str | None, host: str, port: int, read_only: bool | None) -> None:
-    """Serve the inspector to a browser: the same screens and keys as ``tracer tui``.
+    """Serve the inspector to a browser: the same screens and keys as tracer tui.
 
     Prints the address to open first (it holds a token made for this start: the page and its
     connection refuse anyone without it). Ctrl-C or SIGTERM stops the server and every tab.

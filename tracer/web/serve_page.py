@@ -37,6 +37,7 @@ _PAGE = Template(
   <head>
     <meta charset="utf-8" />
     <title>$title</title>
+    <link rel="icon" href="data:," />
     <link rel="preload" href="$font" as="font" type="font/ttf" crossorigin />
     <link rel="stylesheet" href="${static}css/xterm.css" />
     <script src="${static}js/textual.js"></script>
