@@ -1,10 +1,16 @@
 """The findings as the screens show them (no app): which step a finding holds at, the runs
-list's counts, flow markers, the plot column of a step."""
+list's counts, flow markers, the plot column of a step; the data layer's checks."""
 
 from __future__ import annotations
 
-from tracer.checks import Finding
+import time
+from dataclasses import replace
+
+from tracer.checks import Finding, check_run
+from tracer.checks.builtin import BUILTIN_RULES, nan
+from tracer.store import open_store
 from tracer.tui import findings
+from tracer.tui.data import QUIET_S, StoreReader
 from tracer.tui.formatting import sparkline
 from tracer.tui.widgets.stat_plots import column_of
 
@@ -88,3 +94,36 @@ def test_column_of_a_step_is_where_the_sparkline_draws_it() -> None:
     many = list(range(100))  # more steps than columns: four steps a column
     assert column_of(72, many, 25) == 18
     assert column_of(73, many, 25) == 18  # not drawn itself: the column of the step before
+
+
+def test_reader_report_matches_tracer_check_and_is_cached_per_size_and_status(flagged) -> None:
+    store = open_store(flagged.path)
+    try:
+        reader = StoreReader(store, "tracer.db")
+        run = store.get_run(flagged.nan)
+        report = reader.report(run, BUILTIN_RULES)
+        assert report.findings == check_run(store, run, BUILTIN_RULES).findings
+        assert reader.report(run, BUILTIN_RULES) is report
+        assert reader.cached_report(run, BUILTIN_RULES) is report
+        assert reader.cached_report(run, (nan.RULE,)) is None  # other rules: not checked yet
+        grown = replace(run, steps=run.steps + 1)
+        assert reader.cached_report(grown, BUILTIN_RULES) is None
+        assert reader.cached_report(replace(run, status="failed"), BUILTIN_RULES) is None
+    finally:
+        store.close()
+
+
+def test_reader_report_waits_while_the_user_is_at_the_keys(flagged) -> None:
+    store = open_store(flagged.path)
+    try:
+        reader = StoreReader(store, "tracer.db")
+        run = store.get_run(flagged.healthy)
+        start = time.monotonic()
+        reader.hold_background()
+        reader.report(run, (nan.RULE,))
+        assert time.monotonic() - start >= QUIET_S * 0.9
+        start = time.monotonic()
+        reader.report(replace(run, steps=run.steps + 1), (nan.RULE,))  # not held: at once
+        assert time.monotonic() - start < QUIET_S
+    finally:
+        store.close()

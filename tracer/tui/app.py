@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -16,6 +17,9 @@ from tracer.tui.screens.help import HelpScreen, screen_bindings
 
 if TYPE_CHECKING:
     from tracer.checks import Rule
+
+#: What a person does that pauses the checks running in the background.
+_USER_INPUT = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 
 #: How long the UI thread may hold the GIL before a store-reading worker gets it back.
 SWITCH_INTERVAL_S = 0.0005
@@ -62,6 +66,12 @@ class TracerApp(App[None]):
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
         self.push_screen(RunsScreen())
+
+    async def on_event(self, event: events.Event) -> None:
+        """A key or a click pauses the checks under way in the background (see StoreReader)."""
+        if isinstance(event, _USER_INPUT):
+            self.data.hold_background()
+        await super().on_event(event)
 
     def action_help(self) -> None:
         """Show the key bindings of the current screen."""

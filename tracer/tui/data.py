@@ -7,6 +7,7 @@ and module trees are cached; a running run's data is always read fresh.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +32,10 @@ SERIES_STATS: tuple[str, ...] = ("mean", "std", "zero_frac")
 
 #: Check reports kept (a few per run at most: one per size and status the run was seen at).
 REPORTS_KEPT = 2048
+#: A check reads a run's steps a slice at a time, each slice about this long (seconds), and
+#: waits between slices while the user is at the keys (for QUIET_S after the last key).
+SLICE_S = 0.02
+QUIET_S = 0.3
 
 ReportKey = tuple[int, int, str, tuple[str, ...]]
 
@@ -67,6 +72,7 @@ class StoreReader:
         self._modules: dict[int, list[ModuleRecord]] = {}
         self._reports: OrderedDict[ReportKey, CheckReport] = OrderedDict()
         self._checking: dict[ReportKey, threading.Lock] = {}
+        self._quiet_from = 0.0
 
     @classmethod
     def open(cls, db_url: str | None) -> StoreReader:
@@ -143,7 +149,7 @@ class StoreReader:
         A run still being written is checked again once it has grown or finished; two threads
         asking for the same run at once wait for one check instead of making two.
         """
-        from tracer.checks import check_run
+        from tracer.checks import RunRecords, check_records
 
         key = report_key(run, rules)
         with self._lock:
@@ -153,7 +159,9 @@ class StoreReader:
                 cached = self.cached_report(run, rules)
                 if cached is not None:
                     return cached
-                found = check_run(self.store, run, rules)
+                flows = self._read_flows(run.id, self.store.steps(run.id))
+                records = RunRecords(run, flows, self.store.module_tree(run.id))
+                found = check_records(records, rules)
                 with self._lock:
                     self._reports[key] = found
                     while len(self._reports) > REPORTS_KEPT:
@@ -162,6 +170,29 @@ class StoreReader:
         finally:
             with self._lock:
                 self._checking.pop(key, None)
+
+    def hold_background(self) -> None:
+        """The user pressed a key: checks under way pause their reading for a moment."""
+        self._quiet_from = time.monotonic() + QUIET_S
+
+    def _read_flows(self, run_id: int, steps: list[int]) -> dict[int, list[CallRecord]]:
+        """The steps' flows, read in slices of about SLICE_S each.
+
+        A check runs in a worker thread while the UI runs in the main one, and both need the
+        GIL: a big run read in one go (seconds) made every key press wait several times as
+        long. Between slices the read waits while the user is at the keys.
+        """
+        flows: dict[int, list[CallRecord]] = {}
+        size, done = 1, 0
+        while done < len(steps):
+            while time.monotonic() < self._quiet_from:
+                time.sleep(0.02)
+            start = time.monotonic()
+            flows.update(self.store.flows(run_id, steps[done : done + size]))
+            done += size
+            took = max(time.monotonic() - start, 1e-3)
+            size = max(1, min(256, int(size * SLICE_S / took)))
+        return flows
 
     def cached_report(self, run: RunInfo, rules: Sequence[Rule]) -> CheckReport | None:
         """The report of an earlier check of the run as it is now, if any (never reads)."""

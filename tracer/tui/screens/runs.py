@@ -103,7 +103,7 @@ class RunsScreen(TracerScreen):
         shown = runlist.select(self.all_runs, query, self.sort_column, self.sort_reverse)
         self.query_one(RunTable).show_runs(shown, runlist.varying_keys(shown), self.marked)
         self._title(shown)
-        self.check_visible()
+        self.call_after_refresh(self.check_visible)  # the rows first, then their checks
 
     def check_visible(self) -> None:
         """Queue the runs on screen whose flags are not known for their current size and
