@@ -291,3 +291,41 @@ def test_app_checks_with_the_builtin_rules_unless_given_others(flagged) -> None:
         assert TracerApp(StoreReader(store, "tracer.db"), rules=[HOSTILE]).rules == (HOSTILE,)
     finally:
         store.close()
+
+
+class _BrokenRule(Rule):
+    """A rule whose thresholds cannot be worked out: the whole check fails, not one rule."""
+
+    def limits(self, overrides: Mapping[str, float] | None = None) -> Mapping[str, float]:
+        raise RuntimeError("[red]no limits")
+
+
+BROKEN = _BrokenRule("broken", "error", "breaks the check", _hostile)
+
+
+def test_a_failed_check_shows_question_mark_and_leaves_the_run_screen_working(
+    flagged, flagged_app
+) -> None:
+    async def script(pilot: Pilot[None]) -> None:
+        flags = await flags_of(pilot, flagged.nan, flagged.healthy)
+        assert {flags[flagged.nan].plain, flags[flagged.healthy].plain} == {"?"}
+        screen = RunScreen(flagged.nan)
+        await pilot.app.push_screen(screen)
+        await wait_for(pilot, lambda: screen.check_failed is not None)
+        assert screen.calls != [] and screen.check_report is None
+        assert "check failed" in str(screen.query_one("#title", Static).render())
+        said = "the check failed: RuntimeError: [red]no limits"
+        await wait_for(pilot, lambda: said in warned(pilot))
+        await pilot.press("f")  # the findings screen says it too
+        await wait_for(pilot, lambda: "check failed" in title_of(pilot))
+        assert "[red]no limits" in title_of(pilot)
+
+    drive(flagged_app(rules=[BROKEN]), script)
+
+
+def warned(pilot: Pilot[None]) -> list[str]:
+    return [n.message for n in pilot.app._notifications if n.severity == "warning"]
+
+
+def title_of(pilot: Pilot[None]) -> str:
+    return str(pilot.app.screen.query_one("#title", Static).render())

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from tracer.tui import findings
 from tracer.tui import formatting as fmt
+from tracer.tui.data import describe_error
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.paged_table import PagedTable, Row
 
@@ -33,7 +34,8 @@ class FindingsScreen(TracerScreen):
     hands the finding to ``go_to`` (the run screen shows its first step, cursor on its call)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "go", "go to step and layer"),
+        # a priority binding: the table's own enter would hide it from the footer
+        Binding("enter", "go", "go to step and layer", priority=True),
         Binding("escape", "back", "back"),
     ]
 
@@ -84,6 +86,13 @@ class FindingsScreen(TracerScreen):
         for note in report.notes:
             text.append(f"\n {fmt.cell(note, 300)}", style="yellow")
         return text
+
+    def report(self, exc: BaseException) -> None:
+        """The check failed: say so in the title as well as in a notification."""
+        super().report(exc)
+        title = Text(f" findings · run {self.run_id} · ", style="bold")
+        title.append(f"the check failed: {describe_error(exc)}", style="bold red")
+        self.query_one("#title", Static).update(title)
 
     def chosen(self) -> Finding | None:
         """The finding under the cursor."""

@@ -15,6 +15,7 @@ from textual.widgets import Footer, Input, Static
 from tracer.records import CallRecord, ModuleRecord, RunInfo, dimension_names
 from tracer.tui import findings, flow
 from tracer.tui import formatting as fmt
+from tracer.tui.data import describe_error
 from tracer.tui.flow import call_identity
 from tracer.tui.screens.base import TracerScreen
 from tracer.tui.widgets.flow_table import FlowTable
@@ -61,6 +62,7 @@ class RunScreen(TracerScreen):
         self.run_id = run_id
         self.at = at
         self.check_report: CheckReport | None = None
+        self.check_failed: str | None = None
         self.run: RunInfo | None = None
         self.steps: list[int] = []
         self.step_index = 0
@@ -121,10 +123,21 @@ class RunScreen(TracerScreen):
         """Run the app's checks on the run (again once it has grown) in a worker."""
         run = self.run
         if run is not None:
-            self.fetch(lambda: self.check(run), self._checked)
+            self.fetch(lambda: self._check_or_error(run), self._checked)
 
-    def _checked(self, report: CheckReport) -> None:
-        self.check_report = report
+    def _check_or_error(self, run: RunInfo) -> CheckReport | str:
+        try:
+            return self.check(run)
+        except Exception as exc:  # the flow still shows; the title says the check failed
+            return describe_error(exc)
+
+    def _checked(self, report: CheckReport | str) -> None:
+        if isinstance(report, str):
+            self.check_failed = report
+            self.notify(f"the check failed: {report}", severity="warning", markup=False)
+            self._title()
+            return
+        self.check_report, self.check_failed = report, None
         self._show_calls(self.calls, self._current_identity())
 
     def _current_identity(self) -> Identity | None:
@@ -156,7 +169,11 @@ class RunScreen(TracerScreen):
         else:
             title.append(f" · step {self.step}", style="bold cyan")
             title.append(f" ({self.step_index + 1} of {len(self.steps)})")
-        if self.check_report is not None and self.check_report.findings:
+        if self.check_failed is not None:
+            title.append("   check failed", style="yellow")
+        elif self.check_report is None:
+            title.append("   checking…", style="dim")
+        elif self.check_report.findings:
             title.append("   findings ")
             title.append_text(findings.counts_text(self.check_report.counts))
             title.append(" (f)", style="dim")
