@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
+from test_tui_tmux import tracer_command
 from textual.pilot import Pilot
 from tui_pilot import drive, wait_for
 
+from tracer.store import open_store
 from tracer.tui.app import main
 from tracer.tui.screens.run import RunScreen
 
@@ -56,3 +61,36 @@ def test_main_refuses_a_file_that_is_not_a_tracer_database(tmp_path, capsys) -> 
     assert exit_info.value.code == 1
     assert "cannot read" in capsys.readouterr().err
     assert junk.read_text().startswith("these are my notes")  # never modified
+
+
+@pytest.mark.parametrize(
+    ("plugin", "said"),
+    [
+        (None, "watch.py"),  # no such file
+        ("raise RuntimeError('[red]boom')\n", "[red]boom"),
+        (
+            "from tracer import hookimpl\n\n@hookimpl\ndef register_checks(register):\n"
+            "    register('not a rule')\n",
+            "Rule",
+        ),
+    ],
+)
+def test_tui_refuses_a_broken_plugin_in_one_line(tmp_path, plugin, said) -> None:
+    path = tmp_path / "watch.py"
+    if plugin is not None:
+        path.write_text(plugin)
+    db = tmp_path / "tracer.db"
+    open_store(db).close()
+    env = {k: v for k, v in os.environ.items() if k != "TRACER_DB"}
+    done = subprocess.run(
+        [*tracer_command(), "tui", "--db", str(db), "--plugin", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode != 0
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
+    assert done.stdout == ""
