@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -20,10 +21,13 @@ from tracer.store.queries import CALLS, EXTRAS, TENSORS
 from tracer.store.schema import STAT_COLUMNS
 
 _Key = tuple[int, int]  # (step, seq)
-# where each part of a ``tensors`` row (after its key) is, by the names rows.py lays out
-_FIELD = {name: i for i, name in enumerate(rows.TENSOR_FIELDS)}
-_FIRST_STAT = len(rows.TENSOR_FIELDS)
+#: Rows are read as (step, seq, pos, *rows.TENSOR_COLUMNS[4:]): the key, then rows.py's layout.
+_KEY = 3
+_FIELD = {name: _KEY + i for i, name in enumerate(rows.TENSOR_FIELDS)}
+_FIRST_STAT = _KEY + len(rows.TENSOR_FIELDS)
 _LAST_STAT = _FIRST_STAT + len(STAT_COLUMNS)
+#: A row's fields in the order TensorRecord takes them (type_name and requires_grad fixed after).
+_HEAD = itemgetter(*(_FIELD[n] for n in ("slot", "dtype", "device", "role", "type_name")))
 
 
 class _Tensors:
@@ -40,20 +44,16 @@ class _Tensors:
     def record(self, row: Sequence[Any], extras: Mapping[str, float] | None) -> TensorRecord:
         values = row[_FIRST_STAT:_LAST_STAT]
         if row[-1] or extras or None in values:
-            return rows.tensor_record(row, extras)
+            return rows.tensor_record(row[_KEY:], extras)
         text = row[_FIELD["shape"]]
         shape = self.shapes.get(text)
         if shape is None:
             shape = self.shapes[text] = rows.parse_shape(text)
+        slot, dtype, device, role, type_name = _HEAD(row)
+        stats = MappingProxyType(dict(zip(STAT_COLUMNS, values, strict=True)))
+        requires_grad = bool(row[_FIELD["requires_grad"]])
         return TensorRecord(
-            row[_FIELD["slot"]],
-            shape,
-            row[_FIELD["dtype"]],
-            row[_FIELD["device"]],
-            bool(row[_FIELD["requires_grad"]]),
-            row[_FIELD["role"]],
-            row[_FIELD["type_name"]] or "Tensor",
-            MappingProxyType(dict(zip(STAT_COLUMNS, values, strict=True))),
+            slot, shape, dtype, device, requires_grad, role, type_name or "Tensor", stats
         )
 
 
@@ -104,7 +104,7 @@ def flows(
                 continue
             at = (step, seq)
             bucket = tensors[at] = []
-        bucket.append(build(row[3:], extras.get((step, seq, row[2])) if extras else None))
+        bucket.append(build(row, extras.get((step, seq, row[2])) if extras else None))
     found: dict[int, list[CallRecord]] = {}
     ccols = [CALLS.c[name] for name in rows.CALL_COLUMNS[1:]]
     cquery = select(*ccols).where(_steps_where(CALLS, run_id, chosen))
