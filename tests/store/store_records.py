@@ -29,6 +29,8 @@ def tensor(
         "zero_frac": 0.125,
         "nan_count": 0.0,
         "inf_count": 0.0,
+        "near_zero_frac": 0.0625,
+        "near_one_frac": 0.25,
         **extra,
     }
     return TensorRecord(slot, shape, dtype, device, role=role, stats=frozen_mapping(stats))  # type: ignore[arg-type]

@@ -2,7 +2,9 @@
 written as NULL plus a 2-bit code in the row's ``special`` column, on every backend alike.
 
 Code 0 means "the column holds the value (or NULL for a statistic that is absent)", 1 NaN,
-2 +Inf, 3 -Inf. Value ``i`` of a row uses bits ``2*i`` and ``2*i + 1``.
+2 +Inf, 3 -Inf. Value ``i`` of a row uses bits ``2*i`` and ``2*i + 1``: the ``tensors`` row's
+mask covers ``schema.STAT_COLUMNS`` in their order, which is why a new column goes at the end
+and why at most ``schema.MAX_STAT_COLUMNS`` fit the 32-bit signed column.
 """
 
 from __future__ import annotations

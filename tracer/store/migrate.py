@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: Every revision in migrations/versions, oldest first. Spelled out so that opening an up-to-date
 #: database never imports Alembic (a third of a second); a test checks it against the scripts.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
 #: Advisory lock key serialising schema creation on PostgreSQL ("tracer" in ASCII).
 ADVISORY_KEY = 0x747261636572
 

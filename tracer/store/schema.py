@@ -29,10 +29,12 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-#: Built-in statistics stored as columns of ``tensors`` (the order fixes their ``special`` bits).
+#: Built-in statistics stored as columns of ``tensors`` (the order fixes their ``special`` bits:
+#: a new one goes at the end, so that the bits of rows already written keep their meaning).
 #: Spelled out rather than taken from ``tracer.records.BUILTIN_STATS``: this is the on-disk layout,
 #: which changes only with a migration; a statistic added to the records meanwhile is stored in
-#: ``extra_stats`` like any plugin statistic.
+#: ``extra_stats`` like any plugin statistic. A column added by a later revision is NULL in the
+#: rows written before it: read back, the statistic is absent (not recorded), not 0.
 STAT_COLUMNS: tuple[str, ...] = (
     "numel",
     "mean",
@@ -44,7 +46,12 @@ STAT_COLUMNS: tuple[str, ...] = (
     "zero_frac",
     "nan_count",
     "inf_count",
+    "near_zero_frac",  # revision 0004
+    "near_one_frac",  # revision 0004
 )
+#: ``special`` is a 32-bit signed integer on every backend: 2 bits per statistic column leave
+#: room for 15 columns (tests/store check it).
+MAX_STAT_COLUMNS = 15
 
 # Caps on text columns (PostgreSQL's own limit is 1 GB): every backend refuses longer values at
 # the API with a clear error (tracer.store.limits). JSON columns also cap each key and item.
@@ -181,6 +188,8 @@ class TensorRow(Base):
     zero_frac: Mapped[float | None] = mapped_column(Float)
     nan_count: Mapped[float | None] = mapped_column(Float)
     inf_count: Mapped[float | None] = mapped_column(Float)
+    near_zero_frac: Mapped[float | None] = mapped_column(Float)  # NULL before revision 0004
+    near_one_frac: Mapped[float | None] = mapped_column(Float)  # NULL before revision 0004
     special: Mapped[int] = mapped_column(Integer)  # 2 bits per stat column: NaN / +Inf / -Inf
 
     __table_args__ = (
