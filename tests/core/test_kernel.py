@@ -13,9 +13,9 @@ from tracer.core import stats
 from tracer.core.stats import kernel_vector, stats_from_kernel
 from tracer.core.stats_layout import SIZE
 
-# The kernel's inner loop runs 16 lanes and folds them into double totals every 256 rounds:
+# The kernel's inner loop runs 8 lanes and folds them into double totals every 256 rounds:
 # sizes around both boundaries, and one spanning several folds with a tail.
-SIZES = [1, 2, 15, 16, 17, 255, 4095, 4096, 4097, 16 * 256 * 3 + 7]
+SIZES = [1, 2, 7, 8, 9, 15, 16, 17, 255, 2047, 2048, 2049, 4096, 8 * 256 * 3 + 7]
 #: Skipped without the compiled kernel (failed under $TRACER_REQUIRE_EXTENSIONS).
 pytestmark = pytest.mark.needs_extension("speedups")
 
