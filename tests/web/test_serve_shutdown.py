@@ -42,14 +42,18 @@ def two_tabs(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+@pytest.mark.parametrize(
+    ("signum", "send"),
+    [(signal.SIGTERM, os.kill), (signal.SIGINT, os.kill), (signal.SIGINT, os.killpg)],
+    ids=["sigterm", "sigint", "ctrl-c-in-a-terminal"],  # the last reaches the apps too
+)
 def test_serve_stops_within_2_s_with_two_tabs_open(
-    runs_db: Path, tmp_path: Path, two_tabs: Any, signum: int
+    runs_db: Path, tmp_path: Path, two_tabs: Any, signum: int, send: Any
 ) -> None:
     with serving(runs_db, tmp_path) as served:
         apps = two_tabs(served)
         started = time.monotonic()
-        os.kill(served.proc.pid, signum)
+        send(served.proc.pid, signum)
         served.proc.wait(timeout=10)
         took = time.monotonic() - started
         assert not [pid for pid in apps if alive(pid)]

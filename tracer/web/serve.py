@@ -27,11 +27,11 @@ from tracer.web.serve_process import InspectorProcess
 log = logging.getLogger("tracer.serve")
 
 #: Seconds a tab's app gets to quit when the server stops before it is killed.
-STOP_S = 1.0
+STOP_S = 0.8
 #: What stops the server (Ctrl-C, and SIGTERM from a service manager or ``kill``).
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Seconds aiohttp waits for open connections at the end (the websockets are closed by then).
-SHUTDOWN_S = 0.5
+SHUTDOWN_S = 0.25
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ waits for as long as that takes. Two problems follow: a server killed with SIGKI
 app running (their parent becomes init, and they keep the database open), and a server asked
 to stop waits for each tab's app. Here the app is started directly (its arguments never pass
 through a shell), on Linux with ``PR_SET_PDEATHSIG`` so that the kernel kills it when the
-server dies however it dies, and a stop that outlasts its deadline kills it.
+server dies however it dies, and a stop that outlasts its deadline kills it. The apps ignore
+Ctrl-C: in a terminal it reaches the whole process group, and the server stops them itself.
 """
 
 from __future__ import annotations
@@ -30,22 +31,25 @@ log = logging.getLogger("tracer.serve")
 PR_SET_PDEATHSIG = 1
 
 
-def _death_signal_setter() -> Callable[[], None] | None:
-    """A function for ``preexec_fn`` that makes the child die with its parent (Linux only).
+def _child_setup() -> Callable[[], None]:
+    """A function for ``preexec_fn``: the app ignores Ctrl-C (the server, which a terminal's
+    Ctrl-C also reaches, tells it to quit) and, on Linux, dies with the server.
 
     libc is loaded here, before any fork: the child only calls into it.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl: Callable[..., int] | None = None
+    if sys.platform.startswith("linux"):
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
     parent = os.getpid()
 
-    def die_with_parent() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the line above took effect
-            os._exit(1)
+    def setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the server died before the line above took effect
+                os._exit(1)
 
-    return die_with_parent
+    return setup
 
 
 class InspectorProcess(AppService):
@@ -75,7 +79,7 @@ class InspectorProcess(AppService):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=self._build_environment(width=width, height=height),
-            preexec_fn=_death_signal_setter(),
+            preexec_fn=_child_setup(),
         )
         assert process.stdin is not None
         self._stdin = process.stdin
