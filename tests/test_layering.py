@@ -64,6 +64,7 @@ RULES = [
     Rule("store", _imports(*_modules("tracer.store")), ("torch", "textual", "pluggy")),
     Rule("tui", _imports(*_modules("tracer.tui")), ("torch",)),
     Rule("checks", _imports(*_modules("tracer.checks")), ("torch", "textual", "pluggy")),
+    Rule("web", _imports(*_modules("tracer.web")), ("torch", "textual")),
     Rule("records", _imports("tracer.records"), ("torch",)),
     Rule("sink", _imports("tracer.sink"), ("torch",)),
     Rule("formatting", _imports("tracer.formatting"), ("torch", "sqlalchemy", "textual", "rich")),
