@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import pytest
 from serve_support import Served, serving
@@ -25,6 +27,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield server
 
 
+T = TypeVar("T")
+
+
+def run_apart(main: Callable[[], Coroutine[object, object, T]]) -> T:
+    """``asyncio.run(main())`` in a thread of its own: the session's Playwright keeps an event
+    loop running in this thread once a browser test has run in this worker."""
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
+
+
 def status_of(url: str) -> int:
     """The HTTP status of a GET (no redirects followed)."""
 
@@ -35,7 +48,7 @@ def status_of(url: str) -> int:
         ):
             return response.status
 
-    return asyncio.run(get())
+    return run_apart(get)
 
 
 def websocket_status(url: str, origin: str | None) -> int:
@@ -51,7 +64,7 @@ def websocket_status(url: str, origin: str | None) -> int:
             except aiohttp.WSServerHandshakeError as exc:
                 return exc.status
 
-    return asyncio.run(connect())
+    return run_apart(connect)
 
 
 def ws_url(served: Served, token: str | None) -> str:
@@ -107,7 +120,7 @@ def test_serve_page_fetches_nothing_from_elsewhere(served: Served) -> None:
         async with aiohttp.ClientSession() as session, session.get(served.url) as response:
             return await response.text(), dict(response.headers)
 
-    text, headers = asyncio.run(page())
+    text, headers = run_apart(page)
     assert "http://" not in text and "https://" not in text and "//fonts" not in text
     assert headers["Referrer-Policy"] == "no-referrer"
     assert "default-src 'self'" in headers["Content-Security-Policy"]
