@@ -8,12 +8,17 @@ run's notes.
 - ``tracer.core._probe`` (C++ against torch's headers): the hooks' fast path reads tensor metadata
   from the C++ tensor. It needs the torch that will run it at build time, so it is built only
   when the build can import torch: ``pip install --no-build-isolation`` after installing torch.
-  An isolated build (plain ``pip install``) skips it rather than download a torch to build with.
+  An isolated build (plain ``pip install``) skips it rather than download a torch to build with;
+  the first trace then builds it once into a per-user cache (tracer/core/probe_build.py, which
+  holds the one description of its build).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
+from typing import Any
 
 from setuptools import Extension, setup
 
@@ -30,30 +35,30 @@ ext_modules: list[Extension] = [
     ),
 ]
 
-try:
-    import torch
-    from torch.utils.cpp_extension import CppExtension
-except ImportError:
-    torch = None
-if torch is not None and sys.platform != "win32":
-    # CppExtension adds torch's include and library directories; the flags are the ones
-    # torch's own BuildExtension would add to this one file (it would add them to the C file
-    # too, so it is not used).
-    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    # OpenMP as torch's CPU builds use it: a big tensor's statistics are split over torch's
-    # own threads (at::parallel_for; libgomp is the one torch already loaded).
-    openmp = ["-fopenmp"] if sys.platform == "linux" else []
-    ext_modules.append(
-        CppExtension(
-            "tracer.core._probe",
-            ["tracer/core/_probe.cpp"],
-            depends=[LAYOUT_HEADER],
-            define_macros=[("TRACER_TORCH_VERSION", f'"{torch.__version__}"')],
-            # -g0: no debug information for all of torch's headers (5.3 MB -> 0.2 MB)
-            extra_compile_args=["-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-g0", *openmp],
-            extra_link_args=openmp,
-            optional=True,
-        )
-    )
+
+def _probe_build() -> Any:
+    """tracer/core/probe_build.py, loaded by its path (the package cannot be imported yet): the
+    probe's one build description, shared with the build on first use."""
+    path = Path(__file__).resolve().parent / "tracer" / "core" / "probe_build.py"
+    spec = importlib.util.spec_from_file_location("_tracer_probe_build", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _torch() -> Any:
+    """torch, where the build can import it (never in an isolated build)."""
+    try:
+        import torch
+        import torch.utils.cpp_extension
+    except ImportError:
+        return None
+    return torch
+
+
+if (torch := _torch()) is not None and (probe_build := _probe_build()).supported():
+    ext_modules.append(probe_build.probe_extension(torch, "tracer/core", optional=True))
 
 setup(ext_modules=ext_modules)

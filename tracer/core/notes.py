@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from tracer.core.probe import PROBE_MISSING, probe_available
+from tracer.core.probe import probe_available, probe_missing
 from tracer.core.stats import KERNEL_MISSING
 from tracer.core.wrapping import fused_encoder_layers
 
@@ -52,7 +52,7 @@ def collect_notes(
     if not probe_available():
         notes.append(
             "tensor metadata is read through torch's Python getters: the compiled probe "
-            f"(tracer.core._probe) could not be loaded ({PROBE_MISSING}), so tracing models with "
+            f"(tracer.core._probe) could not be loaded ({probe_missing()}), so tracing models with "
             "many "
             "small layers costs more; reinstall layer-tracer after torch with "
             "`pip install --no-build-isolation layer-tracer` (a C++ compiler) to build it"
