@@ -31,6 +31,7 @@ from tracer.cli.catalog import pipelines, plugins
 from tracer.cli.check import check
 from tracer.cli.data import data
 from tracer.cli.db import db_group
+from tracer.cli.doctor import doctor
 from tracer.cli.report import report
 from tracer.cli.run import run
 from tracer.cli.serve import serve
@@ -111,3 +112,4 @@ for _command in (
 ):
     cli.add_command(_command)
 cli.add_command(check)
+cli.add_command(doctor)
