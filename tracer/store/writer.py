@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from functools import cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, delete, select, update
 
 from tracer.records import CallRecord, ModuleRecord
 from tracer.store import rows
+from tracer.store.errors import LimitError, StoreError
 from tracer.store.floats import encode
-from tracer.store.limits import LIMITS, SeenStrings, check_values
-from tracer.store.schema import MetricRow, ModuleRow, RunRow
+from tracer.store.limits import LIMITS, ColumnLimit, SeenStrings, check_int, check_values
+from tracer.store.schema import Base, MetricRow, ModuleRow, RunRow
 
 if TYPE_CHECKING:
     from tracer.store.store import Store
@@ -23,9 +27,65 @@ MODULES: Table = ModuleRow.__table__  # type: ignore[assignment]
 METRICS: Table = MetricRow.__table__  # type: ignore[assignment]
 
 
+#: The hot tables of a step, with the layout of their row tuples (tracer.store.rows).
+STEP_TABLES = (
+    ("calls", rows.CALL_COLUMNS),
+    ("tensors", rows.TENSOR_COLUMNS),
+    ("extra_stats", rows.EXTRA_COLUMNS),
+)
+#: Tables the planner must have looked at once they hold rows: a step's foreign-key checks
+#: (tensors -> calls, extra_stats -> tensors) run 9x slower on a table never analyzed.
+ANALYZED = ("calls", "tensors")
+
+
+def copy_available(conn: Connection) -> bool:
+    """Whether ``conn`` writes a step by binary COPY (PostgreSQL through psycopg 3)."""
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
 def _insert_sql(conn: Connection, table: str, columns: Sequence[str]) -> str:
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+def _executemany(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Any]) -> None:
+    # straight to the driver: the rows are already tuples in column order (benchmarks/README.md)
+    if rows:
+        conn.exec_driver_sql(_insert_sql(conn, table, columns), rows)
+
+
+@cache
+def _int_columns(
+    table: str, columns: tuple[str, ...]
+) -> tuple[tuple[int, ColumnLimit, tuple[int, int], bool], ...]:
+    """(position, limit, range, nullable) of each integer column of rows laid out as ``columns``."""
+    found = Base.metadata.tables[table].columns
+    return tuple(
+        (i, limit, limit.int_range, bool(found[name].nullable))
+        for i, name in enumerate(columns)
+        if (limit := LIMITS[table][name]).int_range is not None
+    )
+
+
+def check_int_columns(table: str, columns: Sequence[str], rows: Sequence[Any]) -> None:
+    """Refuse (LimitError) row tuples with an integer outside its column's range.
+
+    PostgreSQL's binary COPY would wrap such a value around instead of refusing it, and SQLite
+    would store it where PostgreSQL cannot: so every backend checks, before writing.
+    """
+    if not rows:
+        return
+    for i, limit, bounds, nullable in _int_columns(table, tuple(columns)):
+        values = map(itemgetter(i), rows)
+        column = [v for v in values if v is not None] if nullable else list(values)
+        try:
+            low, high = min(column, default=0), max(column, default=0)
+        except TypeError:
+            kinds = ", ".join(sorted({type(v).__name__ for v in column}))
+            message = f"{limit.field} holds a value that is not an integer ({kinds})"
+            raise LimitError(message) from None
+        check_int(limit.label, low, bounds, limit.field)
+        check_int(limit.label, high, bounds, limit.field)
 
 
 def insert_step(
@@ -34,25 +94,52 @@ def insert_step(
     step: int,
     calls: Sequence[CallRecord],
     seen: SeenStrings | None = None,
+    *,
+    copy: bool | None = None,
 ) -> None:
-    """Insert one step's calls, tensors and extra statistics as plain executemany batches.
+    """Insert one step's calls, tensors and extra statistics.
 
     Every value is checked against its column first (LimitError), ``seen`` remembering the
-    strings already checked in earlier steps.
+    strings already checked in earlier steps. PostgreSQL (psycopg 3) takes the rows by binary
+    COPY, other backends by executemany; ``copy=False`` forces executemany (for comparisons).
     """
     LIMITS["calls"]["step"].check(step)
-    call_rows, tensor_rows, extra_rows = rows.step_rows(run_id, step, calls)
+    step_rows = rows.step_rows(run_id, step, calls)
     seen = seen if seen is not None else SeenStrings()
-    seen.check_rows("calls", rows.CALL_COLUMNS, call_rows)
-    seen.check_rows("tensors", rows.TENSOR_COLUMNS, tensor_rows)
-    seen.check_rows("extra_stats", rows.EXTRA_COLUMNS, extra_rows)
-    # straight to the driver: the rows are already tuples in column order (benchmarks/README.md)
-    if call_rows:
-        conn.exec_driver_sql(_insert_sql(conn, "calls", rows.CALL_COLUMNS), call_rows)
-    if tensor_rows:
-        conn.exec_driver_sql(_insert_sql(conn, "tensors", rows.TENSOR_COLUMNS), tensor_rows)
-    if extra_rows:
-        conn.exec_driver_sql(_insert_sql(conn, "extra_stats", rows.EXTRA_COLUMNS), extra_rows)
+    for (table, columns), table_rows in zip(STEP_TABLES, step_rows, strict=True):
+        seen.check_rows(table, columns, table_rows)
+        check_int_columns(table, columns, table_rows)
+    write = _executemany
+    if copy is None:
+        copy = copy_available(conn)
+    if copy:
+        from tracer.store import pgcopy  # PostgreSQL only: SQLite never loads its dialect
+
+        write = pgcopy.copy_rows
+    # calls first: the tensors' foreign key points at them
+    for (table, columns), table_rows in zip(STEP_TABLES, step_rows, strict=True):
+        write(conn, table, columns, table_rows)
+
+
+def analyze_unknown(conn: Connection) -> list[str]:
+    """ANALYZE the step tables PostgreSQL's planner believes empty; return their names.
+
+    Without statistics the foreign-key check of each tensor row scans its step's calls
+    through the wrong index, several times slower (benchmarks/README.md, PostgreSQL).
+    """
+    if conn.dialect.name != "postgresql":
+        return []
+    unknown = [
+        table
+        for table in ANALYZED
+        if conn.exec_driver_sql(
+            f"SELECT reltuples FROM pg_class WHERE oid = '{table}'::regclass"
+        ).scalar_one()
+        <= 0
+    ]
+    for table in unknown:
+        conn.exec_driver_sql(f"ANALYZE {table}")
+    return unknown
 
 
 def insert_modules(conn: Connection, run_id: int, modules: Sequence[ModuleRecord]) -> None:
@@ -102,6 +189,11 @@ class RunWriter:
     def __init__(self, store: Store, run_id: int) -> None:
         self.store = store
         self.run_id = run_id
+        #: None: binary COPY where the backend has it; False: executemany (benchmarks compare).
+        self.copy: bool | None = None
+        #: Whether the next traced step written is followed by :func:`analyze_unknown` (then
+        #: cleared: once per writer is enough for PostgreSQL's planner).
+        self.analyze = True
         self._seen = SeenStrings()
 
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
@@ -135,7 +227,7 @@ class RunWriter:
             return  # nothing traced in this step: no rows, and not counted as a traced step
         with self.store.writing() as conn:
             if calls:
-                insert_step(conn, self.run_id, step, calls, self._seen)
+                insert_step(conn, self.run_id, step, calls, self._seen, copy=self.copy)
                 conn.execute(
                     update(RUNS)
                     .where(RUNS.c.id == self.run_id)
@@ -143,6 +235,16 @@ class RunWriter:
                 )
             if metrics:
                 insert_metrics(conn, self.run_id, step, metrics, self._seen)
+        if calls and self.analyze:
+            self.analyze = False
+            self._analyze()
+
+    def _analyze(self) -> None:
+        """Once per writer, after its first step: give the planner statistics it lacks."""
+        # the step is committed: a failure here must not report it lost (the next write will
+        # meet the same server and say what is wrong)
+        with contextlib.suppress(StoreError), self.store.writing() as conn:
+            analyze_unknown(conn)
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Write scalar metrics logged at ``step``."""
