@@ -65,10 +65,10 @@ def _load(path: Path) -> ModuleType:
 def _from_cache() -> tuple[Any, Any, str, Path | None]:
     """Without a probe in the package: ``(Probe, float_stats, why missing, file)`` from the
     cache, or ``BUILD_ON_FIRST_USE`` (or None, and why) when there is no build there."""
-    why = torch_compat.PROBE_MISSING
     # A None in sys.modules is the import system's "this module is not there": honoured.
     if sys.modules.get(probe_build.MODULE, False) is None or not probe_build.supported():
-        return None, None, why, None
+        return None, None, torch_compat.PROBE_MISSING, None
+    why = _not_in_package()
     place = probe_build.entry(torch.__version__)
     built = place.built()
     if built is not None:
@@ -81,6 +81,13 @@ def _from_cache() -> tuple[Any, Any, str, Path | None]:
     if failure is not None:
         return None, None, f"{why}; {probe_build.failure_text(place, failure)}", None
     return BUILD_ON_FIRST_USE, None, why, None
+
+
+def _not_in_package() -> str:
+    """Why the package's own probe did not load."""
+    if probe_build.package_build() is None:
+        return "not built at install"
+    return torch_compat.PROBE_MISSING
 
 
 # The compiled probe: the package's own, loaded by tracer.core.torch_compat (which documents the
@@ -201,14 +208,12 @@ def _take(result: probe_build.BuildResult) -> None:
     """Load what a build left, or keep its reason."""
     global PROBE_MISSING, _CompiledProbe, _float_stats, _probe_file, _from
     if result.module is None:
-        PROBE_MISSING = f"{torch_compat.PROBE_MISSING}; {result.reason}"
+        PROBE_MISSING = f"{_not_in_package()}; {result.reason}"
         return
     try:
         module = _load(result.module)
     except ImportError as exc:
-        PROBE_MISSING = (
-            f"{torch_compat.PROBE_MISSING}; the build {result.module} did not load ({exc})"
-        )
+        PROBE_MISSING = f"{_not_in_package()}; the build {result.module} did not load ({exc})"
         return
     PROBE_MISSING = ""
     _CompiledProbe, _float_stats = module.Probe, module.float_stats

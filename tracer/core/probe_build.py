@@ -45,6 +45,8 @@ CACHE_ENV = "TRACER_PROBE_CACHE"
 NO_BUILD_ENV = "TRACER_NO_PROBE_BUILD"
 #: The failure file's suffix beside a build's directory name.
 FAILED = ".failed.json"
+#: How the child process states its failure (the last line of its output).
+_FAILED_PREFIX = "probe build failed: "
 #: How long the build's compiler may run before it counts as failed.
 BUILD_TIMEOUT_S = 600
 HERE = Path(__file__).resolve().parent
@@ -305,11 +307,14 @@ def _compile_into(place: CacheEntry) -> str:
 
 
 def _why_failed(output: str, status: int) -> str:
-    """The compiler's first error line (else its last line), in one line."""
+    """The child's failure, with the compiler's first error line when it printed one."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    line = (errors or lines or [f"the build exited with status {status}"])[0]
-    return line if len(line) <= 300 else line[:299] + "…"
+    final = next((ln for ln in reversed(lines) if ln.startswith(_FAILED_PREFIX)), "")
+    why = final.removeprefix(_FAILED_PREFIX) or f"the build exited with status {status}"
+    compiler = next((ln for ln in lines if "error:" in ln and ln != final), "")
+    if compiler and compiler not in why:
+        why += f" ({compiler})"
+    return why if len(why) <= 400 else why[:399] + "…"
 
 
 def _remember_failure(place: CacheEntry, torch_version: str, reason: str) -> None:
@@ -350,7 +355,24 @@ def _compile_main(out: Path) -> None:
     shutil.move(built, out / "out" / module_file_name())
 
 
+def _short(exc: BaseException) -> str:
+    """An exception in one short line: a failed command by its program, not its arguments."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        command = getattr(seen, "cmd", None)
+        if isinstance(command, (list, tuple)) and command:
+            status = getattr(seen, "returncode", "?")
+            return f"command '{command[0]}' failed with exit code {status}"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 if __name__ == "__main__":
     # Run by its path: its folder (the core's modules) must not shadow what torch imports.
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    _compile_main(Path(sys.argv[1]))
+    try:
+        _compile_main(Path(sys.argv[1]))
+    except Exception as exc:  # the parent keeps this line as the failure's reason
+        sys.stdout.flush()
+        print(f"{_FAILED_PREFIX}{_short(exc)}", file=sys.stderr)
+        sys.exit(1)
