@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import tracer
-from tracer.checks import CheckReport, Finding, check_run
+from tracer.checks import CheckReport, Finding, RunRecords, check_records, check_run
 from tracer.checks.builtin import BUILTIN_RULES
 from tracer.store import Store, open_store
 
@@ -28,8 +28,16 @@ class Recorded:
     path: Path
 
     def check(self, **kwargs: object) -> CheckReport:
-        """Check the run with every built-in rule."""
-        return check_run(self.store, self.store.get_run(self.run_id), BUILTIN_RULES, **kwargs)  # type: ignore[arg-type]
+        """Check the run with every built-in rule; the check of the stored run (read as the rules
+        ask) must find exactly what a check of all its flows read into memory finds."""
+        run = self.store.get_run(self.run_id)
+        report = check_run(self.store, run, BUILTIN_RULES, **kwargs)  # type: ignore[arg-type]
+        steps = kwargs.get("steps")
+        flows = self.store.flows(self.run_id, steps)  # type: ignore[arg-type]
+        in_memory = RunRecords(run, flows, self.store.module_tree(self.run_id))
+        limits = kwargs.get("limits")
+        assert check_records(in_memory, BUILTIN_RULES, limits) == report  # type: ignore[arg-type]
+        return report
 
 
 def batch(step: int, size: int = 16, features: int = 8) -> torch.Tensor:

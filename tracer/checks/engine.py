@@ -79,9 +79,11 @@ def _checked(rule: Rule, found: Iterable[Finding | Note]) -> Iterable[Finding | 
 
 
 def load_records(store: Store, run: RunInfo, steps: Iterable[int] | None = None) -> RunRecords:
-    """A stored run's records: the given traced steps (all recorded ones when ``None``)."""
-    flows = store.flows(run.id, steps)
-    return RunRecords(run=run, flows=flows, modules=store.module_tree(run.id))
+    """A stored run's records: the given traced steps (all recorded ones when ``None``), read
+    as the rules ask for them (:class:`tracer.checks.stored.StoredRecords`)."""
+    from tracer.checks.stored import StoredRecords
+
+    return StoredRecords.read(store, run, steps)
 
 
 def check_run(

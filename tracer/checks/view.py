@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from tracer.records import CallKind, CallRecord, ModuleRecord, RunInfo, TensorRecord
@@ -51,14 +53,15 @@ class StepFacts:
 
     dtypes: frozenset[str]
     devices: frozenset[str]
-    nonfinite: bool
-    grads: bool
+    nonfinite: bool  # a statistic counts a NaN or an Inf
+    grads: bool  # a gradient is recorded
+    flat: bool = True  # an output of more than one value has a finite min equal to its max
 
     @classmethod
     def of(cls, flow: Sequence[CallRecord]) -> StepFacts:
         dtypes: set[str] = set()
         devices: set[str] = set()
-        nonfinite = grads = False
+        nonfinite = grads = flat = False
         for call in flow:
             grads = grads or bool(call.grads)
             for tensors in (call.inputs, call.outputs, call.grads):
@@ -68,15 +71,42 @@ class StepFacts:
                     stats = t.stats
                     if not nonfinite and (stats.get("nan_count") or stats.get("inf_count")):
                         nonfinite = True
-        return cls(frozenset(dtypes), frozenset(devices), nonfinite, grads)
+            if not flat:
+                flat = any(_flat(t) for t in call.outputs)
+        return cls(frozenset(dtypes), frozenset(devices), nonfinite, grads, flat)
+
+
+def _flat(tensor: TensorRecord) -> bool:
+    stats = tensor.stats
+    low = stats.get("min")
+    return (
+        low is not None
+        and math.isfinite(low)
+        and low == stats.get("max")
+        and stats.get("numel", 0) > 1
+    )
+
+
+_ATTRIBUTES = frozenset(("role", "slot", "shape", "dtype", "device", "requires_grad", "type_name"))
+
+
+def _getter(field: str) -> Callable[[TensorRecord], Any]:
+    if field in _ATTRIBUTES:
+        return attrgetter(field)
+    return lambda t: t.stats.get(field)
 
 
 @dataclass(frozen=True)
 class RunRecords:
     """What the rules of one check read: the run, its checked steps' flows, its modules.
 
-    ``flows`` maps each checked step (ascending) to its calls in flow order. Built from the store
-    by :func:`tracer.checks.engine.check_run`, or from flows in memory (one step as it is traced).
+    ``flows`` maps each checked step (ascending) to its calls in flow order. Built from flows in
+    memory (one step as it is traced), or read from a store (:class:`tracer.checks.stored.
+    StoredRecords`, what :func:`tracer.checks.engine.check_run` uses), where a flow is read only
+    when a rule asks for it: a rule that reads every step should use the cheaper views,
+    :attr:`skeleton` (the calls without their tensors), :meth:`values` (chosen fields of the
+    tensor records of chosen roles) and :attr:`facts` (what each step holds at all), and
+    :meth:`flows_at` for the flows of the steps it does need.
     """
 
     run: RunInfo
@@ -91,11 +121,40 @@ class RunRecords:
     def flow(self, step: int) -> Sequence[CallRecord]:
         return self.flows[step]
 
+    def flows_at(self, steps: Iterable[int]) -> Iterator[tuple[int, Sequence[CallRecord]]]:
+        """``(step, flow)`` for each of ``steps`` (checked ones), in the order given."""
+        for step in steps:
+            yield step, self.flows[step]
+
+    @cached_property
+    def skeleton(self) -> Mapping[int, Sequence[CallRecord]]:
+        """Each checked step's calls in flow order, for what needs no tensor: read from a store,
+        the calls come without their tensor records (``inputs`` and the rest are empty)."""
+        return self.flows
+
+    def values(self, roles: Collection[str], fields: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``(step, seq, *fields)`` of each tensor record whose role is in ``roles``, in flow
+        order (by step, then call, then inputs, outputs, gradients as the call holds them).
+
+        A field is a TensorRecord attribute (``slot``, ``shape``, ``dtype``, ``device``,
+        ``requires_grad``, ``type_name``, ``role``) or a statistic's name (None where a record
+        lacks it). Read from a store, no record is built.
+        """
+        getters = [_getter(f) for f in fields]
+        wanted = frozenset(roles)
+        found: list[tuple[Any, ...]] = []
+        for step in self.steps:
+            for call in self.flows[step]:
+                for t in call.tensors:
+                    if t.role in wanted:
+                        found.append((step, call.seq, *(get(t) for get in getters)))
+        return found
+
     @cached_property
     def module_types(self) -> dict[str, str]:
         """Module path -> type name, from the module records, else from the calls."""
         types = {m.path: m.type for m in self.modules}
-        for calls in self.flows.values():
+        for calls in self.skeleton.values():
             for call in calls:
                 if call.kind == "module":
                     types.setdefault(call.module, call.type)
@@ -129,7 +188,7 @@ class RunRecords:
     def leaves(self) -> dict[int, tuple[bool, ...]]:
         """Per step, for each call in flow order: whether it ran no traced call inside it."""
         found = {}
-        for step, flow in self.flows.items():
+        for step, flow in self.skeleton.items():
             depths = [call.depth for call in flow]
             nested = [a < b for a, b in itertools.pairwise(depths)]
             found[step] = (*(not n for n in nested), True) if flow else ()

@@ -12,7 +12,8 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy import ColumnElement, Connection, case, func, select
+from sqlalchemy.exc import DBAPIError
 
 from tracer.records import CallRecord, TensorRecord
 from tracer.store import rows
@@ -58,6 +59,23 @@ class _Tensors:
         return TensorRecord(
             slot, shape, dtype, device, requires_grad, role, type_name or "Tensor", stats
         )
+
+
+def _plain_rows(conn: Connection, query: Any) -> list[Any]:
+    """A query's rows as the driver's own tuples, without SQLAlchemy's row objects: on a read
+    of a whole run those cost more than the database does. Errors come wrapped as usual."""
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    args = tuple(params[k] for k in compiled.positiontup) if compiled.positional else params
+    sql = str(compiled)
+    result = conn.exec_driver_sql(sql, args)
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        return list(result.cursor.fetchall())
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, args, exc, dbapi_error) from exc
+    finally:
+        result.close()
 
 
 def _steps_where(table: Any, run_id: int, steps: list[int] | None) -> ColumnElement[bool]:
@@ -118,3 +136,175 @@ def flows(
         call = rows.call_record(step, row[1:], tensors.get((step, seq), ()))
         found.setdefault(step, []).append(call)
     return found
+
+
+# -- narrow reads: what a check needs without building every record -------------------------
+
+#: TensorRecord attributes a narrow read can return, and how a column's value becomes one.
+_ATTRIBUTES: dict[str, Any] = {
+    "role": None,
+    "slot": None,
+    "dtype": None,
+    "device": None,
+    "shape": rows.parse_shape,
+    "requires_grad": bool,
+    "type_name": lambda name: name or "Tensor",
+}
+_STAT_INDEX = {name: i for i, name in enumerate(STAT_COLUMNS)}
+
+
+def _chosen(steps: Iterable[int] | None) -> list[int] | None:
+    return None if steps is None else sorted(set(steps))
+
+
+def skeleton(
+    conn: Connection, run_id: int, steps: Iterable[int] | None = None
+) -> dict[int, list[CallRecord]]:
+    """Each traced step's calls in ``seq`` order without their tensors (the calls table only)."""
+    chosen = _chosen(steps)
+    if chosen == []:
+        return {}
+    wanted = None if chosen is None else frozenset(chosen)
+    cols = [CALLS.c[name] for name in rows.CALL_COLUMNS[1:]]
+    query = select(*cols).where(_steps_where(CALLS, run_id, chosen))
+    found: dict[int, list[CallRecord]] = {}
+    make = CallRecord
+    for step, seq, module, type_, call_index, kind, op, duration_s, depth in _plain_rows(
+        conn, query.order_by(CALLS.c.step, CALLS.c.seq)
+    ):
+        if wanted is not None and step not in wanted:
+            continue
+        call = make(step, seq, module, type_, call_index, kind, op, (), (), (), duration_s, depth)
+        calls = found.get(step)
+        if calls is None:
+            found[step] = [call]
+        else:
+            calls.append(call)
+    return found
+
+
+def tensor_values(
+    conn: Connection,
+    run_id: int,
+    steps: Iterable[int] | None,
+    roles: Iterable[str],
+    fields: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """``(step, seq, *fields)`` of each tensor record in ``roles``, by (step, seq, pos).
+
+    A field is a TensorRecord attribute (``slot``, ``shape``, ``dtype``...) or a statistic's
+    name, built-in or extra (None where a record lacks it); values are what the records read
+    back by :func:`flows` hold, NaN and Inf included, without building those records.
+    """
+    chosen = _chosen(steps)
+    if chosen == []:
+        return []
+    wanted = None if chosen is None else frozenset(chosen)
+    extra = [f for f in fields if f not in _ATTRIBUTES and f not in _STAT_INDEX]
+    cols = [TENSORS.c.step, TENSORS.c.seq, TENSORS.c.pos]
+    cols += [TENSORS.c[f] for f in fields if f not in extra]
+    cols.append(TENSORS.c.special)
+    where = _steps_where(TENSORS, run_id, chosen) & TENSORS.c.role.in_(sorted(set(roles)))
+    query = select(*cols).where(where).order_by(TENSORS.c.step, TENSORS.c.seq, TENSORS.c.pos)
+    found = _plain_rows(conn, query)
+    extras = _named_extras(conn, run_id, chosen, extra) if extra else {}
+    # where each field comes from: a column (converted or decoded) or the extras
+    plan: list[tuple[str, int, Any]] = []
+    at = 3
+    for f in fields:
+        if f in extra:
+            plan.append(("extra", 0, f))
+            continue
+        if f in _STAT_INDEX:
+            plan.append(("stat", at, _STAT_INDEX[f]))
+        else:
+            plan.append(("attr", at, _ATTRIBUTES[f]))
+        at += 1
+    plain = all(kind == "attr" and how is None for kind, _, how in plan)
+    direct = all(kind == "stat" or (kind == "attr" and how is None) for kind, _, how in plan)
+    shapes: dict[str, tuple[int, ...]] = {}
+    out: list[tuple[Any, ...]] = []
+    for row in found:
+        step = row[0]
+        if wanted is not None and step not in wanted:
+            continue
+        special = row[-1]
+        if plain or (direct and not special):
+            out.append((step, row[1], *row[3:-1]))
+            continue
+        values: list[Any] = [step, row[1]]
+        for kind, index, how in plan:
+            if kind == "stat":
+                values.append(decode(row[index], special, how))
+            elif kind == "extra":
+                values.append(extras.get((step, row[1], row[2]), {}).get(how))
+            elif how is rows.parse_shape:
+                text = row[index]
+                shape = shapes.get(text)
+                if shape is None:
+                    shape = shapes[text] = rows.parse_shape(text)
+                values.append(shape)
+            else:
+                values.append(row[index] if how is None else how(row[index]))
+        out.append(tuple(values))
+    return out
+
+
+def _named_extras(
+    conn: Connection, run_id: int, steps: list[int] | None, names: list[str]
+) -> dict[tuple[int, int, int], dict[str, Any]]:
+    found: dict[tuple[int, int, int], dict[str, Any]] = defaultdict(dict)
+    cols = (EXTRAS.c.step, EXTRAS.c.seq, EXTRAS.c.pos, EXTRAS.c.name, EXTRAS.c.value)
+    query = select(*cols, EXTRAS.c.special).where(
+        _steps_where(EXTRAS, run_id, steps) & EXTRAS.c.name.in_(names)
+    )
+    for step, seq, pos, name, value, special in conn.execute(query):
+        found[step, seq, pos][name] = decode(value, special)
+    return found
+
+
+#: What :func:`step_facts` tells of one step (see tracer.checks.view.StepFacts).
+StepFactsRow = tuple[frozenset[str], frozenset[str], bool, bool, bool]
+
+
+def step_facts(
+    conn: Connection, run_id: int, steps: Iterable[int] | None = None
+) -> dict[int, StepFactsRow]:
+    """Per traced step with tensors: its dtypes, its devices, whether any statistic counts a NaN
+    or Inf, whether it holds gradients, whether an output of more than one value has a finite
+    min equal to its max. Computed by the database, one pass, no records built."""
+    chosen = _chosen(steps)
+    if chosen == []:
+        return {}
+    wanted = None if chosen is None else frozenset(chosen)
+    t = TENSORS.c
+    # nan_count or inf_count stored as NaN/Inf (a NULL column and bits in special) is non-zero
+    mask = sum(3 << (2 * _STAT_INDEX[name]) for name in ("nan_count", "inf_count"))
+    nonfinite = (t.nan_count != 0) | (t.inf_count != 0) | (t.special.op("&")(mask) != 0)
+    flat = (t.role == "output") & (t.min == t.max) & (t.numel > 1)
+    query = (
+        select(
+            t.step,
+            t.dtype,
+            t.device,
+            func.max(case((nonfinite, 1), else_=0)),
+            func.max(case((t.role.in_(("grad", "param_grad")), 1), else_=0)),
+            func.max(case((flat, 1), else_=0)),
+        )
+        .where(_steps_where(TENSORS, run_id, chosen))
+        .group_by(t.step, t.dtype, t.device)
+    )
+    merged: dict[int, tuple[set[str], set[str], list[bool]]] = {}
+    for step, dtype, device, bad, grads, flats in conn.execute(query):
+        if wanted is not None and step not in wanted:
+            continue
+        dtypes, devices, flags = merged.setdefault(step, (set(), set(), [False, False, False]))
+        dtypes.add(dtype)
+        devices.add(device)
+        flags[0] = flags[0] or bool(bad)
+        flags[1] = flags[1] or bool(grads)
+        flags[2] = flags[2] or bool(flats)
+    return {
+        step: (frozenset(dtypes), frozenset(devices), *flags)  # type: ignore[misc]
+        for step, (dtypes, devices, flags) in sorted(merged.items())
+    }

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -404,6 +404,37 @@ class Store:
 
         with self.reading() as conn:
             return bulk.flows(conn, run_id, steps)
+
+    def skeleton(
+        self, run_id: int, steps: Iterable[int] | None = None
+    ) -> dict[int, list[CallRecord]]:
+        """Traced steps' calls in ``seq`` order without their tensors: far cheaper than flows."""
+        from tracer.store import bulk
+
+        with self.reading() as conn:
+            return bulk.skeleton(conn, run_id, steps)
+
+    def tensor_values(
+        self,
+        run_id: int,
+        steps: Iterable[int] | None,
+        roles: Iterable[str],
+        fields: Sequence[str],
+    ) -> list[tuple[Any, ...]]:
+        """``(step, seq, *fields)`` of the tensor records in ``roles``, without the records."""
+        from tracer.store import bulk
+
+        with self.reading() as conn:
+            return bulk.tensor_values(conn, run_id, steps, roles, fields)
+
+    def step_facts(
+        self, run_id: int, steps: Iterable[int] | None = None
+    ) -> dict[int, tuple[frozenset[str], frozenset[str], bool, bool, bool]]:
+        """Per traced step: dtypes, devices, NaN or Inf, gradients, a flat output (see bulk)."""
+        from tracer.store import bulk
+
+        with self.reading() as conn:
+            return bulk.step_facts(conn, run_id, steps)
 
     def module_tree(self, run_id: int) -> list[ModuleRecord]:
         """The run's modules in ``named_modules()`` order."""

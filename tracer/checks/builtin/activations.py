@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from tracer.checks.builtin.layers import bounded_kind, dead_stat, is_float, softmax_dim
+from tracer.checks.builtin.layers import (
+    DTYPE,
+    NEAR_ONE_FRAC,
+    NEAR_ZERO_FRAC,
+    NUMEL,
+    SEQ,
+    SLOT,
+    STEP,
+    ZERO_FRAC,
+    Row,
+    bounded_kind,
+    dead_stat,
+    recorded,
+    shapes,
+    softmax_dim,
+)
 from tracer.checks.builtin.spans import (
     Where,
     finding,
@@ -15,8 +30,7 @@ from tracer.checks.builtin.spans import (
 )
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
-from tracer.checks.view import LayerHistory, RunRecords
-from tracer.records import TensorRecord
+from tracer.checks.view import RunRecords
 
 _NOT_RECORDED = (
     "near_zero_frac and near_one_frac are not recorded in this run (runs recorded by an older "
@@ -29,66 +43,94 @@ _BOUNDS = {
 }
 
 
-def saturated(kind: str, tensor: TensorRecord, extra_repr: str) -> float | None:
+def saturated(
+    kind: str, near_zero: float | None, near_one: float | None, shape: tuple[int, ...], extra: str
+) -> float | None:
     """The fraction of a bounded activation's output at its bounds; None when not recorded."""
-    stats = tensor.stats
-    near_one = stats.get("near_one_frac")
     if near_one is None:
         return None
     if kind == "sigmoid":
-        near_zero = stats.get("near_zero_frac")
         return None if near_zero is None else near_zero + near_one
     if kind == "softmax":
         # at most one value of a row is >= 0.99: the fraction of rows so peaked
-        if not tensor.shape:
+        if not shape:
             return None
-        size = tensor.shape[softmax_dim(extra_repr, len(tensor.shape))]
+        size = shape[softmax_dim(extra, len(shape))]
         return min(1.0, near_one * size)
     return near_one
+
+
+_Layer = tuple[str, int, str, str | None]  # module, call_index, kind, op
+
+
+def _activations(records: RunRecords) -> dict[_Layer, tuple[str, str, list[tuple[int, int]]]]:
+    """Each module layer call: its type, its module's extra_repr, its (step, seq) per step."""
+    found: dict[_Layer, tuple[str, str, list[tuple[int, int]]]] = {}
+    for step, flow in records.skeleton.items():
+        for call in flow:
+            if call.kind != "module":
+                continue
+            key = (call.module, call.call_index, call.kind, call.op)
+            layer = found.get(key)
+            if layer is None:
+                module = records.module_records.get(call.module)
+                extra = module.extra_repr if module is not None else ""
+                layer = found[key] = (call.type, extra, [])
+            layer[2].append((step, call.seq))
+    return found
+
+
+def _outputs_by_call(records: RunRecords) -> dict[tuple[int, int], list[Row]]:
+    """The float outputs of more than one value, by (step, seq)."""
+    found: dict[tuple[int, int], list[Row]] = {}
+    for row in recorded(records)[0]:
+        if row[DTYPE].startswith(("float", "bfloat")) and (row[NUMEL] or 0) > 1:
+            key = (row[STEP], row[SEQ])
+            rows = found.get(key)
+            if rows is None:
+                found[key] = [row]
+            else:
+                rows.append(row)
+    return found
 
 
 def _last_learned(records: RunRecords) -> dict[int, int]:
     """Per step, the flow position of the last call of a module with parameters."""
     last: dict[int, int] = {}
     learned = records.learned
-    for step in records.steps:
-        for call in records.flow(step):
+    for step, flow in records.skeleton.items():
+        for call in flow:
             if call.module in learned and call.kind == "module":
                 last[step] = call.seq
     return last
 
 
-def _outputs(layer: LayerHistory) -> Iterator[tuple[int, int, TensorRecord]]:
-    """(step, seq, record) of each float output of more than one value."""
-    for call in layer.calls:
-        for t in call.outputs:
-            if is_float(t) and t.stats.get("numel", 0) > 1:
-                yield call.step, call.seq, t
-
-
 def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
     last_learned: dict[int, int] | None = None
-    for layer in records.layers:
-        module = records.module_records.get(layer.key.module)
-        extra = module.extra_repr if module is not None else ""
-        kind = bounded_kind(layer.type, extra) if layer.key.kind == "module" else None
+    layers = records.shared("activation-layers", _activations)
+    for key, (type_name, extra, calls) in layers.items():
+        kind = bounded_kind(type_name, extra)
         if kind is None:
             continue
         if last_learned is None:
             last_learned = _last_learned(records)
+        found = records.shared("float-outputs", _outputs_by_call)
         hits: dict[Where, list[tuple[int, int]]] = {}
         fractions: dict[tuple[Where, int], float] = {}
-        for step, seq, t in _outputs(layer):
+        for step, seq in calls:
             if seq > last_learned.get(step, -1):
                 continue  # the model's output (a confident prediction), not a hidden layer
-            fraction = saturated(kind, t, extra)
-            if fraction is None:
-                yield Note(_NOT_RECORDED.format(what="saturation"))
-                continue
-            if fraction >= limits["fraction"]:
-                where = Where(*_key(layer), t.role, t.slot)
-                hits.setdefault(where, []).append((step, seq))
-                fractions[where, step] = fraction
+            for row in found.get((step, seq), ()):
+                slot = row[SLOT]
+                shape = shapes(records)[step, seq, slot] if kind == "softmax" else ()
+                fraction = saturated(kind, row[NEAR_ZERO_FRAC], row[NEAR_ONE_FRAC], shape, extra)
+                if fraction is None:
+                    yield Note(_NOT_RECORDED.format(what="saturation"))
+                    continue
+                if fraction >= limits["fraction"]:
+                    where = Where(*key, "output", slot)
+                    hits.setdefault(where, []).append((step, seq))
+                    fractions[where, step] = fraction
         for where, points in hits.items():
             for span in spans(points, records.steps):
                 first = fractions[where, span.first]
@@ -97,36 +139,33 @@ def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterat
                     "warning",
                     where,
                     span,
-                    f"{layer_name(where)} ({layer.type}) is saturated: {percent(first)} of its "
+                    f"{layer_name(where)} ({type_name}) is saturated: {percent(first)} of its "
                     f"output {where.slot} {_BOUNDS[kind]} at {step_text(span.first, span.until)}"
                     " (little gradient flows back through it)",
                     {"fraction": first},
                 )
 
 
-def _key(layer: LayerHistory) -> tuple[str, int, str, str | None]:
-    key = layer.key
-    return key.module, key.call_index, key.kind, key.op
-
-
 def check_dead_units(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
-    for layer in records.layers:
-        module = records.module_records.get(layer.key.module)
-        extra = module.extra_repr if module is not None else ""
-        stat = dead_stat(layer.type, extra) if layer.key.kind == "module" else None
+    layers = records.shared("activation-layers", _activations)
+    for key, (type_name, extra, calls) in layers.items():
+        stat = dead_stat(type_name, extra)
         if stat is None:
             continue
+        found = records.shared("float-outputs", _outputs_by_call)
+        exact = stat == "zero_frac"
         hits: dict[Where, list[tuple[int, int]]] = {}
         fractions: dict[tuple[Where, int], float] = {}
-        for step, seq, t in _outputs(layer):
-            fraction = t.stats.get(stat)
-            if fraction is None:
-                yield Note(_NOT_RECORDED.format(what=f"dead units of {layer.type} layers"))
-                continue
-            if fraction >= limits["fraction"]:
-                where = Where(*_key(layer), t.role, t.slot)
-                hits.setdefault(where, []).append((step, seq))
-                fractions[where, step] = fraction
+        for step, seq in calls:
+            for row in found.get((step, seq), ()):
+                fraction = row[ZERO_FRAC] if exact else row[NEAR_ZERO_FRAC]
+                if fraction is None:
+                    yield Note(_NOT_RECORDED.format(what=f"dead units of {type_name} layers"))
+                    continue
+                if fraction >= limits["fraction"]:
+                    where = Where(*key, "output", row[SLOT])
+                    hits.setdefault(where, []).append((step, seq))
+                    fractions[where, step] = fraction
         what = "zero" if stat == "zero_frac" else "within 0.01 of zero"
         for where, points in hits.items():
             for span in spans(points, records.steps):
@@ -136,7 +175,7 @@ def check_dead_units(records: RunRecords, limits: Mapping[str, float]) -> Iterat
                     "warning",
                     where,
                     span,
-                    f"{layer_name(where)} ({layer.type}) has dead units: {percent(first)} of its "
+                    f"{layer_name(where)} ({type_name}) has dead units: {percent(first)} of its "
                     f"output {where.slot} is {what} at {step_text(span.first, span.until)} "
                     "(no gradient flows through a dead unit)",
                     {"fraction": first},

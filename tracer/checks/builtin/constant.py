@@ -65,10 +65,11 @@ def _made(flow: Sequence[CallRecord], records: RunRecords) -> dict[Where, tuple[
 def check_constant(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
     ran: dict[LayerKey, list[int]] = {}
     made: dict[Where, list[tuple[int, int, float]]] = {}
-    for step in records.steps:
-        flow = records.flow(step)
-        for call in flow:
+    for step, calls in records.skeleton.items():
+        for call in calls:
             ran.setdefault(LayerKey.of(call), []).append(step)
+    flat = [step for step in records.steps if records.facts[step].flat]
+    for step, flow in records.flows_at(flat):
         for where, (seq, value) in _made(flow, records).items():
             made.setdefault(where, []).append((step, seq, value))
     needed = int(limits["min_steps"])

@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from tracer.checks.builtin.layers import L2, NUMEL, SEQ, SLOT, STEP, recorded
 from tracer.checks.builtin.spans import Where, finding, layer_name, spans, step_text
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
@@ -31,40 +32,40 @@ class _Grad:
     rms: float
 
 
-def _rms(call: CallRecord) -> _Grad | None:
-    """The RMS of the gradient into a call's largest output; None when not recorded or zero."""
+def _rms(call: CallRecord, grads: Sequence[tuple[str, float, float | None]]) -> _Grad | None:
+    """The RMS of the gradient into a call's largest output (``grads``: its ``grad`` records'
+    slot, numel and l2); None when not recorded or zero."""
     best = None
-    for t in call.grads:
-        numel = t.stats.get("numel", 0)
-        if t.role == "grad" and numel and (best is None or numel > best.stats["numel"]):
-            best = t
+    for grad in grads:
+        if grad[1] and (best is None or grad[1] > best[1]):
+            best = grad
     if best is None:
         return None
-    rms = best.stats.get("l2", math.nan) / math.sqrt(best.stats["numel"])
+    slot, numel, l2 = best
+    rms = (math.nan if l2 is None else l2) / math.sqrt(numel)
     if not math.isfinite(rms) or rms <= 0:
         return None  # a NaN is the nan rule's; a zero gradient has no ratio
-    return _Grad(Where.of(call, best), call.seq, rms)
-
-
-def _chain(
-    flow: Sequence[CallRecord], leaves: Sequence[bool], learned: frozenset[str]
-) -> list[_Grad]:
-    chain = []
-    for call, leaf in zip(flow, leaves, strict=True):
-        if leaf and call.grads and call.kind == "module" and call.module in learned:
-            grad = _rms(call)
-            if grad is not None:
-                chain.append(grad)
-    return chain
+    where = Where(call.module, call.call_index, call.kind, call.op, "grad", slot)
+    return _Grad(where, call.seq, rms)
 
 
 def _chains(records: RunRecords) -> dict[int, list[_Grad]]:
-    return {
-        step: _chain(records.flow(step), records.leaves[step], records.learned)
-        if records.facts[step].grads
-        else []
-        for step in records.steps
-    }
+    grads: dict[tuple[int, int], list[tuple[str, float, float | None]]] = {}
+    for row in recorded(records)[1]:
+        grads.setdefault((row[STEP], row[SEQ]), []).append((row[SLOT], row[NUMEL] or 0, row[L2]))
+    learned = records.learned
+    chains: dict[int, list[_Grad]] = {}
+    for step, calls in records.skeleton.items():
+        chain = chains[step] = []
+        if not records.facts[step].grads:
+            continue
+        for call, leaf in zip(calls, records.leaves[step], strict=True):
+            if leaf and call.kind == "module" and call.module in learned:
+                found = grads.get((step, call.seq))
+                grad = _rms(call, found) if found else None
+                if grad is not None:
+                    chain.append(grad)
+    return chains
 
 
 def grad_chain(records: RunRecords, step: int) -> list[_Grad]:
@@ -80,9 +81,17 @@ def _across_depth(
     chain: list[_Grad], factor: float, grows: bool
 ) -> tuple[_Grad, _Grad, float] | None:
     """The earliest layer whose gradient is ``factor`` times past a later layer's, and that one."""
-    for i, grad in enumerate(chain[:-1]):
-        later = chain[i + 1 :]
-        other = (min if grows else max)(later, key=lambda g: g.rms)
+    # the most extreme later layer of each position, from the end: one pass, not one per layer
+    extreme: list[_Grad] = []
+    for grad in reversed(chain[1:]):
+        if not extreme:
+            extreme.append(grad)
+            continue
+        best = extreme[-1]
+        better = grad.rms <= best.rms if grows else grad.rms >= best.rms
+        extreme.append(grad if better else best)
+    extreme.reverse()  # extreme[i]: the extreme of chain[i + 1:], the first of equals
+    for grad, other in zip(chain[:-1], extreme, strict=True):
         ratio = grad.rms / other.rms
         if (ratio >= factor) if grows else (ratio <= 1 / factor):
             return grad, other, ratio

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from tracer.checks.view import RunRecords
 from tracer.records import TensorRecord
 
 #: Activations with bounded outputs, by module type: how their saturation is measured.
@@ -82,3 +84,46 @@ def precision(dtype: str) -> int:
     if dtype.startswith("bfloat16"):
         return 1
     return 0 if dtype.startswith("float8") else 2
+
+
+#: The fields of outputs and gradients the built-in rules read, read once for all of them
+#: (:func:`recorded`); a row is ``(step, seq, *FIELDS)``, indexed by the names below.
+FIELDS = (
+    "role",
+    "slot",
+    "dtype",
+    "numel",
+    "mean",
+    "std",
+    "l2",
+    "zero_frac",
+    "near_zero_frac",
+    "near_one_frac",
+)
+STEP, SEQ, ROLE, SLOT, DTYPE, NUMEL, MEAN, STD, L2, ZERO_FRAC, NEAR_ZERO_FRAC, NEAR_ONE_FRAC = (
+    range(12)
+)
+Row = tuple[Any, ...]
+
+
+def _read(records: RunRecords) -> tuple[list[Row], list[Row]]:
+    outputs: list[Row] = []
+    grads: list[Row] = []
+    for row in records.values(("output", "grad"), FIELDS):
+        (outputs if row[ROLE] == "output" else grads).append(row)
+    return outputs, grads
+
+
+def recorded(records: RunRecords) -> tuple[list[Row], list[Row]]:
+    """Every output record's and every ``grad`` record's :data:`FIELDS`, in flow order: one
+    read per check, shared by the rules that read them."""
+    return records.shared("outputs-and-grads", _read)
+
+
+def shapes(records: RunRecords) -> dict[tuple[int, int, str], tuple[int, ...]]:
+    """Each output's shape by (step, seq, slot), read the first time a rule asks."""
+
+    def read(records: RunRecords) -> dict[tuple[int, int, str], tuple[int, ...]]:
+        return {(r[0], r[1], r[2]): r[3] for r in records.values(("output",), ("slot", "shape"))}
+
+    return records.shared("output-shapes", read)

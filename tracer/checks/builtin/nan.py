@@ -74,10 +74,8 @@ def _backward(flow: Sequence[CallRecord]) -> dict[Where, tuple[int, int, int]]:
 def check_nan(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding]:
     hits: dict[Where, list[tuple[int, int]]] = {}
     counts: dict[tuple[Where, int], tuple[int, int]] = {}
-    for step in records.steps:
-        if not records.facts[step].nonfinite:
-            continue
-        flow = records.flow(step)
+    flagged = [step for step in records.steps if records.facts[step].nonfinite]
+    for step, flow in records.flows_at(flagged):
         made = _forward(flow)
         if not made:
             made = _backward(flow)

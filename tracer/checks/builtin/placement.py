@@ -9,6 +9,7 @@ of its forward) is the place for the last case.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ class _Walk:
     counts: Callable[[TensorRecord], bool]
     matters: Callable[[str, str], bool]  # (before, after) -> a change worth a finding
     excused: Callable[[CallRecord, str, str], bool]  # a change inside a call that is intended
-    given: frozenset[str] = frozenset()  # values fed to the model: a tensor of the user's
+    given: Callable[[], frozenset[str]] = frozenset  # values fed to the model (the user's)
     varies: Callable[[StepFacts], bool] = lambda facts: True  # can the step hold a change
 
 
@@ -55,7 +56,7 @@ def _changes(
         if previous is not None:
             for t in ins:
                 value = walk.value(t)
-                if value not in walk.given and walk.matters(previous[0], value):
+                if walk.matters(previous[0], value) and value not in walk.given():
                     found[Where.of(call, t)] = _Change(call.seq, previous[0], value, previous[1])
                     explained.add(call.seq)
         for t in outs:
@@ -105,32 +106,37 @@ def _containers(
 def _collect(records: RunRecords, walk: _Walk) -> Iterator[tuple[Where, list, dict]]:
     hits: dict[Where, list[tuple[int, int]]] = {}
     seen: dict[tuple[Where, int], _Change] = {}
-    for step in records.steps:
-        if not walk.varies(records.facts[step]):
-            continue
-        for where, change in _changes(records.flow(step), records.leaves[step], walk).items():
+    varied = [step for step in records.steps if walk.varies(records.facts[step])]
+    for step, flow in records.flows_at(varied):
+        for where, change in _changes(flow, records.leaves[step], walk).items():
             hits.setdefault(where, []).append((step, change.seq))
             seen[where, step] = change
     for where, points in hits.items():
         yield where, points, {step: seen[where, step] for step in (s for s, _ in points)}
 
 
-def _given(records: RunRecords, value: Callable[[TensorRecord], str]) -> frozenset[str]:
-    """The values of what the user fed the model: the outermost call's own tensor inputs."""
-    found = set()
-    for step in records.steps:
-        flow = records.flow(step)
-        for t in flow[0].inputs if flow else ():
-            if t.is_tensor:
-                found.add(value(t))
-    return frozenset(found)
+def _given(records: RunRecords, field: str) -> Callable[[], frozenset[str]]:
+    """The values of what the user fed the model (each step's outermost call's own tensor
+    inputs), read the first time a change asks for them."""
+
+    @functools.cache
+    def given() -> frozenset[str]:
+        first = {step: flow[0].seq for step, flow in records.skeleton.items() if flow}
+        rows = records.values(("input",), (field, "dtype"))
+        return frozenset(value for step, seq, value, dtype in rows if dtype and first[step] == seq)
+
+    return given
 
 
 def _dtype_walk(records: RunRecords) -> _Walk:
-    allowed = records.model_dtypes | _given(records, lambda t: t.dtype)
+    given = _given(records, "dtype")
 
     def matters(before: str, after: str) -> bool:
-        return precision(after) < precision(before) and after not in allowed
+        return (
+            precision(after) < precision(before)
+            and after not in records.model_dtypes
+            and after not in given()
+        )
 
     def excused(call: CallRecord, before: str, after: str) -> bool:
         # a layer with float parameters that returns a lower precision than it was given runs
@@ -173,7 +179,7 @@ def _device_walk(records: RunRecords) -> _Walk:
         lambda t: t.is_tensor and bool(t.device),
         lambda before, after: before != after,
         lambda call, before, after: False,
-        _given(records, device),
+        _given(records, "device"),
         lambda facts: len(facts.devices - {""}) > 1,
     )
 
