@@ -27,7 +27,6 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.types import TypeEngine
 
@@ -59,12 +58,12 @@ ACCEPTED: dict[str, tuple[type, ...]] = {
     "text": (str,),
     "varchar": (str,),
 }
-_DIALECT = postgresql.dialect()
 
 
 def binary_type(kind: TypeEngine[Any]) -> str:
     """The PostgreSQL binary type of a column type (its PostgreSQL variant, if it has one)."""
-    kind = kind.dialect_impl(_DIALECT)
+    # the declared type, not dialect_impl(): that one turns Text into a plain String
+    kind = getattr(kind, "_variant_mapping", {}).get("postgresql", kind)
     for base, name in BINARY_TYPES:
         if isinstance(kind, base):
             if name == "float8" and (getattr(kind, "precision", None) or 53) <= REAL_PRECISION:
