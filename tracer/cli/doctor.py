@@ -43,7 +43,7 @@ def doctor(build: bool) -> None:
     is a warning: tracing works without it, only slower or without that feature.
     """
     torch, torch_check = _torch()
-    failed_build = ""
+    failed_build = False
     if build and torch is not None:
         failed_build = _build_probe()
     checks = [_python(), torch_check, _tracer()]
@@ -52,31 +52,29 @@ def doctor(build: bool) -> None:
         checks.append(_kernel())
         probe_check, probe_loaded = _probe()
         checks.append(probe_check)
-    checks += [_compiler(probe_loaded), _cache(), _database(), _postgres()]
+    checks += [_compiler(needed=not probe_loaded), _cache(), _database(), _postgres()]
     width = max(len(c.name) for c in checks)
     for check in checks:
         line = f"{check.level:<5} {check.name:<{width}}  {check.text}"
         out.print(Text(line), soft_wrap=True)
     errors = [c.name for c in checks if c.level == ERROR]
     warnings = sum(c.level == WARN for c in checks)
-    if failed_build:
-        out.print(Text(f"the probe's build failed: {failed_build}"), soft_wrap=True)
     if errors:
         out.print(Text(f"broken: {', '.join(errors)}"))
+    elif failed_build:
+        out.print(Text("the probe's build failed (its line says why); tracing works without it"))
     else:
         out.print(Text("everything is usable" + (f" ({warnings} warning(s))" if warnings else "")))
     if errors or failed_build:
         raise click.exceptions.Exit(1)
 
 
-def _build_probe() -> str:
-    """Build the probe now (its progress is one line on stderr); why it failed, or ""."""
+def _build_probe() -> bool:
+    """Build the probe now (its progress is one line on stderr); whether that failed."""
     from tracer.core import probe
 
     result = probe.build_now()
-    if result is None or result.module is not None:
-        return ""
-    return result.reason
+    return result is not None and result.module is None
 
 
 def _where(module: ModuleType | None) -> str:

@@ -80,7 +80,12 @@ def _from_cache() -> tuple[Any, Any, str, Path | None]:
     failure = place.failure()
     if failure is not None:
         return None, None, f"{why}; {probe_build.failure_text(place, failure)}", None
+    if probe_build.build_disabled():
+        return None, None, why + _BUILD_OFF, None
     return BUILD_ON_FIRST_USE, None, why, None
+
+
+_BUILD_OFF: Final = f"; ${probe_build.NO_BUILD_ENV} turns building it on first use off"
 
 
 def _not_in_package() -> str:
@@ -197,7 +202,7 @@ def _build_on_first_use() -> None:
     global PROBE_MISSING, _CompiledProbe
     _CompiledProbe = None  # decided once per process, whatever happens below
     if probe_build.build_disabled():
-        PROBE_MISSING += f"; ${probe_build.NO_BUILD_ENV} turns building it on first use off"
+        PROBE_MISSING += _BUILD_OFF
     elif not probe_build.sources_present():
         PROBE_MISSING += "; this install has no sources to build it from"
     else:
