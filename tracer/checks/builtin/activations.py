@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from tracer.checks.builtin.layers import (
+    ACTIVATIONS,
     DTYPE,
     NEAR_ONE_FRAC,
     NEAR_ZERO_FRAC,
@@ -13,8 +14,10 @@ from tracer.checks.builtin.layers import (
     SLOT,
     STEP,
     ZERO_FRAC,
+    Key,
     Row,
     bounded_kind,
+    calls,
     dead_stat,
     recorded,
     shapes,
@@ -60,23 +63,18 @@ def saturated(
     return near_one
 
 
-_Layer = tuple[str, int, str, str | None]  # module, call_index, kind, op
-
-
-def _activations(records: RunRecords) -> dict[_Layer, tuple[str, str, list[tuple[int, int]]]]:
-    """Each module layer call: its type, its module's extra_repr, its (step, seq) per step."""
-    found: dict[_Layer, tuple[str, str, list[tuple[int, int]]]] = {}
-    for step, flow in records.skeleton.items():
-        for call in flow:
-            if call.kind != "module":
-                continue
-            key = (call.module, call.call_index, call.kind, call.op)
-            layer = found.get(key)
-            if layer is None:
-                module = records.module_records.get(call.module)
-                extra = module.extra_repr if module is not None else ""
-                layer = found[key] = (call.type, extra, [])
-            layer[2].append((step, call.seq))
+def _activations(records: RunRecords) -> dict[Key, tuple[str, str, list[tuple[int, int]]]]:
+    """Each activation module's calls: its type, its module's extra_repr, its (step, seq)s."""
+    found: dict[Key, tuple[str, str, list[tuple[int, int]]]] = {}
+    for at, (key, type_name, _) in calls(records).items():
+        if type_name not in ACTIVATIONS or key[2] != "module":
+            continue
+        layer = found.get(key)
+        if layer is None:
+            module = records.module_records.get(key[0])
+            extra = module.extra_repr if module is not None else ""
+            layer = found[key] = (type_name, extra, [])
+        layer[2].append(at)
     return found
 
 
@@ -98,17 +96,16 @@ def _last_learned(records: RunRecords) -> dict[int, int]:
     """Per step, the flow position of the last call of a module with parameters."""
     last: dict[int, int] = {}
     learned = records.learned
-    for step, flow in records.skeleton.items():
-        for call in flow:
-            if call.module in learned and call.kind == "module":
-                last[step] = call.seq
+    for (step, seq), (key, _, _) in calls(records).items():
+        if key[0] in learned and key[2] == "module":
+            last[step] = seq
     return last
 
 
 def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
     last_learned: dict[int, int] | None = None
     layers = records.shared("activation-layers", _activations)
-    for key, (type_name, extra, calls) in layers.items():
+    for key, (type_name, extra, points) in layers.items():
         kind = bounded_kind(type_name, extra)
         if kind is None:
             continue
@@ -117,7 +114,7 @@ def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterat
         found = records.shared("float-outputs", _outputs_by_call)
         hits: dict[Where, list[tuple[int, int]]] = {}
         fractions: dict[tuple[Where, int], float] = {}
-        for step, seq in calls:
+        for step, seq in points:
             if seq > last_learned.get(step, -1):
                 continue  # the model's output (a confident prediction), not a hidden layer
             for row in found.get((step, seq), ()):
@@ -148,7 +145,7 @@ def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterat
 
 def check_dead_units(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
     layers = records.shared("activation-layers", _activations)
-    for key, (type_name, extra, calls) in layers.items():
+    for key, (type_name, extra, points) in layers.items():
         stat = dead_stat(type_name, extra)
         if stat is None:
             continue
@@ -156,7 +153,7 @@ def check_dead_units(records: RunRecords, limits: Mapping[str, float]) -> Iterat
         exact = stat == "zero_frac"
         hits: dict[Where, list[tuple[int, int]]] = {}
         fractions: dict[tuple[Where, int], float] = {}
-        for step, seq in calls:
+        for step, seq in points:
             for row in found.get((step, seq), ()):
                 fraction = row[ZERO_FRAC] if exact else row[NEAR_ZERO_FRAC]
                 if fraction is None:

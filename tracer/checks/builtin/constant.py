@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from tracer.checks.builtin.layers import dead_stat
+from tracer.checks.builtin.layers import Key, calls, dead_stat
 from tracer.checks.builtin.spans import Span, Where, finding, layer_name, step_text
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
-from tracer.checks.view import LayerKey, RunRecords
+from tracer.checks.view import RunRecords
 from tracer.records import CallRecord, TensorRecord
 
 
@@ -63,11 +63,10 @@ def _made(flow: Sequence[CallRecord], records: RunRecords) -> dict[Where, tuple[
 
 
 def check_constant(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
-    ran: dict[LayerKey, list[int]] = {}
+    ran: dict[Key, list[int]] = {}
     made: dict[Where, list[tuple[int, int, float]]] = {}
-    for step, calls in records.skeleton.items():
-        for call in calls:
-            ran.setdefault(LayerKey.of(call), []).append(step)
+    for (step, _), (key, _, _) in calls(records).items():
+        ran.setdefault(key, []).append(step)
     flat = [step for step in records.steps if records.facts[step].flat]
     for step, flow in records.flows_at(flat):
         for where, (seq, value) in _made(flow, records).items():
@@ -77,7 +76,7 @@ def check_constant(records: RunRecords, limits: Mapping[str, float]) -> Iterator
         yield Note(f"needs {needed} checked steps, the check has {len(records.steps)}")
         return
     for where, points in made.items():
-        steps = ran[LayerKey(where.module, where.call_index, where.kind, where.op)]  # type: ignore[arg-type]
+        steps = ran[where.module, where.call_index, where.kind, where.op]
         if len(points) < max(needed, len(steps)):
             continue  # it varied at some checked step
         first, last = points[0], points[-1]

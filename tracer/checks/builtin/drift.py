@@ -6,7 +6,17 @@ import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 
-from tracer.checks.builtin.layers import DTYPE, MEAN, SEQ, SLOT, STD, STEP, recorded
+from tracer.checks.builtin.layers import (
+    DTYPE,
+    MEAN,
+    SEQ,
+    SLOT,
+    STD,
+    STEP,
+    Key,
+    calls,
+    recorded,
+)
 from tracer.checks.builtin.spans import Span, Where, finding, layer_name, step_text
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
@@ -27,25 +37,22 @@ def steady(values: Sequence[float], share: float) -> bool:
 
 def _series(records: RunRecords) -> dict[Where, list[_Point]]:
     """Each leaf layer's float output slots across the checked steps."""
-    by_call: dict[tuple[int, int], list[tuple[str, float, float]]] = {}
+    index = calls(records)
+    found: dict[tuple[Key, str], list[_Point]] = {}
     for row in recorded(records)[0]:
-        step, seq, slot, dtype = row[STEP], row[SEQ], row[SLOT], row[DTYPE]
         mean, std = row[MEAN], row[STD]
-        if mean is None or std is None or not dtype.startswith(("float", "bfloat")):
+        if mean is None or std is None or not row[DTYPE].startswith(("float", "bfloat")):
             continue
-        by_call.setdefault((step, seq), []).append((slot, mean, std))
-    found: dict[tuple[str, int, str, str | None, str], list[_Point]] = {}
-    for step, calls in records.skeleton.items():
-        for call, leaf in zip(calls, records.leaves[step], strict=True):
-            if not leaf:
-                continue
-            for slot, mean, std in by_call.get((step, call.seq), ()):
-                key = (call.module, call.call_index, call.kind, call.op, slot)
-                points = found.get(key)
-                if points is None:
-                    points = found[key] = []
-                points.append((step, call.seq, mean, std))
-    return {Where(m, i, k, o, "output", slot): p for (m, i, k, o, slot), p in found.items()}
+        step, seq = row[STEP], row[SEQ]
+        layer, _, leaf = index[step, seq]
+        if not leaf:
+            continue
+        key = (layer, row[SLOT])
+        points = found.get(key)
+        if points is None:
+            points = found[key] = []
+        points.append((step, seq, mean, std))
+    return {Where(*layer, "output", slot): p for (layer, slot), p in found.items()}
 
 
 def _moved(points: list[_Point], limits: Mapping[str, float]) -> tuple[str, float] | None:

@@ -12,12 +12,20 @@ import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from tracer.checks.builtin.layers import L2, NUMEL, SEQ, SLOT, STEP, recorded
+from tracer.checks.builtin.layers import (
+    L2,
+    NUMEL,
+    SEQ,
+    SLOT,
+    STEP,
+    Key,
+    calls,
+    recorded,
+)
 from tracer.checks.builtin.spans import Where, finding, layer_name, spans, step_text
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
 from tracer.checks.view import RunRecords
-from tracer.records import CallRecord
 
 _NO_GRADS = (
     "the run recorded no gradients (tracer run --grads, tracer.trace(grads=True)): "
@@ -32,7 +40,7 @@ class _Grad:
     rms: float
 
 
-def _rms(call: CallRecord, grads: Sequence[tuple[str, float, float | None]]) -> _Grad | None:
+def _rms(key: Key, seq: int, grads: Sequence[tuple[str, float, float | None]]) -> _Grad | None:
     """The RMS of the gradient into a call's largest output (``grads``: its ``grad`` records'
     slot, numel and l2); None when not recorded or zero."""
     best = None
@@ -45,26 +53,24 @@ def _rms(call: CallRecord, grads: Sequence[tuple[str, float, float | None]]) -> 
     rms = (math.nan if l2 is None else l2) / math.sqrt(numel)
     if not math.isfinite(rms) or rms <= 0:
         return None  # a NaN is the nan rule's; a zero gradient has no ratio
-    where = Where(call.module, call.call_index, call.kind, call.op, "grad", slot)
-    return _Grad(where, call.seq, rms)
+    return _Grad(Where(*key, "grad", slot), seq, rms)
 
 
 def _chains(records: RunRecords) -> dict[int, list[_Grad]]:
-    grads: dict[tuple[int, int], list[tuple[str, float, float | None]]] = {}
-    for row in recorded(records)[1]:
-        grads.setdefault((row[STEP], row[SEQ]), []).append((row[SLOT], row[NUMEL] or 0, row[L2]))
+    """Per step, the gradients into its leaf layers with parameters, in flow order."""
+    index = calls(records)
     learned = records.learned
-    chains: dict[int, list[_Grad]] = {}
-    for step, calls in records.skeleton.items():
-        chain = chains[step] = []
-        if not records.facts[step].grads:
-            continue
-        for call, leaf in zip(calls, records.leaves[step], strict=True):
-            if leaf and call.kind == "module" and call.module in learned:
-                found = grads.get((step, call.seq))
-                grad = _rms(call, found) if found else None
-                if grad is not None:
-                    chain.append(grad)
+    per_call: dict[tuple[int, int], list[tuple[str, float, float | None]]] = {}
+    for row in recorded(records)[1]:
+        at = (row[STEP], row[SEQ])
+        key, _, leaf = index[at]
+        if leaf and key[2] == "module" and key[0] in learned:
+            per_call.setdefault(at, []).append((row[SLOT], row[NUMEL] or 0, row[L2]))
+    chains: dict[int, list[_Grad]] = {step: [] for step in records.steps}
+    for (step, seq), grads in per_call.items():  # rows come in flow order
+        grad = _rms(index[step, seq][0], seq, grads)
+        if grad is not None:
+            chains[step].append(grad)
     return chains
 
 

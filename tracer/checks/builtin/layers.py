@@ -19,6 +19,8 @@ BOUNDED: dict[str, str] = {
 EXACT_ZERO = frozenset({"ReLU", "ReLU6", "Threshold"})
 #: Smooth ReLU-like activations whose dead units output nearly zero (``near_zero_frac``).
 NEAR_ZERO = frozenset({"GELU", "SiLU", "Mish", "Softplus"})
+#: Every module type an activation rule may check (the rest is decided with extra_repr).
+ACTIVATIONS = frozenset(BOUNDED) | EXACT_ZERO | NEAR_ZERO | {"LeakyReLU"}
 #: A LeakyReLU with a slope at most this small is ReLU-like: its negative side is near zero.
 TINY_SLOPE = 0.01
 
@@ -127,3 +129,29 @@ def shapes(records: RunRecords) -> dict[tuple[int, int, str], tuple[int, ...]]:
         return {(r[0], r[1], r[2]): r[3] for r in records.values(("output",), ("slot", "shape"))}
 
     return records.shared("output-shapes", read)
+
+
+Key = tuple[str, int, str, "str | None"]  # a layer call across steps: module, call_index, kind, op
+
+
+#: What the built-in rules need of one call: its layer key, its type, whether it is a leaf.
+Call = tuple[Key, str, bool]
+
+
+def _calls(records: RunRecords) -> dict[tuple[int, int], Call]:
+    found: dict[tuple[int, int], Call] = {}
+    leaves = records.leaves
+    for step, flow in records.skeleton.items():
+        for call, leaf in zip(flow, leaves[step], strict=True):
+            found[step, call.seq] = (
+                (call.module, call.call_index, call.kind, call.op),
+                call.type,
+                leaf,
+            )
+    return found
+
+
+def calls(records: RunRecords) -> dict[tuple[int, int], Call]:
+    """Every checked call by (step, seq), in flow order: its layer key, type and leaf flag.
+    Built once per check from the skeleton, shared by the rules."""
+    return records.shared("calls", _calls)
