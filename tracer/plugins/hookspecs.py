@@ -58,7 +58,10 @@ def register_checks(register: Callable[[Rule], None]) -> None:
     too). ``check(records, limits)`` is a plain function over a run's stored records
     (:class:`tracer.checks.RunRecords`: each checked step's flow, each layer across steps) that
     yields :class:`tracer.checks.Finding` objects; it must not import torch, so a check runs
-    wherever the database opens. A duplicate rule name is an error naming both plugins.
+    wherever the database opens. A stored run's flows are read as a rule asks for them: a rule
+    that looks at every step should read the cheap views (``records.skeleton``, the calls
+    without tensors; ``records.values(roles, fields)``; ``records.facts``) and the flows of the
+    steps it needs (``records.flows_at``). A duplicate rule name is an error naming both plugins.
     """
 
 
