@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 from torch import nn
@@ -34,15 +35,18 @@ class Summary:
     def table(self) -> Table:
         """The per-call table: layer, input and output shapes, dtype, device, params, stats."""
         table = Table(header_style="bold")
-        labels = [_layer_label(call) for call in self.calls]
+        rows = [self._cells(call) for call in self.calls]
+        labels = [row[0] for row in rows]
         for name, justify in _COLUMNS:
-            width = max((len(t.plain) for t in labels), default=5) if name == "Layer" else None
+            width = max((len(t) for t in labels), default=5) if name == "Layer" else None
             table.add_column(name, justify=justify, no_wrap=True, min_width=width)
-        for call in self.calls:
-            table.add_row(*self._row(call))
+        for call, row in zip(self.calls, rows, strict=True):
+            style = _OP_STYLE if call.kind == "op" else ""
+            table.add_row(Text(row[0], style=style), *(Text(cell) for cell in row[1:]))
         return table
 
-    def _row(self, call: CallRecord) -> list[RenderableType]:
+    def _cells(self, call: CallRecord) -> list[str]:
+        """The row of one call as plain text, one line per tensor."""
         outputs = [r for r in call.outputs if r.is_tensor] or list(call.outputs)
         module = self._by_path.get(call.module)
         params = ""
@@ -52,8 +56,8 @@ class Summary:
             _layer_label(call),
             _shapes(call.inputs, outputs[0].dtype if outputs else ""),
             _shapes(call.outputs),
-            Text("\n".join(literal(r.dtype or r.type_name, _CELL) for r in outputs)),
-            Text("\n".join(literal(r.device, _CELL) for r in outputs)),
+            "\n".join(literal(r.dtype or r.type_name, _CELL) for r in outputs),
+            "\n".join(literal(r.device, _CELL) for r in outputs),
             params,
             *(_stat_lines(outputs, key) for key in ("mean", "std", "min", "max")),
         ]
@@ -71,8 +75,16 @@ class Summary:
         ]
         return "\n".join(lines)
 
-    def __rich__(self) -> Group:
-        return Group(self.table(), Text(self.footer()))  # Text: names are never read as markup
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        # The table's text is laid out here when it fits the width as it is (the usual case):
+        # rich's Table measures and renders every cell on its own, some 1 ms per call, more
+        # than the traced forward of most models. A table too wide for the console, or an
+        # ASCII-only one, is left to rich, which shrinks columns and substitutes box characters.
+        grid = None
+        if not options.ascii_only and self.calls:
+            grid = _grid(self.calls, [self._cells(call) for call in self.calls], options.max_width)
+        yield grid if grid is not None else self.table()
+        yield Text(self.footer())  # Text: names are never read as markup
 
     def __str__(self) -> str:
         buffer = io.StringIO()
@@ -99,17 +111,67 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def _layer_label(call: CallRecord) -> Text:
+_OP_STYLE = "italic cyan"
+# rich's HEAVY_HEAD box, the Table default: top, header, header rule, rows, bottom.
+_TOP, _HEAD_RULE, _BOTTOM = ("┏", "━", "┳", "┓"), ("┡", "━", "╇", "┩"), ("└", "─", "┴", "┘")
+
+
+def _grid(calls: Sequence[CallRecord], rows: list[list[str]], max_width: int) -> Text | None:
+    """The table as rich's Table draws it (same box, padding and justification), or None when
+    it is wider than ``max_width`` (then rich's column shrinking decides)."""
+    headers = [name for name, _ in _COLUMNS]
+    split = [[cell.split("\n") for cell in row] for row in rows]
+    widths = [cell_len(h) for h in headers]
+    for row in split:
+        for i, lines in enumerate(row):
+            widths[i] = max(widths[i], *(cell_len(line) for line in lines))
+    if sum(widths) + 3 * len(widths) + 1 > max_width:
+        return None
+    right = [justify == "right" for _, justify in _COLUMNS]
+    text = Text(no_wrap=True, overflow="ignore")
+    text.append(_rule(_TOP, widths) + "\n")
+    for h, w, r in zip(headers, widths, right, strict=True):
+        text.append("┃")
+        text.append(_pad(h, w, r), style="bold")  # the borders are not bold in rich either
+    text.append("┃\n" + _rule(_HEAD_RULE, widths) + "\n")
+    for call, row in zip(calls, split, strict=True):
+        height = max(len(lines) for lines in row)
+        for k in range(height):
+            cells = [
+                _pad(lines[k] if k < len(lines) else "", w, r)
+                for lines, w, r in zip(row, widths, right, strict=True)
+            ]
+            if k == 0 and call.kind == "op":
+                text.append("│")
+                text.append(cells[0], style=_OP_STYLE)
+                text.append("│" + "│".join(cells[1:]) + "│\n")
+            else:
+                text.append("│" + "│".join(cells) + "│\n")
+    text.append(_rule(_BOTTOM, widths))
+    return text
+
+
+def _rule(box: tuple[str, str, str, str], widths: list[int]) -> str:
+    left, line, cross, end = box
+    return left + cross.join(line * (w + 2) for w in widths) + end
+
+
+def _pad(value: str, width: int, right: bool) -> str:
+    gap = " " * (width - cell_len(value))
+    return f" {gap}{value} " if right else f" {value}{gap} "
+
+
+def _layer_label(call: CallRecord) -> str:
     indent = "  " * call.depth
     if call.kind == "op":
-        return Text(f"{indent}{literal(call.op, _CELL)}", style="italic cyan")
+        return f"{indent}{literal(call.op, _CELL)}"
     leaf = literal(call.module.rsplit(".", 1)[-1] if call.module else call.type, _CELL)
     suffix = f" #{call.call_index}" if call.call_index else ""
     kind = literal(call.type, _CELL)
-    return Text(f"{indent}{leaf} ({kind}){suffix}" if call.module else f"{indent}{leaf}")
+    return f"{indent}{leaf} ({kind}){suffix}" if call.module else f"{indent}{leaf}"
 
 
-def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> Text:
+def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> str:
     """One line per record; an input whose dtype differs from the output's shows it."""
     lines = []
     for r in records:
@@ -118,7 +180,7 @@ def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> 
             label = f"{label} {literal(r.dtype, _CELL)}"
         slot = literal(r.slot, _CELL)
         lines.append(label if r.slot == "0" and len(records) == 1 else f"{slot}: {label}")
-    return Text("\n".join(lines))
+    return "\n".join(lines)
 
 
 def _stat_lines(records: Sequence[TensorRecord], key: str) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 from core.models import ArticleLSTM, NestedModel
+from rich.console import Console, Group
+from rich.text import Text
 
 import tracer
 
@@ -39,3 +43,21 @@ def test_summary_forward_error_propagates_unchanged() -> None:
     model = ArticleLSTM(vocab=10, embed=2, hidden=3)
     with pytest.raises(IndexError):
         tracer.summary(model, torch.tensor([[50]]), echo=False)  # token id out of range
+
+
+def _printed(renderable: object, width: int) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, legacy_windows=False).print(renderable)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("width", [200, 60])
+def test_summary_text_is_rich_tables_text(width: int) -> None:
+    # The table is laid out by the summary itself when it fits, else by rich's Table (which
+    # shrinks its columns): either way the text is the Table's, character for character.
+    torch.manual_seed(0)
+    model = ArticleLSTM(vocab=100, embed=6, hidden=8)
+    result = tracer.summary(model, torch.randint(0, 100, (4, 5)), echo=False)
+    expected = _printed(Group(result.table(), Text(result.footer())), width)
+    assert _printed(result, width) == expected
+    assert max(len(line) for line in expected.splitlines()) <= width
