@@ -105,6 +105,9 @@ def test_every_view_of_a_stored_run_equals_the_view_of_its_flows(
             for a, b in zip(got, want, strict=True):
                 # NaN != NaN: compare the text of each value
                 assert list(map(repr, a)) == list(map(repr, b)), (roles, fields)
+            bad = lazy.values(roles, fields, nonfinite=True)
+            assert repr(bad) == repr(eager.values(roles, fields, nonfinite=True))
+            assert {row[0] for row in bad} <= {2, 3}
 
 
 def test_facts_say_where_a_nan_an_inf_a_flat_output_and_gradients_are(
@@ -153,3 +156,36 @@ def test_a_run_still_being_written_is_checked_up_to_the_steps_there_when_it_was_
     assert lazy.steps == (0, 2, 3, 5, 9)
     assert {step for step, *_ in lazy.values(("output",), ("mean",))} == {0, 2, 3, 5, 9}
     assert set(lazy.skeleton) == set(lazy.facts) == {0, 2, 3, 5, 9}
+
+
+def _diverged(step: int, seq: int, bad: bool) -> TensorRecord:
+    stats = {"numel": 64.0, "mean": 0.5, "std": 1.0 + seq, "min": -2.0, "max": 2.0}
+    if bad:
+        stats.update(mean=math.nan, nan_count=64.0, inf_count=0.0)
+    return TensorRecord("0", (8, 8), "float32", "cpu", stats=frozen_mapping(stats))
+
+
+def test_a_run_that_diverged_is_checked_without_reading_a_whole_flow(tmp_path: Path) -> None:
+    """From step 5 on, layer 3 makes NaN and every later layer passes it on: the nan rule
+    names layer 3 once, over every step since, from the narrow reads alone."""
+    store = open_store(tmp_path / "diverged.db")
+    run = store.create_run(name="diverged")
+    writer = store.writer(run.id)
+    writer.begin([ModuleRecord(str(i), "Linear", "", 1) for i in range(6)], ())
+    for step in range(12):
+        flow = []
+        for seq in range(6):
+            inputs = (_diverged(step, seq, step >= 5 and seq > 3),)
+            inputs = tuple(TensorRecord(t.slot, t.shape, t.dtype, t.device, False, "input",
+                                        stats=t.stats) for t in inputs)  # fmt: skip
+            outputs = (_diverged(step, seq, step >= 5 and seq >= 3),)
+            flow.append(CallRecord(step, seq, str(seq), "Linear", inputs=inputs, outputs=outputs))
+        writer.write_step(step, flow)
+    writer.end("failed", "loss is NaN")
+    records = StoredRecords.read(store, store.get_run(run.id))
+    report = check_records(records, BUILTIN_RULES)
+    assert [(f.rule, f.module, f.step, f.until) for f in report.findings] == [("nan", "3", 5, 11)]
+    flows = records.flows
+    assert isinstance(flows, LazyFlows) and flows._read == {}
+    eager = RunRecords(records.run, store.flows(run.id), store.module_tree(run.id))
+    assert check_records(eager, BUILTIN_RULES) == report

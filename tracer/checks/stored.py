@@ -103,8 +103,12 @@ class StoredRecords(RunRecords):
         found = self._store.skeleton(self.run.id, self.steps)
         return {step: found.get(step, []) for step in self.steps}
 
-    def values(self, roles: Collection[str], fields: Sequence[str]) -> list[tuple[Any, ...]]:
-        return self._store.tensor_values(self.run.id, self.steps, roles, fields)
+    def values(
+        self, roles: Collection[str], fields: Sequence[str], *, nonfinite: bool = False
+    ) -> list[tuple[Any, ...]]:
+        return self._store.tensor_values(
+            self.run.id, self.steps, roles, fields, nonfinite=nonfinite
+        )
 
     @cached_property
     def facts(self) -> dict[int, StepFacts]:

@@ -68,12 +68,17 @@ class StepFacts:
                 for t in tensors:
                     dtypes.add(t.dtype)
                     devices.add(t.device)
-                    stats = t.stats
-                    if not nonfinite and (stats.get("nan_count") or stats.get("inf_count")):
+                    if not nonfinite and _nonfinite(t):
                         nonfinite = True
             if not flat:
                 flat = any(_flat(t) for t in call.outputs)
         return cls(frozenset(dtypes), frozenset(devices), nonfinite, grads, flat)
+
+
+def _nonfinite(tensor: TensorRecord) -> bool:
+    """Whether a record's statistics count a NaN or an Inf."""
+    stats = tensor.stats
+    return bool(stats.get("nan_count") or stats.get("inf_count"))
 
 
 def _flat(tensor: TensorRecord) -> bool:
@@ -132,9 +137,12 @@ class RunRecords:
         the calls come without their tensor records (``inputs`` and the rest are empty)."""
         return self.flows
 
-    def values(self, roles: Collection[str], fields: Sequence[str]) -> list[tuple[Any, ...]]:
+    def values(
+        self, roles: Collection[str], fields: Sequence[str], *, nonfinite: bool = False
+    ) -> list[tuple[Any, ...]]:
         """``(step, seq, *fields)`` of each tensor record whose role is in ``roles``, in flow
-        order (by step, then call, then inputs, outputs, gradients as the call holds them).
+        order (by step, then call, then inputs, outputs, gradients as the call holds them);
+        with ``nonfinite``, only the records whose statistics count a NaN or an Inf.
 
         A field is a TensorRecord attribute (``slot``, ``shape``, ``dtype``, ``device``,
         ``requires_grad``, ``type_name``, ``role``) or a statistic's name (None where a record
@@ -146,7 +154,7 @@ class RunRecords:
         for step in self.steps:
             for call in self.flows[step]:
                 for t in call.tensors:
-                    if t.role in wanted:
+                    if t.role in wanted and (not nonfinite or _nonfinite(t)):
                         found.append((step, call.seq, *(get(t) for get in getters)))
         return found
 

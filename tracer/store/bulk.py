@@ -189,8 +189,11 @@ def tensor_values(
     steps: Iterable[int] | None,
     roles: Iterable[str],
     fields: Sequence[str],
+    *,
+    nonfinite: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """``(step, seq, *fields)`` of each tensor record in ``roles``, by (step, seq, pos).
+    """``(step, seq, *fields)`` of each tensor record in ``roles``, by (step, seq, pos); with
+    ``nonfinite``, only those whose ``nan_count`` or ``inf_count`` is not zero.
 
     A field is a TensorRecord attribute (``slot``, ``shape``, ``dtype``...) or a statistic's
     name, built-in or extra (None where a record lacks it); values are what the records read
@@ -205,6 +208,8 @@ def tensor_values(
     cols += [TENSORS.c[f] for f in fields if f not in extra]
     cols.append(TENSORS.c.special)
     where = _steps_where(TENSORS, run_id, chosen) & TENSORS.c.role.in_(sorted(set(roles)))
+    if nonfinite:
+        where = where & _nonfinite()
     query = select(*cols).where(where).order_by(TENSORS.c.step, TENSORS.c.seq, TENSORS.c.pos)
     found = _plain_rows(conn, query)
     extras = _named_extras(conn, run_id, chosen, extra) if extra else {}
@@ -263,6 +268,14 @@ def _named_extras(
     return found
 
 
+def _nonfinite() -> ColumnElement[bool]:
+    """A tensors row whose nan_count or inf_count is not zero (a count stored as NaN or Inf,
+    a NULL column with bits in ``special``, is not zero either)."""
+    t = TENSORS.c
+    mask = sum(3 << (2 * _STAT_INDEX[name]) for name in ("nan_count", "inf_count"))
+    return (t.nan_count != 0) | (t.inf_count != 0) | (t.special.op("&")(mask) != 0)
+
+
 #: What :func:`step_facts` tells of one step (see tracer.checks.view.StepFacts).
 StepFactsRow = tuple[frozenset[str], frozenset[str], bool, bool, bool]
 
@@ -278,9 +291,7 @@ def step_facts(
         return {}
     wanted = None if chosen is None else frozenset(chosen)
     t = TENSORS.c
-    # nan_count or inf_count stored as NaN/Inf (a NULL column and bits in special) is non-zero
-    mask = sum(3 << (2 * _STAT_INDEX[name]) for name in ("nan_count", "inf_count"))
-    nonfinite = (t.nan_count != 0) | (t.inf_count != 0) | (t.special.op("&")(mask) != 0)
+    nonfinite = _nonfinite()
     flat = (t.role == "output") & (t.min == t.max) & (t.numel > 1)
     query = (
         select(

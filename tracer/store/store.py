@@ -420,12 +420,14 @@ class Store:
         steps: Iterable[int] | None,
         roles: Iterable[str],
         fields: Sequence[str],
+        *,
+        nonfinite: bool = False,
     ) -> list[tuple[Any, ...]]:
         """``(step, seq, *fields)`` of the tensor records in ``roles``, without the records."""
         from tracer.store import bulk
 
         with self.reading() as conn:
-            return bulk.tensor_values(conn, run_id, steps, roles, fields)
+            return bulk.tensor_values(conn, run_id, steps, roles, fields, nonfinite=nonfinite)
 
     def step_facts(
         self, run_id: int, steps: Iterable[int] | None = None

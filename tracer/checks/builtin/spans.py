@@ -53,12 +53,6 @@ def spans(hits: Iterable[tuple[int, int]], steps: Sequence[int]) -> list[Span]:
     return merged
 
 
-def nonfinite(tensor: TensorRecord) -> tuple[int, int]:
-    """(NaN count, Inf count) of a tensor record; (0, 0) where they were not recorded."""
-    stats = tensor.stats
-    return int(stats.get("nan_count", 0) or 0), int(stats.get("inf_count", 0) or 0)
-
-
 def step_text(first: int, until: int | None) -> str:
     """``step 3`` or ``steps 3-9``."""
     return f"step {first}" if until is None else f"steps {first}-{until}"
