@@ -113,9 +113,17 @@ def test_doctor_server_url_hides_the_password_and_is_not_contacted(tmp_path: Pat
     url = "postgresql+psycopg://someone:s3cret@db.invalid:5432/runs"
     done = doctor(cwd=tmp_path, TRACER_DB=url)
     assert "s3cret" not in done.stdout
-    assert "postgresql+psycopg://someone:***@db.invalid:5432/runs ($TRACER_DB; a server, not " in (
+    assert "postgresql+psycopg://someone:***@db.invalid:5432/runs ($TRACER_DB; not contacted" in (
         done.stdout
     )
+
+
+def test_doctor_url_of_a_backend_that_cannot_load_is_broken(tmp_path: Path) -> None:
+    done = doctor(cwd=tmp_path, TRACER_DB="nosuchdb://someone:s3cret@host/runs")
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = lines(done)["database"]
+    assert line.startswith("error") and "nosuchdb://someone:***@host/runs" in line
+    assert "cannot be opened here (NoSuchModuleError: " in line and "s3cret" not in done.stdout
 
 
 def test_doctor_without_torch_is_broken(tmp_path: Path) -> None:

@@ -192,19 +192,20 @@ def _database() -> Check:
         return Check(ERROR, "database", f"{named} ({source}): {exc}")
     path = sqlite_file(url)
     if path is None:
-        shown = url.render_as_string(hide_password=True)
-        return _server(shown, source, url.get_backend_name())
+        return _server(url, source)
     return _sqlite(path, f"{named} ({source}, {path.resolve()})")
 
 
-def _server(shown: str, source: str, backend: str) -> Check:
-    """A database server: its driver must be there; the server itself is not contacted."""
-    if backend == "postgresql":
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            return Check(ERROR, "database", f"{shown} ({source}): its driver psycopg is missing")
-    return Check(OK, "database", f"{shown} ({source}; a server, not contacted)")
+def _server(url: Any, source: str) -> Check:
+    """A database server (or an in-memory one): its dialect and driver must load here; the
+    server itself is not contacted."""
+    shown = url.render_as_string(hide_password=True)
+    try:
+        url.get_dialect().import_dbapi()
+    except Exception as exc:  # SQLAlchemy's NoSuchModuleError, the driver's ImportError...
+        why = f"{type(exc).__name__}: {exc}"
+        return Check(ERROR, "database", f"{shown} ({source}): cannot be opened here ({why})")
+    return Check(OK, "database", f"{shown} ({source}; not contacted, its driver loads)")
 
 
 def _sqlite(path: Path, shown: str) -> Check:

@@ -300,7 +300,11 @@ def _compile_into(place: CacheEntry) -> str:
         if done.returncode != 0 or not built.is_file():
             return _why_failed(done.stdout + done.stderr, done.returncode)
         (work / "out" / "build.json").write_text(json.dumps(_provenance()))
-        os.rename(work / "out", place.directory)
+        try:
+            os.rename(work / "out", place.directory)
+        except OSError:
+            if place.built() is None:  # not another process's build (where locks do not work)
+                raise
         return ""
     finally:
         shutil.rmtree(work, ignore_errors=True)
