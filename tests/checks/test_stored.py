@@ -63,9 +63,13 @@ def _flow(step: int) -> list[CallRecord]:
     ]  # fmt: skip
 
 
-@pytest.fixture
-def stored(tmp_path: Path) -> tuple[Store, int]:
-    store = open_store(tmp_path / "views.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stored(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, int]:
+    """The run on each backend: the narrow reads are SQL of their own."""
+    where = tmp_path / "views.db"
+    if request.param == "postgresql":
+        where = request.getfixturevalue("postgres_url")
+    store = open_store(where)
     run = store.create_run(name="views")
     writer = store.writer(run.id)
     writer.begin([ModuleRecord("", "Net", None, 0), ModuleRecord("body", "Sequential", "", 1)], ())

@@ -204,18 +204,20 @@ def tensor_values(
         return []
     wanted = None if chosen is None else frozenset(chosen)
     extra = [f for f in fields if f not in _ATTRIBUTES and f not in _STAT_INDEX]
-    cols = [TENSORS.c.step, TENSORS.c.seq, TENSORS.c.pos]
+    # the fields' columns, then pos and special: a plain row is the result without its tail
+    cols = [TENSORS.c.step, TENSORS.c.seq]
     cols += [TENSORS.c[f] for f in fields if f not in extra]
-    cols.append(TENSORS.c.special)
+    cols += [TENSORS.c.pos, TENSORS.c.special]
     where = _steps_where(TENSORS, run_id, chosen) & TENSORS.c.role.in_(sorted(set(roles)))
     if nonfinite:
         where = where & _nonfinite()
     query = select(*cols).where(where).order_by(TENSORS.c.step, TENSORS.c.seq, TENSORS.c.pos)
     found = _plain_rows(conn, query)
-    extras = _named_extras(conn, run_id, chosen, extra) if extra else {}
+    if wanted is not None and chosen and len(wanted) != chosen[-1] - chosen[0] + 1:
+        found = [row for row in found if row[0] in wanted]  # the query read their whole range
     # where each field comes from: a column (converted or decoded) or the extras
     plan: list[tuple[str, int, Any]] = []
-    at = 3
+    at = 2
     for f in fields:
         if f in extra:
             plan.append(("extra", 0, f))
@@ -225,24 +227,19 @@ def tensor_values(
         else:
             plan.append(("attr", at, _ATTRIBUTES[f]))
         at += 1
-    plain = all(kind == "attr" and how is None for kind, _, how in plan)
-    direct = all(kind == "stat" or (kind == "attr" and how is None) for kind, _, how in plan)
+    if all(kind == "attr" and how is None for kind, _, how in plan):
+        return [row[:-2] for row in found]  # no statistic: no special to decode
+    extras = _named_extras(conn, run_id, chosen, extra) if extra else {}
     shapes: dict[str, tuple[int, ...]] = {}
-    out: list[tuple[Any, ...]] = []
-    for row in found:
-        step = row[0]
-        if wanted is not None and step not in wanted:
-            continue
-        special = row[-1]
-        if plain or (direct and not special):
-            out.append((step, row[1], *row[3:-1]))
-            continue
-        values: list[Any] = [step, row[1]]
+
+    def build(row: Sequence[Any]) -> tuple[Any, ...]:
+        step, seq, special = row[0], row[1], row[-1]
+        values: list[Any] = [step, seq]
         for kind, index, how in plan:
             if kind == "stat":
                 values.append(decode(row[index], special, how))
             elif kind == "extra":
-                values.append(extras.get((step, row[1], row[2]), {}).get(how))
+                values.append(extras.get((step, seq, row[-2]), {}).get(how))
             elif how is rows.parse_shape:
                 text = row[index]
                 shape = shapes.get(text)
@@ -251,8 +248,12 @@ def tensor_values(
                 values.append(shape)
             else:
                 values.append(row[index] if how is None else how(row[index]))
-        out.append(tuple(values))
-    return out
+        return tuple(values)
+
+    if all(kind == "stat" or (kind == "attr" and how is None) for kind, _, how in plan):
+        # the common row, every statistic a plain number, is the query's row without its tail
+        return [build(row) if row[-1] else row[:-2] for row in found]
+    return [build(row) for row in found]
 
 
 def _named_extras(
@@ -285,36 +286,29 @@ def step_facts(
 ) -> dict[int, StepFactsRow]:
     """Per traced step with tensors: its dtypes, its devices, whether any statistic counts a NaN
     or Inf, whether it holds gradients, whether an output of more than one value has a finite
-    min equal to its max. Computed by the database, one pass, no records built."""
+    min equal to its max. Computed by the database in two queries, no records built."""
     chosen = _chosen(steps)
     if chosen == []:
         return {}
     wanted = None if chosen is None else frozenset(chosen)
     t = TENSORS.c
-    nonfinite = _nonfinite()
     flat = (t.role == "output") & (t.min == t.max) & (t.numel > 1)
-    query = (
-        select(
-            t.step,
-            t.dtype,
-            t.device,
-            func.max(case((nonfinite, 1), else_=0)),
-            func.max(case((t.role.in_(("grad", "param_grad")), 1), else_=0)),
-            func.max(case((flat, 1), else_=0)),
-        )
-        .where(_steps_where(TENSORS, run_id, chosen))
-        .group_by(t.step, t.dtype, t.device)
-    )
+    where = _steps_where(TENSORS, run_id, chosen)
+    marks = select(
+        t.step,
+        func.max(case((_nonfinite(), 1), else_=0)),
+        func.max(case((t.role.in_(("grad", "param_grad")), 1), else_=0)),
+        func.max(case((flat, 1), else_=0)),
+    ).where(where)
+    kinds = select(t.step, t.dtype, t.device).where(where).distinct()
     merged: dict[int, tuple[set[str], set[str], list[bool]]] = {}
-    for step, dtype, device, bad, grads, flats in conn.execute(query):
-        if wanted is not None and step not in wanted:
-            continue
-        dtypes, devices, flags = merged.setdefault(step, (set(), set(), [False, False, False]))
-        dtypes.add(dtype)
-        devices.add(device)
-        flags[0] = flags[0] or bool(bad)
-        flags[1] = flags[1] or bool(grads)
-        flags[2] = flags[2] or bool(flats)
+    for step, bad, grads, flats in _plain_rows(conn, marks.group_by(t.step)):
+        if wanted is None or step in wanted:
+            merged[step] = (set(), set(), [bool(bad), bool(grads), bool(flats)])
+    for step, dtype, device in _plain_rows(conn, kinds):
+        if step in merged:
+            merged[step][0].add(dtype)
+            merged[step][1].add(device)
     return {
         step: (frozenset(dtypes), frozenset(devices), *flags)  # type: ignore[misc]
         for step, (dtypes, devices, flags) in sorted(merged.items())

@@ -19,7 +19,7 @@ from tracer.checks.builtin.layers import (
     bounded_kind,
     calls,
     dead_stat,
-    recorded,
+    outputs,
     shapes,
     softmax_dim,
 )
@@ -81,7 +81,7 @@ def _activations(records: RunRecords) -> dict[Key, tuple[str, str, list[tuple[in
 def _outputs_by_call(records: RunRecords) -> dict[tuple[int, int], list[Row]]:
     """The float outputs of more than one value, by (step, seq)."""
     found: dict[tuple[int, int], list[Row]] = {}
-    for row in recorded(records)[0]:
+    for row in outputs(records):
         if row[DTYPE].startswith(("float", "bfloat")) and (row[NUMEL] or 0) > 1:
             key = (row[STEP], row[SEQ])
             rows = found.get(key)

@@ -15,7 +15,7 @@ from tracer.checks.builtin.layers import (
     STEP,
     Key,
     calls,
-    recorded,
+    outputs,
 )
 from tracer.checks.builtin.spans import Span, Where, finding, layer_name, step_text
 from tracer.checks.findings import Finding, Note
@@ -39,7 +39,7 @@ def _series(records: RunRecords) -> dict[Where, list[_Point]]:
     """Each leaf layer's float output slots across the checked steps."""
     index = calls(records)
     found: dict[tuple[Key, str], list[_Point]] = {}
-    for row in recorded(records)[0]:
+    for row in outputs(records):
         mean, std = row[MEAN], row[STD]
         if mean is None or std is None or not row[DTYPE].startswith(("float", "bfloat")):
             continue

@@ -13,14 +13,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from tracer.checks.builtin.layers import (
-    L2,
-    NUMEL,
-    SEQ,
-    SLOT,
-    STEP,
     Key,
     calls,
-    recorded,
+    grads,
 )
 from tracer.checks.builtin.spans import Where, finding, layer_name, spans, step_text
 from tracer.checks.findings import Finding, Note
@@ -61,14 +56,13 @@ def _chains(records: RunRecords) -> dict[int, list[_Grad]]:
     index = calls(records)
     learned = records.learned
     per_call: dict[tuple[int, int], list[tuple[str, float, float | None]]] = {}
-    for row in recorded(records)[1]:
-        at = (row[STEP], row[SEQ])
-        key, _, leaf = index[at]
+    for step, seq, slot, numel, l2 in grads(records):
+        key, _, leaf = index[step, seq]
         if leaf and key[2] == "module" and key[0] in learned:
-            per_call.setdefault(at, []).append((row[SLOT], row[NUMEL] or 0, row[L2]))
+            per_call.setdefault((step, seq), []).append((slot, numel or 0, l2))
     chains: dict[int, list[_Grad]] = {step: [] for step in records.steps}
-    for (step, seq), grads in per_call.items():  # rows come in flow order
-        grad = _rms(index[step, seq][0], seq, grads)
+    for (step, seq), found in per_call.items():  # rows come in flow order
+        grad = _rms(index[step, seq][0], seq, found)
         if grad is not None:
             chains[step].append(grad)
     return chains

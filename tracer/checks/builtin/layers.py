@@ -88,38 +88,32 @@ def precision(dtype: str) -> int:
     return 0 if dtype.startswith("float8") else 2
 
 
-#: The fields of outputs and gradients the built-in rules read, read once for all of them
-#: (:func:`recorded`); a row is ``(step, seq, *FIELDS)``, indexed by the names below.
-FIELDS = (
-    "role",
+#: The output fields the built-in rules read, read once for all of them (:func:`outputs`);
+#: a row is ``(step, seq, *OUTPUT_FIELDS)``, indexed by the names below.
+OUTPUT_FIELDS = (
     "slot",
     "dtype",
     "numel",
     "mean",
     "std",
-    "l2",
     "zero_frac",
     "near_zero_frac",
     "near_one_frac",
 )
-STEP, SEQ, ROLE, SLOT, DTYPE, NUMEL, MEAN, STD, L2, ZERO_FRAC, NEAR_ZERO_FRAC, NEAR_ONE_FRAC = (
-    range(12)
-)
+STEP, SEQ, SLOT, DTYPE, NUMEL, MEAN, STD, ZERO_FRAC, NEAR_ZERO_FRAC, NEAR_ONE_FRAC = range(10)
 Row = tuple[Any, ...]
 
 
-def _read(records: RunRecords) -> tuple[list[Row], list[Row]]:
-    outputs: list[Row] = []
-    grads: list[Row] = []
-    for row in records.values(("output", "grad"), FIELDS):
-        (outputs if row[ROLE] == "output" else grads).append(row)
-    return outputs, grads
+def outputs(records: RunRecords) -> list[Row]:
+    """Every output record's :data:`OUTPUT_FIELDS`, in flow order: read once per check and
+    shared by the rules that read outputs."""
+    return records.shared("outputs", lambda r: r.values(("output",), OUTPUT_FIELDS))
 
 
-def recorded(records: RunRecords) -> tuple[list[Row], list[Row]]:
-    """Every output record's and every ``grad`` record's :data:`FIELDS`, in flow order: one
-    read per check, shared by the rules that read them."""
-    return records.shared("outputs-and-grads", _read)
+def grads(records: RunRecords) -> list[tuple[int, int, str, float | None, float | None]]:
+    """``(step, seq, slot, numel, l2)`` of every ``grad`` record (the gradient into an
+    output), in flow order: read once per check."""
+    return records.shared("grads", lambda r: r.values(("grad",), ("slot", "numel", "l2")))
 
 
 def shapes(records: RunRecords) -> dict[tuple[int, int, str], tuple[int, ...]]:
