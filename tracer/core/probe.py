@@ -4,10 +4,9 @@ output the previous call produced, unchanged.
 Two implementations of one small interface (``meta``, ``chained``, ``remember``, ``forget``):
 
 - ``tracer.core._probe.Probe`` (C++, ``tracer/core/_probe.cpp``) reads the answers from the C++
-  tensor: no
-  Python getters, no ``torch.Size`` or ``torch.device`` allocated, the metadata tuple found in a
-  C++ table. It is built for one torch version: at install time when torch is importable
-  then (``pip install --no-build-isolation``), else on first use (below).
+  tensor: no Python getters, no ``torch.Size`` or ``torch.device`` allocated, the metadata tuple
+  found in a C++ table. It is built for one torch version: at install time when torch is
+  importable then (``pip install --no-build-isolation``), else on first use (below).
 - The compiled module also hands the statistics kernel (``tracer.core._speedups``) a plain CPU
   float tensor's address straight from the C++ tensor (:func:`compiled_float_stats`).
 - :class:`PyProbe` asks torch's Python getters: the same answers, used when the compiled one is
@@ -228,7 +227,7 @@ def _take(result: probe_build.BuildResult) -> None:
 def build_now() -> probe_build.BuildResult | None:
     """Build the probe for the running torch now and load it (``tracer doctor --build``): a
     remembered failure is tried again; None when a probe is loaded already."""
-    if _CompiledProbe not in (None, BUILD_ON_FIRST_USE):
+    if _CompiledProbe is not None and _CompiledProbe is not BUILD_ON_FIRST_USE:
         return None
     if not probe_build.sources_present():
         return probe_build.BuildResult(None, "this install has no sources to build it from")
