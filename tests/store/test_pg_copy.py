@@ -217,11 +217,17 @@ def test_integers_at_the_edge_of_the_range_are_stored_exactly(postgres_url: str)
     assert (call.step, call.seq, call.call_index, call.depth) == (top, top, bottom, top)
 
 
-def test_a_value_of_the_wrong_type_is_refused_naming_its_column(postgres_url: str) -> None:
-    flow = [CallRecord(0, 0, "m", "Linear", depth=1.5, outputs=(tensor(),))]  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("depth", "error"),
+    [(1.5, r"calls\.depth cannot store 1\.5 \(float\)"), ("3", r"calls\.depth .* not an integer")],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_its_column(
+    postgres_url: str, depth: Any, error: str
+) -> None:
+    flow = [CallRecord(0, 0, "m", "Linear", depth=depth, outputs=(tensor(),))]
     with open_store(postgres_url) as store:
         run = store.create_run(name="typed")
-        with pytest.raises(LimitError, match=r"calls\.depth cannot store 1\.5"):
+        with pytest.raises(LimitError, match=error):
             store.writer(run.id).write_step(0, flow)
         assert store.steps(run.id) == []
 

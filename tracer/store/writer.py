@@ -79,13 +79,12 @@ def check_int_columns(table: str, columns: Sequence[str], rows: Sequence[Any]) -
         values = map(itemgetter(i), rows)
         column = [v for v in values if v is not None] if nullable else list(values)
         try:
-            low, high = min(column, default=0), max(column, default=0)
-        except TypeError:
+            check_int(limit.label, min(column, default=0), bounds, limit.field)
+            check_int(limit.label, max(column, default=0), bounds, limit.field)
+        except TypeError:  # a value that does not compare with integers
             kinds = ", ".join(sorted({type(v).__name__ for v in column}))
             message = f"{limit.field} holds a value that is not an integer ({kinds})"
             raise LimitError(message) from None
-        check_int(limit.label, low, bounds, limit.field)
-        check_int(limit.label, high, bounds, limit.field)
 
 
 def insert_step(
