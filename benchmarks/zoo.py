@@ -3,9 +3,11 @@
 For each model of benchmarks/zoo_models.py (torchinfo's own test models, torchvision and tiny
 Hugging Face architectures), in one process and alternating, it times the untraced forward, a
 one-shot ``with tracer.trace(model): model(x)`` (its step written at the close),
-``tracer.summary(model, x, echo=False)`` and ``torchinfo.summary(model, input_data=x,
-verbose=0)``, all in eval mode without gradients, and prints the medians side by side with their
-ratios; then the medians over the zoo and how many models tracer.summary beats torchinfo on.
+``tracer.summary(model, x)`` as a user calls it (ops and statistics on, the table printed; the
+output goes to /dev/null), the same with ``echo=False`` (the records without the table) and
+``torchinfo.summary(model, input_data=x, verbose=0)``, all in eval mode without gradients, and
+prints the medians side by side with their ratios; then the medians over the zoo and how many
+models tracer.summary beats torchinfo on.
 
     python benchmarks/zoo.py --quick            # fewer repetitions, a smoke run
     python benchmarks/zoo.py --filter resnet    # the models whose name contains "resnet"
@@ -15,6 +17,7 @@ ratios; then the medians over the zoo and how many models tracer.summary beats t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -31,7 +34,7 @@ from zoo_models import Entry, zoo
 
 import tracer
 
-MODES = ("plain", "trace", "summary", "torchinfo")
+MODES = ("plain", "trace", "summary", "records", "torchinfo")
 
 
 def _runners(entry: Entry, torchinfo: Any) -> dict[str, Callable[[], object]]:
@@ -47,12 +50,16 @@ def _runners(entry: Entry, torchinfo: Any) -> dict[str, Callable[[], object]]:
             return model(*args, **kwargs)
 
     def summary() -> object:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            return tracer.summary(model, *args, **kwargs)
+
+    def records() -> object:
         return tracer.summary(model, *args, echo=False, **kwargs)
 
     def info() -> object:
         return torchinfo.summary(model, input_data=list(args), verbose=0, **kwargs)
 
-    runners = {"plain": plain, "trace": traced, "summary": summary}
+    runners = {"plain": plain, "trace": traced, "summary": summary, "records": records}
     if torchinfo is not None:
         runners["torchinfo"] = info
     return runners
@@ -98,8 +105,9 @@ def _x(value: float | None) -> str:
 
 
 HEADER = (
-    f"{'model':<24} {'group':<12} {'plain ms':>9} {'trace ms':>9} {'summary ms':>10} "
-    f"{'torchinfo ms':>12} {'trace/pl':>8} {'summ/pl':>8} {'tinfo/pl':>8} {'summ/tinfo':>10}"
+    f"{'model':<20} {'group':<12} {'plain ms':>9} {'trace ms':>9} {'summary ms':>10} "
+    f"{'no-echo ms':>10} {'torchinfo ms':>12} {'trace/pl':>8} {'summ/pl':>8} {'tinfo/pl':>8} "
+    f"{'summ/tinfo':>10}"
 )
 
 
@@ -108,8 +116,9 @@ def row(result: dict[str, Any]) -> str:
     plain, traced = t.get("plain"), t.get("trace")
     summ, info = t.get("summary"), t.get("torchinfo")
     return (
-        f"{result['name']:<24} {result['group']:<12} {_ms(plain):>9} {_ms(traced):>9} "
-        f"{_ms(summ):>10} {_ms(info):>12} {_x(_ratio(traced, plain)):>8} "
+        f"{result['name']:<20} {result['group']:<12} {_ms(plain):>9} {_ms(traced):>9} "
+        f"{_ms(summ):>10} {_ms(t.get('records')):>10} {_ms(info):>12} "
+        f"{_x(_ratio(traced, plain)):>8} "
         f"{_x(_ratio(summ, plain)):>8} {_x(_ratio(info, plain)):>8} "
         f"{_x(_ratio(summ, info)):>10}"
     )
@@ -127,6 +136,7 @@ def totals(results: list[dict[str, Any]]) -> list[str]:
     for num, den, label in (
         ("trace", "plain", "one-shot trace / untraced forward"),
         ("summary", "plain", "tracer.summary / untraced forward"),
+        ("records", "plain", "summary, echo=False / untraced forward"),
         ("torchinfo", "plain", "torchinfo.summary / untraced forward"),
         ("summary", "torchinfo", "tracer.summary / torchinfo.summary"),
     ):
@@ -135,6 +145,8 @@ def totals(results: list[dict[str, Any]]) -> list[str]:
     both = [r for r in results if r["times"].get("summary") and r["times"].get("torchinfo")]
     wins = [r for r in both if r["times"]["summary"] < r["times"]["torchinfo"]]
     lines.append(f"tracer.summary faster than torchinfo.summary on {len(wins)} of {len(both)}")
+    quiet = [r for r in both if r["times"].get("records", 1e9) < r["times"]["torchinfo"]]
+    lines.append(f"  with echo=False on {len(quiet)} of {len(both)}")
     losses = [r["name"] for r in both if r not in wins]
     if losses:
         lines.append(f"slower on: {', '.join(losses)}")
@@ -146,17 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 repetitions, short blocks")
     parser.add_argument("--filter", default=None, help="only models whose name contains NAME")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per mode (7)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: a busy second core stalls every two-thread kernel)",
+    )
     opts = parser.parse_args(argv)
     reps = opts.reps if opts.reps is not None else (3 if opts.quick else 7)
     if reps < 1:
         print("zoo.py: --reps must be at least 1", file=sys.stderr)
         return 2
-    if opts.threads is not None:
-        if opts.threads < 1:
-            print("zoo.py: --threads must be at least 1", file=sys.stderr)
-            return 2
-        torch.set_num_threads(opts.threads)
+    if opts.threads < 1:
+        print("zoo.py: --threads must be at least 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(opts.threads)
     entries = [e for e in zoo() if opts.filter is None or opts.filter in e.name]
     if not entries:
         print(f"zoo.py: no model name contains {opts.filter!r}", file=sys.stderr)
@@ -176,12 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = measure(entry, torchinfo, reps, 0.004 if opts.quick else 0.02)
         except Exception as exc:  # the model itself could not be built or run
-            print(f"{entry.name:<24} {entry.group:<12} not run: {type(exc).__name__}: {exc}"[:150])
+            print(f"{entry.name:<20} {entry.group:<12} not run: {type(exc).__name__}: {exc}"[:150])
             continue
         results.append(result)
         print(row(result), flush=True)
         for mode, reason in result["errors"].items():
-            print(f"{'':<24} {mode} failed: {reason}")
+            print(f"{'':<20} {mode} failed: {reason}")
     print()
     for line in totals(results):
         print(line)

@@ -568,6 +568,8 @@ def _torchvision() -> list[Entry]:
 
 def _hf(name: str, config: str, model: str, *, seq2seq: bool = False, **fields: Any) -> Entry:
     def build() -> nn.Module:
+        with contextlib.suppress(ImportError):
+            import_torchvision()  # transformers imports it when it is installed
         import transformers
 
         cfg = getattr(transformers, config)(**fields)

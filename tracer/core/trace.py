@@ -6,7 +6,7 @@ import gc
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -19,6 +19,8 @@ from tracer.core.step_state import Recorder
 from tracer.core.wrapping import HookSet
 from tracer.records import CallRecord, ModuleRecord, RunInfo
 from tracer.sink import MemorySink, Sink
+
+_T = TypeVar("_T")
 
 #: Modules currently under an open trace (weak: a dropped model is forgotten).
 _TRACED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
@@ -59,7 +61,11 @@ class Trace:
         self._metrics: dict[str, float] = {}  # logged in the current traced step
         self._on_close = on_close
         self._rec = Recorder(stats=stats, collector=StatsCollector(extra_stats))
-        self._hooks = HookSet(model, self._rec, grads=grads, include=include, exclude=exclude)
+        # The model's modules, walked once: the hooks, the records, the claim and its release.
+        self._named = list(model.named_modules())
+        self._hooks = HookSet(
+            model, self._rec, grads=grads, include=include, exclude=exclude, named=self._named
+        )
         self._ops = OpLayer(self._rec) if ops else None
 
     def record_into(self, sink: Sink, run: RunInfo, on_close: Callable[[], None] | None) -> None:
@@ -91,9 +97,9 @@ class Trace:
         """Claim the model, describe it to the sink and attach the hooks."""
         if self._state != "new":
             raise TraceError("this trace was already opened; create a new tracer.trace(...)")
-        _claim(self.model)
+        _claim(self._named)
         try:
-            self.modules = module_records(self.model)
+            self.modules = _without_gc(module_records, self.model, self._named)
             self.notes = collect_notes(
                 self.model,
                 self._hooks.paths,
@@ -135,7 +141,7 @@ class Trace:
             if self._ops is not None:
                 self._ops.switch(False)  # after a KeyboardInterrupt mid-forward
             self._rec.stack.clear()
-            _TRACED.difference_update(self.model.modules())
+            _TRACED.difference_update([module for _, module in self._named])
 
     def _end_sink(self, status: str, error: str | None, *, quiet: bool) -> None:
         try:
@@ -257,11 +263,24 @@ class Trace:
         return self._rec.internal_errors
 
 
-def _claim(model: nn.Module) -> None:
-    for path, module in model.named_modules():
+def _claim(named: list[tuple[str, nn.Module]]) -> None:
+    for path, module in named:
         if module in _TRACED:
             where = "the model" if path == "" else f"its submodule {path!r}"
             raise TraceError(
                 f"{where} is already traced by an open tracer.trace(); close that trace first"
             )
-    _TRACED.update(model.modules())
+    _TRACED.update([module for _, module in named])
+
+
+def _without_gc(build: Callable[..., _T], *args: Any) -> _T:
+    """``build(*args)`` with the garbage collector paused: records are acyclic, and the young
+    collections their allocation sets off only promote them (tracer.core.step_state says why
+    that costs)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return build(*args)
+    finally:
+        if collecting:
+            gc.enable()

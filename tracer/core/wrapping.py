@@ -312,18 +312,29 @@ def _param_grad_hook(rec: Recorder, path: str, name: str) -> Callable[[torch.Ten
     return hook
 
 
-def fused_encoder_layers(model: nn.Module, traced: Iterable[str]) -> list[tuple[str, nn.Module]]:
-    """The ``nn.TransformerEncoderLayer`` modules that are traced themselves or inside.
+def fused_encoder_layers(
+    model: nn.Module,
+    traced: Iterable[str],
+    named: Iterable[tuple[str, nn.Module]] | None = None,
+) -> list[tuple[str, nn.Module]]:
+    """The ``nn.TransformerEncoderLayer`` modules that are traced themselves or inside
+    (``named``: the model's ``named_modules()``, when the caller has them).
 
     Such a layer runs a fused kernel, without calling its sublayers, unless a forward hook sits
     on it or inside it: the trace puts one there (HookSet) and says so in the notes.
     """
+    layers: list[tuple[str, nn.Module]] = [
+        (path, module)
+        for path, module in (model.named_modules() if named is None else named)
+        if isinstance(module, nn.TransformerEncoderLayer)
+    ]
+    if not layers:
+        return layers
     paths = set(traced)
     return [
         (path, module)
-        for path, module in model.named_modules()
-        if isinstance(module, nn.TransformerEncoderLayer)
-        and any(p == path or p.startswith(f"{path}.") for p in paths)
+        for path, module in layers
+        if any(p == path or p.startswith(f"{path}.") for p in paths)
     ]
 
 
@@ -338,12 +349,16 @@ class HookSet:
         grads: bool,
         include: Sequence[str] | None,
         exclude: Sequence[str] | None,
+        named: Sequence[tuple[str, nn.Module]] | None = None,
     ) -> None:
+        """``named``: the model's ``named_modules()``, when the caller already has them."""
+        if named is None:
+            named = list(model.named_modules())
         self._modules: list[tuple[nn.Module, Wrap, partial[Any], _UntracedReplicas]] = []
         self._params: list[tuple[torch.Tensor, Callable[[torch.Tensor], None]]] = []
         self.paths: list[str] = []
         seen_params: set[int] = set()
-        for path, module in model.named_modules():
+        for path, module in named:
             if not selected(path, include, exclude):
                 continue
             self.paths.append(path)
@@ -354,7 +369,7 @@ class HookSet:
                 self._add_param_hooks(rec, path, module, seen_params)
         # Wrapping alone would keep these layers' fused fast path and so lose their sublayers'
         # calls: a do-nothing pre-hook on each keeps every call recorded.
-        self._markers = [module for _, module in fused_encoder_layers(model, self.paths)]
+        self._markers = [module for _, module in fused_encoder_layers(model, self.paths, named)]
         self._handles: list[RemovableHandle] = []
         self._attached = False
 
