@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from torch import nn
@@ -83,8 +85,15 @@ class Summary:
         grid = None
         if not options.ascii_only and self.calls:
             grid = _grid(self.calls, [self._cells(call) for call in self.calls], options.max_width)
-        yield grid if grid is not None else self.table()
-        yield Text(self.footer())  # Text: names are never read as markup
+        if grid is None:
+            yield self.table()
+        else:
+            yield from grid
+        footer = self.footer()
+        if "\n" in footer or cell_len(footer) > options.max_width:
+            yield Text(footer)  # Text: names are never read as markup; long notes wrap
+        else:
+            yield from (Segment(footer), _NEWLINE)
 
     def __str__(self) -> str:
         buffer = io.StringIO()
@@ -112,13 +121,17 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
 
 
 _OP_STYLE = "italic cyan"
+_OP, _BOLD, _NEWLINE = Style(italic=True, color="cyan"), Style(bold=True), Segment.line()
 # rich's HEAVY_HEAD box, the Table default: top, header, header rule, rows, bottom.
 _TOP, _HEAD_RULE, _BOTTOM = ("┏", "━", "┳", "┓"), ("┡", "━", "╇", "┩"), ("└", "─", "┴", "┘")
 
 
-def _grid(calls: Sequence[CallRecord], rows: list[list[str]], max_width: int) -> Text | None:
-    """The table as rich's Table draws it (same box, padding and justification), or None when
-    it is wider than ``max_width`` (then rich's column shrinking decides)."""
+def _grid(
+    calls: Sequence[CallRecord], rows: list[list[str]], max_width: int
+) -> list[Segment] | None:
+    """The table as rich's Table draws it (same box, padding and justification), as segments
+    ready to print, or None when it is wider than ``max_width`` (then rich's column shrinking
+    decides)."""
     headers = [name for name, _ in _COLUMNS]
     split = [[cell.split("\n") for cell in row] for row in rows]
     widths = [cell_len(h) for h in headers]
@@ -128,12 +141,10 @@ def _grid(calls: Sequence[CallRecord], rows: list[list[str]], max_width: int) ->
     if sum(widths) + 3 * len(widths) + 1 > max_width:
         return None
     right = [justify == "right" for _, justify in _COLUMNS]
-    text = Text(no_wrap=True, overflow="ignore")
-    text.append(_rule(_TOP, widths) + "\n")
+    out = [Segment(_rule(_TOP, widths)), _NEWLINE]
     for h, w, r in zip(headers, widths, right, strict=True):
-        text.append("┃")
-        text.append(_pad(h, w, r), style="bold")  # the borders are not bold in rich either
-    text.append("┃\n" + _rule(_HEAD_RULE, widths) + "\n")
+        out += [Segment("┃"), Segment(_pad(h, w, r), _BOLD)]  # rich's borders are not bold
+    out += [Segment("┃"), _NEWLINE, Segment(_rule(_HEAD_RULE, widths)), _NEWLINE]
     for call, row in zip(calls, split, strict=True):
         height = max(len(lines) for lines in row)
         for k in range(height):
@@ -142,13 +153,13 @@ def _grid(calls: Sequence[CallRecord], rows: list[list[str]], max_width: int) ->
                 for lines, w, r in zip(row, widths, right, strict=True)
             ]
             if k == 0 and call.kind == "op":
-                text.append("│")
-                text.append(cells[0], style=_OP_STYLE)
-                text.append("│" + "│".join(cells[1:]) + "│\n")
+                out += [Segment("│"), Segment(cells[0], _OP)]
+                out.append(Segment("│" + "│".join(cells[1:]) + "│"))
             else:
-                text.append("│" + "│".join(cells) + "│\n")
-    text.append(_rule(_BOTTOM, widths))
-    return text
+                out.append(Segment("│" + "│".join(cells) + "│"))
+            out.append(_NEWLINE)
+    out += [Segment(_rule(_BOTTOM, widths)), _NEWLINE]
+    return out
 
 
 def _rule(box: tuple[str, str, str, str], widths: list[int]) -> str:
