@@ -12,6 +12,7 @@ import math
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass, replace
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -258,29 +260,55 @@ def test_the_first_step_gives_the_planner_statistics(postgres_url: str) -> None:
         assert writer.analyze is False
 
 
-def _copying_tensors(url: str) -> bool:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            found = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'doomed' "
-                    "AND state = 'active' AND query LIKE 'COPY tensors%'"
-                )
-            ).scalar()
-    finally:
-        engine.dispose()
-    return bool(found)
+def _copying_tensors(conn: Connection, name: str) -> int | None:
+    """The server process of the connection called ``name`` while it runs ``COPY tensors``."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = :name "
+        "AND state = 'active' AND query LIKE 'COPY tensors%'"
+    )
+    return conn.execute(text(query), {"name": name}).scalar()
+
+
+def _watch(url: str) -> Connection:
+    """A connection outside any transaction (pg_stat_activity is read afresh each time)."""
+    return (
+        create_engine(url, poolclass=NullPool)
+        .connect()
+        .execution_options(isolation_level="AUTOCOMMIT")
+    )
 
 
 def _backend_gone(url: str) -> bool:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'doomed'"
-            return conn.execute(text(query)).scalar() == 0
-    finally:
-        engine.dispose()
+    with _watch(url) as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'doomed'"
+        return conn.execute(text(query)).scalar() == 0
+
+
+def test_a_server_ending_the_connection_mid_copy_fails_the_step_in_one_line(
+    postgres_url: str,
+) -> None:
+    url = f"{postgres_url}?application_name=ended"
+    with open_store(url) as store, _watch(postgres_url) as watch:
+        run = store.create_run(name="ended")
+        writer = store.writer(run.id)
+        writer.write_step(0, _big_flow(0, KILL_CALLS))
+
+        def end_the_copy() -> None:
+            deadline = time.monotonic() + 60
+            while (pid := _copying_tensors(watch, "ended")) is None:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.002)
+            watch.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+        ender = threading.Thread(target=end_the_copy)
+        ender.start()
+        with pytest.raises(StoreError, match=r"(ended|closed) the connection") as caught:
+            writer.write_step(1, _big_flow(1, KILL_CALLS))
+        ender.join()
+        assert "\n" not in str(caught.value) and not isinstance(caught.value, LimitError)
+        writer.write_step(2, _big_flow(2, KILL_CALLS))  # on a fresh connection
+        assert store.steps(run.id) == [0, 2] and store.get_run(run.id).steps == 2
 
 
 @pytest.mark.slow
@@ -299,11 +327,12 @@ def test_a_writer_killed_in_the_middle_of_a_copy_leaves_whole_steps(
     try:
         printed = [int(proc.stdout.readline()) for _ in range(2)]
         deadline = time.monotonic() + 60
-        while not _copying_tensors(postgres_url):
-            assert time.monotonic() < deadline and proc.poll() is None, "the writer stopped"
-            time.sleep(0.002)
-        logged = log.stat().st_size
-        proc.send_signal(signal.SIGKILL)
+        with _watch(postgres_url) as watch:
+            while _copying_tensors(watch, "doomed") is None:
+                assert time.monotonic() < deadline and proc.poll() is None, "the writer stopped"
+                time.sleep(0.002)
+            logged = log.stat().st_size
+            proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait(timeout=30)
