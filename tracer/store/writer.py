@@ -239,7 +239,10 @@ class RunWriter:
             self._analyze()
 
     def _analyze(self) -> None:
-        """Once per writer, after its first step: give the planner statistics it lacks."""
+        """Once per writer, after its first step: give PostgreSQL's planner the statistics it
+        lacks (SQLite plans these writes well without any)."""
+        if self.store.engine.dialect.name != "postgresql":
+            return
         # the step is committed: a failure here must not report it lost (the next write will
         # meet the same server and say what is wrong)
         with contextlib.suppress(StoreError), self.store.writing() as conn:
