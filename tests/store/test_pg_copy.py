@@ -82,8 +82,7 @@ def write(store: Store, flow: Sequence[CallRecord], *, copy: bool | None = None)
 
 def statements(url: str) -> list[str]:
     """The first words of every statement that wrote a step row, logged by triggers."""
-    engine = create_engine(url)
-    with engine.begin() as conn:
+    with _watch(url) as conn:
         return [row[0] for row in conn.execute(text("SELECT query FROM written ORDER BY n"))]
 
 
