@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tracer.records import CallRecord, TensorRecord, frozen_mapping
 from tracer.store import StoreError, open_store
+from tracer.store.engine import INSTALL_POSTGRES
 from tracer.store.rows import CALL_COLUMNS, TENSOR_COLUMNS, step_rows
 from tracer.store.writer import RunWriter
 
@@ -261,6 +262,10 @@ def bench_fresh(server: Any, steps: int, calls: int) -> tuple[float, float]:
 
 def main_postgres(args: argparse.Namespace) -> None:
     """The PostgreSQL measurements, on a server started and stopped here."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise SystemExit(f"error: psycopg is not installed ({INSTALL_POSTGRES})") from None
     try:
         server = postgres_server()
     except (ImportError, RuntimeError, OSError) as exc:
