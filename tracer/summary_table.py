@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -33,6 +35,18 @@ class Summary:
         root = self._by_path.get("")
         self.total_params = root.params_total if root else 0
         self.trainable_params = root.trainable_total if root else 0
+        self._laid_out: tuple[list[list[list[str]]], list[int]] | None = None
+
+    @property
+    def width(self) -> int:
+        """The table's width in terminal columns, every cell shown whole."""
+        return _table_width(self._layout()[1])
+
+    def _layout(self) -> tuple[list[list[list[str]]], list[int]]:
+        """Each call's cells split into lines, and each column's width (built once)."""
+        if self._laid_out is None:
+            self._laid_out = _measure([self._cells(call) for call in self.calls])
+        return self._laid_out
 
     def table(self) -> Table:
         """The per-call table: layer, input and output shapes, dtype, device, params, stats."""
@@ -82,13 +96,10 @@ class Summary:
         # rich's Table measures and renders every cell on its own, some 1 ms per call, more
         # than the traced forward of most models. A table too wide for the console, or an
         # ASCII-only one, is left to rich, which shrinks columns and substitutes box characters.
-        grid = None
-        if not options.ascii_only and self.calls:
-            grid = _grid(self.calls, [self._cells(call) for call in self.calls], options.max_width)
-        if grid is None:
+        if options.ascii_only or not self.calls or self.width > options.max_width:
             yield self.table()
         else:
-            yield from grid
+            yield from _grid(self.calls, *self._layout())
         footer = self.footer()
         if "\n" in footer or cell_len(footer) > options.max_width:
             yield Text(footer)  # Text: names are never read as markup; long notes wrap
@@ -97,7 +108,8 @@ class Summary:
 
     def __str__(self) -> str:
         buffer = io.StringIO()
-        Console(file=buffer, width=_WIDTH, color_system=None, legacy_windows=False).print(self)
+        width = max(_WIDTH, self.width)  # as printed by summary(): no column squeezed
+        Console(file=buffer, width=width, color_system=None, legacy_windows=False).print(self)
         return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
     def __repr__(self) -> str:
@@ -126,23 +138,35 @@ _OP, _BOLD, _NEWLINE = Style(italic=True, color="cyan"), Style(bold=True), Segme
 _TOP, _HEAD_RULE, _BOTTOM = ("┏", "━", "┳", "┓"), ("┡", "━", "╇", "┩"), ("└", "─", "┴", "┘")
 
 
-def _grid(
-    calls: Sequence[CallRecord], rows: list[list[str]], max_width: int
-) -> list[Segment] | None:
-    """The table as rich's Table draws it (same box, padding and justification), as segments
-    ready to print, or None when it is wider than ``max_width`` (then rich's column shrinking
-    decides)."""
-    headers = [name for name, _ in _COLUMNS]
-    split = [[cell.split("\n") for cell in row] for row in rows]
-    widths = [cell_len(h) for h in headers]
+def _measure(rows: list[list[str]]) -> tuple[list[list[list[str]]], list[int]]:
+    """Cells split into lines, and the widest line of each column (its header included)."""
+    split = [[cell.split("\n") if "\n" in cell else [cell] for cell in row] for row in rows]
+    widths = [len(name) for name, _ in _COLUMNS]
     for row in split:
         for i, lines in enumerate(row):
-            widths[i] = max(widths[i], *(cell_len(line) for line in lines))
-    if sum(widths) + 3 * len(widths) + 1 > max_width:
-        return None
+            for line in lines:
+                width = _cells_of(line)
+                if width > widths[i]:
+                    widths[i] = width
+    return split, widths
+
+
+def _table_width(widths: list[int]) -> int:
+    return sum(widths) + 3 * len(widths) + 1  # a space either side and a border per column
+
+
+def _cells_of(text: str) -> int:
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def _grid(
+    calls: Sequence[CallRecord], split: list[list[list[str]]], widths: list[int]
+) -> list[Segment]:
+    """The table as rich's Table draws it (same box, padding and justification), as segments
+    ready to print."""
     right = [justify == "right" for _, justify in _COLUMNS]
     out = [Segment(_rule(_TOP, widths)), _NEWLINE]
-    for h, w, r in zip(headers, widths, right, strict=True):
+    for (h, _), w, r in zip(_COLUMNS, widths, right, strict=True):
         out += [Segment("┃"), Segment(_pad(h, w, r), _BOLD)]  # rich's borders are not bold
     out += [Segment("┃"), _NEWLINE, Segment(_rule(_HEAD_RULE, widths)), _NEWLINE]
     for call, row in zip(calls, split, strict=True):
@@ -168,7 +192,7 @@ def _rule(box: tuple[str, str, str, str], widths: list[int]) -> str:
 
 
 def _pad(value: str, width: int, right: bool) -> str:
-    gap = " " * (width - cell_len(value))
+    gap = " " * (width - _cells_of(value))
     return f" {gap}{value} " if right else f" {value}{gap} "
 
 
@@ -220,10 +244,26 @@ def summary(
     """
     with torch.no_grad(), trace(model, ops=ops, stats=stats) as t:
         model(*example_inputs, **example_kwargs)
-    result = Summary(t.flow(0), t.modules, t.notes)
-    if echo:
-        # At least _WIDTH columns: a narrow terminal wraps long lines instead of squeezing
-        # the layer names away (the torchinfo habit of fixed-width lines).
-        console = Console()
-        Console(width=max(console.width, _WIDTH)).print(result)
+    with _gc_paused():
+        result = Summary(t.flow(0), t.modules, t.notes)
+        if echo:
+            # At least _WIDTH columns: a narrow terminal wraps long lines instead of squeezing
+            # the layer names away (the torchinfo habit of fixed-width lines).
+            # A table wider still is printed whole (rich's Table would squeeze its columns).
+            console = Console()
+            Console(width=max(console.width, _WIDTH, result.width)).print(result)
     return result
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The records and the table's lines are acyclic: the collections their allocation would
+    set off only promote them, and a full one walks the whole heap (torch, and transformers
+    where it is imported, are hundreds of thousands of objects)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()

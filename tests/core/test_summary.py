@@ -9,6 +9,7 @@ import torch
 from core.models import ArticleLSTM, NestedModel
 from rich.console import Console, Group
 from rich.text import Text
+from torch import nn
 
 import tracer
 
@@ -61,3 +62,17 @@ def test_summary_text_is_rich_tables_text(width: int) -> None:
     expected = _printed(Group(result.table(), Text(result.footer())), width)
     assert _printed(result, width) == expected
     assert max(len(line) for line in expected.splitlines()) <= width
+
+
+def test_summary_wider_than_200_columns_is_printed_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = nn.Sequential()
+    model.add_module("a_rather_long_layer_name_" * 4 + "and_then_some", nn.Linear(3, 2))
+    result = tracer.summary(model, torch.randn(5, 3))
+    printed = capsys.readouterr().out
+    assert result.width > 200
+    for text in (printed, str(result)):
+        assert "…" not in text
+        table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+        assert {len(line) for line in table} == {result.width}
