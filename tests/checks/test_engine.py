@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 
@@ -89,6 +90,26 @@ def test_engine_a_failing_rule_costs_only_its_own_findings() -> None:
     report = check_records(RunRecords(RUN, {}), [*rules, *BUILTIN_RULES[:1]])
     assert report.notes == ("rule broken failed: RuntimeError: broken rule", "noted: cannot tell")
     assert report.rules[-1] == "nan" and report.findings == ()
+
+
+def test_engine_pauses_the_cycle_collector_during_a_check_and_restores_it() -> None:
+    seen: list[bool] = []
+
+    def watch(records: RunRecords, limits: object):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        raise RuntimeError("a failing rule restores it too")
+        yield  # pragma: no cover
+
+    rules = [Rule("watch", "info", "s", watch)]
+    assert gc.isenabled()
+    check_records(RunRecords(RUN, {}), rules)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        check_records(RunRecords(RUN, {}), rules)
+        assert not gc.isenabled()  # a caller that had paused it keeps it paused
+    finally:
+        gc.enable()
 
 
 def test_engine_refuses_a_finding_of_another_rule() -> None:

@@ -95,6 +95,9 @@ def test_every_view_of_a_stored_run_equals_the_view_of_its_flows(
     assert lazy.facts == eager.facts
     assert lazy.leaves == eager.leaves
     assert lazy.module_types == eager.module_types
+    for call_fields in ((), ("depth",), ("module", "type", "call_index", "kind", "op")):
+        assert lazy.call_values(call_fields) == eager.call_values(call_fields)
+    assert lazy.call_values(("duration_s",)) == eager.call_values(("duration_s",))
     for step in lazy.steps:
         ours = [(c.step, c.seq, c.module, c.type, c.call_index, c.kind, c.op, c.depth)
                 for c in lazy.skeleton[step]]  # fmt: skip

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 from tracer.checks.view import RunRecords, StepFacts
 from tracer.records import CallRecord, RunInfo
 from tracer.store import Store
+from tracer.store.rows import CALL_COLUMNS, call_record
 
 #: How many steps' flows are read in one go when a rule walks them.
 BATCH = 64
@@ -63,6 +65,34 @@ class LazyFlows(Mapping[int, Sequence[CallRecord]]):
             self._read[step] = flows.get(step, [])
 
 
+#: Where each CallRecord attribute sits in a row of Store.call_rows.
+_CALL_FIELDS = {name: i for i, name in enumerate(CALL_COLUMNS[1:])}
+
+
+class LazySkeleton(Mapping[int, Sequence[CallRecord]]):
+    """Each step's calls as CallRecords without tensors, built from the rows when first asked."""
+
+    def __init__(self, steps: Sequence[int], found: Sequence[tuple[Any, ...]]) -> None:
+        self.steps = tuple(steps)
+        self._rows: dict[int, list[tuple[Any, ...]]] = {step: [] for step in self.steps}
+        for row in found:
+            self._rows[row[0]].append(row)
+        self._built: dict[int, list[CallRecord]] = {}
+
+    def __getitem__(self, step: int) -> Sequence[CallRecord]:
+        built = self._built.get(step)
+        if built is None:
+            built = [call_record(row[0], row[1:], ()) for row in self._rows[step]]
+            self._built[step] = built
+        return built
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
 @dataclass(frozen=True)
 class StoredRecords(RunRecords):
     """:class:`RunRecords` of a stored run: ``flows`` is a :class:`LazyFlows` of the checked
@@ -99,9 +129,23 @@ class StoredRecords(RunRecords):
                 yield step, flows[step]
 
     @cached_property
+    def _call_rows(self) -> list[tuple[Any, ...]]:
+        return self._store.call_rows(self.run.id, self.steps)
+
+    @cached_property
     def skeleton(self) -> Mapping[int, Sequence[CallRecord]]:
-        found = self._store.skeleton(self.run.id, self.steps)
-        return {step: found.get(step, []) for step in self.steps}
+        return LazySkeleton(self.steps, self._call_rows)
+
+    def call_values(self, fields: Sequence[str]) -> list[tuple[Any, ...]]:
+        at = [_CALL_FIELDS[f] for f in fields]
+        found = self._call_rows
+        if not at:
+            return [row[:2] for row in found]
+        if len(at) == 1:
+            i = at[0]
+            return [(row[0], row[1], row[i]) for row in found]
+        get = itemgetter(0, 1, *at)
+        return [get(row) for row in found]
 
     def values(
         self, roles: Collection[str], fields: Sequence[str], *, nonfinite: bool = False

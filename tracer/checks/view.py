@@ -137,6 +137,22 @@ class RunRecords:
         the calls come without their tensor records (``inputs`` and the rest are empty)."""
         return self.flows
 
+    def call_values(self, fields: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``(step, seq, *fields)`` of each checked call, in flow order: a field is a
+        CallRecord attribute (``module``, ``type``, ``call_index``, ``kind``, ``op``, ``depth``,
+        ``duration_s``). Read from a store, no record is built."""
+        get = attrgetter(*fields) if fields else None
+        found: list[tuple[Any, ...]] = []
+        for step, flow in self.skeleton.items():
+            for call in flow:
+                if get is None:
+                    found.append((step, call.seq))
+                elif len(fields) == 1:
+                    found.append((step, call.seq, get(call)))
+                else:
+                    found.append((step, call.seq, *get(call)))
+        return found
+
     def values(
         self, roles: Collection[str], fields: Sequence[str], *, nonfinite: bool = False
     ) -> list[tuple[Any, ...]]:
@@ -195,10 +211,12 @@ class RunRecords:
     @cached_property
     def leaves(self) -> dict[int, tuple[bool, ...]]:
         """Per step, for each call in flow order: whether it ran no traced call inside it."""
+        depths: dict[int, list[int]] = {step: [] for step in self.steps}
+        for step, _, depth in self.call_values(("depth",)):
+            depths[step].append(depth)
         found = {}
-        for step, flow in self.skeleton.items():
-            depths = [call.depth for call in flow]
-            nested = [a < b for a, b in itertools.pairwise(depths)]
+        for step, flow in depths.items():
+            nested = [a < b for a, b in itertools.pairwise(flow)]
             found[step] = (*(not n for n in nested), True) if flow else ()
         return found
 

@@ -19,7 +19,7 @@ from tracer.checks.builtin.layers import (
     bounded_kind,
     calls,
     dead_stat,
-    outputs,
+    layer_outputs,
     shapes,
     softmax_dim,
 )
@@ -63,32 +63,22 @@ def saturated(
     return near_one
 
 
-def _activations(records: RunRecords) -> dict[Key, tuple[str, str, list[tuple[int, int]]]]:
-    """Each activation module's calls: its type, its module's extra_repr, its (step, seq)s."""
-    found: dict[Key, tuple[str, str, list[tuple[int, int]]]] = {}
-    for at, (key, type_name, _) in calls(records).items():
+def _activations(records: RunRecords) -> dict[Key, tuple[str, str, list[Row]]]:
+    """Each activation module's float outputs of more than one value, in flow order, with its
+    type and its module's extra_repr."""
+    found: dict[Key, tuple[str, str, list[Row]]] = {}
+    for key, (type_name, rows, _) in layer_outputs(records).items():
         if type_name not in ACTIVATIONS or key[2] != "module":
             continue
-        layer = found.get(key)
-        if layer is None:
-            module = records.module_records.get(key[0])
-            extra = module.extra_repr if module is not None else ""
-            layer = found[key] = (type_name, extra, [])
-        layer[2].append(at)
-    return found
-
-
-def _outputs_by_call(records: RunRecords) -> dict[tuple[int, int], list[Row]]:
-    """The float outputs of more than one value, by (step, seq)."""
-    found: dict[tuple[int, int], list[Row]] = {}
-    for row in outputs(records):
-        if row[DTYPE].startswith(("float", "bfloat")) and (row[NUMEL] or 0) > 1:
-            key = (row[STEP], row[SEQ])
-            rows = found.get(key)
-            if rows is None:
-                found[key] = [row]
-            else:
-                rows.append(row)
+        module = records.module_records.get(key[0])
+        extra = module.extra_repr if module is not None else ""
+        floats = [
+            row
+            for row in rows
+            if row[DTYPE].startswith(("float", "bfloat")) and (row[NUMEL] or 0) > 1
+        ]
+        if floats:
+            found[key] = (type_name, extra, floats)
     return found
 
 
@@ -105,29 +95,27 @@ def _last_learned(records: RunRecords) -> dict[int, int]:
 def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
     last_learned: dict[int, int] | None = None
     layers = records.shared("activation-layers", _activations)
-    for key, (type_name, extra, points) in layers.items():
+    for key, (type_name, extra, rows) in layers.items():
         kind = bounded_kind(type_name, extra)
         if kind is None:
             continue
         if last_learned is None:
             last_learned = _last_learned(records)
-        found = records.shared("float-outputs", _outputs_by_call)
         hits: dict[Where, list[tuple[int, int]]] = {}
         fractions: dict[tuple[Where, int], float] = {}
-        for step, seq in points:
+        for row in rows:
+            step, seq, slot = row[STEP], row[SEQ], row[SLOT]
             if seq > last_learned.get(step, -1):
                 continue  # the model's output (a confident prediction), not a hidden layer
-            for row in found.get((step, seq), ()):
-                slot = row[SLOT]
-                shape = shapes(records)[step, seq, slot] if kind == "softmax" else ()
-                fraction = saturated(kind, row[NEAR_ZERO_FRAC], row[NEAR_ONE_FRAC], shape, extra)
-                if fraction is None:
-                    yield Note(_NOT_RECORDED.format(what="saturation"))
-                    continue
-                if fraction >= limits["fraction"]:
-                    where = Where(*key, "output", slot)
-                    hits.setdefault(where, []).append((step, seq))
-                    fractions[where, step] = fraction
+            shape = shapes(records)[step, seq, slot] if kind == "softmax" else ()
+            fraction = saturated(kind, row[NEAR_ZERO_FRAC], row[NEAR_ONE_FRAC], shape, extra)
+            if fraction is None:
+                yield Note(_NOT_RECORDED.format(what="saturation"))
+                continue
+            if fraction >= limits["fraction"]:
+                where = Where(*key, "output", slot)
+                hits.setdefault(where, []).append((step, seq))
+                fractions[where, step] = fraction
         for where, points in hits.items():
             for span in spans(points, records.steps):
                 first = fractions[where, span.first]
@@ -145,24 +133,23 @@ def check_saturation(records: RunRecords, limits: Mapping[str, float]) -> Iterat
 
 def check_dead_units(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Finding | Note]:
     layers = records.shared("activation-layers", _activations)
-    for key, (type_name, extra, points) in layers.items():
+    for key, (type_name, extra, rows) in layers.items():
         stat = dead_stat(type_name, extra)
         if stat is None:
             continue
-        found = records.shared("float-outputs", _outputs_by_call)
         exact = stat == "zero_frac"
         hits: dict[Where, list[tuple[int, int]]] = {}
         fractions: dict[tuple[Where, int], float] = {}
-        for step, seq in points:
-            for row in found.get((step, seq), ()):
-                fraction = row[ZERO_FRAC] if exact else row[NEAR_ZERO_FRAC]
-                if fraction is None:
-                    yield Note(_NOT_RECORDED.format(what=f"dead units of {type_name} layers"))
-                    continue
-                if fraction >= limits["fraction"]:
-                    where = Where(*key, "output", row[SLOT])
-                    hits.setdefault(where, []).append((step, seq))
-                    fractions[where, step] = fraction
+        for row in rows:
+            step, seq = row[STEP], row[SEQ]
+            fraction = row[ZERO_FRAC] if exact else row[NEAR_ZERO_FRAC]
+            if fraction is None:
+                yield Note(_NOT_RECORDED.format(what=f"dead units of {type_name} layers"))
+                continue
+            if fraction >= limits["fraction"]:
+                where = Where(*key, "output", row[SLOT])
+                hits.setdefault(where, []).append((step, seq))
+                fractions[where, step] = fraction
         what = "zero" if stat == "zero_frac" else "within 0.01 of zero"
         for where, points in hits.items():
             for span in spans(points, records.steps):

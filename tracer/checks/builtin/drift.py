@@ -13,16 +13,13 @@ from tracer.checks.builtin.layers import (
     SLOT,
     STD,
     STEP,
-    Key,
-    calls,
-    outputs,
+    Row,
+    layer_outputs,
 )
 from tracer.checks.builtin.spans import Span, Where, finding, layer_name, step_text
 from tracer.checks.findings import Finding, Note
 from tracer.checks.rules import Rule, Threshold
 from tracer.checks.view import RunRecords
-
-_Point = tuple[int, int, float, float]  # step, seq, mean, std
 
 
 def steady(values: Sequence[float], share: float) -> bool:
@@ -35,29 +32,28 @@ def steady(values: Sequence[float], share: float) -> bool:
     return along >= share * len(moves)
 
 
-def _series(records: RunRecords) -> dict[Where, list[_Point]]:
-    """Each leaf layer's float output slots across the checked steps."""
-    index = calls(records)
-    found: dict[tuple[Key, str], list[_Point]] = {}
-    for row in outputs(records):
-        mean, std = row[MEAN], row[STD]
-        if mean is None or std is None or not row[DTYPE].startswith(("float", "bfloat")):
-            continue
-        step, seq = row[STEP], row[SEQ]
-        layer, _, leaf = index[step, seq]
-        if not leaf:
-            continue
-        key = (layer, row[SLOT])
-        points = found.get(key)
-        if points is None:
-            points = found[key] = []
-        points.append((step, seq, mean, std))
-    return {Where(*layer, "output", slot): p for (layer, slot), p in found.items()}
+def _series(records: RunRecords) -> dict[Where, list[Row]]:
+    """Each leaf layer's float output slots across the checked steps (their output rows)."""
+    found: dict[Where, list[Row]] = {}
+    for key, (_, rows, leaves) in layer_outputs(records).items():
+        slots: dict[str, list[Row]] = {}
+        for row, leaf in zip(rows, leaves, strict=True):
+            if not leaf or row[MEAN] is None or row[STD] is None:
+                continue
+            if row[DTYPE].startswith(("float", "bfloat")):
+                points = slots.get(row[SLOT])
+                if points is None:
+                    slots[row[SLOT]] = [row]
+                else:
+                    points.append(row)
+        for slot, points in slots.items():
+            found[Where(*key, "output", slot)] = points
+    return found
 
 
-def _moved(points: list[_Point], limits: Mapping[str, float]) -> tuple[str, float] | None:
-    means = [p[2] for p in points]
-    stds = [p[3] for p in points]
+def _moved(points: list[Row], limits: Mapping[str, float]) -> tuple[str, float] | None:
+    means = [p[MEAN] for p in points]
+    stds = [p[STD] for p in points]
     if not all(map(math.isfinite, means + stds)):
         return None
     share = limits["steady"]
@@ -86,7 +82,7 @@ def check_drift(records: RunRecords, limits: Mapping[str, float]) -> Iterator[Fi
         if moved is None:
             continue
         text, figure = moved
-        span = Span(points[0][0], points[-1][0], points[0][1])
+        span = Span(points[0][STEP], points[-1][STEP], points[0][SEQ])
         yield finding(
             "drift",
             "info",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracer.checks.builtin.layers import (
     Key,
@@ -28,11 +28,15 @@ _NO_GRADS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Grad:
-    where: Where
+class _Grad(NamedTuple):
+    at: tuple[Key, str]  # the layer call and the output slot the gradient flows into
     seq: int
     rms: float
+
+    @property
+    def where(self) -> Where:
+        key, slot = self.at
+        return Where(*key, "grad", slot)
 
 
 def _rms(key: Key, seq: int, grads: Sequence[tuple[str, float, float | None]]) -> _Grad | None:
@@ -48,7 +52,7 @@ def _rms(key: Key, seq: int, grads: Sequence[tuple[str, float, float | None]]) -
     rms = (math.nan if l2 is None else l2) / math.sqrt(numel)
     if not math.isfinite(rms) or rms <= 0:
         return None  # a NaN is the nan rule's; a zero gradient has no ratio
-    return _Grad(Where(*key, "grad", slot), seq, rms)
+    return _Grad((key, slot), seq, rms)
 
 
 def _chains(records: RunRecords) -> dict[int, list[_Grad]]:
@@ -117,12 +121,12 @@ def _depth_hits(records: RunRecords, factor: float, grows: bool) -> _Hits:
 
 def _step_hits(records: RunRecords, factor: float, window: int) -> _Hits:
     """Per step, the layer nearest the loss whose gradient jumped ``factor`` over its median."""
-    history: dict[Where, list[float]] = {}
+    history: dict[tuple[Key, str], list[float]] = {}
     hits: _Hits = {}
     for step in records.steps:
         jumped: tuple[_Grad, float] | None = None
         for grad in grad_chain(records, step):
-            before = history.setdefault(grad.where, [])
+            before = history.setdefault(grad.at, [])
             if before:
                 ratio = grad.rms / statistics.median(before[-window:])
                 if ratio >= factor:

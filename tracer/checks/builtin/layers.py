@@ -135,13 +135,15 @@ Call = tuple[Key, str, bool]
 def _calls(records: RunRecords) -> dict[tuple[int, int], Call]:
     found: dict[tuple[int, int], Call] = {}
     leaves = records.leaves
-    for step, flow in records.skeleton.items():
-        for call, leaf in zip(flow, leaves[step], strict=True):
-            found[step, call.seq] = (
-                (call.module, call.call_index, call.kind, call.op),
-                call.type,
-                leaf,
-            )
+    at = -1
+    flags: tuple[bool, ...] = ()
+    for step, seq, module, call_index, kind, op, type_name in records.call_values(
+        ("module", "call_index", "kind", "op", "type")
+    ):
+        if at != step:
+            at, flags, i = step, leaves[step], 0
+        found[step, seq] = ((module, call_index, kind, op), type_name, flags[i])
+        i += 1
     return found
 
 
@@ -149,3 +151,27 @@ def calls(records: RunRecords) -> dict[tuple[int, int], Call]:
     """Every checked call by (step, seq), in flow order: its layer key, type and leaf flag.
     Built once per check from the skeleton, shared by the rules."""
     return records.shared("calls", _calls)
+
+
+#: One layer call's outputs across steps: its type, its output rows in flow order, and
+#: whether the call was a leaf at each of them.
+LayerOutputs = tuple[str, list[Row], list[bool]]
+
+
+def _layer_outputs(records: RunRecords) -> dict[Key, LayerOutputs]:
+    index = calls(records)
+    found: dict[Key, LayerOutputs] = {}
+    for row in outputs(records):
+        key, type_name, leaf = index[row[STEP], row[SEQ]]
+        layer = found.get(key)
+        if layer is None:
+            layer = found[key] = (type_name, [], [])
+        layer[1].append(row)
+        layer[2].append(leaf)
+    return found
+
+
+def layer_outputs(records: RunRecords) -> dict[Key, LayerOutputs]:
+    """Every layer call's output rows across the checked steps, by layer key in order of
+    first appearance: one pass over the outputs, shared by the rules."""
+    return records.shared("layer-outputs", _layer_outputs)

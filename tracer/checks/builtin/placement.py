@@ -121,7 +121,9 @@ def _given(records: RunRecords, field: str) -> Callable[[], frozenset[str]]:
 
     @functools.cache
     def given() -> frozenset[str]:
-        first = {step: flow[0].seq for step, flow in records.skeleton.items() if flow}
+        first: dict[int, int] = {}
+        for step, seq in records.call_values(()):
+            first.setdefault(step, seq)
         rows = records.values(("input",), (field, "dtype"))
         return frozenset(value for step, seq, value, dtype in rows if dtype and first[step] == seq)
 
