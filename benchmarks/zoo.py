@@ -97,7 +97,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:.2f}"
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.3f}" if value < 1e-3 else f"{value * 1e3:.2f}"
 
 
 def _x(value: float | None) -> str:
