@@ -157,29 +157,21 @@ def _chosen(steps: Iterable[int] | None) -> list[int] | None:
     return None if steps is None else sorted(set(steps))
 
 
-def skeleton(
+def call_rows(
     conn: Connection, run_id: int, steps: Iterable[int] | None = None
-) -> dict[int, list[CallRecord]]:
-    """Each traced step's calls in ``seq`` order without their tensors (the calls table only)."""
+) -> list[tuple[Any, ...]]:
+    """The traced steps' calls as plain rows, ``rows.CALL_COLUMNS`` without ``run_id`` (step,
+    seq, module, type, call_index, kind, op, duration_s, depth), by step and seq: the calls
+    table alone, no record built."""
     chosen = _chosen(steps)
     if chosen == []:
-        return {}
-    wanted = None if chosen is None else frozenset(chosen)
+        return []
     cols = [CALLS.c[name] for name in rows.CALL_COLUMNS[1:]]
     query = select(*cols).where(_steps_where(CALLS, run_id, chosen))
-    found: dict[int, list[CallRecord]] = {}
-    make = CallRecord
-    for step, seq, module, type_, call_index, kind, op, duration_s, depth in _plain_rows(
-        conn, query.order_by(CALLS.c.step, CALLS.c.seq)
-    ):
-        if wanted is not None and step not in wanted:
-            continue
-        call = make(step, seq, module, type_, call_index, kind, op, (), (), (), duration_s, depth)
-        calls = found.get(step)
-        if calls is None:
-            found[step] = [call]
-        else:
-            calls.append(call)
+    found = _plain_rows(conn, query.order_by(CALLS.c.step, CALLS.c.seq))
+    if chosen and len(chosen) != chosen[-1] - chosen[0] + 1:
+        wanted = frozenset(chosen)
+        found = [row for row in found if row[0] in wanted]  # the query read their whole range
     return found
 
 

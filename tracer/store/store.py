@@ -405,14 +405,12 @@ class Store:
         with self.reading() as conn:
             return bulk.flows(conn, run_id, steps)
 
-    def skeleton(
-        self, run_id: int, steps: Iterable[int] | None = None
-    ) -> dict[int, list[CallRecord]]:
-        """Traced steps' calls in ``seq`` order without their tensors: far cheaper than flows."""
+    def call_rows(self, run_id: int, steps: Iterable[int] | None = None) -> list[tuple[Any, ...]]:
+        """Traced steps' calls as plain rows (bulk.call_rows): far cheaper than flows."""
         from tracer.store import bulk
 
         with self.reading() as conn:
-            return bulk.skeleton(conn, run_id, steps)
+            return bulk.call_rows(conn, run_id, steps)
 
     def tensor_values(
         self,
