@@ -6,6 +6,12 @@ a shared machine. Forward modes run in eval mode under ``torch.no_grad()``; the 
 times forward + backward against an untraced forward + backward. ``every=10`` times the steps
 that a sampled trace does not record. torchinfo and TorchLens, when importable, are timed on the
 same models for comparison (optional, never required by the package).
+
+The floor modes time what any Python-level per-call tool pays at least: ``floor: wrapper``
+replaces every module's ``forward`` on the instance by an empty Python wrapper (as the tracer
+installs its own), ``floor: torch hooks`` puts a do-nothing forward pre-hook and forward hook
+on every module. A second table sets the tracer's shapes and stats modes beside them, with the
+microseconds per module call above the wrapper floor.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from torch import nn
 
 import tracer
 from tracer.records import CallRecord, ModuleRecord
+
+_MISSING = object()
 
 
 class NullSink:
@@ -73,6 +81,9 @@ class ReadingSink(NullSink):
                 record.stats.get("mean")
 
 
+MODEL_NAMES = ("article LSTM 50x200", "MLP 500x(Linear,ReLU) b32", "TransformerEncoder 12L 8x128")
+
+
 def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...], int]]:
     """name -> (model, inputs, forwards per timed block)."""
     torch.manual_seed(0)
@@ -80,10 +91,11 @@ def models() -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...], int]]:
     for _ in range(500):
         blocks += [nn.Linear(64, 64), nn.ReLU()]
     layer = nn.TransformerEncoderLayer(256, 8, batch_first=True)
+    lstm, mlp, encoder = MODEL_NAMES
     return {
-        "article LSTM 50x200": (ArticleLSTM(), (torch.randint(0, 20000, (50, 200)),), 3),
-        "MLP 500x(Linear,ReLU) b32": (nn.Sequential(*blocks), (torch.randn(32, 64),), 10),
-        "TransformerEncoder 12L 8x128": (
+        lstm: (ArticleLSTM(), (torch.randint(0, 20000, (50, 200)),), 3),
+        mlp: (nn.Sequential(*blocks), (torch.randn(32, 64),), 10),
+        encoder: (
             nn.TransformerEncoder(layer, 12, enable_nested_tensor=False),
             (torch.randn(8, 128, 256),),
             1,
@@ -98,6 +110,96 @@ MODES: dict[str, dict[str, Any]] = {
     "stats+ops": {"stats": True, "ops": True},
     "stats+grads": {"stats": True, "grads": True},
 }
+
+
+def _wrap_forwards(
+    model: nn.Module, make: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> Callable[[], None]:
+    """Every module's ``forward`` replaced on the instance by ``make(forward)``; returns undo.
+
+    Installed as the tracer installs its wrapper (an instance attribute, so PyTorch keeps its
+    hook-free call path), encoder layers included: they get the same do-nothing pre-hook the
+    tracer gives them, without which they run fused and their sublayers are never called.
+    """
+    installed: list[tuple[nn.Module, Any]] = []
+    handles = []
+    for module in model.modules():
+        installed.append((module, module.__dict__.get("forward", _MISSING)))
+        wrapper = make(module.forward)
+        wrapper.__wrapped__ = module.forward  # type: ignore[attr-defined]
+        module.__dict__["forward"] = wrapper
+        if isinstance(module, nn.TransformerEncoderLayer):
+            handles.append(module.register_forward_pre_hook(_no_op_pre))
+
+    def undo() -> None:
+        for module, saved in installed:
+            if saved is _MISSING:
+                del module.__dict__["forward"]
+            else:
+                module.__dict__["forward"] = saved
+        for handle in handles:
+            handle.remove()
+
+    return undo
+
+
+def _empty_wrapper(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*a: Any, **k: Any) -> Any:
+        return orig(*a, **k)
+
+    return wrapper
+
+
+def _empty_wrappers(model: nn.Module) -> Callable[[], None]:
+    """The floor: an empty Python wrapper around every module's forward; returns undo."""
+    return _wrap_forwards(model, _empty_wrapper)
+
+
+def _empty_hooks(model: nn.Module) -> Callable[[], None]:
+    """A do-nothing forward pre-hook and forward hook on every module; returns undo."""
+    handles = []
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(_no_op_pre))
+        handles.append(module.register_forward_hook(_no_op_post))
+
+    def undo() -> None:
+        for handle in handles:
+            handle.remove()
+
+    return undo
+
+
+def _no_op_pre(module: nn.Module, args: Any) -> None:
+    return None
+
+
+def _no_op_post(module: nn.Module, args: Any, output: Any) -> None:
+    return None
+
+
+FLOORS: dict[str, Callable[[nn.Module], Callable[[], None]]] = {
+    "floor: wrapper": _empty_wrappers,
+    "floor: torch hooks": _empty_hooks,
+}
+
+
+def module_calls(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    """How many module calls one forward makes, with encoder layers on their Python path."""
+    count = [0]
+
+    def counting(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            count[0] += 1
+            return orig(*a, **k)
+
+        return wrapper
+
+    undo = _wrap_forwards(model, counting)
+    try:
+        _forward(model, inputs, backward=False)
+    finally:
+        undo()
+    return count[0]
 
 
 def _forward(model: nn.Module, inputs: tuple[torch.Tensor, ...], backward: bool) -> None:
@@ -115,6 +217,15 @@ def _block(model: nn.Module, inputs: tuple[Any, ...], n: int, mode: str) -> tupl
         for _ in range(n):
             _forward(model, inputs, backward)
         return (time.perf_counter() - start) / n, 0.0
+    if mode in FLOORS:
+        undo = FLOORS[mode](model)
+        try:
+            start = time.perf_counter()
+            for _ in range(n):
+                _forward(model, inputs, backward)
+            return (time.perf_counter() - start) / n, 0.0
+        finally:
+            undo()
     untraced = mode.startswith("every=10")
     options = dict({"every": 10} if untraced else MODES[mode])
     sink = options.pop("sink", NullSink)()
@@ -138,8 +249,8 @@ def _block(model: nn.Module, inputs: tuple[Any, ...], n: int, mode: str) -> tupl
     return sum(totals) / n, sum(steps) / n
 
 
-def _peers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Callable[[], None]]:
-    peers: dict[str, Callable[[], None]] = {}
+def _peers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Callable[[], object]]:
+    peers: dict[str, Callable[[], object]] = {}
     try:
         import torchinfo
 
@@ -162,15 +273,23 @@ def _peers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Call
 Row = tuple[str, str, float, float, float, float, float]
 
 
-def measure(reps: int) -> list[Row]:
-    """One :data:`Row` per model and mode (peers included)."""
+def measure(
+    reps: int, floor_only: bool = False, only: str | None = None
+) -> tuple[list[Row], dict[str, int]]:
+    """One :data:`Row` per model and mode (peers included), and each model's module calls;
+    ``only``: the models whose name contains it."""
     rows: list[Row] = []
+    calls: dict[str, int] = {}
     for name, (model, inputs, n) in models().items():
+        if only is not None and only.lower() not in name.lower():
+            continue
         model.eval()
-        modes = ["plain", "shapes", "stats", "stats+records", "stats+ops"]
-        modes += ["every=10 (untraced step)"]
-        modes += ["plain+grads", "stats+grads"]
-        peers = _peers(model, inputs)
+        calls[name] = module_calls(model, inputs)
+        modes = ["plain", *FLOORS, "shapes", "stats"]
+        if not floor_only:
+            modes += ["stats+records", "stats+ops", "every=10 (untraced step)"]
+            modes += ["plain+grads", "stats+grads"]
+        peers = {} if floor_only else _peers(model, inputs)
         times: dict[str, list[tuple[float, float]]] = {m: [] for m in modes + list(peers)}
         _block(model, inputs, 1, "plain")  # warm up allocator and kernels
         for _ in range(reps):
@@ -190,7 +309,7 @@ def measure(reps: int) -> list[Row]:
             # before it): their spread shows how far the machine moved during the run.
             each = [t / p for (t, _), (p, _) in zip(times[mode], times[plain], strict=True)]
             rows.append((name, mode, value, value / base, step / base, min(each), max(each)))
-    return rows
+    return rows, calls
 
 
 def print_table(rows: list[Row]) -> None:
@@ -204,19 +323,48 @@ def print_table(rows: list[Row]) -> None:
         print(f"{line} {step:>9.2f}x")
 
 
+def print_floor(rows: list[Row], calls: Mapping[str, int]) -> None:
+    """Per model: the floors and the tracer against the untraced forward, and per call above
+    the wrapper floor ((traced - floor) / calls, in microseconds)."""
+    seconds = {(name, mode): value for name, mode, value, *_ in rows}
+    modes = [*FLOORS, "shapes", "stats"]
+    print()
+    print("the per-call floor: ratio to the untraced forward; us per call above floor: wrapper")
+    head = f"{'model':<30} {'calls':>6} {'plain ms':>9}"
+    head += "".join(f" {m.removeprefix('floor: '):>12}" for m in modes)
+    print(f"{head} {'shapes us/call':>15} {'stats us/call':>14}")
+    for name, count in calls.items():
+        plain = seconds[(name, "plain")]
+        floor = seconds[(name, "floor: wrapper")]
+        line = f"{name:<30} {count:>6} {plain * 1e3:>9.2f}"
+        line += "".join(f" {seconds[(name, m)] / plain:>11.2f}x" for m in modes)
+        above = [(seconds[(name, m)] - floor) / count * 1e6 for m in ("shapes", "stats")]
+        print(f"{line} {above[0]:>15.2f} {above[1]:>14.2f}")
+
+
 def main() -> None:
     """Parse arguments, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=9, help="interleaved repetitions per mode")
     parser.add_argument("--quick", action="store_true", help="3 repetitions (a smoke run)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--floor", action="store_true", help="only the floor's modes: plain, floors, tracer"
+    )
+    parser.add_argument("--model", help="only the models whose name contains this (e.g. MLP)")
     args = parser.parse_args()
+    if args.model is not None and not any(args.model.lower() in n.lower() for n in MODEL_NAMES):
+        parser.error(f"no model matches {args.model!r}: the models are {', '.join(MODEL_NAMES)}")
+    if args.reps < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--reps and --threads must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     # The untrained LSTM's backward otherwise spends seconds per step in denormal arithmetic,
     # the same with and without tracing: flushed in every mode alike, the ratios are unchanged.
     torch.set_flush_denormal(True)
-    print_table(measure(3 if args.quick else args.reps))
+    rows, calls = measure(3 if args.quick else args.reps, args.floor, args.model)
+    print_table(rows)
+    print_floor(rows, calls)
 
 
 if __name__ == "__main__":
