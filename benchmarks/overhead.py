@@ -10,8 +10,10 @@ same models for comparison (optional, never required by the package).
 The floor modes time what any Python-level per-call tool pays at least: ``floor: wrapper``
 replaces every module's ``forward`` on the instance by an empty Python wrapper (as the tracer
 installs its own), ``floor: torch hooks`` puts a do-nothing forward pre-hook and forward hook
-on every module. A second table sets the tracer's shapes and stats modes beside them, with the
-microseconds per module call above the wrapper floor.
+on every module. Both run an encoder layer on its Python path, as the tracer does (its fused
+kernel would never call the sublayers); ``floor: Python path`` is that alone, no wrapper. A
+second table sets the tracer's shapes and stats modes beside them, with the microseconds per
+module call above the wrapper floor. ``--floor`` times only these modes.
 """
 
 from __future__ import annotations
@@ -122,14 +124,12 @@ def _wrap_forwards(
     tracer gives them, without which they run fused and their sublayers are never called.
     """
     installed: list[tuple[nn.Module, Any]] = []
-    handles = []
     for module in model.modules():
         installed.append((module, module.__dict__.get("forward", _MISSING)))
         wrapper = make(module.forward)
         wrapper.__wrapped__ = module.forward  # type: ignore[attr-defined]
         module.__dict__["forward"] = wrapper
-        if isinstance(module, nn.TransformerEncoderLayer):
-            handles.append(module.register_forward_pre_hook(_no_op_pre))
+    unhook = _python_path(model)
 
     def undo() -> None:
         for module, saved in installed:
@@ -137,6 +137,22 @@ def _wrap_forwards(
                 del module.__dict__["forward"]
             else:
                 module.__dict__["forward"] = saved
+        unhook()
+
+    return undo
+
+
+def _python_path(model: nn.Module) -> Callable[[], None]:
+    """A do-nothing pre-hook on each encoder layer, which then runs its Python path (its
+    sublayers called one by one) instead of its fused kernel; returns undo. Alone, it is what
+    seeing an encoder's sublayers costs before any wrapper."""
+    handles = [
+        module.register_forward_pre_hook(_no_op_pre)
+        for module in model.modules()
+        if isinstance(module, nn.TransformerEncoderLayer)
+    ]
+
+    def undo() -> None:
         for handle in handles:
             handle.remove()
 
@@ -178,6 +194,7 @@ def _no_op_post(module: nn.Module, args: Any, output: Any) -> None:
 
 
 FLOORS: dict[str, Callable[[nn.Module], Callable[[], None]]] = {
+    "floor: Python path": _python_path,
     "floor: wrapper": _empty_wrappers,
     "floor: torch hooks": _empty_hooks,
 }
@@ -328,16 +345,20 @@ def print_floor(rows: list[Row], calls: Mapping[str, int]) -> None:
     the wrapper floor ((traced - floor) / calls, in microseconds)."""
     seconds = {(name, mode): value for name, mode, value, *_ in rows}
     modes = [*FLOORS, "shapes", "stats"]
+    names = [m.removeprefix("floor: ") for m in modes]
     print()
     print("the per-call floor: ratio to the untraced forward; us per call above floor: wrapper")
     head = f"{'model':<30} {'calls':>6} {'plain ms':>9}"
-    head += "".join(f" {m.removeprefix('floor: '):>12}" for m in modes)
+    head += "".join(f" {m:>{max(len(m), 7) + 1}}" for m in names)
     print(f"{head} {'shapes us/call':>15} {'stats us/call':>14}")
     for name, count in calls.items():
         plain = seconds[(name, "plain")]
         floor = seconds[(name, "floor: wrapper")]
         line = f"{name:<30} {count:>6} {plain * 1e3:>9.2f}"
-        line += "".join(f" {seconds[(name, m)] / plain:>11.2f}x" for m in modes)
+        line += "".join(
+            f" {seconds[(name, m)] / plain:>{max(len(n), 7)}.2f}x"
+            for m, n in zip(modes, names, strict=True)
+        )
         above = [(seconds[(name, m)] - floor) / count * 1e6 for m in ("shapes", "stats")]
         print(f"{line} {above[0]:>15.2f} {above[1]:>14.2f}")
 
