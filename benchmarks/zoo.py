@@ -5,9 +5,10 @@ Hugging Face architectures), in one process and alternating, it times the untrac
 one-shot ``with tracer.trace(model): model(x)`` (its step written at the close),
 ``tracer.summary(model, x)`` as a user calls it (ops and statistics on, the table printed; the
 output goes to /dev/null), the same with ``echo=False`` (the records without the table) and
-``torchinfo.summary(model, input_data=x, verbose=0)``, all in eval mode without gradients, and
-prints the medians side by side with their ratios; then the medians over the zoo and how many
-models tracer.summary beats torchinfo on.
+``torchinfo.summary(model, input_data=x, verbose=0)`` and ``torchinfo.summary(model,
+input_data=x)`` as called by default (it prints its table; to /dev/null), all in eval mode
+without gradients, and prints the medians side by side with their ratios; then the medians
+over the zoo and how many models tracer.summary beats torchinfo on.
 
     python benchmarks/zoo.py --quick            # fewer repetitions, a smoke run
     python benchmarks/zoo.py --filter resnet    # the models whose name contains "resnet"
@@ -34,7 +35,7 @@ from zoo_models import Entry, zoo
 
 import tracer
 
-MODES = ("plain", "trace", "summary", "records", "torchinfo")
+MODES = ("plain", "trace", "summary", "records", "torchinfo", "torchinfo-printed")
 
 
 def _runners(entry: Entry, torchinfo: Any) -> dict[str, Callable[[], object]]:
@@ -59,9 +60,15 @@ def _runners(entry: Entry, torchinfo: Any) -> dict[str, Callable[[], object]]:
     def info() -> object:
         return torchinfo.summary(model, input_data=list(args), verbose=0, **kwargs)
 
+    def info_printed() -> object:
+        # as the users call it: torchinfo.summary(model, input_data=x) prints its table
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            return torchinfo.summary(model, input_data=list(args), **kwargs)
+
     runners = {"plain": plain, "trace": traced, "summary": summary, "records": records}
     if torchinfo is not None:
         runners["torchinfo"] = info
+        runners["torchinfo-printed"] = info_printed
     return runners
 
 
@@ -109,7 +116,7 @@ def _x(value: float | None) -> str:
 HEADER = (
     f"{'model':<20} {'group':<12} {'plain ms':>9} {'trace ms':>9} {'summary ms':>10} "
     f"{'no-echo ms':>10} {'torchinfo ms':>12} {'trace/pl':>8} {'summ/pl':>8} {'tinfo/pl':>8} "
-    f"{'summ/tinfo':>10}"
+    f"{'summ/tinfo':>10} {'printed ms':>10} {'both printed':>12}"
 )
 
 
@@ -122,7 +129,8 @@ def row(result: dict[str, Any]) -> str:
         f"{_ms(summ):>10} {_ms(t.get('records')):>10} {_ms(info):>12} "
         f"{_x(_ratio(traced, plain)):>8} "
         f"{_x(_ratio(summ, plain)):>8} {_x(_ratio(info, plain)):>8} "
-        f"{_x(_ratio(summ, info)):>10}"
+        f"{_x(_ratio(summ, info)):>10} {_ms(t.get('torchinfo-printed')):>10} "
+        f"{_x(_ratio(summ, t.get('torchinfo-printed'))):>12}"
     )
 
 
@@ -144,14 +152,23 @@ def totals(results: list[dict[str, Any]]) -> list[str]:
     ):
         value, count = med(num, den)
         lines.append(f"median {label:<38} {_x(value):>8}  ({count} models)")
-    both = [r for r in results if r["times"].get("summary") and r["times"].get("torchinfo")]
-    wins = [r for r in both if r["times"]["summary"] < r["times"]["torchinfo"]]
-    lines.append(f"tracer.summary faster than torchinfo.summary on {len(wins)} of {len(both)}")
-    quiet = [r for r in both if r["times"].get("records", 1e9) < r["times"]["torchinfo"]]
-    lines.append(f"  with echo=False on {len(quiet)} of {len(both)}")
-    losses = [r["name"] for r in both if r not in wins]
+    value, count = med("summary", "torchinfo-printed")
+    lines.append(f"median {'tracer.summary / torchinfo.summary, both printed':<38} {_x(value):>8}"
+                 f"  ({count} models)")  # fmt: skip
+    printed = [
+        r for r in results if r["times"].get("summary") and r["times"].get("torchinfo-printed")
+    ]
+    wins = [r for r in printed if r["times"]["summary"] < r["times"]["torchinfo-printed"]]
+    lines.append(
+        f"tracer.summary faster than torchinfo.summary, both printing their table: "
+        f"{len(wins)} of {len(printed)}"
+    )
+    both = [r for r in results if r["times"].get("records") and r["times"].get("torchinfo")]
+    quiet = [r for r in both if r["times"]["records"] < r["times"]["torchinfo"]]
+    lines.append(f"  neither printing (echo=False against verbose=0): {len(quiet)} of {len(both)}")
+    losses = [r["name"] for r in printed if r not in wins]
     if losses:
-        lines.append(f"slower on: {', '.join(losses)}")
+        lines.append(f"slower (both printing) on: {', '.join(losses)}")
     return lines
 
 
