@@ -1,8 +1,9 @@
 """The database schema as SQLAlchemy 2.x typed ORM classes (named ``*Row``, apart from records).
 
 The hot tables (``calls``, ``tensors``) are keyed by ``(run_id, step, seq[, pos])`` rather than by
-generated ids, so one traced step is written with two plain ``executemany`` calls and read back
-with one range scan each. Floating-point columns may hold NULL for a non-finite value: the
+generated ids, so one traced step is written in bulk without reading ids back (``executemany``
+on SQLite, binary ``COPY`` on PostgreSQL, see :mod:`tracer.store.pgcopy`) and read back with one
+range scan each. Floating-point columns may hold NULL for a non-finite value: the
 ``special`` column of the row says which value it was (see :mod:`tracer.store.floats`).
 """
 
