@@ -67,6 +67,8 @@ def environment(site: Path, cache: Path, **extra: str) -> dict[str, str]:
     probe cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACER_")}
     env.update(PYTHONPATH=str(site), TRACER_PROBE_CACHE=str(cache), **extra)
+    # torch without numpy warns about it on stderr at its first tensor: not ours to count
+    env["PYTHONWARNINGS"] = "ignore:Failed to initialize NumPy:UserWarning"
     return env
 
 
