@@ -165,11 +165,11 @@ def test_a_run_still_being_written_is_checked_up_to_the_steps_there_when_it_was_
     assert set(lazy.skeleton) == set(lazy.facts) == {0, 2, 3, 5, 9}
 
 
-def _diverged(step: int, seq: int, bad: bool) -> TensorRecord:
+def _diverged(role: str, seq: int, bad: bool) -> TensorRecord:
     stats = {"numel": 64.0, "mean": 0.5, "std": 1.0 + seq, "min": -2.0, "max": 2.0}
     if bad:
         stats.update(mean=math.nan, nan_count=64.0, inf_count=0.0)
-    return TensorRecord("0", (8, 8), "float32", "cpu", stats=frozen_mapping(stats))
+    return TensorRecord("0", (8, 8), "float32", "cpu", role=role, stats=frozen_mapping(stats))  # type: ignore[arg-type]
 
 
 def test_a_run_that_diverged_is_checked_without_reading_a_whole_flow(tmp_path: Path) -> None:
@@ -182,10 +182,8 @@ def test_a_run_that_diverged_is_checked_without_reading_a_whole_flow(tmp_path: P
     for step in range(12):
         flow = []
         for seq in range(6):
-            inputs = (_diverged(step, seq, step >= 5 and seq > 3),)
-            inputs = tuple(TensorRecord(t.slot, t.shape, t.dtype, t.device, False, "input",
-                                        stats=t.stats) for t in inputs)  # fmt: skip
-            outputs = (_diverged(step, seq, step >= 5 and seq >= 3),)
+            inputs = (_diverged("input", seq, step >= 5 and seq > 3),)
+            outputs = (_diverged("output", seq, step >= 5 and seq >= 3),)
             flow.append(CallRecord(step, seq, str(seq), "Linear", inputs=inputs, outputs=outputs))
         writer.write_step(step, flow)
     writer.end("failed", "loss is NaN")

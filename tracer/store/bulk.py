@@ -86,14 +86,17 @@ def _steps_where(table: Any, run_id: int, steps: list[int] | None) -> ColumnElem
     return where
 
 
-def _extras(conn: Connection, run_id: int, steps: list[int] | None) -> dict[Any, dict[str, Any]]:
-    """Extra statistics by (step, seq, pos)."""
+def _extras(
+    conn: Connection, run_id: int, steps: list[int] | None, names: list[str] | None = None
+) -> dict[Any, dict[str, Any]]:
+    """Extra statistics by (step, seq, pos): every one, or only those named."""
     found: dict[tuple[int, int, int], dict[str, Any]] = defaultdict(dict)
     cols = (EXTRAS.c.step, EXTRAS.c.seq, EXTRAS.c.pos, EXTRAS.c.name)
-    query = select(*cols, EXTRAS.c.value, EXTRAS.c.special)
-    for step, seq, pos, name, value, special in conn.execute(
-        query.where(_steps_where(EXTRAS, run_id, steps))
-    ):
+    where = _steps_where(EXTRAS, run_id, steps)
+    if names is not None:
+        where = where & EXTRAS.c.name.in_(names)
+    query = select(*cols, EXTRAS.c.value, EXTRAS.c.special).where(where)
+    for step, seq, pos, name, value, special in conn.execute(query):
         found[step, seq, pos][name] = decode(value, special)
     return found
 
@@ -221,7 +224,7 @@ def tensor_values(
         at += 1
     if all(kind == "attr" and how is None for kind, _, how in plan):
         return [row[:-2] for row in found]  # no statistic: no special to decode
-    extras = _named_extras(conn, run_id, chosen, extra) if extra else {}
+    extras = _extras(conn, run_id, chosen, extra) if extra else {}
     shapes: dict[str, tuple[int, ...]] = {}
 
     def build(row: Sequence[Any]) -> tuple[Any, ...]:
@@ -246,19 +249,6 @@ def tensor_values(
         # the common row, every statistic a plain number, is the query's row without its tail
         return [build(row) if row[-1] else row[:-2] for row in found]
     return [build(row) for row in found]
-
-
-def _named_extras(
-    conn: Connection, run_id: int, steps: list[int] | None, names: list[str]
-) -> dict[tuple[int, int, int], dict[str, Any]]:
-    found: dict[tuple[int, int, int], dict[str, Any]] = defaultdict(dict)
-    cols = (EXTRAS.c.step, EXTRAS.c.seq, EXTRAS.c.pos, EXTRAS.c.name, EXTRAS.c.value)
-    query = select(*cols, EXTRAS.c.special).where(
-        _steps_where(EXTRAS, run_id, steps) & EXTRAS.c.name.in_(names)
-    )
-    for step, seq, pos, name, value, special in conn.execute(query):
-        found[step, seq, pos][name] = decode(value, special)
-    return found
 
 
 def _nonfinite() -> ColumnElement[bool]:
