@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gc
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import COLOR_SYSTEMS, Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
@@ -36,6 +36,7 @@ class Summary:
         self.total_params = root.params_total if root else 0
         self.trainable_params = root.trainable_total if root else 0
         self._laid_out: tuple[list[list[list[str]]], list[int]] | None = None
+        self._shown: dict[str, str] = {}
 
     @property
     def width(self) -> int:
@@ -63,20 +64,31 @@ class Summary:
 
     def _cells(self, call: CallRecord) -> list[str]:
         """The row of one call as plain text, one line per tensor."""
-        outputs = [r for r in call.outputs if r.is_tensor] or list(call.outputs)
-        module = self._by_path.get(call.module)
+        outputs: Sequence[TensorRecord] = call.outputs
+        if len(outputs) != 1:  # several outputs: the tensors among them, else all
+            outputs = [r for r in outputs if r.is_tensor] or list(outputs)
         params = ""
-        if call.kind == "module" and call.call_index == 0 and module and module.params_own:
-            params = formatting.count(module.params_own)
+        if call.kind == "module" and call.call_index == 0:
+            module = self._by_path.get(call.module)
+            if module and module.params_own:
+                params = formatting.count(module.params_own)
+        lit = self._literal
         return [
-            _layer_label(call),
-            _shapes(call.inputs, outputs[0].dtype if outputs else ""),
-            _shapes(call.outputs),
-            "\n".join(literal(r.dtype or r.type_name, _CELL) for r in outputs),
-            "\n".join(literal(r.device, _CELL) for r in outputs),
+            _layer_label(call, lit),
+            _shapes(call.inputs, lit, outputs[0].dtype if outputs else ""),
+            _shapes(call.outputs, lit),
+            "\n".join(lit(r.dtype or r.type_name) for r in outputs),
+            "\n".join(lit(r.device) for r in outputs),
             params,
-            *(_stat_lines(outputs, key) for key in ("mean", "std", "min", "max")),
+            *_stat_columns(outputs),
         ]
+
+    def _literal(self, value: str) -> str:
+        """:func:`literal` cut to a cell, remembered: dtypes, devices and type names repeat."""
+        shown = self._shown.get(value)
+        if shown is None:
+            shown = self._shown[value] = literal(value, _CELL)
+        return shown
 
     def footer(self) -> str:
         """Totals and notes under the table."""
@@ -106,6 +118,33 @@ class Summary:
         else:
             yield from (Segment(footer), _NEWLINE)
 
+    def render_plain(self, console: Console, width: int) -> str | None:
+        """The text ``console.print(self)`` writes at ``width`` columns, built without rich's
+        print pipeline; None where that pipeline must run (see :func:`_echo`)."""
+        if (
+            console.is_jupyter
+            or console.record
+            or console.legacy_windows
+            or console.quiet
+            or not console.encoding.startswith("utf")
+            or not self.calls
+            or self.width > width
+        ):
+            return None
+        footer = self.footer()
+        if "\n" in footer or cell_len(footer) > width:
+            return None
+        system = COLOR_SYSTEMS.get(console.color_system or "")
+        parts = []
+        for text, style in _pieces(self.calls, *self._layout(), styled=system is not None):
+            if style is not None and system is not None:
+                if console.no_color:
+                    style = style.without_color
+                text = style.render(text, color_system=system)
+            parts.append(text)
+        parts += (footer, "\n")
+        return "".join(parts)
+
     def __str__(self) -> str:
         buffer = io.StringIO()
         width = max(_WIDTH, self.width)  # as printed by summary(): no column squeezed
@@ -132,6 +171,7 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
 )
 
 
+_RIGHT = tuple(justify == "right" for _, justify in _COLUMNS)
 _OP_STYLE = "italic cyan"
 _OP, _BOLD, _NEWLINE = Style(italic=True, color="cyan"), Style(bold=True), Segment.line()
 # rich's HEAVY_HEAD box, the Table default: top, header, header rule, rows, bottom.
@@ -164,69 +204,107 @@ def _grid(
 ) -> list[Segment]:
     """The table as rich's Table draws it (same box, padding and justification), as segments
     ready to print."""
-    right = [justify == "right" for _, justify in _COLUMNS]
-    out = [Segment(_rule(_TOP, widths)), _NEWLINE]
-    for (h, _), w, r in zip(_COLUMNS, widths, right, strict=True):
-        out += [Segment("┃"), Segment(_pad(h, w, r), _BOLD)]  # rich's borders are not bold
-    out += [Segment("┃"), _NEWLINE, Segment(_rule(_HEAD_RULE, widths)), _NEWLINE]
+    return [Segment(text, style) for text, style in _pieces(calls, split, widths)]
+
+
+def _pieces(
+    calls: Sequence[CallRecord],
+    split: list[list[list[str]]],
+    widths: list[int],
+    styled: bool = True,
+) -> list[tuple[str, Style | None]]:
+    """The table's text in pieces, each with its style (None: plain); a line break is a piece
+    of its own, as rich's segments have it. Not ``styled``: the header in one piece, its
+    style dropped (a console without colour or style writes no style)."""
+    nl: tuple[str, None] = ("\n", None)
+    out: list[tuple[str, Style | None]] = [(_rule(_TOP, widths), None), nl]
+    heads = [_pad(h, w, r) for (h, _), w, r in zip(_COLUMNS, widths, _RIGHT, strict=True)]
+    if styled:
+        for head in heads:
+            out += [("┃", None), (head, _BOLD)]  # rich's borders are not bold
+        out.append(("┃", None))
+    else:
+        out.append(("┃" + "┃".join(heads) + "┃", None))
+    out += [nl, (_rule(_HEAD_RULE, widths), None), nl]
+    columns = list(zip(widths, _RIGHT, strict=True))
+    # ASCII cells (the usual case) are padded by str.format, one call per line.
+    specs = [f" {{:{'>' if r else '<'}{w}}} " for w, r in columns]
+    first, rest = specs[0], "│" + "│".join(specs[1:]) + "│"
+    whole = "│" + first + rest
     for call, row in zip(calls, split, strict=True):
-        height = max(len(lines) for lines in row)
+        height = max(map(len, row))
         for k in range(height):
-            cells = [
-                _pad(lines[k] if k < len(lines) else "", w, r)
-                for lines, w, r in zip(row, widths, right, strict=True)
-            ]
-            if k == 0 and call.kind == "op":
-                out += [Segment("│"), Segment(cells[0], _OP)]
-                out.append(Segment("│" + "│".join(cells[1:]) + "│"))
+            values = [lines[k] if k < len(lines) else "" for lines in row]
+            op = k == 0 and call.kind == "op"
+            if "".join(values).isascii():
+                if op:
+                    label = first.format(values[0])
+                    out += [("│", None), (label, _OP), (rest.format(*values[1:]), None)]
+                else:
+                    out.append((whole.format(*values), None))
             else:
-                out.append(Segment("│" + "│".join(cells) + "│"))
-            out.append(_NEWLINE)
-    out += [Segment(_rule(_BOTTOM, widths)), _NEWLINE]
+                cells = [_pad(v, w, r) for v, (w, r) in zip(values, columns, strict=True)]
+                if op:
+                    out += [("│", None), (cells[0], _OP), ("│" + "│".join(cells[1:]) + "│", None)]
+                else:
+                    out.append(("│" + "│".join(cells) + "│", None))
+            out.append(nl)
+    out += [(_rule(_BOTTOM, widths), None), nl]
     return out
 
 
 def _rule(box: tuple[str, str, str, str], widths: list[int]) -> str:
     left, line, cross, end = box
-    return left + cross.join(line * (w + 2) for w in widths) + end
+    return left + cross.join([line * (w + 2) for w in widths]) + end
 
 
 def _pad(value: str, width: int, right: bool) -> str:
-    gap = " " * (width - _cells_of(value))
+    if value.isascii():  # one cell per character
+        return f" {value.rjust(width)} " if right else f" {value.ljust(width)} "
+    gap = " " * (width - cell_len(value))
     return f" {gap}{value} " if right else f" {value}{gap} "
 
 
-def _layer_label(call: CallRecord) -> str:
+def _layer_label(call: CallRecord, lit: Callable[[str], str]) -> str:
     indent = "  " * call.depth
     if call.kind == "op":
-        return f"{indent}{literal(call.op, _CELL)}"
+        return f"{indent}{lit(call.op or '')}"
     leaf = literal(call.module.rsplit(".", 1)[-1] if call.module else call.type, _CELL)
     suffix = f" #{call.call_index}" if call.call_index else ""
-    kind = literal(call.type, _CELL)
+    kind = lit(call.type)
     return f"{indent}{leaf} ({kind}){suffix}" if call.module else f"{indent}{leaf}"
 
 
-def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> str:
+def _shapes(
+    records: Sequence[TensorRecord], lit: Callable[[str], str], usual_dtype: str | None = None
+) -> str:
     """One line per record; an input whose dtype differs from the output's shows it."""
     lines = []
+    alone = len(records) == 1
     for r in records:
         label = literal(r.shape_text(), _CELL)
         if usual_dtype is not None and r.is_tensor and r.dtype != usual_dtype:
-            label = f"{label} {literal(r.dtype, _CELL)}"
-        slot = literal(r.slot, _CELL)
-        lines.append(label if r.slot == "0" and len(records) == 1 else f"{slot}: {label}")
-    return "\n".join(lines)
+            label = f"{label} {lit(r.dtype)}"
+        lines.append(label if alone and r.slot == "0" else f"{lit(r.slot)}: {label}")
+    return lines[0] if alone else "\n".join(lines)
 
 
-def _stat_lines(records: Sequence[TensorRecord], key: str) -> str:
-    return "\n".join(_number(r.stats, key) for r in records)
+_STATS = ("mean", "std", "min", "max")
 
 
-def _number(stats: Mapping[str, float], key: str) -> str:
-    value = stats.get(key)
-    if value is None and key == "mean":
-        value = stats.get("true_frac")  # bool tensors: the share of True
-    return "" if value is None else formatting.number(value)
+def _stat_columns(records: Sequence[TensorRecord]) -> list[str]:
+    """The mean, std, min and max cells: one line per record."""
+    if len(records) == 1:
+        return _numbers(records[0].stats)
+    per_record = [_numbers(r.stats) for r in records]
+    return ["\n".join(values[i] for values in per_record) for i in range(len(_STATS))]
+
+
+def _numbers(stats: Mapping[str, float]) -> list[str]:
+    values = [stats.get(key) for key in _STATS]
+    if values[0] is None:
+        values[0] = stats.get("true_frac")  # bool tensors: the share of True
+    return ["" if value is None else formatting.number(value) for value in values]
 
 
 def summary(
@@ -247,12 +325,31 @@ def summary(
     with _gc_paused():
         result = Summary(t.flow(0), t.modules, t.notes)
         if echo:
-            # At least _WIDTH columns: a narrow terminal wraps long lines instead of squeezing
-            # the layer names away (the torchinfo habit of fixed-width lines).
-            # A table wider still is printed whole (rich's Table would squeeze its columns).
-            console = Console()
-            Console(width=max(console.width, _WIDTH, result.width)).print(result)
+            _echo(result)
     return result
+
+
+def _echo(result: Summary) -> None:
+    """Print the summary to standard output as ``Console().print`` would, at a width of at least
+    _WIDTH columns: a narrow terminal wraps long lines instead of squeezing the layer names away
+    (the torchinfo habit of fixed-width lines); a table wider still is printed whole.
+
+    The usual case, a table and a one-line footer on a plain console, is written directly: the
+    lines are already laid out, and rich's print pipeline (segments split, cropped and rendered
+    one by one) cost more than the traced forward of a small model. The console is still rich's,
+    so colour, ``NO_COLOR``, ``FORCE_COLOR`` and terminal detection are its decisions; anything
+    else (Jupyter, a recording or legacy Windows console, a non-UTF-8 stream, a footer that
+    wraps) goes through rich itself.
+    """
+    console = Console()
+    width = max(console.width, _WIDTH, result.width)
+    text = result.render_plain(console, width)
+    if text is None:
+        Console(width=width).print(result)
+        return
+    with console._lock:  # rich's own lock: no interleaving with another thread's print
+        console.file.write(text)
+        console.file.flush()
 
 
 @contextmanager

@@ -76,3 +76,62 @@ def test_summary_wider_than_200_columns_is_printed_whole(
         assert "…" not in text
         table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
         assert {len(line) for line in table} == {result.width}
+
+
+@pytest.mark.parametrize(
+    ("color_system", "no_color"),
+    [(None, False), ("standard", False), ("256", False), ("truecolor", False), ("truecolor", True)],
+)
+def test_summary_written_directly_is_what_rich_prints(
+    color_system: str | None, no_color: bool
+) -> None:
+    # summary() writes the laid-out table itself on a plain console: byte for byte what rich's
+    # print writes for the same console (colours, NO_COLOR, op rows in italics, bold headers).
+    torch.manual_seed(0)
+    model = ArticleLSTM(vocab=100, embed=6, hidden=8)
+    result = tracer.summary(model, torch.randint(0, 100, (4, 5)), echo=False)
+    assert any(call.kind == "op" for call in result.calls)
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer, width=240, color_system=color_system, no_color=no_color, force_terminal=True
+    )
+    console.print(result)
+    written = result.render_plain(console, 240)
+    assert written == buffer.getvalue()
+    assert ("\x1b[" in written) == (color_system is not None)
+
+
+def test_summary_echo_falls_back_to_rich_where_it_must(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A note longer than the table's width wraps: rich prints that one, with the same table.
+    model = nn.Sequential(nn.Linear(3, 2))
+    result = tracer.summary(model, torch.randn(5, 3), echo=False)
+    console = Console(file=io.StringIO(), width=200)
+    assert result.render_plain(console, 200) is not None
+    result.notes.append("x" * 300)
+    assert result.render_plain(console, 200) is None
+    assert result.render_plain(Console(file=io.StringIO(), record=True), 200) is None
+    ascii_file = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    assert result.render_plain(Console(file=ascii_file), 200) is None
+
+
+def test_summary_echo_writes_to_the_current_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    result = tracer.summary(model, torch.randn(5, 3))
+    printed = capsys.readouterr().out
+    assert printed.splitlines() == str(result).splitlines()
+    assert "Total params: 8" in printed and printed.endswith("\n")
+
+
+def test_summary_wide_characters_line_up_as_rich_lays_them_out() -> None:
+    # Layer names of two-cell characters (CJK, emoji) pad by terminal cells, not characters.
+    model = nn.Sequential()
+    model.add_module("层一", nn.Linear(3, 2))
+    model.add_module("ok", nn.ReLU())
+    model.add_module("🔥", nn.Flatten(0))
+    result = tracer.summary(model, torch.randn(5, 3), echo=False)
+    expected = _printed(Group(result.table(), Text(result.footer())), 200)
+    assert _printed(result, 200) == expected
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    assert result.render_plain(console, 200) == expected
