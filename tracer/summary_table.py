@@ -342,10 +342,11 @@ def _echo(result: Summary) -> None:
     wraps) goes through rich itself.
     """
     console = Console()
-    width = max(console.width, _WIDTH, result.width)
-    text = result.render_plain(console, width)
+    # The console's own width matters only where rich prints: what is written directly fits
+    # in this many columns (and reading the terminal's size costs three system calls).
+    text = result.render_plain(console, max(_WIDTH, result.width))
     if text is None:
-        Console(width=width).print(result)
+        Console(width=max(console.width, _WIDTH, result.width)).print(result)
         return
     with console._lock:  # rich's own lock: no interleaving with another thread's print
         console.file.write(text)

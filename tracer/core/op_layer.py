@@ -43,6 +43,7 @@ def _captured() -> dict[Callable[..., Any], tuple[str, str]]:
 
 
 CAPTURED = _captured()
+_captured_get = CAPTURED.get
 
 #: Op names the layer records, for documentation and tests.
 OP_NAMES: tuple[str, ...] = tuple(sorted({op for op, _ in CAPTURED.values()}))
@@ -62,10 +63,14 @@ class OpCapture(TorchFunctionMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        # Every torch function and tensor method of the forward comes through here (attribute
+        # reads like ``.shape`` included): the uncaptured ones leave at once.
+        names = _captured_get(func)
+        if names is None:
+            return func(*args, **kwargs) if kwargs else func(*args)
         kwargs = kwargs or {}
-        names = CAPTURED.get(func)
         rec = self.recorder
-        if names is None or not rec.stack:
+        if not rec.stack:
             return func(*args, **kwargs)
         start = time.perf_counter()
         result = func(*args, **kwargs)
