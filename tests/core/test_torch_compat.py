@@ -153,7 +153,27 @@ def test_torch_compat_names_every_private_api_it_exports() -> None:
         "Tensor._is_zerotensor",
         "Tensor._version",
         "THPVariable (C++ probe)",
+        "torch._C torch function mode stack",
     }
+
+
+def test_torch_compat_mode_stack_pops_and_pushes_the_top_mode() -> None:
+    api = "torch._C torch function mode stack"
+    assert torch_compat.mode_stack is not None, _broken(api, "is gone")
+    length, at, pop, push = torch_compat.mode_stack
+    x = torch.ones(2)
+    with _Seen() as mode:
+        depth = length()
+        assert depth >= 1 and at(depth - 1) is mode, _broken(api, "does not show the top mode")
+        popped = pop()
+        try:
+            assert popped is mode and length() == depth - 1, _broken(api, "pops another mode")
+            torch.relu(x)
+        finally:
+            push(popped)
+        assert length() == depth and at(depth - 1) is mode, _broken(api, "does not push back")
+        torch.relu(x)
+    assert [f.__name__ for f in mode.seen] == ["relu"], _broken(api, "popped mode still sees")
 
 
 def test_positions_new_call_matches_the_fast_path_literal() -> None:

@@ -17,7 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from tracer.core.step_state import Recorder
-from tracer.core.torch_compat import CAN_DISABLE_TORCH_FUNCTION
+from tracer.core.torch_compat import CAN_DISABLE_TORCH_FUNCTION, mode_stack
 from tracer.core.walk import walk_inputs, walk_output
 
 #: Tensor methods and torch functions the op layer records, by attribute name.
@@ -47,6 +47,111 @@ _captured_get = CAPTURED.get
 
 #: Op names the layer records, for documentation and tests.
 OP_NAMES: tuple[str, ...] = tuple(sorted({op for op, _ in CAPTURED.values()}))
+
+
+#: torch.nn classes whose ``forward`` (and the functions it calls in Python) runs none of the
+#: recorded ops, in every configuration: their calls run with the op layer's mode set aside
+#: (see :func:`set_aside`). Only the exact class counts (a subclass may override ``forward``),
+#: and only with its class ``forward`` (tracer.core.wrapping checks both). The list is held to
+#: account by tests/core/test_op_free.py, which runs each class in many configurations under a mode
+#: that sees every torch function and fails on a recorded op.
+OP_FREE_MODULES: frozenset[type[torch.nn.Module]] = frozenset(
+    getattr(torch.nn, name)
+    for name in [
+        "Identity",
+        "Linear",
+        "Bilinear",
+        "Conv1d",
+        "Conv2d",
+        "Conv3d",
+        "ConvTranspose1d",
+        "ConvTranspose2d",
+        "ConvTranspose3d",
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "LayerNorm",
+        "GroupNorm",
+        "LocalResponseNorm",
+        "RMSNorm",
+        "Embedding",
+        "Dropout",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "AlphaDropout",
+        "ReLU",
+        "ReLU6",
+        "LeakyReLU",
+        "PReLU",
+        "ELU",
+        "SELU",
+        "CELU",
+        "GELU",
+        "SiLU",
+        "Mish",
+        "Sigmoid",
+        "Tanh",
+        "Hardtanh",
+        "Hardswish",
+        "Hardsigmoid",
+        "Softplus",
+        "Softsign",
+        "Tanhshrink",
+        "Softmax",
+        "LogSoftmax",
+        "Softmin",
+        "LogSigmoid",
+        "MaxPool1d",
+        "MaxPool2d",
+        "MaxPool3d",
+        "AvgPool1d",
+        "AvgPool2d",
+        "AvgPool3d",
+        "AdaptiveAvgPool1d",
+        "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool3d",
+        "AdaptiveMaxPool1d",
+        "AdaptiveMaxPool2d",
+        "AdaptiveMaxPool3d",
+        "ZeroPad2d",
+        "ConstantPad1d",
+        "ConstantPad2d",
+        "ReflectionPad1d",
+        "ReflectionPad2d",
+        "ReplicationPad1d",
+        "ReplicationPad2d",
+        "PixelShuffle",
+        "Upsample",
+    ]
+    if hasattr(torch.nn, name)
+)
+
+
+def _set_aside_with(
+    stack: tuple[Callable[..., Any], ...] | None,
+) -> Callable[[], TorchFunctionMode | None]:
+    if stack is None:
+        return lambda: None
+    length, at, pop, _ = stack
+
+    def set_aside() -> TorchFunctionMode | None:
+        """Take the op layer's mode off the top of torch's mode stack and return it (to be put
+        back with :func:`put_back`); None where it is not on top (a mode pushed inside a
+        forward sits above it: everything stays as it is)."""
+        depth = length()
+        if depth and type(at(depth - 1)) is OpCapture:
+            mode: TorchFunctionMode = pop()
+            return mode
+        return None
+
+    return set_aside
+
+
+set_aside = _set_aside_with(mode_stack)
+put_back: Callable[[TorchFunctionMode], None] = (
+    mode_stack[3] if mode_stack is not None else (lambda mode: None)
+)
 
 
 class OpCapture(TorchFunctionMode):

@@ -42,6 +42,25 @@ EnableTorchFunction: Callable[[], AbstractContextManager[Any]] | None = getattr(
     _C, "_EnableTorchFunction", None
 )
 
+#: ``torch._C._len_torch_function_stack``, ``_get_function_stack_at``,
+#: ``_pop_torch_function_stack`` and ``_push_on_torch_function_stack``: the torch function mode
+#: stack (what ``torch.overrides`` itself uses to pop a mode for a while). The op layer takes its
+#: own mode off the top of the stack while a module that runs no recorded op in Python executes
+#: (a ``Linear``, a ``ReLU``): every torch function of such a forward would otherwise pass
+#: through the mode's Python handler for nothing. Fallback (None): the mode stays on for them
+#: (slower, same records).
+_MODE_STACK_APIS = (
+    "_len_torch_function_stack",
+    "_get_function_stack_at",
+    "_pop_torch_function_stack",
+    "_push_on_torch_function_stack",
+)
+mode_stack: tuple[Callable[..., Any], ...] | None = (
+    tuple(getattr(_C, name) for name in _MODE_STACK_APIS)
+    if all(hasattr(_C, name) for name in _MODE_STACK_APIS)
+    else None
+)
+
 #: ``nn.Module._replicate_for_data_parallel``: what ``nn.DataParallel`` (``torch.nn.parallel.
 #: replicate``) calls on every module to make a replica (a ``__dict__`` copy). A traced module
 #: sets an instance attribute of this name so that replicas get their own forward back instead
@@ -109,6 +128,7 @@ PRIVATE_APIS: dict[str, str] = {
     "torch._C.DisableTorchFunction": "the op layer would record the tracer's own torch calls",
     "torch._C._EnableTorchFunction": "one-tensor calls under the op layer take the generic path",
     "nn.Module._replicate_for_data_parallel": "DataParallel replicas would run traced forwards",
+    "torch._C torch function mode stack": "op-free modules run under the op layer's mode",
     "Tensor._base": "contiguous views would be reduced again instead of sharing statistics",
     "Tensor._is_zerotensor": "a ZeroTensor's missing memory could be read by the kernel",
     "Tensor._version": "no deduplication or chain identity (every tensor reduced again)",

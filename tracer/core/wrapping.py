@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from tracer.core.module_records import module_depth
+from tracer.core.op_layer import OP_FREE_MODULES, put_back, set_aside
 from tracer.core.positions import (
     DURATION,
     GRADS,
@@ -67,7 +68,7 @@ def selected(path: str, include: Sequence[str] | None, exclude: Sequence[str] | 
 class Wrap:
     """The state of one module's traced forward: what it records into and what it calls."""
 
-    __slots__ = ("grads", "info", "inner", "live", "ops", "rec", "saved")
+    __slots__ = ("grads", "info", "inner", "live", "op_free", "ops", "rec", "saved")
 
     def __init__(self, rec: Recorder | None, info: CallInfo, grads: bool) -> None:
         self.rec = rec
@@ -78,6 +79,9 @@ class Wrap:
         self.saved: Any = _MISSING  # the module's instance ``forward`` before, if it had one
         # While the op layer records: the same call, its forward run with torch functions on.
         self.ops: Wrap | None = None
+        # A module of a class whose forward runs no recorded op (tracer.core.op_layer), with
+        # its class forward: its calls run with the op layer's mode set aside.
+        self.op_free = False
 
     def with_ops(self) -> None:
         """Make :attr:`ops` for the forward being wrapped now (see :func:`_traced_ops`)."""
@@ -208,6 +212,15 @@ def _traced_ops(w: Wrap, rec: Recorder, x: torch.Tensor) -> Any:
     """A one-tensor call while the op layer records: the fast path above, with torch functions
     off for its own bookkeeping (which the op layer must not see) and back on for the module's
     forward, whose ops are recorded (:func:`_forward_with_ops`)."""
+    if w.op_free:
+        mode = set_aside()
+        if mode is not None:
+            rec.ops_on = False  # the fast path, as with the op layer off
+            try:
+                return _traced_forward(w, x)
+            finally:
+                rec.ops_on = True
+                put_back(mode)
     ops = w.ops
     if ops is None:  # this torch cannot switch torch functions back on: the generic path
         return _traced_generic(w, rec, (x,), {})
@@ -388,6 +401,8 @@ class HookSet:
         try:
             for module, wrap, forward, replicas in self._modules:
                 wrap.saved = module.__dict__.get("forward", _MISSING)
+                # The class's own forward only: a forward set on the instance promises nothing.
+                wrap.op_free = wrap.saved is _MISSING and type(module) in OP_FREE_MODULES
                 wrap.inner = module.forward  # the instance's forward, or the class's, bound
                 forward.__wrapped__ = wrap.inner  # type: ignore[attr-defined]
                 wrap.live = True
