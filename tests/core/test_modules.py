@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
 from torch import nn
+from torch.nn.parameter import UninitializedParameter
 
 from tracer.core.module_records import module_records
+from tracer.records import ModuleRecord, ParamRecord
 
 
 class Tied(nn.Module):
@@ -30,3 +37,148 @@ def test_modules_tree_and_tied_parameters_counted_once() -> None:
     assert records["body.0"].trainable_own == 16 and records["body.0"].params_own == 20
     assert "in_features=4" in records["body.0"].extra_repr
     assert records["body"].type == "Sequential"
+
+
+def _reference(model: nn.Module) -> list[ModuleRecord]:
+    """Module records the obvious way: named_parameters() per module, a set per subtree."""
+    owners: dict[int, str] = {}
+    own: dict[int, tuple[int, int, tuple[ParamRecord, ...]]] = {}
+    for path, module in model.named_modules():
+        count = trainable = 0
+        params = []
+        for name, param in module.named_parameters(recurse=False, remove_duplicate=False):
+            qualified = f"{path}.{name}" if path else name
+            first = owners.setdefault(id(param), qualified)
+            if isinstance(param, UninitializedParameter):
+                shape, numel = (), 0
+            else:
+                shape, numel = tuple(param.shape), param.numel()
+            if first == qualified:
+                count += numel
+                trainable += numel if param.requires_grad else 0
+            params.append(
+                ParamRecord(
+                    name=name,
+                    shape=shape,
+                    dtype=str(param.dtype).removeprefix("torch."),
+                    numel=numel,
+                    requires_grad=param.requires_grad,
+                    shared_with=None if first == qualified else first,
+                )
+            )
+        own[id(module)] = (count, trainable, tuple(params))
+    records = []
+    for path, module in model.named_modules():
+        distinct = {  # each parameter once, as each module of the subtree lists its own
+            id(p): p for sub in module.modules() for p in sub.parameters(recurse=False)
+        }.values()
+        sizes = [0 if isinstance(p, UninitializedParameter) else p.numel() for p in distinct]
+        grads = [p.requires_grad for p in distinct]
+        count, trainable, params = own[id(module)]
+        records.append(
+            ModuleRecord(
+                path=path,
+                type=type(module).__name__,
+                parent=None if path == "" else path.rpartition(".")[0],
+                depth=0 if path == "" else path.count(".") + 1,
+                params_own=count,
+                params_total=sum(sizes),
+                trainable_own=trainable,
+                trainable_total=sum(n for n, g in zip(sizes, grads, strict=True) if g),
+                extra_repr=module.extra_repr(),
+                parameters=params,
+            )
+        )
+    return records
+
+
+class SharedChild(nn.Module):
+    """One Linear under two parents, another under one parent twice, a parameter twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Linear(3, 3)
+        self.a = nn.Sequential(shared, nn.ReLU())
+        self.b = nn.Sequential(nn.Linear(3, 2), shared)
+        self.twice = nn.Sequential()
+        lone = nn.Linear(2, 2, bias=False)
+        self.twice.add_module("x", lone)
+        self.twice.add_module("y", lone)
+        self.scale = nn.Parameter(torch.ones(2))
+        self.alias = self.scale  # the same parameter under a second name
+
+
+class AncestorShared(nn.Module):
+    """A module that is both a child of the root and a grandchild (found first under its
+    other parent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        inner = nn.Linear(4, 4)
+        self.outer = nn.Sequential(inner, nn.Linear(4, 1))
+        self.inner = inner
+
+
+class OwnParameters(nn.Module):
+    """A class whose named_parameters hides one of its parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown = nn.Parameter(torch.ones(3))
+        self.hidden = nn.Parameter(torch.ones(5))
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, nn.Parameter]]:
+        for name, param in super().named_parameters(*args, **kwargs):
+            if name != "hidden":
+                yield name, param
+
+
+def _models() -> list[nn.Module]:
+    frozen = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4).requires_grad_(False))
+    frozen[0].bias.requires_grad_(False)
+    half = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)).to(torch.float16)
+    return [
+        Tied(),
+        SharedChild(),
+        AncestorShared(),
+        nn.Sequential(OwnParameters(), nn.Linear(2, 2)),
+        nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2)),
+        nn.Sequential(*[nn.Linear(8, 8) for _ in range(20)]),
+        nn.Sequential(nn.Linear(4, 4, bias=False), nn.BatchNorm1d(4)),
+        frozen,
+        half,
+        nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 2, enable_nested_tensor=False),
+        nn.LSTM(4, 4, 2),
+        nn.Identity(),
+    ]
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda m: type(m).__name__)
+def test_module_records_match_a_plain_walk(model: nn.Module) -> None:
+    assert module_records(model) == _reference(model)
+    # Records are frozen: equal parameter records may be one object, and a second walk gives
+    # the same records again.
+    assert module_records(model) == _reference(model)
+
+
+def test_module_records_of_shared_modules_and_parameters() -> None:
+    records = {r.path: r for r in module_records(SharedChild())}
+    assert records[""].params_total == 12 + 8 + 4 + 2  # shared Linear, b.0, lone, scale once
+    assert records["b"].params_total == 8 + 12 and records["b"].params_own == 0
+    alias = records[""].parameters[1]
+    assert (alias.name, alias.shared_with) == ("alias", "scale")
+    assert records[""].params_own == 2
+    nested = {r.path: r for r in module_records(AncestorShared())}
+    assert nested[""].params_total == 20 + 5 and nested["outer"].params_total == 25
+    assert "inner" not in nested  # named_modules() lists the shared module once
+
+
+def test_module_records_of_a_lazy_module_before_and_after_it_is_built() -> None:
+    model = nn.Sequential(nn.LazyLinear(3))
+    before = {r.path: r for r in module_records(model)}
+    assert before["0"].type == "LazyLinear" and before["0"].params_total == 0
+    assert [p.shape for p in before["0"].parameters] == [(), ()]
+    model(torch.randn(2, 5))
+    after = {r.path: r for r in module_records(model)}
+    assert after["0"].type == "Linear" and after["0"].params_total == 18
+    assert after == {r.path: r for r in _reference(model)}
