@@ -57,7 +57,10 @@ def trace(
             "sink must have begin, write_step, write_metrics and end methods "
             f"(a tracer.sink.Sink), got {type(sink).__name__}"
         )
-    run_fields = RunFields(name=name, config=config, pipeline=pipeline, seed=seed, tags=tags)
+    if name is None and config is None and pipeline is None and seed is None and tags is None:
+        run_fields = _NO_RUN_FIELDS  # nothing to check
+    else:  # checked with or without a store: a bad run field is an error either way
+        run_fields = RunFields(name=name, config=config, pipeline=pipeline, seed=seed, tags=tags)
     session = Trace(
         model,
         sink=sink,
@@ -107,6 +110,9 @@ class RunFields:
         seed = self.seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an integer, got {seed!r:.80}")
+
+
+_NO_RUN_FIELDS = RunFields()
 
 
 def _patterns(value: str | Sequence[str] | None, what: str) -> list[str] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from torch import nn
 
@@ -12,14 +12,27 @@ from tracer.core.wrapping import fused_encoder_layers
 
 
 def collect_notes(
-    model: nn.Module, traced: Sequence[str], *, ops: bool, torch_stats: bool = False
+    model: nn.Module,
+    traced: Sequence[str],
+    *,
+    ops: bool,
+    torch_stats: bool = False,
+    named: Sequence[tuple[str, nn.Module]] | None = None,
+    encoder_layers: Iterable[tuple[str, nn.Module]] | None = None,
 ) -> list[str]:
-    """Human-readable notes for the sink: fast paths switched off, compiled models, ..."""
+    """Human-readable notes for the sink: fast paths switched off, compiled models, ...
+
+    ``named``: the model's ``named_modules()``, and ``encoder_layers``: what
+    :func:`fused_encoder_layers` found for ``traced``, when the caller already has them."""
     notes: list[str] = []
-    encoder_layers = [path for path, _ in fused_encoder_layers(model, traced)]
-    if encoder_layers:
-        shown = ", ".join(repr(p) for p in encoder_layers[:3])
-        more = f" and {len(encoder_layers) - 3} more" if len(encoder_layers) > 3 else ""
+    if named is None:
+        named = list(model.named_modules())
+    if encoder_layers is None:
+        encoder_layers = fused_encoder_layers(model, traced, named)
+    encoder_paths = [path for path, _ in encoder_layers]
+    if encoder_paths:
+        shown = ", ".join(repr(p) for p in encoder_paths[:3])
+        more = f" and {len(encoder_paths) - 3} more" if len(encoder_paths) > 3 else ""
         notes.append(
             f"hooks switch off the fused fast path of nn.TransformerEncoderLayer ({shown}{more}): "
             "in eval mode without gradients these layers run their slower Python path while "
@@ -33,7 +46,7 @@ def collect_notes(
         )
     parallel = [
         path or "<root>"
-        for path, module in model.named_modules()
+        for path, module in named
         if isinstance(module, nn.DataParallel) and len(module.device_ids) > 1
     ]
     if parallel:

@@ -22,8 +22,9 @@ from tracer.sink import MemorySink, Sink
 
 _T = TypeVar("_T")
 
-#: Modules currently under an open trace (weak: a dropped model is forgotten).
-_TRACED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+#: Modules currently under an open trace: id(module) -> a weak reference to it (a dropped model
+#: is forgotten: its reference is dead, and a new module that reuses its id is not traced).
+_TRACED: dict[int, weakref.ref[nn.Module]] = {}
 
 
 class TraceError(RuntimeError):
@@ -105,6 +106,8 @@ class Trace:
                 self._hooks.paths,
                 ops=self.ops,
                 torch_stats=self.stats and not self._rec.collector.uses_kernel,
+                named=self._named,
+                encoder_layers=self._hooks.encoder_layers,
             )
             self.sink.begin(self.modules, self.notes)
             self._rec.active = True
@@ -126,7 +129,8 @@ class Trace:
             self._release()
             if self._rec.calls or self._metrics:
                 self._write_step()  # a partial step of a failed forward is still written
-            self._publish_notes()
+            else:
+                self._publish_notes()  # (_write_step publishes them after the step)
         except Exception as err:
             if not quiet:
                 self._end_sink("failed", f"{type(err).__name__}: {err}", quiet=True)
@@ -141,7 +145,7 @@ class Trace:
             if self._ops is not None:
                 self._ops.switch(False)  # after a KeyboardInterrupt mid-forward
             self._rec.stack.clear()
-            _TRACED.difference_update([module for _, module in self._named])
+            _unclaim(self._named)
 
     def _end_sink(self, status: str, error: str | None, *, quiet: bool) -> None:
         try:
@@ -264,13 +268,33 @@ class Trace:
 
 
 def _claim(named: list[tuple[str, nn.Module]]) -> None:
-    for path, module in named:
-        if module in _TRACED:
-            where = "the model" if path == "" else f"its submodule {path!r}"
-            raise TraceError(
-                f"{where} is already traced by an open tracer.trace(); close that trace first"
-            )
-    _TRACED.update([module for _, module in named])
+    traced = _TRACED
+    if traced:  # else nothing is traced: nothing to check
+        for path, module in named:
+            ref = traced.get(id(module))
+            if ref is not None and ref() is module:
+                where = "the model" if path == "" else f"its submodule {path!r}"
+                raise TraceError(
+                    f"{where} is already traced by an open tracer.trace(); close that trace first"
+                )
+        if len(traced) > _SWEEP_AT[0]:  # traces dropped without closing left their entries
+            for key in [key for key, ref in traced.items() if ref() is None]:
+                del traced[key]
+            _SWEEP_AT[0] = 2 * len(traced) + _SWEEP_MIN
+    modules = [module for _, module in named]
+    traced.update(zip(map(id, modules), map(weakref.ref, modules), strict=True))
+
+
+def _unclaim(named: list[tuple[str, nn.Module]]) -> None:
+    """Release what :func:`_claim` took (the modules are alive: their ids are still theirs)."""
+    pop = _TRACED.pop
+    for _, module in named:
+        pop(id(module), None)
+
+
+#: Dead entries are swept when the registry grows past this (then twice what is left, at least).
+_SWEEP_MIN = 10_000
+_SWEEP_AT = [_SWEEP_MIN]
 
 
 def _without_gc(build: Callable[..., _T], *args: Any) -> _T:

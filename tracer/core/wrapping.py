@@ -28,7 +28,6 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from tracer.core.module_records import module_depth
 from tracer.core.op_layer import OP_FREE_MODULES, put_back, set_aside
 from tracer.core.positions import (
     DURATION,
@@ -77,14 +76,16 @@ class Wrap:
         self.inner: Callable[..., Any] | None = None  # the forward being wrapped
         self.live = False  # False: a plain pass-through to ``inner``
         self.saved: Any = _MISSING  # the module's instance ``forward`` before, if it had one
-        # While the op layer records: the same call, its forward run with torch functions on.
+        # While the op layer records: the same call, its forward run with torch functions on
+        # (made by with_ops on the first such call after each attach).
         self.ops: Wrap | None = None
         # A module of a class whose forward runs no recorded op (tracer.core.op_layer), with
         # its class forward: its calls run with the op layer's mode set aside.
         self.op_free = False
 
-    def with_ops(self) -> None:
-        """Make :attr:`ops` for the forward being wrapped now (see :func:`_traced_ops`)."""
+    def with_ops(self) -> Wrap | None:
+        """Make :attr:`ops` for the forward being wrapped now (see :func:`_traced_ops`); None
+        where there is no op layer (or no way to switch torch functions back on)."""
         rec = self.rec
         if (
             _EnableTorchFunction is None
@@ -92,12 +93,12 @@ class Wrap:
             or rec.on_outermost is None
             or self.inner is None
         ):
-            self.ops = None  # no op layer in this trace (or no way to switch it back on)
-            return
+            return None
         ops = Wrap(rec, self.info, self.grads)
         ops.inner = partial(_forward_with_ops, rec, self.inner)
         ops.live = True
         self.ops = ops
+        return ops
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copied or pickled module gets a dead wrapper around its own (copied) forward.
@@ -222,8 +223,10 @@ def _traced_ops(w: Wrap, rec: Recorder, x: torch.Tensor) -> Any:
                 rec.ops_on = True
                 put_back(mode)
     ops = w.ops
-    if ops is None:  # this torch cannot switch torch functions back on: the generic path
-        return _traced_generic(w, rec, (x,), {})
+    if ops is None:
+        ops = w.with_ops()
+        if ops is None:  # this torch cannot switch torch functions back on: the generic path
+            return _traced_generic(w, rec, (x,), {})
     with _DisableTorchFunction():
         rec.ops_on = False  # the fast path's bookkeeping runs as with the op layer off
         try:
@@ -371,18 +374,22 @@ class HookSet:
         self._params: list[tuple[torch.Tensor, Callable[[torch.Tensor], None]]] = []
         self.paths: list[str] = []
         seen_params: set[int] = set()
+        everything = include is None and not exclude
+        add_path, add_module = self.paths.append, self._modules.append
         for path, module in named:
-            if not selected(path, include, exclude):
+            if not everything and not selected(path, include, exclude):
                 continue
-            self.paths.append(path)
-            wrap = Wrap(rec, (path, type(module).__name__, module_depth(path)), grads)
+            add_path(path)
+            depth = path.count(".") + 1 if path else 0  # module_depth(path)
+            wrap = Wrap(rec, (path, type(module).__name__, depth), grads)
             forward = partial(_traced_forward, wrap)
-            self._modules.append((module, wrap, forward, _UntracedReplicas(module, forward)))
+            add_module((module, wrap, forward, _UntracedReplicas(module, forward)))
             if grads:
                 self._add_param_hooks(rec, path, module, seen_params)
-        # Wrapping alone would keep these layers' fused fast path and so lose their sublayers'
-        # calls: a do-nothing pre-hook on each keeps every call recorded.
-        self._markers = [module for _, module in fused_encoder_layers(model, self.paths, named)]
+        #: The encoder layers traced themselves or inside (see fused_encoder_layers): wrapping
+        #: alone would keep their fused fast path and so lose their sublayers' calls, so a
+        #: do-nothing pre-hook on each keeps every call recorded.
+        self.encoder_layers = fused_encoder_layers(model, self.paths, named)
         self._handles: list[RemovableHandle] = []
         self._attached = False
 
@@ -400,16 +407,17 @@ class HookSet:
         self._attached = True
         try:
             for module, wrap, forward, replicas in self._modules:
-                wrap.saved = module.__dict__.get("forward", _MISSING)
+                state = module.__dict__
+                wrap.saved = saved = state.get("forward", _MISSING)
                 # The class's own forward only: a forward set on the instance promises nothing.
-                wrap.op_free = wrap.saved is _MISSING and type(module) in OP_FREE_MODULES
-                wrap.inner = module.forward  # the instance's forward, or the class's, bound
-                forward.__wrapped__ = wrap.inner  # type: ignore[attr-defined]
+                wrap.op_free = saved is _MISSING and type(module) in OP_FREE_MODULES
+                wrap.inner = inner = module.forward  # the instance's forward, or the class's
+                forward.__wrapped__ = inner  # type: ignore[attr-defined]
                 wrap.live = True
-                wrap.with_ops()
-                module.__dict__["forward"] = forward
-                module.__dict__.setdefault(REPLICATE_ATTR, replicas)
-            for module in self._markers:
+                wrap.ops = None  # for this forward: made by the first call that records ops
+                state["forward"] = forward
+                state.setdefault(REPLICATE_ATTR, replicas)
+            for _, module in self.encoder_layers:
                 self._handles.append(module.register_forward_pre_hook(_no_op))
             for param, hook in self._params:
                 self._handles.append(param.register_post_accumulate_grad_hook(hook))
