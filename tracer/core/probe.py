@@ -8,7 +8,9 @@ Two implementations of one small interface (``meta``, ``chained``, ``remember``,
   found in a C++ table. It is built for one torch version: at install time when torch is
   importable then (``pip install --no-build-isolation``), else on first use (below).
 - The compiled module also hands the statistics kernel (``tracer.core._speedups``) a plain CPU
-  float tensor's address straight from the C++ tensor (:func:`compiled_float_stats`).
+  float tensor's address straight from the C++ tensor (:func:`compiled_float_stats`), and does
+  a statistics collector's whole request for such a tensor in one call
+  (:func:`compiled_stats_request`).
 - :class:`PyProbe` asks torch's Python getters: the same answers, used when the compiled one is
   missing (the run's notes say so, with the reason).
 
@@ -193,6 +195,21 @@ def compiled_float_stats() -> Callable[[torch.Tensor], tuple[float, ...] | None]
     if _CompiledProbe is BUILD_ON_FIRST_USE:
         _build_on_first_use()
     return _float_stats if _CompiledProbe is not None else None
+
+
+def compiled_stats_request() -> Callable[..., Any] | None:
+    """``tracer.core._probe.StatsRequest`` where :func:`compiled_float_stats` is available (its
+    conditions, its kernel): made with the collector's Python request and bound to its tables,
+    its ``request`` does the common tensor's version, identity key, dedup and kernel vector in
+    one call (see :class:`tracer.core.collector.StatsCollector`). None otherwise, or where the
+    loaded build predates it."""
+    if compiled_float_stats() is None:
+        return None
+    module = sys.modules.get(probe_build.MODULE)
+    if module is None or getattr(module, "Probe", None) is not _CompiledProbe:
+        return None
+    request: Callable[..., Any] | None = getattr(module, "StatsRequest", None)
+    return request
 
 
 def _build_on_first_use() -> None:
