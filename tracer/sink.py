@@ -45,11 +45,12 @@ class MemorySink:
     """Keeps every record in memory; the default sink of :func:`tracer.trace`.
 
     A step's calls are kept as handed over (the core builds the record objects on first read)
-    and joined into :attr:`calls` when that is read.
+    and joined into :attr:`calls` when that is read; so are a trace's module records, listed
+    in :attr:`modules` when that is first read.
     """
 
     def __init__(self) -> None:
-        self.modules: list[ModuleRecord] = []
+        self._modules: Sequence[ModuleRecord] = []  # a list, or a snapshot not yet read
         self.notes: list[str] = []
         self._calls: list[CallRecord] = []
         self._steps: list[Sequence[CallRecord]] = []  # not yet joined into _calls
@@ -58,8 +59,21 @@ class MemorySink:
         self.error: str | None = None
 
     def begin(self, modules: Sequence[ModuleRecord], notes: Sequence[str]) -> None:
-        self.modules = list(modules)
+        # A trace's module records are a snapshot (is_snapshot) built when first read: kept
+        # as handed over; anything else is copied now.
+        self._modules = modules if getattr(modules, "is_snapshot", False) else list(modules)
         self.notes = list(notes)
+
+    @property
+    def modules(self) -> list[ModuleRecord]:
+        """The traced model's module records."""
+        if type(self._modules) is not list:
+            self._modules = list(self._modules)
+        return self._modules  # type: ignore[return-value]
+
+    @modules.setter
+    def modules(self, modules: list[ModuleRecord]) -> None:
+        self._modules = modules
 
     def add_notes(self, notes: Sequence[str]) -> None:
         """Append notes learnt while tracing."""

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from tracer.core.module_records import module_records
+import tracer
+from tracer.core.module_records import capture_modules, module_records
 from tracer.records import ModuleRecord, ParamRecord
+from tracer.sink import MemorySink
 
 
 class Tied(nn.Module):
@@ -182,3 +184,31 @@ def test_module_records_of_a_lazy_module_before_and_after_it_is_built() -> None:
     after = {r.path: r for r in module_records(model)}
     assert after["0"].type == "Linear" and after["0"].params_total == 18
     assert after == {r.path: r for r in _reference(model)}
+
+
+def test_captured_records_are_the_model_as_it_was_when_captured() -> None:
+    model = nn.Sequential(nn.LazyLinear(3), nn.Linear(3, 3), nn.Dropout(0.1))
+    want = module_records(model)
+    captured = capture_modules(model)
+    assert len(captured) == 4  # known without building the records
+    model(torch.randn(2, 5))  # the lazy layer is built: a Linear now, with sizes
+    model[1].requires_grad_(False)
+    model.to(torch.float64)
+    model[2].p = 0.5
+    model.add_module("extra", nn.Linear(1, 1))
+    model[1].weight = nn.Parameter(torch.ones(3, 3))
+    assert list(captured) == want
+    assert captured[0] == want[0] and captured[1:] == want[1:]
+    assert captured.records() is captured.records()  # built once
+
+
+def test_a_trace_reads_the_records_captured_at_open() -> None:
+    model = nn.Sequential(nn.LazyLinear(3), nn.ReLU())
+    want = module_records(model)
+    sink = MemorySink()
+    with tracer.trace(model, sink=sink) as t:
+        model(torch.randn(2, 5))
+        model[0].requires_grad_(False)
+    assert t.modules == want and sink.modules == want
+    assert t.modules is t.modules and sink.modules is not t.modules
+    assert t.modules[1].type == "LazyLinear" and t.modules[1].trainable_total == 0

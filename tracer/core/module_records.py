@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, overload
 
 from torch import nn
 
@@ -20,55 +21,166 @@ def module_records(
     model: nn.Module, named: list[tuple[str, nn.Module]] | None = None
 ) -> list[ModuleRecord]:
     """One :class:`ModuleRecord` per distinct module, in ``named_modules()`` order (``named``:
-    that list, when the caller already has it).
+    that list, when the caller already has it)."""
+    return capture_modules(model, named).records()
 
-    One pass reads each module's own parameters (its ``_parameters`` dict, as
-    ``named_parameters(recurse=False, remove_duplicate=False)`` does, unless its class has its
-    own ``named_parameters``); each module's totals then count its subtree's distinct
-    parameters once."""
+
+def capture_modules(
+    model: nn.Module, named: list[tuple[str, nn.Module]] | None = None
+) -> ModuleRecords:
+    """The model's module records as they are now, built when first read (see
+    :class:`ModuleRecords`).
+
+    One pass reads what may change later: each module's type, ``extra_repr()`` and own
+    parameters (its ``_parameters`` dict, as ``named_parameters(recurse=False,
+    remove_duplicate=False)`` does, unless its class has its own ``named_parameters``) with
+    their shape, dtype and ``requires_grad``, and how many children it has. Where the modules
+    form a tree and no parameter is registered twice, each module's totals are the sums of its
+    children's, counted when the records are built; otherwise each distinct parameter of a
+    subtree is counted once, now."""
     if named is None:
         named = list(model.named_modules())
     facts: dict[int, Facts] = {}  # id(parameter) -> what its records need
-    owners: dict[int, tuple[str, str]] = {}  # id(parameter) -> (path, name) of its first owner
-    own_ids: dict[int, list[int]] = {}  # id(module) -> ids of its own parameters
-    own: list[tuple[int, int, tuple[ParamRecord, ...]]] = []
+    paths: list[str] = []
+    types: list[str] = []
+    reprs: list[str] = []
+    owns: list[list[tuple[str, int]] | None] = []  # (name, id) of each own parameter
+    kids: list[int] = []  # entries in each module's _modules
+    add_path, add_type, add_repr, add_own, add_kids = (
+        paths.append,
+        types.append,
+        reprs.append,
+        owns.append,
+        kids.append,
+    )
     repeated = False  # a parameter registered twice (tied, or under two names)
+    plain = True  # every class lists its children as nn.Module does
     for path, module in named:
-        if type(module).named_parameters is _NAMED_PARAMETERS:
+        cls = type(module)
+        add_path(path)
+        add_type(cls.__name__)
+        add_repr(_extra_repr(module))
+        if cls.named_parameters is _NAMED_PARAMETERS:
             items: Iterable[tuple[str, Any]] = module._parameters.items()
         else:  # a class's own named_parameters decides what its parameters are
             items = module.named_parameters(recurse=False, remove_duplicate=False)
-        count = trainable = 0
-        params = []
-        ids: list[int] = []
+        own = None
         for name, param in items:
             if param is None:
                 continue
             key = id(param)
-            ids.append(key)
-            fact = facts.get(key)
-            if fact is None:  # its first owner, where it is counted
-                fact = facts[key] = _facts(param)
+            if key in facts:
+                repeated = True
+            else:
+                facts[key] = _facts(param)
+            if own is None:
+                own = [(name, key)]
+            else:
+                own.append((name, key))
+        add_own(own)
+        if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
+            plain = False
+        add_kids(len(module._modules))
+    # n modules with n - 1 child entries in all, each reachable from the root: a tree (no
+    # module under two parents or twice under one, no None entry, no cycle).
+    totals = None
+    if repeated or not plain or sum(kids) != len(named) - 1:
+        totals = _distinct_totals(named, owns, facts)
+    return ModuleRecords(paths, types, reprs, owns, kids, facts, totals)
+
+
+class ModuleRecords(Sequence[ModuleRecord]):
+    """The records of :func:`capture_modules`, built from what it read on first access.
+
+    ``len()`` needs no records. Everything a record holds was read from the model at capture,
+    so building later gives the records that building at once would have given."""
+
+    __slots__ = ("_built", "_count", "_pending")
+
+    #: Nothing changes it once captured: a sink may keep it rather than copy it (MemorySink).
+    is_snapshot = True
+
+    def __init__(
+        self,
+        paths: list[str],
+        types: list[str],
+        reprs: list[str],
+        owns: list[list[tuple[str, int]] | None],
+        kids: list[int],
+        facts: dict[int, Facts],
+        totals: list[tuple[int, int]] | None,
+    ) -> None:
+        self._count = len(paths)
+        self._pending: tuple[Any, ...] | None = (paths, types, reprs, owns, kids, facts, totals)
+        self._built: list[ModuleRecord] | None = None
+
+    def records(self) -> list[ModuleRecord]:
+        """The records as a list (built once, then shared)."""
+        if self._built is None:
+            assert self._pending is not None
+            collecting = gc.isenabled()
+            gc.disable()  # records are acyclic: a young collection would only promote them
+            try:
+                self._built = _build(*self._pending)
+            finally:
+                if collecting:
+                    gc.enable()
+            self._pending = None
+        return self._built
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> ModuleRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ModuleRecord]: ...
+    def __getitem__(self, index: int | slice) -> ModuleRecord | list[ModuleRecord]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[ModuleRecord]:
+        return iter(self.records())
+
+    def __repr__(self) -> str:
+        return f"ModuleRecords(modules={len(self)})"
+
+
+def _build(
+    paths: list[str],
+    types: list[str],
+    reprs: list[str],
+    owns: list[list[tuple[str, int]] | None],
+    kids: list[int],
+    facts: dict[int, Facts],
+    totals: list[tuple[int, int]] | None,
+) -> list[ModuleRecord]:
+    owners: dict[int, tuple[str, str]] = {}  # id(parameter) -> (path, name) of its first owner
+    own_counts: list[tuple[int, int, tuple[ParamRecord, ...]]] = []
+    for path, own in zip(paths, owns, strict=True):
+        if own is None:
+            own_counts.append(_NO_PARAMETERS)
+            continue
+        count = trainable = 0
+        params = []
+        for name, key in own:
+            fact = facts[key]
+            first = owners.get(key)
+            if first is None:  # its first owner, where it is counted
                 owners[key] = (path, name)
                 count += fact[0]
                 trainable += fact[4]
                 params.append(_param_record(name, fact, None))
             else:
-                repeated = True
-                first_path, first_name = owners[key]
-                first = f"{first_path}.{first_name}" if first_path else first_name
-                params.append(_param_record(name, fact, first))
-        if ids:
-            own_ids[id(module)] = ids
-            own.append((count, trainable, tuple(params)))
-        else:
-            own.append(_NO_PARAMETERS)
-    totals = None if repeated else _tree_totals(named, own)
-    if totals is None:  # modules or parameters shared: count each distinct one once
-        totals = _distinct_totals(named, own_ids, facts)
+                first_path, first_name = first
+                shared = f"{first_path}.{first_name}" if first_path else first_name
+                params.append(_param_record(name, fact, shared))
+        own_counts.append((count, trainable, tuple(params)))
+    if totals is None:
+        totals = _tree_totals(own_counts, kids)
     records = []
-    for (path, module), (count, trainable, own_params) in zip(named, own, strict=True):
-        total, trainable_total = totals[id(module)]
+    for path, type_name, extra, (count, trainable, own_params), (total, trainable_total) in zip(
+        paths, types, reprs, own_counts, totals, strict=True
+    ):
         if path:
             dot = path.rfind(".")
             parent: str | None = path[:dot] if dot >= 0 else ""
@@ -78,14 +190,14 @@ def module_records(
         records.append(
             _module_record(
                 path,
-                type(module).__name__,
+                type_name,
                 parent,
                 depth,
                 count,
                 total,
                 trainable,
                 trainable_total,
-                _extra_repr(module),
+                extra,
                 own_params,
             )
         )
@@ -93,6 +205,25 @@ def module_records(
 
 
 _NO_PARAMETERS: tuple[int, int, tuple[ParamRecord, ...]] = (0, 0, ())
+
+
+def _tree_totals(
+    own: list[tuple[int, int, tuple[ParamRecord, ...]]], kids: list[int]
+) -> list[tuple[int, int]]:
+    """(parameters, trainable parameters) of each module's subtree, for modules that form a
+    tree listed in pre-order with ``kids`` children each: in reverse, a module's children's
+    subtrees have each left their sum on the stack, the first child's on top."""
+    totals: list[tuple[int, int]] = [(0, 0)] * len(own)
+    stack: list[tuple[int, int]] = []
+    for i in range(len(own) - 1, -1, -1):
+        count, trainable, _ = own[i]
+        for _ in range(kids[i]):
+            below = stack.pop()
+            count += below[0]
+            trainable += below[1]
+        totals[i] = subtotal = (count, trainable)
+        stack.append(subtotal)
+    return totals
 
 
 def _children(module: nn.Module) -> Iterable[nn.Module | None]:
@@ -104,41 +235,24 @@ def _children(module: nn.Module) -> Iterable[nn.Module | None]:
     return module.children()
 
 
-def _tree_totals(
-    named: list[tuple[str, nn.Module]], own: list[tuple[int, int, tuple[ParamRecord, ...]]]
-) -> dict[int, tuple[int, int]] | None:
-    """id(module) -> (parameters, trainable parameters) of its subtree, summed from its
-    children's, or None unless the modules form a tree (every module but the root has one
-    parent, listed once) in which no parameter is registered twice: then subtrees are
-    disjoint and the sums count each parameter once."""
-    totals: dict[int, tuple[int, int]] = {}
-    edges = 0
-    for (_, module), (count, trainable, _) in zip(reversed(named), reversed(own), strict=True):
-        for child in _children(module):  # in a tree, each child comes after its parent
-            if child is None:
-                continue
-            edges += 1
-            below = totals.get(id(child))
-            if below is None:
-                return None
-            count += below[0]
-            trainable += below[1]
-        totals[id(module)] = (count, trainable)
-    return totals if edges == len(named) - 1 else None
-
-
 def _distinct_totals(
-    named: list[tuple[str, nn.Module]], own_ids: dict[int, list[int]], facts: dict[int, Facts]
-) -> dict[int, tuple[int, int]]:
-    """id(module) -> (parameters, trainable parameters) of its subtree, each distinct
-    parameter counted once."""
+    named: list[tuple[str, nn.Module]],
+    owns: list[list[tuple[str, int]] | None],
+    facts: dict[int, Facts],
+) -> list[tuple[int, int]]:
+    """(parameters, trainable parameters) of each module's subtree, each distinct parameter
+    counted once."""
+    own_ids = {
+        id(module): [key for _, key in own]
+        for (_, module), own in zip(named, owns, strict=True)
+        if own is not None
+    }
     memo: dict[int, set[int]] = {}
-    totals = {}
+    totals = []
     for _, module in named:
         subtree = _subtree(module, own_ids, memo)
-        totals[id(module)] = (
-            sum(facts[key][0] for key in subtree),
-            sum(facts[key][4] for key in subtree),
+        totals.append(
+            (sum(facts[key][0] for key in subtree), sum(facts[key][4] for key in subtree))
         )
     return totals
 

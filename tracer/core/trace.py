@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from tracer.core.collector import StatsCollector
-from tracer.core.module_records import module_records
+from tracer.core.module_records import ModuleRecords, capture_modules
 from tracer.core.notes import collect_notes
 from tracer.core.op_layer import OpLayer
 from tracer.core.stats import StatFn
@@ -54,7 +54,7 @@ class Trace:
         self.every = every
         self.ops, self.grads, self.stats = ops, grads, stats
         self.run = run  # the store's run when tracing into a store
-        self.modules: list[ModuleRecord] = []
+        self._modules: ModuleRecords | list[ModuleRecord] = []  # captured when it opens
         self.notes: list[str] = []
         self._step = 0
         self._state = "new"
@@ -100,7 +100,7 @@ class Trace:
             raise TraceError("this trace was already opened; create a new tracer.trace(...)")
         _claim(self._named)
         try:
-            self.modules = _without_gc(module_records, self.model, self._named)
+            self._modules = _without_gc(capture_modules, self.model, self._named)
             self.notes = collect_notes(
                 self.model,
                 self._hooks.paths,
@@ -109,7 +109,7 @@ class Trace:
                 named=self._named,
                 encoder_layers=self._hooks.encoder_layers,
             )
-            self.sink.begin(self.modules, self.notes)
+            self.sink.begin(self._modules, self.notes)
             self._rec.active = True
             self._state = "open"
             if self._traced(self._step):
@@ -169,7 +169,14 @@ class Trace:
         if callable(add_notes):
             add_notes(new)
         else:
-            self.sink.begin(self.modules, list(self.notes))
+            self.sink.begin(self._modules, list(self.notes))
+
+    @property
+    def modules(self) -> list[ModuleRecord]:
+        """The model's module records as they were when the trace opened (built on first read;
+        empty before it opens)."""
+        records = self._modules
+        return records.records() if isinstance(records, ModuleRecords) else records
 
     # -- steps -------------------------------------------------------------------------------
 
