@@ -268,3 +268,18 @@ def test_without_the_probe_the_request_is_the_python_one(probe_path: str, stats_
     assert second != first
     stats = collector.flush()
     assert stats.get(second)["mean"] == pytest.approx(stats.get(first)["mean"] + 1, rel=1e-5)
+
+
+@compiled
+def test_the_request_holds_no_tensor() -> None:
+    collector = StatsCollector()
+    base = torch.randn(8, 8)
+    views = [base.view(-1), base[2:4], base.t(), base[2:4].view(-1)]
+    for t in [base, *views, torch.randn(3, dtype=torch.float64)]:
+        collector.request(t)
+    refs = [weakref.ref(t) for t in [base, *views]]
+    del base, views, t
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * len(refs)
+    stats = collector.flush()
+    assert stats.get(0)["numel"] == 64
