@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import io
 import weakref
 from typing import Any
 
@@ -37,7 +38,7 @@ def _ops(t: tracer.Trace, step: int) -> list[tuple[str, str | None]]:
 
 def _wraps(t: tracer.Trace) -> dict[str, Any]:
     """Each traced module's wrapper state, by path."""
-    return {wrap.info[0]: wrap for _, wrap, _, _ in t._hooks._modules}
+    return {wrap.info[0]: wrap for _, wrap, _ in t._hooks._modules}
 
 
 def test_op_layer_forwards_are_made_by_the_first_call_after_each_attach() -> None:
@@ -221,3 +222,67 @@ def test_run_fields_without_a_store_are_accepted_and_change_nothing() -> None:
     with tracer.trace(model) as plain:
         model(x)
     assert [c.module for c in t.calls] == [c.module for c in plain.calls]
+
+
+class Hiding(nn.Module):
+    """A class whose named_modules leaves out its second child."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown = nn.Linear(2, 2)
+        self.hidden = nn.Linear(2, 2)
+
+    def named_modules(
+        self, memo: Any = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Any:
+        for path, module in super().named_modules(memo, prefix, remove_duplicate):
+            if not path.endswith("hidden"):
+                yield path, module
+
+
+def _walk_models() -> list[nn.Module]:
+    shared = nn.Linear(3, 3)
+    with_none = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    with_none.register_module("gap", None)
+    with_none.add_module("after", nn.Sequential(shared, nn.Sequential(shared, nn.Tanh())))
+    cycle = nn.Sequential(nn.Linear(1, 1))
+    cycle[0].add_module("back", cycle)
+    return [
+        nn.Identity(),
+        mlp(3),
+        transformer(),
+        with_none,
+        nn.Sequential(nn.ReLU(), Hiding(), nn.ReLU()),
+        Hiding(),
+        cycle,
+        nn.ModuleDict({"b": nn.ReLU(), "a": nn.ModuleList([nn.ReLU(), nn.GELU()])}),
+    ]
+
+
+@pytest.mark.parametrize("model", _walk_models(), ids=lambda m: type(m).__name__)
+def test_the_traces_walk_is_named_modules(model: nn.Module) -> None:
+    assert trace_module.named_modules(model) == list(model.named_modules())
+    with tracer.trace(model) as t:
+        pass
+    assert [m.path for m in t.modules] == [path for path, _ in model.named_modules()]
+
+
+def test_replicas_of_a_loaded_copy_of_a_traced_model_run_its_own_forward() -> None:
+    torch.manual_seed(0)
+    model = mlp(1)
+    x = torch.randn(2, 64)
+    buffer = io.BytesIO()
+    with tracer.trace(model) as t:
+        want = model(x)
+        torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    replica = loaded[0]._replicate_for_data_parallel()  # as nn.DataParallel's replicate() does
+    assert (
+        "forward" not in replica.__dict__ and "_replicate_for_data_parallel" not in replica.__dict__
+    )
+    replica.weight, replica.bias = loaded[0].weight, loaded[0].bias
+    assert torch.equal(replica(x), loaded[0](x))
+    assert torch.equal(loaded(x), want) and len(t.calls) == 3
+    again = loaded[0].__dict__["_replicate_for_data_parallel"]()
+    assert "forward" not in again.__dict__  # each replica made the same way

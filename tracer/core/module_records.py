@@ -118,8 +118,11 @@ class ModuleRecords(Sequence[ModuleRecord]):
         """The records as a list (built once, then shared)."""
         if self._built is None:
             assert self._pending is not None
-            collecting = gc.isenabled()
-            gc.disable()  # records are acyclic: a young collection would only promote them
+            # Records are acyclic: a young collection would only promote them (a few dozen
+            # modules allocate too little to set one off).
+            collecting = self._count > 32 and gc.isenabled()
+            if collecting:
+                gc.disable()
             try:
                 self._built = _build(*self._pending)
             finally:

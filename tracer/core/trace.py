@@ -63,9 +63,16 @@ class Trace:
         self._on_close = on_close
         self._rec = Recorder(stats=stats, collector=StatsCollector(extra_stats))
         # The model's modules, walked once: the hooks, the records, the claim and its release.
-        self._named = list(model.named_modules())
-        self._hooks = HookSet(
-            model, self._rec, grads=grads, include=include, exclude=exclude, named=self._named
+        self._named = named_modules(model)
+        self._hooks = _without_gc(
+            len(self._named),
+            HookSet,
+            model,
+            self._rec,
+            grads=grads,
+            include=include,
+            exclude=exclude,
+            named=self._named,
         )
         self._ops = OpLayer(self._rec) if ops else None
 
@@ -100,7 +107,7 @@ class Trace:
             raise TraceError("this trace was already opened; create a new tracer.trace(...)")
         _claim(self._named)
         try:
-            self._modules = _without_gc(capture_modules, self.model, self._named)
+            self._modules = _without_gc(len(self._named), capture_modules, self.model, self._named)
             self.notes = collect_notes(
                 self.model,
                 self._hooks.paths,
@@ -274,6 +281,39 @@ class Trace:
         return self._rec.internal_errors
 
 
+_NAMED_MODULES = nn.Module.named_modules
+
+
+def named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``list(model.named_modules())``, walked with a stack rather than a generator per module
+    where every class has nn.Module's own ``named_modules`` (else that list itself)."""
+    if type(model).named_modules is not _NAMED_MODULES:
+        return list(model.named_modules())
+    if not model._modules:
+        return [("", model)]
+    found: list[tuple[str, nn.Module]] = []
+    memo: set[nn.Module] = set()
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    pop, push, add, seen, emit = stack.pop, stack.extend, memo.add, memo.__contains__, found.append
+    while stack:
+        prefix, module = pop()
+        if type(module).named_modules is not _NAMED_MODULES:
+            return list(model.named_modules())
+        if seen(module):  # listed once, where it is first met (named_modules' memo)
+            continue
+        add(module)
+        emit((prefix, module))
+        children = module._modules
+        if children:  # pushed in reverse: popped in order, each subtree before the next
+            dot = prefix + "." if prefix else ""
+            push(
+                reversed(
+                    [(dot + name, child) for name, child in children.items() if child is not None]
+                )
+            )
+    return found
+
+
 def _claim(named: list[tuple[str, nn.Module]]) -> None:
     traced = _TRACED
     if traced:  # else nothing is traced: nothing to check
@@ -304,14 +344,20 @@ _SWEEP_MIN = 10_000
 _SWEEP_AT = [_SWEEP_MIN]
 
 
-def _without_gc(build: Callable[..., _T], *args: Any) -> _T:
-    """``build(*args)`` with the garbage collector paused: records are acyclic, and the young
-    collections their allocation sets off only promote them (tracer.core.step_state says why
+def _without_gc(size: int, build: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``build(*args, **kwargs)``, with the garbage collector paused when it builds for more than
+    a few modules (``size``): what it builds is acyclic or dropped whole, and the young
+    collections its allocations set off would only promote it (tracer.core.step_state says why
     that costs)."""
-    collecting = gc.isenabled()
-    gc.disable()
+    collecting = size > _PAUSE_FROM and gc.isenabled()
+    if collecting:
+        gc.disable()
     try:
-        return build(*args)
+        return build(*args, **kwargs)
     finally:
         if collecting:
             gc.enable()
+
+
+#: Up to this many modules allocate too little to set off a collection (at 700 allocations).
+_PAUSE_FROM = 32

@@ -65,14 +65,21 @@ def selected(path: str, include: Sequence[str] | None, exclude: Sequence[str] | 
 
 
 class Wrap:
-    """The state of one module's traced forward: what it records into and what it calls."""
+    """The state of one module's traced forward: what it records into and what it calls.
 
-    __slots__ = ("grads", "info", "inner", "live", "op_free", "ops", "rec", "saved")
+    While the forward is installed, the wrapper is also the module's
+    ``_replicate_for_data_parallel`` (see :meth:`__call__`)."""
 
-    def __init__(self, rec: Recorder | None, info: CallInfo, grads: bool) -> None:
+    __slots__ = ("grads", "info", "inner", "live", "module", "op_free", "ops", "rec", "saved")
+
+    def __init__(
+        self, rec: Recorder | None, info: CallInfo, grads: bool, module: nn.Module | None = None
+    ) -> None:
         self.rec = rec
         self.info = info
         self.grads = grads
+        # The traced module, weakly: the module's own attributes refer to this wrapper.
+        self.module: weakref.ref[nn.Module] | None = None if module is None else weakref.ref(module)
         self.inner: Callable[..., Any] | None = None  # the forward being wrapped
         self.live = False  # False: a plain pass-through to ``inner``
         self.saved: Any = _MISSING  # the module's instance ``forward`` before, if it had one
@@ -100,51 +107,47 @@ class Wrap:
         self.ops = ops
         return ops
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # A copied or pickled module gets a dead wrapper around its own (copied) forward.
-        return (_dead, (self.info, self.inner))
-
-
-def _dead(info: CallInfo, inner: Callable[..., Any] | None) -> Wrap:
-    wrap = Wrap(None, info, False)
-    wrap.inner = inner
-    return wrap
-
-
-class _UntracedReplicas:
-    """A traced module's ``_replicate_for_data_parallel``: replicas without the traced forward.
-
-    ``nn.DataParallel`` makes its per-device replicas by copying each module's ``__dict__``, so
-    a replica would get the wrapper that calls the *original* module's forward (its parameters,
-    its device) and records from several threads at once. This instance attribute makes the
-    replica as the class does, then gives it back its own forward: replicas run untraced.
-    """
-
-    __slots__ = ("forward", "module")
-
-    def __init__(self, module: nn.Module, forward: partial[Any]) -> None:
-        self.module = weakref.ref(module)  # the module's own attribute: no reference cycle
-        self.forward = forward
-
     def __call__(self) -> nn.Module:
-        module = self.module()
+        """The traced module's ``_replicate_for_data_parallel``: a replica without the traced
+        forward.
+
+        ``nn.DataParallel`` makes its per-device replicas by copying each module's
+        ``__dict__``, so a replica would get the wrapper that calls the *original* module's
+        forward (its parameters, its device) and records from several threads at once. As this
+        instance attribute, the wrapper makes the replica as the class does, then gives it back
+        its own forward: replicas run untraced."""
+        module = None if self.module is None else self.module()
         if module is None:
             raise ReferenceError("the traced module is gone")
         replica = replicate_for_data_parallel(module)
         state = replica.__dict__
         if state.get(REPLICATE_ATTR) is self:
             del state[REPLICATE_ATTR]
-        if state.get("forward") is self.forward:
-            saved = self.forward.args[0].saved
-            if saved is _MISSING:
+        if _is_wrapper(state.get("forward"), self):
+            if self.saved is _MISSING:
                 del state["forward"]
             else:
-                state["forward"] = saved
+                state["forward"] = self.saved
         return replica
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A copy (deepcopy, pickle) refers to the copied module and the copied forward.
-        return (_UntracedReplicas, (self.module(), self.forward))
+        # A copied or pickled module gets a dead wrapper around its own (copied) forward, and
+        # its replicas are made from the copy.
+        module = None if self.module is None else self.module()
+        return (_dead, (self.info, self.inner, module))
+
+
+def _dead(
+    info: CallInfo, inner: Callable[..., Any] | None, module: nn.Module | None = None
+) -> Wrap:
+    wrap = Wrap(None, info, False, module)
+    wrap.inner = inner
+    return wrap
+
+
+def _is_wrapper(forward: Any, wrap: Wrap) -> bool:
+    """Whether ``forward`` is the traced forward of ``wrap`` (or a copy's, of its copy)."""
+    return type(forward) is partial and forward.func is _traced_forward and forward.args == (wrap,)
 
 
 def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
@@ -370,7 +373,7 @@ class HookSet:
         """``named``: the model's ``named_modules()``, when the caller already has them."""
         if named is None:
             named = list(model.named_modules())
-        self._modules: list[tuple[nn.Module, Wrap, partial[Any], _UntracedReplicas]] = []
+        self._modules: list[tuple[nn.Module, Wrap, partial[Any]]] = []
         self._params: list[tuple[torch.Tensor, Callable[[torch.Tensor], None]]] = []
         self.paths: list[str] = []
         seen_params: set[int] = set()
@@ -381,9 +384,8 @@ class HookSet:
                 continue
             add_path(path)
             depth = path.count(".") + 1 if path else 0  # module_depth(path)
-            wrap = Wrap(rec, (path, type(module).__name__, depth), grads)
-            forward = partial(_traced_forward, wrap)
-            add_module((module, wrap, forward, _UntracedReplicas(module, forward)))
+            wrap = Wrap(rec, (path, type(module).__name__, depth), grads, module)
+            add_module((module, wrap, partial(_traced_forward, wrap)))
             if grads:
                 self._add_param_hooks(rec, path, module, seen_params)
         #: The encoder layers traced themselves or inside (see fused_encoder_layers): wrapping
@@ -406,7 +408,7 @@ class HookSet:
             return
         self._attached = True
         try:
-            for module, wrap, forward, replicas in self._modules:
+            for module, wrap, forward in self._modules:
                 state = module.__dict__
                 wrap.saved = saved = state.get("forward", _MISSING)
                 # The class's own forward only: a forward set on the instance promises nothing.
@@ -416,7 +418,7 @@ class HookSet:
                 wrap.live = True
                 wrap.ops = None  # for this forward: made by the first call that records ops
                 state["forward"] = forward
-                state.setdefault(REPLICATE_ATTR, replicas)
+                state.setdefault(REPLICATE_ATTR, wrap)  # replicas made untraced
             for _, module in self.encoder_layers:
                 self._handles.append(module.register_forward_pre_hook(_no_op))
             for param, hook in self._params:
@@ -430,7 +432,7 @@ class HookSet:
         if not self._attached:
             return
         self._attached = False
-        for module, wrap, forward, replicas in self._modules:
+        for module, wrap, forward in self._modules:
             wrap.live = False  # a wrapper someone else kept now just passes through
             state = module.__dict__
             if state.get("forward") is forward:  # installed, not replaced since
@@ -438,7 +440,7 @@ class HookSet:
                     del state["forward"]
                 else:
                     state["forward"] = wrap.saved
-            if state.get(REPLICATE_ATTR) is replicas:
+            if state.get(REPLICATE_ATTR) is wrap:
                 del state[REPLICATE_ATTR]
         handles, self._handles = self._handles, []
         for handle in handles:
