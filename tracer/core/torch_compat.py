@@ -9,7 +9,10 @@ The compiled probe (``tracer/core/_probe.cpp``) uses torch's C++ internals direc
 C++: ``THPVariableClass`` (an exact ``torch.Tensor`` is recognised by its type) and
 ``THPVariable_Unpack`` (the C++ tensor behind it), then ``TensorImpl``'s sizes, dtype, device,
 ``requires_grad``, ``is_python_dispatch``, ``is_inference``, ``version_counter`` and weak
-intrusive pointers. It is built against one torch's headers and refuses to load under another
+intrusive pointers; for the statistics request also ``is_view`` and ``_base`` (a view's root,
+as ``Tensor._base`` reads it), ``THPVariable_Wrap`` (that root as a Python tensor) and
+``at::impl::torch_function_mode_enabled`` (a tensor seen while a torch function mode is on
+goes to the Python path). It is built against one torch's headers and refuses to load under another
 torch version, so an upgrade makes it fail to import (never misread memory): the core then uses
 :class:`tracer.core.probe.PyProbe` and the run's notes say why. :data:`PROBE_LOADED` says which.
 """
