@@ -13,23 +13,33 @@ are most of its time. For a few model sizes this prints, in one process, the bes
 * ``torchinfo``: ``torchinfo.summary(model, input_data=[x])`` printing its table (to
   /dev/null), when torchinfo is installed;
 
-then each part of the ops+stats trace timed on its own (median of the runs): construction,
-``open()``, the forward, ``close()``, and the records read back (``t.calls``). The last column
-is the open+close time per module.
+``per module``: open+close divided by the model's module count; then each part of the
+ops+stats trace timed on its own (``part: ...``, the median of the runs): construction,
+``open()``, the forward, ``close()``, and the records read back (``t.calls``).
 
     python benchmarks/oneshot.py                 # identity, seq, 200 Linear
     python benchmarks/oneshot.py --number 500    # a quicker run
     python benchmarks/oneshot.py --model seq
+    python benchmarks/oneshot.py --against ../old-checkout   # before and after, side by side
+
+With ``--against DIR`` (a directory holding an older ``tracer`` package, e.g. a ``git
+worktree``; compiled extensions included) the script runs itself in alternating processes,
+``--rounds`` per side, with ``PYTHONPATH`` set to each checkout, and prints the best of each
+figure for both with their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -136,36 +146,83 @@ def parts(model: nn.Module, x: torch.Tensor, number: int) -> dict[str, float]:
     return {part: statistics.median(values) * 1e6 for part, values in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--number", type=int, default=2000, help="runs per block (default 2000)")
-    parser.add_argument("--reps", type=int, default=5, help="blocks, the best kept (default 5)")
-    parser.add_argument("--model", action="append", help="only this model (repeatable)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Every figure for every chosen model: model -> label -> microseconds."""
     chosen = {k: v for k, v in models().items() if not args.model or k in args.model}
     rows: dict[str, dict[str, float]] = {}
     for name, (model, x) in chosen.items():
         count = sum(1 for _ in model.modules())
         number = max(20, args.number // max(1, count // 4))  # big models: fewer runs
         runs = whole(model, x).items()
-        rows[name] = {label: best_of(fn, number, args.reps) for label, fn in runs}
-        rows[name]["per module"] = rows[name]["open+close"] / count
-    labels = list(next(iter(rows.values())))
+        row = rows[name] = {label: best_of(fn, number, args.reps) for label, fn in runs}
+        row["per module"] = row["open+close"] / count
+        for part, value in parts(model, x, number).items():
+            row[f"part: {part}"] = value
+    return rows
+
+
+def show(rows: dict[str, dict[str, float]]) -> None:
     names = list(rows)
-    print(f"best of {args.reps} blocks, microseconds per run (torch {torch.__version__})")
     print(f"{'':18s}" + "".join(f"{n:>12s}" for n in names))
-    for label in labels:
+    for label in rows[names[0]]:
         print(f"{label:18s}" + "".join(f"{rows[n].get(label, float('nan')):12.1f}" for n in names))
-    print()
-    print("parts of one ops+stats trace, median microseconds")
-    split: dict[str, dict[str, float]] = {}
-    for name, (model, x) in chosen.items():
-        count = sum(1 for _ in model.modules())
-        split[name] = parts(model, x, max(20, args.number // max(1, count // 4)))
-    print(f"{'':18s}" + "".join(f"{n:>12s}" for n in names))
-    for part in PARTS:
-        print(f"{part:18s}" + "".join(f"{split[n][part]:12.1f}" for n in names))
+
+
+def compare(args: argparse.Namespace, passed: list[str]) -> None:
+    """This checkout against the one at ``args.against``, in alternating processes."""
+    here = Path(__file__).resolve().parents[1]
+    checkouts = {"before": Path(args.against).resolve(), "after": here}
+    best: dict[str, dict[str, dict[str, float]]] = {}
+    for _ in range(args.rounds):
+        for side, root in checkouts.items():
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            out = subprocess.run(
+                [sys.executable, __file__, "--json", *passed],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            for name, row in json.loads(out).items():
+                kept = best.setdefault(name, {}).setdefault(side, {})
+                for label, value in row.items():
+                    kept[label] = min(value, kept.get(label, float("inf")))
+    print(f"before: {checkouts['before']}, after: {here}; best of {args.rounds} rounds")
+    for name, sides in best.items():
+        print(f"\n{name:18s}{'before':>10s}{'after':>10s}{'after/before':>14s}")
+        for label in sides["after"]:
+            old, new = sides["before"].get(label, float("nan")), sides["after"][label]
+            print(f"{label:18s}{old:10.1f}{new:10.1f}{new / old:14.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--number", type=int, default=2000, help="runs per block (default 2000)")
+    parser.add_argument("--reps", type=int, default=5, help="blocks, the best kept (default 5)")
+    parser.add_argument("--model", action="append", help="only this model (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--against",
+        metavar="DIR",
+        help="also time the tracer package in DIR (an older checkout) and print both",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="with --against: processes per side (default 3)"
+    )
+    args = parser.parse_args()
+    if args.against:
+        passed = [f"--number={args.number}", f"--reps={args.reps}"]
+        passed += [f"--model={m}" for m in args.model or ()]
+        compare(args, passed)
+        return
+    torch.set_num_threads(1)
+    rows = measure(args)
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"microseconds per run (torch {torch.__version__}, tracer from {tracer.__file__})")
+    print(f"best of {args.reps} blocks; parts: medians")
+    show(rows)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,14 @@ def trace(
     """
     # Every argument is checked before a run is created: bad input never leaves a run behind.
     _check_model(model)
-    _check_every(every)
-    for flag, value in (("stats", stats), ("ops", ops), ("grads", grads)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{flag} must be True or False, got {value!r:.80}")
-    include_list, exclude_list = _patterns(include, "include"), _patterns(exclude, "exclude")
+    if type(every) is not int or every != 1:  # the default needs no check
+        _check_every(every)
+    if type(stats) is not bool or type(ops) is not bool or type(grads) is not bool:
+        for flag, value in (("stats", stats), ("ops", ops), ("grads", grads)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r:.80}")
+    include_list = None if include is None else _patterns(include, "include")
+    exclude_list = None if exclude is None else _patterns(exclude, "exclude")
     extras = _merge_extras(extra_stats)
     if sink is not None and store is not None:
         raise ValueError("pass either sink= or store=, not both")

@@ -214,7 +214,8 @@ class Trace:
         metrics, self._metrics = self._metrics, {}
         if records or metrics:  # the metrics travel with the records: one transaction in a store
             # The step's records are acyclic: a collection while the sink builds them would
-            # only promote them and bring on a full one (why: tracer.core.step_state).
+            # only promote them and bring on a full one (why: tracer.core.step_state). Sinks
+            # are promised this pause (tracer.sink.Sink), whatever the step's size.
             collecting = gc.isenabled()
             gc.disable()
             try:
