@@ -286,32 +286,33 @@ _NAMED_MODULES = nn.Module.named_modules
 
 
 def named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``list(model.named_modules())``, walked with a stack rather than a generator per module
-    where every class has nn.Module's own ``named_modules`` (else that list itself)."""
+    """``list(model.named_modules())``, walked with a stack of the open modules' children
+    rather than a generator per module, where every class has nn.Module's own
+    ``named_modules`` (else that list itself)."""
     if type(model).named_modules is not _NAMED_MODULES:
         return list(model.named_modules())
+    found = [("", model)]
     if not model._modules:
-        return [("", model)]
-    found: list[tuple[str, nn.Module]] = []
-    memo: set[nn.Module] = set()
-    stack: list[tuple[str, nn.Module]] = [("", model)]
-    pop, push, add, seen, emit = stack.pop, stack.extend, memo.add, memo.__contains__, found.append
+        return found
+    memo = {model}  # each module listed once, where it is first met
+    stack = [("", iter(model._modules.items()))]
     while stack:
-        prefix, module = pop()
-        if type(module).named_modules is not _NAMED_MODULES:
-            return list(model.named_modules())
-        if seen(module):  # listed once, where it is first met (named_modules' memo)
-            continue
-        add(module)
-        emit((prefix, module))
-        children = module._modules
-        if children:  # pushed in reverse: popped in order, each subtree before the next
-            dot = prefix + "." if prefix else ""
-            push(
-                reversed(
-                    [(dot + name, child) for name, child in children.items() if child is not None]
-                )
-            )
+        prefix, children = stack[-1]
+        for name, child in children:
+            if child is None:
+                continue
+            if type(child).named_modules is not _NAMED_MODULES:
+                return list(model.named_modules())
+            if child in memo:
+                continue
+            memo.add(child)
+            path = f"{prefix}.{name}" if prefix else name
+            found.append((path, child))
+            if child._modules:  # its subtree next, then the rest of these children
+                stack.append((path, iter(child._modules.items())))
+                break
+        else:
+            stack.pop()
     return found
 
 
