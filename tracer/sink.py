@@ -12,8 +12,9 @@ from tracer.records import CallRecord, ModuleRecord
 class Sink(Protocol):
     """Receives a trace's records. The trace calls the methods in this order:
 
-    ``begin`` once when the trace opens (the model's modules, and notes such as "hooks disable
-    the TransformerEncoder fast path"); ``write_step`` once per traced step with all of that
+    ``begin`` once when the trace opens (the model's modules as they are then, a sequence
+    whose records are built when first read, and notes such as "hooks disable the
+    TransformerEncoder fast path"); ``write_step`` once per traced step with all of that
     step's calls (in ``seq`` order, gradients already attached) and the metrics logged during
     that step, to be written together (one transaction in a store); ``write_metrics`` for
     metrics of steps that are not traced; ``end`` once when the trace closes, with

@@ -44,7 +44,7 @@ def capture_modules(
     paths: list[str] = []
     types: list[str] = []
     reprs: list[str] = []
-    owns: list[list[tuple[str, int]] | None] = []  # (name, id) of each own parameter
+    owns: list[list[Any] | None] = []  # each own parameter's name and id, in turn
     kids: list[int] = []  # entries in each module's _modules
     add_path, add_type, add_repr, add_own, add_kids = (
         paths.append,
@@ -59,7 +59,11 @@ def capture_modules(
         cls = type(module)
         add_path(path)
         add_type(cls.__name__)
-        add_repr(_extra_repr(module))
+        try:  # _extra_repr(module), inline
+            extra = module.extra_repr()
+            add_repr(extra if type(extra) is str else str(extra))
+        except Exception:  # a user's extra_repr must not break tracing
+            add_repr("")
         if cls.named_parameters is _NAMED_PARAMETERS:
             items: Iterable[tuple[str, Any]] = module._parameters.items()
         else:  # a class's own named_parameters decides what its parameters are
@@ -74,9 +78,9 @@ def capture_modules(
             else:
                 facts[key] = _facts(param)
             if own is None:
-                own = [(name, key)]
+                own = [name, key]
             else:
-                own.append((name, key))
+                own += name, key
         add_own(own)
         if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
             plain = False
@@ -105,7 +109,7 @@ class ModuleRecords(Sequence[ModuleRecord]):
         paths: list[str],
         types: list[str],
         reprs: list[str],
-        owns: list[list[tuple[str, int]] | None],
+        owns: list[list[Any] | None],
         kids: list[int],
         facts: dict[int, Facts],
         totals: list[tuple[int, int]] | None,
@@ -152,7 +156,7 @@ def _build(
     paths: list[str],
     types: list[str],
     reprs: list[str],
-    owns: list[list[tuple[str, int]] | None],
+    owns: list[list[Any] | None],
     kids: list[int],
     facts: dict[int, Facts],
     totals: list[tuple[int, int]] | None,
@@ -165,7 +169,7 @@ def _build(
             continue
         count = trainable = 0
         params = []
-        for name, key in own:
+        for name, key in zip(own[::2], own[1::2], strict=True):  # each own parameter
             fact = facts[key]
             first = owners.get(key)
             if first is None:  # its first owner, where it is counted
@@ -240,13 +244,13 @@ def _children(module: nn.Module) -> Iterable[nn.Module | None]:
 
 def _distinct_totals(
     named: list[tuple[str, nn.Module]],
-    owns: list[list[tuple[str, int]] | None],
+    owns: list[list[Any] | None],
     facts: dict[int, Facts],
 ) -> list[tuple[int, int]]:
     """(parameters, trainable parameters) of each module's subtree, each distinct parameter
     counted once."""
     own_ids = {
-        id(module): [key for _, key in own]
+        id(module): own[1::2]
         for (_, module), own in zip(named, owns, strict=True)
         if own is not None
     }
