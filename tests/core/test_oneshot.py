@@ -286,3 +286,13 @@ def test_replicas_of_a_loaded_copy_of_a_traced_model_run_its_own_forward() -> No
     assert torch.equal(loaded(x), want) and len(t.calls) == 3
     again = loaded[0].__dict__["_replicate_for_data_parallel"]()
     assert "forward" not in again.__dict__  # each replica made the same way
+
+
+def test_a_model_left_traced_by_a_dropped_open_trace_stays_claimed() -> None:
+    model = mlp(1)
+    t = tracer.trace(model)
+    t.open()
+    del t  # dropped without closing: its wrappers stay on the model
+    gc.collect()
+    with pytest.raises(TraceError, match="already traced"):
+        tracer.trace(model).open()
