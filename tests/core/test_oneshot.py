@@ -7,7 +7,11 @@ from __future__ import annotations
 import copy
 import gc
 import io
+import json
+import subprocess
+import sys
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -296,3 +300,23 @@ def test_a_model_left_traced_by_a_dropped_open_trace_stays_claimed() -> None:
     gc.collect()
     with pytest.raises(TraceError, match="already traced"):
         tracer.trace(model).open()
+
+
+@pytest.mark.slow
+def test_oneshot_benchmark_prints_its_figures() -> None:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "oneshot.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--number", "20", "--reps", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert list(rows) == ["identity", "seq", "linear200"]
+    for row in rows.values():
+        for label in ("untraced", "construct", "open+close", "trace ops+stats", "part: close"):
+            assert row[label] > 0
+        assert row["open+close"] > row["construct"]
+    assert rows["linear200"]["per module"] == rows["linear200"]["open+close"] / 201
