@@ -86,7 +86,10 @@ def measure(entry: Entry, torchinfo: Any, reps: int, block_s: float) -> dict[str
     errors: dict[str, str] = {}
     for mode, fn in list(runners.items()):
         try:
-            first = _block(fn, 1)  # also the warm-up
+            fn()  # the warm-up: a first call pays one-time costs (imports, caches, the probe)
+            # Sized by a second call: sized by the first, a mode whose first call is slow would
+            # be timed one cold call per block against the other modes' warm blocks.
+            first = _block(fn, 1)
             inner[mode] = max(1, min(200, round(block_s / max(first, 1e-6))))
         except Exception as exc:
             errors[mode] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,13 +12,48 @@ from core.reference import reference_stats
 import tracer
 from tracer.core import stats
 from tracer.core.stats import kernel_vector, stats_from_kernel
-from tracer.core.stats_layout import SIZE
+from tracer.core.stats_layout import SIZE, Stat
 
-# The kernel's inner loop runs 8 lanes and folds them into double totals every 256 rounds:
-# sizes around both boundaries, and one spanning several folds with a tail.
-SIZES = [1, 2, 7, 8, 9, 15, 16, 17, 255, 2047, 2048, 2049, 4096, 8 * 256 * 3 + 7]
+# The kernel's inner loop runs 8 lanes (16 in the 512-bit pass's float32) and folds them into
+# double totals every 256 rounds: sizes around both boundaries, and ones spanning several folds
+# with a tail.
+SIZES = [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 255, 2047, 2048, 2049, 4095, 4096, 4097]
+SIZES += [8 * 256 * 3 + 7, 16 * 256 * 2 + 15]
 #: Skipped without the compiled kernel (failed under $TRACER_REQUIRE_EXTENSIONS).
 pytestmark = pytest.mark.needs_extension("speedups")
+
+
+def _widths() -> list[int]:
+    """The fast passes this machine can run: 256-bit always, 512-bit where the CPU has AVX-512."""
+    try:
+        from tracer.core import _speedups
+    except ImportError:
+        return [256]
+    start = _speedups.width()
+    widths = [256]
+    try:
+        _speedups.set_width(512)
+        widths.append(512)
+    except ValueError:
+        pass
+    _speedups.set_width(start)
+    return widths
+
+
+@pytest.fixture(autouse=True, params=_widths(), ids=lambda bits: f"{bits}bit")
+def kernel_width(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Every kernel test runs on each fast pass this CPU has."""
+    try:
+        from tracer.core import _speedups
+    except ImportError:  # the test skips (needs_extension)
+        yield request.param
+        return
+    start = _speedups.width()
+    _speedups.set_width(request.param)
+    try:
+        yield request.param
+    finally:
+        _speedups.set_width(start)
 
 
 def _kernel_stats(x: torch.Tensor) -> dict[str, float]:
@@ -141,3 +177,38 @@ def test_kernel_big_arrays_with_extremes_far_apart(poison: str | None) -> None:
     got = _kernel_stats(x)
     assert got["max"] == 40.0 and got["min"] == -30.0
     _assert_matches(x)
+
+
+def test_the_wide_and_narrow_passes_agree(kernel_width: int) -> None:
+    """Where the CPU has the 512-bit pass: counts, extremes and NaN/Inf handling are the same as
+    the 256-bit pass's, sums and norms agree to float32 rounding."""
+    if kernel_width != 256 or 512 not in _widths():
+        pytest.skip("one pass to compare with: runs once, where the CPU has both")
+    from tracer.core import _speedups
+
+    torch.manual_seed(5)
+    band = [0.01, -0.01, 0.99, 1.01, -1.0, 0.0, 0.0100001, 0.98999]
+    cases = []
+    for n in (1, 15, 16, 17, 33, 4095, 4097, 70_001):
+        for dtype in (torch.float32, torch.float64):
+            x = torch.randn(n, dtype=dtype)
+            picked = x[:: max(1, n // 9)]
+            picked.copy_(torch.tensor(band * (n // 8 + 1), dtype=dtype)[: picked.numel()])
+            cases.append(x)
+            cases.append(x * 1e4 + 3e5)  # a large mean
+    poisoned = torch.randn(5000)
+    poisoned[17], poisoned[4001] = math.nan, -math.inf
+    cases.append(poisoned)
+    inexact = (Stat.SUM, Stat.SPREAD, Stat.L2, Stat.L1)
+    for x in cases:
+        _speedups.set_width(256)
+        narrow = kernel_vector(x)
+        _speedups.set_width(512)
+        wide = kernel_vector(x)
+        assert narrow is not None and wide is not None
+        for stat in Stat:
+            if stat in inexact:
+                assert wide[stat] == pytest.approx(narrow[stat], rel=1e-5, abs=1e-6), stat.name
+            else:
+                assert wide[stat] == narrow[stat], stat.name
+    _speedups.set_width(256)
