@@ -63,6 +63,9 @@ def test_doctor_reports_every_part_one_line_each(tmp_path: Path) -> None:
     assert f"python    {sys.version.split()[0]} ({sys.executable})" in found["python"]
     assert f"torch     {torch.__version__} (" in found["torch"]
     assert "tracer.core._speedups built (" in found["kernel"]
+    from tracer.core import _speedups
+
+    assert found["kernel"].endswith(f", {_speedups.width()}-bit pass")
     assert "loaded from the package (" in found["probe"]
     assert f"{tmp_path / 'probe-cache'} ($TRACER_PROBE_CACHE)" in found["cache"]
     db = tmp_path / "tracer.db"

@@ -105,8 +105,10 @@ def _kernel() -> Check:
     from tracer.core import stats
 
     if stats.kernel_available():
-        where = _where(sys.modules.get("tracer.core._speedups"))
-        return Check(OK, "kernel", f"tracer.core._speedups built ({where})")
+        speedups = sys.modules.get("tracer.core._speedups")
+        width = getattr(speedups, "width", None)
+        bits = f", {width()}-bit pass" if callable(width) else ""
+        return Check(OK, "kernel", f"tracer.core._speedups built ({_where(speedups)}){bits}")
     why = stats.KERNEL_MISSING or "not built"
     return Check(
         WARN,
