@@ -49,7 +49,7 @@ def test_deepcopy_of_a_traced_model_runs_untraced_on_its_own_weights() -> None:
                 p.mul_(0)
         recorded = len(t._rec.calls)
         wrapper = ema[0].__dict__["forward"]
-        assert wrapper.args[0].rec is None  # a pass-through: nothing of the trace was copied
+        assert wrapper.rec is None  # a pass-through: nothing of the trace was copied
         out = ema(x)
         assert len(t._rec.calls) == recorded  # the copy's calls are not the traced model's
         t.step()

@@ -13,17 +13,25 @@
 // version counter, identity key (the view base read with is_view/_base, as Tensor._base does),
 // dedup against the collector's tables and the kernel's vector, in one call (about 0.9 us for
 // a (32, 64) float32 tensor, of which the kernel is 0.8, against 1.8 through the Python request).
+//
+// And the traced forward itself (WrapCore, RecorderCore, at the end of this file): the common
+// call of a traced module, one plain tensor in, is recorded here without running Python code,
+// through the probe and the request above as C calls; every other call goes to
+// tracer.core.wrapping's Python functions.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <ATen/Parallel.h>
 #include <ATen/PythonTorchFunctionTLS.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/python_variable.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <unordered_map>
 #include <vector>
@@ -789,6 +797,662 @@ PyMethodDef request_methods[] = {
 PyTypeObject ProbeType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 PyTypeObject RequestType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
+// ---------------------------------------------------------------------------------------------
+// The traced forward's common call, compiled (tracer.core.wrapping).
+//
+// WrapCore is the base of tracer.core.wrapping.Wrap, the object installed as a traced module's
+// instance ``forward``: calling it IS the fast path. RecorderCore is the base of
+// tracer.core.step_state.Recorder and holds what that path reads (calls, stack, probe, request,
+// on_outermost, ops_on) as struct fields, which Python reads and writes as ordinary attributes.
+// The call of one plain torch.Tensor, no keywords, the op layer off, this module's compiled
+// Probe and either no statistics or this module's StatsRequest, is recorded here exactly as
+// wrapping._traced_forward records it (the same pending-call list, the same clock); every other
+// call, and every unusual turn (an error, a non-tensor result, gradient hooks, a call left on the
+// stack) goes to the Python functions wrapping.py hands over with bind_wrapping().
+
+struct RecorderCore {
+  PyObject_HEAD
+  PyObject* calls;
+  PyObject* stack;
+  PyObject* probe;
+  PyObject* request;
+  PyObject* on_outermost;
+  PyObject* ops_on;
+};
+
+struct WrapCore {
+  PyObject_HEAD
+  PyObject* info;
+  PyObject* inner;
+  PyObject* rec;
+  PyObject* live;
+  PyObject* grads;
+};
+
+PyTypeObject RecorderCoreType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+PyTypeObject WrapCoreType = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+// wrapping._traced_forward, _close and _watch_grads (bind_wrapping), and interned names.
+PyObject* py_traced_forward = nullptr;
+PyObject* py_close = nullptr;
+PyObject* py_watch_grads = nullptr;
+PyObject* str_fail = nullptr;
+PyObject* str_pop = nullptr;
+PyObject* str_slot = nullptr;  // "0": the slot of a single output
+PyObject* float_zero = nullptr;
+
+#if PY_VERSION_HEX < 0x030D0000 && !defined(__linux__)
+PyObject* py_perf_counter = nullptr;  // time.perf_counter, where no C clock is known to match
+#endif
+
+// The clock of time.perf_counter(), as a double of seconds (START values are compared with
+// Python-side ones). Python 3.13+ has it in its C API; on Linux before that perf_counter is
+// clock_gettime(CLOCK_MONOTONIC), converted to seconds as CPython converts it; elsewhere the
+// Python function is called.
+double perf_counter_now() {
+#if PY_VERSION_HEX >= 0x030D0000
+  PyTime_t t = 0;
+  if (PyTime_PerfCounterRaw(&t) < 0) {
+    PyErr_Clear();
+  }
+  return PyTime_AsSecondsDouble(t);
+#elif defined(__linux__)
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const int64_t ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  if (ns % 1000000000 == 0) {
+    return static_cast<double>(ns / 1000000000);
+  }
+  return static_cast<double>(ns) / 1e9;
+#else
+  PyObject* now = PyObject_CallNoArgs(py_perf_counter);
+  if (now == nullptr) {
+    PyErr_Clear();
+    return 0.0;
+  }
+  const double value = PyFloat_AsDouble(now);
+  Py_DECREF(now);
+  if (value == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+  }
+  return value;
+#endif
+}
+
+PyObject* perf_counter(PyObject*, PyObject*) { return PyFloat_FromDouble(perf_counter_now()); }
+
+// --- RecorderCore ---
+
+int recorder_traverse(PyObject* self_obj, visitproc visit, void* arg) {
+  auto* self = reinterpret_cast<RecorderCore*>(self_obj);
+  Py_VISIT(self->calls);
+  Py_VISIT(self->stack);
+  Py_VISIT(self->probe);
+  Py_VISIT(self->request);
+  Py_VISIT(self->on_outermost);
+  Py_VISIT(self->ops_on);
+  return 0;
+}
+
+int recorder_clear(PyObject* self_obj) {
+  auto* self = reinterpret_cast<RecorderCore*>(self_obj);
+  Py_CLEAR(self->calls);
+  Py_CLEAR(self->stack);
+  Py_CLEAR(self->probe);
+  Py_CLEAR(self->request);
+  Py_CLEAR(self->on_outermost);
+  Py_CLEAR(self->ops_on);
+  return 0;
+}
+
+void recorder_dealloc(PyObject* self_obj) {
+  PyObject_GC_UnTrack(self_obj);
+  recorder_clear(self_obj);
+  Py_TYPE(self_obj)->tp_free(self_obj);
+}
+
+PyObject* recorder_new(PyTypeObject* type, PyObject*, PyObject*) {
+  auto* self = reinterpret_cast<RecorderCore*>(type->tp_alloc(type, 0));
+  if (self == nullptr) {
+    return nullptr;
+  }
+  // As Recorder.__init__ starts (it sets every field again).
+  self->calls = PyList_New(0);
+  self->stack = PyList_New(0);
+  if (self->calls == nullptr || self->stack == nullptr) {
+    Py_DECREF(self);
+    return nullptr;
+  }
+  PyObject** nones[3] = {&self->probe, &self->request, &self->on_outermost};
+  for (PyObject** slot : nones) {
+    Py_INCREF(Py_None);
+    *slot = Py_None;
+  }
+  Py_INCREF(Py_False);
+  self->ops_on = Py_False;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+PyMemberDef recorder_members[] = {
+    {"calls", T_OBJECT_EX, offsetof(RecorderCore, calls), 0,
+     "the step's pending calls, in pre-order"},
+    {"stack", T_OBJECT_EX, offsetof(RecorderCore, stack), 0, "the module calls now running"},
+    {"probe", T_OBJECT_EX, offsetof(RecorderCore, probe), 0, "the tensor probe"},
+    {"request", T_OBJECT_EX, offsetof(RecorderCore, request), 0,
+     "the statistics request of the fast path (None: shapes only)"},
+    {"on_outermost", T_OBJECT_EX, offsetof(RecorderCore, on_outermost), 0,
+     "the op layer's switch, or None"},
+    {"ops_on", T_OBJECT_EX, offsetof(RecorderCore, ops_on), 0,
+     "True while the op layer's mode is pushed"},
+    {nullptr, 0, 0, 0, nullptr}};
+
+// --- WrapCore ---
+
+int wrap_traverse(PyObject* self_obj, visitproc visit, void* arg) {
+  auto* self = reinterpret_cast<WrapCore*>(self_obj);
+  Py_VISIT(self->info);
+  Py_VISIT(self->inner);
+  Py_VISIT(self->rec);
+  Py_VISIT(self->live);
+  Py_VISIT(self->grads);
+  return 0;
+}
+
+int wrap_clear(PyObject* self_obj) {
+  auto* self = reinterpret_cast<WrapCore*>(self_obj);
+  Py_CLEAR(self->info);
+  Py_CLEAR(self->inner);
+  Py_CLEAR(self->rec);
+  Py_CLEAR(self->live);
+  Py_CLEAR(self->grads);
+  return 0;
+}
+
+void wrap_dealloc(PyObject* self_obj) {
+  PyObject_GC_UnTrack(self_obj);
+  wrap_clear(self_obj);
+  Py_TYPE(self_obj)->tp_free(self_obj);
+}
+
+PyObject* wrap_new(PyTypeObject* type, PyObject*, PyObject*) {
+  auto* self = reinterpret_cast<WrapCore*>(type->tp_alloc(type, 0));
+  if (self == nullptr) {
+    return nullptr;
+  }
+  PyObject** nones[3] = {&self->info, &self->inner, &self->rec};
+  for (PyObject** slot : nones) {
+    Py_INCREF(Py_None);
+    *slot = Py_None;
+  }
+  Py_INCREF(Py_False);
+  self->live = Py_False;
+  Py_INCREF(Py_False);
+  self->grads = Py_False;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+PyMemberDef wrap_members[] = {
+    {"info", T_OBJECT_EX, offsetof(WrapCore, info), 0, "(path, type name, depth)"},
+    {"inner", T_OBJECT_EX, offsetof(WrapCore, inner), 0, "the forward being wrapped"},
+    {"rec", T_OBJECT_EX, offsetof(WrapCore, rec), 0, "the Recorder, None for a dead wrapper"},
+    {"live", T_OBJECT_EX, offsetof(WrapCore, live), 0, "False: a plain pass-through"},
+    {"grads", T_OBJECT_EX, offsetof(WrapCore, grads), 0, "watch the outputs' gradients"},
+    {nullptr, 0, 0, 0, nullptr}};
+
+// The call handed, unchanged, to wrapping._traced_forward(wrap, *args, **kwargs).
+PyObject* traced_python(PyObject* self, PyObject* args, PyObject* kwargs) {
+  if (py_traced_forward == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "tracer.core._probe: bind_wrapping() was not called");
+    return nullptr;
+  }
+  const Py_ssize_t n = PyTuple_GET_SIZE(args);
+  PyObject* full = PyTuple_New(n + 1);
+  if (full == nullptr) {
+    return nullptr;
+  }
+  Py_INCREF(self);
+  PyTuple_SET_ITEM(full, 0, self);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = PyTuple_GET_ITEM(args, i);
+    Py_INCREF(item);
+    PyTuple_SET_ITEM(full, i + 1, item);
+  }
+  PyObject* result = PyObject_Call(py_traced_forward, full, kwargs);
+  Py_DECREF(full);
+  return result;
+}
+
+// The raised exception, normalized, with its traceback (a new reference); clears it.
+PyObject* take_exception() {
+#if PY_VERSION_HEX >= 0x030C0000
+  return PyErr_GetRaisedException();
+#else
+  PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (value != nullptr && tb != nullptr) {
+    PyException_SetTraceback(value, tb);
+  }
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  return value;
+#endif
+}
+
+void restore_exception(PyObject* exc) {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(exc);
+#else
+  PyObject* tb = PyException_GetTraceback(exc);
+  PyErr_Restore(reinterpret_cast<PyObject*>(Py_TYPE(exc)), exc, tb);
+  Py_INCREF(Py_TYPE(exc));
+#endif
+}
+
+// ``except Exception as exc: rec.fail(exc)``: true where the raised error was an Exception and
+// rec.fail took it; false (the error still raised) for any other BaseException, or where
+// rec.fail raised.
+bool absorb(PyObject* rec) {
+  if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+    return false;
+  }
+  PyObject* exc = take_exception();
+  if (exc == nullptr) {
+    return true;
+  }
+  PyObject* done = PyObject_CallMethodOneArg(rec, str_fail, exc);
+  Py_DECREF(exc);
+  Py_XDECREF(done);
+  return done != nullptr;
+}
+
+// wrapping._close(w, rec, call, result, end): a new reference to its result, or nullptr.
+PyObject* close_call(PyObject* w, PyObject* rec, PyObject* call, PyObject* result, double end) {
+  PyObject* end_obj = PyFloat_FromDouble(end);
+  if (end_obj == nullptr) {
+    return nullptr;
+  }
+  PyObject* argv[5] = {w, rec, call, result, end_obj};
+  PyObject* done = PyObject_Vectorcall(py_close, argv, 5, nullptr);
+  Py_DECREF(end_obj);
+  return done;
+}
+
+// Holds the objects one call works with: Python code runs in between (the probe's make, the
+// statistics' Python request, the op layer's switch, the forward itself) and may rebind them.
+struct Held {
+  PyObject* objs[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  int n = 0;
+  void hold(PyObject* obj) {
+    Py_INCREF(obj);
+    objs[n++] = obj;
+  }
+  ~Held() {
+    for (int i = 0; i < n; ++i) {
+      Py_DECREF(objs[i]);
+    }
+  }
+};
+
+// The part of the fast path before the forward (its ``try`` block): the inputs and the op
+// layer's switch. False with an error raised where the error is to propagate.
+bool record_input(RecorderCore* rec, Probe* probe, Request* req, PyObject* call, PyObject* stack,
+                  PyObject* x) {
+  PyObject* self_rec = reinterpret_cast<PyObject*>(rec);
+  PyObject* same = probe_chained(reinterpret_cast<PyObject*>(probe), x);
+  if (same == nullptr) {
+    return absorb(self_rec);
+  }
+  if (same != Py_None && PyTuple_CheckExact(same) && PyTuple_GET_SIZE(same) == 2) {
+    PyObject* meta = PyTuple_GET_ITEM(same, 0);
+    PyObject* index = PyTuple_GET_ITEM(same, 1);
+    Py_INCREF(meta);
+    PyList_SetItem(call, 1, meta);
+    Py_INCREF(index);
+    PyList_SetItem(call, 7, index);
+    Py_DECREF(same);
+  } else {
+    Py_DECREF(same);
+    PyObject* meta = probe_meta(reinterpret_cast<PyObject*>(probe), x);
+    if (meta == nullptr) {
+      return absorb(self_rec);
+    }
+    PyList_SetItem(call, 1, meta);
+    if (req != nullptr) {
+      PyObject* index = request_call(reinterpret_cast<PyObject*>(req), x);
+      if (index == nullptr) {
+        return absorb(self_rec);
+      }
+      PyList_SetItem(call, 7, index);
+    }
+  }
+  PyObject* outermost = rec->on_outermost;
+  if (outermost == nullptr) {
+    PyErr_SetString(PyExc_AttributeError, "on_outermost");
+    return absorb(self_rec);
+  }
+  if (outermost != Py_None && PyList_GET_SIZE(stack) == 1) {
+    Py_INCREF(outermost);
+    PyObject* done = PyObject_CallOneArg(outermost, Py_True);
+    Py_DECREF(outermost);
+    if (done == nullptr) {
+      return absorb(self_rec);
+    }
+    Py_DECREF(done);
+  }
+  return true;
+}
+
+// The part after the forward (its second ``try`` block): the output's record, the chain's
+// memory, the gradient hook. False with an error raised where the error is to propagate.
+bool record_output(WrapCore* w, RecorderCore* rec, Probe* probe, Request* req, PyObject* call,
+                   PyObject* result) {
+  PyObject* self_rec = reinterpret_cast<PyObject*>(rec);
+  PyObject* meta = probe_meta(reinterpret_cast<PyObject*>(probe), result);
+  if (meta == nullptr) {
+    return absorb(self_rec);
+  }
+  Py_INCREF(meta);
+  PyList_SetItem(call, 2, meta);
+  PyObject* index = Py_None;
+  Py_INCREF(index);
+  if (req != nullptr) {
+    Py_DECREF(index);
+    index = request_call(reinterpret_cast<PyObject*>(req), result);
+    if (index == nullptr) {
+      Py_DECREF(meta);
+      return absorb(self_rec);
+    }
+  }
+  Py_INCREF(index);
+  PyList_SetItem(call, 8, index);
+  PyObject* argv[3] = {result, meta, index};
+  PyObject* done = probe_remember(reinterpret_cast<PyObject*>(probe), argv, 3);
+  Py_DECREF(index);
+  if (done == nullptr) {
+    Py_DECREF(meta);
+    return absorb(self_rec);
+  }
+  Py_DECREF(done);
+  // meta[REQUIRES_GRAD] and w.grads and torch.is_grad_enabled()
+  int watch = 0;
+  PyObject* rg = PySequence_GetItem(meta, 4);
+  Py_DECREF(meta);
+  if (rg == nullptr) {
+    return absorb(self_rec);
+  }
+  watch = PyObject_IsTrue(rg);
+  Py_DECREF(rg);
+  if (watch > 0) {
+    PyObject* grads = w->grads;
+    if (grads == nullptr) {
+      PyErr_SetString(PyExc_AttributeError, "grads");
+      return absorb(self_rec);
+    }
+    watch = PyObject_IsTrue(grads);
+  }
+  if (watch < 0) {
+    return absorb(self_rec);
+  }
+  if (watch > 0 && c10::GradMode::is_enabled()) {
+    PyObject* pair = PyTuple_Pack(2, str_slot, result);
+    PyObject* leaves = pair != nullptr ? PyList_New(1) : nullptr;
+    if (leaves == nullptr) {
+      Py_XDECREF(pair);
+      return absorb(self_rec);
+    }
+    PyList_SET_ITEM(leaves, 0, pair);
+    PyObject* args[3] = {self_rec, call, leaves};
+    PyObject* hooked = PyObject_Vectorcall(py_watch_grads, args, 3, nullptr);
+    Py_DECREF(leaves);
+    if (hooked == nullptr) {
+      return absorb(self_rec);
+    }
+    Py_DECREF(hooked);
+  }
+  return true;
+}
+
+PyObject* wrap_call(PyObject* self, PyObject* args, PyObject* kwargs) {
+  auto* w = reinterpret_cast<WrapCore*>(self);
+  PyObject* live = w->live;
+  PyObject* rec_obj = w->rec;
+  if (live == Py_False || rec_obj == Py_None) {  // a plain pass-through
+    if (w->inner == nullptr) {
+      return traced_python(self, args, kwargs);
+    }
+    PyObject* inner = w->inner;
+    Py_INCREF(inner);
+    PyObject* result = PyObject_Call(inner, args, kwargs);
+    Py_DECREF(inner);
+    return result;
+  }
+  // Only the common case below; everything else as wrapping._traced_forward decides.
+  if (live != Py_True || rec_obj == nullptr || w->inner == nullptr || w->info == nullptr ||
+      (kwargs != nullptr && PyDict_GET_SIZE(kwargs) != 0) || PyTuple_GET_SIZE(args) != 1 ||
+      Py_TYPE(PyTuple_GET_ITEM(args, 0)) != reinterpret_cast<PyTypeObject*>(THPVariableClass) ||
+      !PyObject_TypeCheck(rec_obj, &RecorderCoreType) || py_close == nullptr) {
+    return traced_python(self, args, kwargs);
+  }
+  auto* rec = reinterpret_cast<RecorderCore*>(rec_obj);
+  PyObject* probe = rec->probe;
+  PyObject* request = rec->request;
+  PyObject* req = nullptr;
+  if (rec->ops_on != Py_False || probe == nullptr || Py_TYPE(probe) != &ProbeType ||
+      request == nullptr || rec->calls == nullptr || !PyList_CheckExact(rec->calls) ||
+      rec->stack == nullptr || !PyList_CheckExact(rec->stack)) {
+    return traced_python(self, args, kwargs);
+  }
+  if (request != Py_None) {
+    if (!PyCFunction_Check(request) ||
+        PyCFunction_GET_FUNCTION(request) != reinterpret_cast<PyCFunction>(request_call)) {
+      return traced_python(self, args, kwargs);
+    }
+    req = PyCFunction_GET_SELF(request);
+    if (req == nullptr || Py_TYPE(req) != &RequestType) {
+      return traced_python(self, args, kwargs);
+    }
+  }
+  PyObject* x = PyTuple_GET_ITEM(args, 0);
+  PyObject* stack = rec->stack;
+  Held held;
+  held.hold(w->inner);
+  held.hold(rec_obj);
+  held.hold(probe);
+  held.hold(stack);
+  if (req != nullptr) {
+    held.hold(req);
+  }
+  PyObject* inner = w->inner;
+  // new_call()'s list: INFO, INPUTS, OUTPUTS, START, DURATION, GRADS, OP, IN_REF, OUT_REF
+  PyObject* call = PyList_New(9);
+  if (call == nullptr) {
+    return nullptr;
+  }
+  held.hold(call);
+  Py_DECREF(call);  // held
+  PyObject* empty = PyTuple_New(0);
+  if (empty == nullptr) {
+    return nullptr;
+  }
+  Py_INCREF(w->info);
+  PyList_SET_ITEM(call, 0, w->info);
+  Py_INCREF(Py_None);
+  PyList_SET_ITEM(call, 1, Py_None);
+  PyList_SET_ITEM(call, 2, empty);
+  Py_INCREF(float_zero);
+  PyList_SET_ITEM(call, 3, float_zero);
+  for (int i = 4; i < 9; ++i) {
+    Py_INCREF(Py_None);
+    PyList_SET_ITEM(call, i, Py_None);
+  }
+  if (PyList_Append(rec->calls, call) < 0 || PyList_Append(stack, call) < 0) {
+    return nullptr;
+  }
+  if (!record_input(rec, reinterpret_cast<Probe*>(probe), reinterpret_cast<Request*>(req), call,
+                    stack, x)) {
+    return nullptr;
+  }
+  const double start = perf_counter_now();
+  PyObject* start_obj = PyFloat_FromDouble(start);
+  if (start_obj == nullptr) {
+    return nullptr;
+  }
+  PyList_SetItem(call, 3, start_obj);
+  PyObject* result = PyObject_CallOneArg(inner, x);
+  if (result == nullptr) {  // the forward raised: recorded without outputs, raised unchanged
+    PyObject* exc = take_exception();
+    PyObject* done = close_call(self, rec_obj, call, Py_None, perf_counter_now());
+    if (done == nullptr) {
+      if (exc != nullptr) {
+        PyObject* now = take_exception();
+        if (now != nullptr) {
+          PyException_SetContext(now, exc);  // steals exc
+          restore_exception(now);
+        } else {
+          restore_exception(exc);
+        }
+      }
+      return nullptr;
+    }
+    Py_DECREF(done);
+    if (exc != nullptr) {
+      restore_exception(exc);
+    }
+    return nullptr;
+  }
+  const double end = perf_counter_now();
+  if (Py_TYPE(result) != reinterpret_cast<PyTypeObject*>(THPVariableClass) ||
+      rec->ops_on != Py_False) {
+    PyObject* done = close_call(self, rec_obj, call, result, end);
+    if (done == nullptr) {
+      Py_DECREF(result);
+      return nullptr;
+    }
+    Py_DECREF(done);
+    return result;
+  }
+  PyObject* duration = PyFloat_FromDouble(end - start);
+  if (duration == nullptr) {
+    Py_DECREF(result);
+    return nullptr;
+  }
+  PyList_SetItem(call, 4, duration);
+  const Py_ssize_t depth = PyList_GET_SIZE(stack);
+  if (depth > 0 && PyList_GET_ITEM(stack, depth - 1) == call) {
+    if (PyList_SetSlice(stack, depth - 1, depth, nullptr) < 0) {
+      Py_DECREF(result);
+      return nullptr;
+    }
+  } else {
+    PyObject* done = PyObject_CallMethodOneArg(rec_obj, str_pop, call);
+    if (done == nullptr) {
+      Py_DECREF(result);
+      return nullptr;
+    }
+    Py_DECREF(done);
+  }
+  if (!record_output(w, rec, reinterpret_cast<Probe*>(probe), reinterpret_cast<Request*>(req),
+                     call, result)) {
+    Py_DECREF(result);
+    return nullptr;
+  }
+  return result;
+}
+
+PyObject* bind_wrapping(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError,
+                    "bind_wrapping(traced_forward, close, watch_grads) takes 3 arguments");
+    return nullptr;
+  }
+  for (Py_ssize_t i = 0; i < 3; ++i) {
+    if (!PyCallable_Check(args[i])) {
+      PyErr_SetString(PyExc_TypeError, "bind_wrapping: every argument must be callable");
+      return nullptr;
+    }
+  }
+  PyObject** slots[3] = {&py_traced_forward, &py_close, &py_watch_grads};
+  for (int i = 0; i < 3; ++i) {
+    Py_INCREF(args[i]);
+    Py_XSETREF(*slots[i], args[i]);
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef fastpath_functions[] = {
+    {"bind_wrapping", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(bind_wrapping)),
+     METH_FASTCALL,
+     "bind_wrapping(traced_forward, close, watch_grads): the Python functions WrapCore hands "
+     "every other call and turn to (tracer.core.wrapping)"},
+    {"perf_counter", perf_counter, METH_NOARGS,
+     "perf_counter(): the clock WrapCore reads, the same as time.perf_counter()"},
+    {nullptr, nullptr, 0, nullptr}};
+
+bool ready_fastpath_types(PyObject* module) {
+  str_fail = PyUnicode_InternFromString("fail");
+  str_pop = PyUnicode_InternFromString("pop");
+  str_slot = PyUnicode_InternFromString("0");
+  float_zero = PyFloat_FromDouble(0.0);
+  if (str_fail == nullptr || str_pop == nullptr || str_slot == nullptr || float_zero == nullptr) {
+    return false;
+  }
+#if PY_VERSION_HEX < 0x030D0000 && !defined(__linux__)
+  PyObject* time_module = PyImport_ImportModule("time");
+  if (time_module == nullptr) {
+    return false;
+  }
+  py_perf_counter = PyObject_GetAttrString(time_module, "perf_counter");
+  Py_DECREF(time_module);
+  if (py_perf_counter == nullptr) {
+    return false;
+  }
+#endif
+  RecorderCoreType.tp_name = "tracer.core._probe.RecorderCore";
+  RecorderCoreType.tp_basicsize = sizeof(RecorderCore);
+  RecorderCoreType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC;
+  RecorderCoreType.tp_doc =
+      "The fields of tracer.core.step_state.Recorder that the compiled fast path reads";
+  RecorderCoreType.tp_new = recorder_new;
+  RecorderCoreType.tp_dealloc = recorder_dealloc;
+  RecorderCoreType.tp_traverse = recorder_traverse;
+  RecorderCoreType.tp_clear = recorder_clear;
+  RecorderCoreType.tp_members = recorder_members;
+  if (PyType_Ready(&RecorderCoreType) < 0) {
+    return false;
+  }
+  WrapCoreType.tp_name = "tracer.core._probe.WrapCore";
+  WrapCoreType.tp_basicsize = sizeof(WrapCore);
+  WrapCoreType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC;
+  WrapCoreType.tp_doc =
+      "The base of tracer.core.wrapping.Wrap: calling it records one module call (the common "
+      "call here, any other through wrapping._traced_forward)";
+  WrapCoreType.tp_new = wrap_new;
+  WrapCoreType.tp_dealloc = wrap_dealloc;
+  WrapCoreType.tp_traverse = wrap_traverse;
+  WrapCoreType.tp_clear = wrap_clear;
+  WrapCoreType.tp_members = wrap_members;
+  WrapCoreType.tp_call = wrap_call;
+  if (PyType_Ready(&WrapCoreType) < 0) {
+    return false;
+  }
+  if (PyModule_AddFunctions(module, fastpath_functions) < 0) {
+    return false;
+  }
+  Py_INCREF(&RecorderCoreType);
+  if (PyModule_AddObject(module, "RecorderCore", reinterpret_cast<PyObject*>(&RecorderCoreType)) <
+      0) {
+    Py_DECREF(&RecorderCoreType);
+    return false;
+  }
+  Py_INCREF(&WrapCoreType);
+  if (PyModule_AddObject(module, "WrapCore", reinterpret_cast<PyObject*>(&WrapCoreType)) < 0) {
+    Py_DECREF(&WrapCoreType);
+    return false;
+  }
+  return true;
+}
+
 PyModuleDef probe_module = {
     PyModuleDef_HEAD_INIT, "tracer.core._probe",
     "Tensor metadata read from the C++ tensor for the hooks' fast path.", -1, module_functions};
@@ -875,6 +1539,10 @@ PyMODINIT_FUNC PyInit__probe() {
   Py_INCREF(&RequestType);
   if (PyModule_AddObject(module, "StatsRequest", reinterpret_cast<PyObject*>(&RequestType)) < 0) {
     Py_DECREF(&RequestType);
+    Py_DECREF(module);
+    return nullptr;
+  }
+  if (!ready_fastpath_types(module)) {
     Py_DECREF(module);
     return nullptr;
   }

@@ -109,6 +109,26 @@ else:
     _CompiledProbe, _float_stats, PROBE_MISSING, _probe_file = _from_cache()
     _from = "cache" if _probe_file is not None else ""
 
+
+def _compiled_cores() -> tuple[Any, Any, Any]:
+    """``(WrapCore, RecorderCore, bind_wrapping)`` of the compiled module loaded at import, or
+    three Nones (not loaded yet, or a build that predates them)."""
+    if _CompiledProbe is None or _CompiledProbe is BUILD_ON_FIRST_USE:
+        return None, None, None
+    module = sys.modules.get(probe_build.MODULE)
+    if module is None or getattr(module, "Probe", None) is not _CompiledProbe:
+        return None, None, None
+    cores = tuple(getattr(module, n, None) for n in ("WrapCore", "RecorderCore", "bind_wrapping"))
+    return (None, None, None) if None in cores else cores  # type: ignore[return-value]
+
+
+#: The compiled bases of the traced forward (tracer.core.wrapping.Wrap: calling it records the
+#: common call in C++) and of the recorder (tracer.core.step_state.Recorder: the fields that
+#: call reads), and the function that hands the compiled call its Python fallbacks. Decided
+#: once, at import: None where the compiled probe was not loaded then (the Python classes are
+#: used; a probe built on first use serves them through the Python fast path).
+WrapCore, RecorderCore, bind_wrapping = _compiled_cores()
+
 #: PyProbe's remembered tensor: (weak reference, version, requires_grad, (metadata, index)).
 _REF: Final = 0
 _VERSION: Final = 1

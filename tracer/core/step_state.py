@@ -27,7 +27,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 
@@ -46,7 +46,7 @@ from tracer.core.positions import (
     STATS_REF,
     TYPE_NAME,
 )
-from tracer.core.probe import new_probe
+from tracer.core.probe import RecorderCore, new_probe
 from tracer.core.stats import one_line
 from tracer.core.walk import Leaf, walk_inputs, walk_output
 from tracer.records import CallRecord, Role, TensorRecord
@@ -71,7 +71,15 @@ def new_call(info: CallInfo, op: str | None = None) -> PendingCall:
     return [info, (), (), 0.0, None, None, op, None, None]
 
 
-class Recorder:
+if TYPE_CHECKING:
+    _RecorderBase = object
+else:
+    # Where the compiled probe is loaded, the fields the compiled fast path reads (calls, stack,
+    # probe, request, on_outermost, ops_on) are a C struct's (tracer/core/_probe.cpp).
+    _RecorderBase = object if RecorderCore is None else RecorderCore
+
+
+class Recorder(_RecorderBase):
     """Collects the calls of the current step, in pre-order, from hooks and the op layer."""
 
     def __init__(self, *, stats: bool, collector: StatsCollector) -> None:

@@ -12,9 +12,11 @@ C++: ``THPVariableClass`` (an exact ``torch.Tensor`` is recognised by its type) 
 intrusive pointers; for the statistics request also ``is_view`` and ``_base`` (a view's root,
 as ``Tensor._base`` reads it), ``THPVariable_Wrap`` (that root as a Python tensor) and
 ``at::impl::torch_function_mode_enabled`` (a tensor seen while a torch function mode is on
-goes to the Python path). It is built against one torch's headers and refuses to load under another
-torch version, so an upgrade makes it fail to import (never misread memory): the core then uses
-:class:`tracer.core.probe.PyProbe` and the run's notes say why. :data:`PROBE_LOADED` says which.
+goes to the Python path); for the traced forward's compiled call also ``c10::GradMode``
+(``torch.is_grad_enabled()``'s C++ side). It is built against one torch's headers and refuses to
+load under another torch version, so an upgrade makes it fail to import (never misread memory):
+the core then uses :class:`tracer.core.probe.PyProbe` and the Python traced forward, and the
+run's notes say why. :data:`PROBE_LOADED` says which.
 """
 
 from __future__ import annotations

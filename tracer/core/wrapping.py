@@ -1,14 +1,21 @@
 """How a trace sees module calls (a wrapped ``forward``) and gradients (tensor hooks).
 
-A traced module's ``forward`` is replaced, on the instance, by a :class:`functools.partial` of
-:func:`_traced_forward`: it records the call's inputs, runs the original ``forward`` and records
-the outputs. This costs a fraction of a module forward hook pair: PyTorch runs a module without
-hooks through its fast path, and the pair of do-nothing hooks alone made a 1,000-call model
-1.32x slower here, the wrapper 1.05x. The user's own hooks keep running around ``forward`` as
-before; the wrapper sees the arguments as the user's pre-hooks left them and the result before
-the user's forward hooks see it. ``inspect.signature(module.forward)`` still gives the original
-signature (``__wrapped__``), and a copy of a traced module (``copy.deepcopy``, pickling) gets a
+A traced module's ``forward`` is replaced, on the instance, by its :class:`Wrap`: calling it
+records the call's inputs, runs the original ``forward`` and records the outputs. This costs a
+fraction of a module forward hook pair: PyTorch runs a module without hooks through its fast
+path, and the pair of do-nothing hooks alone made a 1,000-call model 1.32x slower here, the
+wrapper 1.05x. The user's own hooks keep running around ``forward`` as before; the wrapper sees
+the arguments as the user's pre-hooks left them and the result before the user's forward hooks
+see it. ``inspect.signature(module.forward)`` still gives the original signature
+(``__wrapped__``), and a copy of a traced module (``copy.deepcopy``, pickling) gets a
 pass-through forward bound to the copy, never to the traced original.
+
+Where the compiled probe is loaded, Wrap's base is ``tracer.core._probe.WrapCore``
+(``tracer/core/_probe.cpp``): the common call (one plain tensor in, the op layer off, the
+compiled probe and statistics request) is recorded in C++, exactly as :func:`_traced_forward`
+records it, and every other call or unusual turn (an error, a non-tensor result, gradient
+hooks) goes to the Python functions here. Without it the base is :class:`_PyWrapCore`, whose
+call is :func:`_traced_forward` itself.
 
 Nothing here raises into the user's forward or backward: an internal failure is counted on the
 recorder and the call is recorded as far as it got. An error raised by the model itself reaches
@@ -22,7 +29,8 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from functools import partial
-from typing import Any
+from types import MethodType
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -39,6 +47,7 @@ from tracer.core.positions import (
     REQUIRES_GRAD,
     START,
 )
+from tracer.core.probe import WrapCore, bind_wrapping
 from tracer.core.step_state import CallInfo, PendingCall, Recorder
 from tracer.core.torch_compat import (
     CAN_DISABLE_TORCH_FUNCTION,
@@ -64,13 +73,40 @@ def selected(path: str, include: Sequence[str] | None, exclude: Sequence[str] | 
     return not (exclude and any(fnmatchcase(path, p) for p in exclude))
 
 
-class Wrap:
-    """The state of one module's traced forward: what it records into and what it calls.
+class _PyWrapCore:
+    """Wrap's base without the compiled probe: the fields the call reads; the call is
+    :func:`_traced_forward` (set below)."""
 
-    While the forward is installed, the wrapper is also the module's
-    ``_replicate_for_data_parallel`` (see :meth:`__call__`)."""
+    __slots__ = ("grads", "info", "inner", "live", "rec")
 
-    __slots__ = ("grads", "info", "inner", "live", "module", "op_free", "ops", "rec", "saved")
+    if TYPE_CHECKING:
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+if TYPE_CHECKING:
+    _WrapBase = _PyWrapCore
+else:
+    _WrapBase = _PyWrapCore if WrapCore is None else WrapCore
+
+
+class Wrap(_WrapBase):
+    """One module's traced forward: installed as the module's instance ``forward``, calling it
+    records the call; its fields say what it records into and what it calls.
+
+    While the forward is installed, the wrapper's :meth:`_replicate` is also the module's
+    ``_replicate_for_data_parallel``."""
+
+    __slots__ = ("module", "op_free", "ops", "saved")
+
+    # The fields the call reads (the base's): the Recorder (None: a dead wrapper), the module's
+    # (path, type name, depth), whether to watch the outputs' gradients, the forward being
+    # wrapped, and whether the wrapper records (False: a plain pass-through to ``inner``).
+    rec: Recorder | None
+    info: CallInfo
+    grads: bool
+    inner: Callable[..., Any] | None
+    live: bool
 
     def __init__(
         self, rec: Recorder | None, info: CallInfo, grads: bool, module: nn.Module | None = None
@@ -107,7 +143,15 @@ class Wrap:
         self.ops = ops
         return ops
 
-    def __call__(self) -> nn.Module:
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        """The forward being wrapped: ``inspect.signature(module.forward)`` gives its signature."""
+        inner = self.inner
+        if inner is None:
+            raise AttributeError("__wrapped__")
+        return inner
+
+    def _replicate(self) -> nn.Module:
         """The traced module's ``_replicate_for_data_parallel``: a replica without the traced
         forward.
 
@@ -121,7 +165,7 @@ class Wrap:
             raise ReferenceError("the traced module is gone")
         replica = replicate_for_data_parallel(module)
         state = replica.__dict__
-        if state.get(REPLICATE_ATTR) is self:
+        if _is_replicator(state.get(REPLICATE_ATTR), self):
             del state[REPLICATE_ATTR]
         if _is_wrapper(state.get("forward"), self):
             if self.saved is _MISSING:
@@ -147,11 +191,17 @@ def _dead(
 
 def _is_wrapper(forward: Any, wrap: Wrap) -> bool:
     """Whether ``forward`` is the traced forward of ``wrap`` (or a copy's, of its copy)."""
-    return type(forward) is partial and forward.func is _traced_forward and forward.args == (wrap,)
+    return forward is wrap
+
+
+def _is_replicator(method: Any, wrap: Wrap) -> bool:
+    """Whether ``method`` is the ``_replicate_for_data_parallel`` that ``wrap`` installed."""
+    return type(method) is MethodType and method.__self__ is wrap
 
 
 def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
-    """Record one module call around the original forward (the body of every wrapper)."""
+    """Record one module call around the original forward (the body of every wrapper; the
+    compiled WrapCore does its common call itself, the same way, and hands it the rest)."""
     inner = w.inner
     rec = w.rec
     if not w.live or rec is None:
@@ -221,7 +271,7 @@ def _traced_ops(w: Wrap, rec: Recorder, x: torch.Tensor) -> Any:
         if mode is not None:
             rec.ops_on = False  # the fast path, as with the op layer off
             try:
-                return _traced_forward(w, x)
+                return w(x)
             finally:
                 rec.ops_on = True
                 put_back(mode)
@@ -233,7 +283,7 @@ def _traced_ops(w: Wrap, rec: Recorder, x: torch.Tensor) -> Any:
     with _DisableTorchFunction():
         rec.ops_on = False  # the fast path's bookkeeping runs as with the op layer off
         try:
-            return _traced_forward(ops, x)
+            return ops(x)
         finally:
             rec.ops_on = True
 
@@ -373,7 +423,8 @@ class HookSet:
         """``named``: the model's ``named_modules()``, when the caller already has them."""
         if named is None:
             named = list(model.named_modules())
-        self._modules: list[tuple[nn.Module, Wrap, partial[Any]]] = []
+        # Each module, its wrapper (its traced forward) and the wrapper's _replicate, bound once.
+        self._modules: list[tuple[nn.Module, Wrap, Callable[[], nn.Module]]] = []
         self._params: list[tuple[torch.Tensor, Callable[[torch.Tensor], None]]] = []
         self.paths: list[str] = []
         seen_params: set[int] = set()
@@ -385,7 +436,7 @@ class HookSet:
             add_path(path)
             depth = path.count(".") + 1 if path else 0  # module_depth(path)
             wrap = Wrap(rec, (path, type(module).__name__, depth), grads, module)
-            add_module((module, wrap, partial(_traced_forward, wrap)))
+            add_module((module, wrap, wrap._replicate))
             if grads:
                 self._add_param_hooks(rec, path, module, seen_params)
         #: The encoder layers traced themselves or inside (see fused_encoder_layers): wrapping
@@ -408,17 +459,16 @@ class HookSet:
             return
         self._attached = True
         try:
-            for module, wrap, forward in self._modules:
+            for module, wrap, replicate in self._modules:
                 state = module.__dict__
                 wrap.saved = saved = state.get("forward", _MISSING)
                 # The class's own forward only: a forward set on the instance promises nothing.
                 wrap.op_free = saved is _MISSING and type(module) in OP_FREE_MODULES
-                wrap.inner = inner = module.forward  # the instance's forward, or the class's
-                forward.__wrapped__ = inner  # type: ignore[attr-defined]
+                wrap.inner = module.forward  # the instance's forward, or the class's
                 wrap.live = True
                 wrap.ops = None  # for this forward: made by the first call that records ops
-                state["forward"] = forward
-                state.setdefault(REPLICATE_ATTR, wrap)  # replicas made untraced
+                state["forward"] = wrap
+                state.setdefault(REPLICATE_ATTR, replicate)  # replicas made untraced
             for _, module in self.encoder_layers:
                 self._handles.append(module.register_forward_pre_hook(_no_op))
             for param, hook in self._params:
@@ -432,15 +482,15 @@ class HookSet:
         if not self._attached:
             return
         self._attached = False
-        for module, wrap, forward in self._modules:
+        for module, wrap, replicate in self._modules:
             wrap.live = False  # a wrapper someone else kept now just passes through
             state = module.__dict__
-            if state.get("forward") is forward:  # installed, not replaced since
+            if state.get("forward") is wrap:  # installed, not replaced since
                 if wrap.saved is _MISSING:
                     del state["forward"]
                 else:
                     state["forward"] = wrap.saved
-            if state.get(REPLICATE_ATTR) is wrap:
+            if state.get(REPLICATE_ATTR) is replicate:
                 del state[REPLICATE_ATTR]
         handles, self._handles = self._handles, []
         for handle in handles:
@@ -449,3 +499,10 @@ class HookSet:
 
 def _no_op(module: nn.Module, args: Any) -> None:
     return None
+
+
+# Without the compiled probe the wrapper's call is the Python fast path itself; with it, the
+# compiled call hands everything but the common case to these functions.
+_PyWrapCore.__call__ = _traced_forward  # type: ignore[method-assign,assignment]
+if bind_wrapping is not None:
+    bind_wrapping(_traced_forward, _close, _watch_grads)
