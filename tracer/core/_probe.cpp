@@ -911,8 +911,13 @@ void recorder_dealloc(PyObject* self_obj) {
   Py_TYPE(self_obj)->tp_free(self_obj);
 }
 
+PyObject* empty_args = nullptr;  // ()
+
 PyObject* recorder_new(PyTypeObject* type, PyObject*, PyObject*) {
-  auto* self = reinterpret_cast<RecorderCore*>(type->tp_alloc(type, 0));
+  // Made by object's own tp_new: a Python subclass (Recorder) then gets its instance
+  // attributes in CPython's inline values, which its attribute reads are specialised for (about
+  // 4x faster than a dict made on the first assignment, as type->tp_alloc alone leaves it).
+  auto* self = reinterpret_cast<RecorderCore*>(PyBaseObject_Type.tp_new(type, empty_args, nullptr));
   if (self == nullptr) {
     return nullptr;
   }
@@ -1394,7 +1399,8 @@ bool ready_fastpath_types(PyObject* module) {
   str_pop = PyUnicode_InternFromString("pop");
   str_slot = PyUnicode_InternFromString("0");
   float_zero = PyFloat_FromDouble(0.0);
-  if (str_fail == nullptr || str_pop == nullptr || str_slot == nullptr || float_zero == nullptr) {
+  empty_args = PyTuple_New(0);
+  if (empty_args == nullptr || str_fail == nullptr || str_pop == nullptr || str_slot == nullptr || float_zero == nullptr) {
     return false;
   }
 #if PY_VERSION_HEX < 0x030D0000 && !defined(__linux__)
