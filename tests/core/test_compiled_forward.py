@@ -298,34 +298,32 @@ def test_a_traced_model_and_its_tensors_are_freed_after_close() -> None:
     assert sys.getrefcount(info) == 2  # the wrapper is gone (``info`` and the argument)
 
 
-def test_without_the_compiled_module_the_python_classes_record_the_same() -> None:
-    """An install without the compiled probe: Wrap and Recorder have Python bases."""
-    script = r"""
-import dataclasses, json, sys
-sys.modules["tracer.core._probe"] = None  # as if it was never built
-import torch
-import tracer, tracer.core.wrapping as wrapping, tracer.core.step_state as step_state
-from core.models import mlp
-assert wrapping.Wrap.__mro__[1] is wrapping._PyWrapCore, wrapping.Wrap.__mro__
-assert step_state.Recorder.__mro__[1] is object
-torch.manual_seed(0)
-model, x = mlp(3), torch.randn(3, 64)
-with tracer.trace(model, stats=True, grads=True) as t:
-    for _ in range(2):
-        model(x).sum().backward()
-        t.step()
-print(json.dumps([repr(dataclasses.replace(c, duration_s=None)) for c in t.calls]))
-"""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_ROOT), str(_ROOT / "tests")]))
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
+def mlp_grad_records() -> list[str]:
+    """Two traced training steps of a small MLP, each record without its duration (the
+    subprocess below runs this same function without the compiled module)."""
     torch.manual_seed(0)
     model, x = mlp(3), torch.randn(3, 64)
     with tracer.trace(model, stats=True, grads=True) as t:
         for _ in range(2):
             model(x).sum().backward()
             t.step()
-    here = [repr(dataclasses.replace(c, duration_s=None)) for c in t.calls]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == here
+    return [repr(dataclasses.replace(c, duration_s=None)) for c in t.calls]
+
+
+def test_without_the_compiled_module_the_python_classes_record_the_same() -> None:
+    """An install without the compiled probe: Wrap and Recorder have Python bases."""
+    script = r"""
+import json, sys
+sys.modules["tracer.core._probe"] = None  # as if it was never built
+import tracer.core.wrapping as wrapping, tracer.core.step_state as step_state
+assert wrapping.Wrap.__mro__[1] is wrapping._PyWrapCore, wrapping.Wrap.__mro__
+assert step_state.Recorder.__mro__[1] is object
+from core.test_compiled_forward import mlp_grad_records
+print(json.dumps(mlp_grad_records()))
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_ROOT), str(_ROOT / "tests")]))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == mlp_grad_records()
