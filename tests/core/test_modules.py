@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
@@ -160,6 +162,41 @@ def test_module_records_match_a_plain_walk(model: nn.Module) -> None:
     assert module_records(model) == _reference(model)
     # Records are frozen: equal parameter records may be one object, and a second walk gives
     # the same records again.
+    assert module_records(model) == _reference(model)
+
+
+@st.composite
+def _tied_trees(draw: st.DrawFn) -> nn.Module:
+    """A tree of containers and Linears (each module under one parent), then some of its
+    parameters registered again, under new names, on other modules of the tree (tied weights,
+    an alias in the same module, a descendant's or an ancestor's parameter), some frozen."""
+    root = nn.Module()
+    modules = [root]
+    for i in range(draw(st.integers(1, 14))):
+        parent = modules[draw(st.integers(0, len(modules) - 1))]
+        child: nn.Module = (
+            nn.Linear(draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+            if draw(st.booleans())
+            else nn.Module()
+        )
+        parent.add_module(f"m{i}", child)
+        modules.append(child)
+    params = [p for m in modules for p in m.parameters(recurse=False)]
+    if params:
+        for k in range(draw(st.integers(0, 6))):
+            param = params[draw(st.integers(0, len(params) - 1))]
+            modules[draw(st.integers(0, len(modules) - 1))].register_parameter(f"tied{k}", param)
+        for param in params:
+            if draw(st.integers(0, 3)) == 0:
+                param.requires_grad_(False)
+    return root
+
+
+@settings(max_examples=150, deadline=None)
+@given(_tied_trees())
+def test_module_records_of_random_trees_with_tied_parameters(model: nn.Module) -> None:
+    # A tree's totals are summed child by child, then corrected for parameters registered
+    # more than once: each module's subtree must count each distinct parameter exactly once.
     assert module_records(model) == _reference(model)
 
 

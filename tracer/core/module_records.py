@@ -35,8 +35,9 @@ def capture_modules(
     parameters (its ``_parameters`` dict, as ``named_parameters(recurse=False,
     remove_duplicate=False)`` does, unless its class has its own ``named_parameters``) with
     their shape, dtype and ``requires_grad``, and how many children it has. Where the modules
-    form a tree and no parameter is registered twice, each module's totals are the sums of its
-    children's, counted when the records are built; otherwise each distinct parameter of a
+    form a tree, each module's totals are the sums of its children's, counted when the records
+    are built (a parameter registered twice, as tied weights are, is then added once to the
+    subtrees that hold only its later registrations); otherwise each distinct parameter of a
     subtree is counted once, now."""
     if named is None:
         named = list(model.named_modules())
@@ -87,8 +88,8 @@ def capture_modules(
         add_kids(len(module._modules))
     # n modules with n - 1 child entries in all, each reachable from the root: a tree (no
     # module under two parents or twice under one, no None entry, no cycle).
-    totals = None
-    if repeated or not plain or sum(kids) != len(named) - 1:
+    totals: list[tuple[int, int]] | bool = repeated  # True: the tree's totals need correcting
+    if not plain or sum(kids) != len(named) - 1:
         totals = _distinct_totals(named, owns, facts)
     return ModuleRecords(paths, types, reprs, owns, kids, facts, totals)
 
@@ -112,8 +113,10 @@ class ModuleRecords(Sequence[ModuleRecord]):
         owns: list[list[Any] | None],
         kids: list[int],
         facts: dict[int, Facts],
-        totals: list[tuple[int, int]] | None,
+        totals: list[tuple[int, int]] | bool,
     ) -> None:
+        """``totals``: each module's (parameters, trainable parameters), counted at capture;
+        else whether a parameter is registered twice in the tree (see :func:`_build`)."""
         self._count = len(paths)
         self._pending: tuple[Any, ...] | None = (paths, types, reprs, owns, kids, facts, totals)
         self._built: list[ModuleRecord] | None = None
@@ -159,7 +162,7 @@ def _build(
     owns: list[list[Any] | None],
     kids: list[int],
     facts: dict[int, Facts],
-    totals: list[tuple[int, int]] | None,
+    totals: list[tuple[int, int]] | bool,
 ) -> list[ModuleRecord]:
     owners: dict[int, tuple[str, str]] = {}  # id(parameter) -> (path, name) of its first owner
     own_counts: list[tuple[int, int, tuple[ParamRecord, ...]]] = []
@@ -182,8 +185,11 @@ def _build(
                 shared = f"{first_path}.{first_name}" if first_path else first_name
                 params.append(_param_record(name, fact, shared))
         own_counts.append((count, trainable, tuple(params)))
-    if totals is None:
-        totals = _tree_totals(own_counts, kids)
+    if not isinstance(totals, list):
+        tree_totals = _tree_totals(own_counts, kids)
+        if totals:  # a parameter registered twice: counted at its first owner only so far
+            _add_repeated(tree_totals, owns, kids, facts)
+        totals = tree_totals
     records = []
     for path, type_name, extra, (count, trainable, own_params), (total, trainable_total) in zip(
         paths, types, reprs, own_counts, totals, strict=True
@@ -231,6 +237,55 @@ def _tree_totals(
         totals[i] = subtotal = (count, trainable)
         stack.append(subtotal)
     return totals
+
+
+def _add_repeated(
+    totals: list[tuple[int, int]],
+    owns: list[list[Any] | None],
+    kids: list[int],
+    facts: dict[int, Facts],
+) -> None:
+    """Correct a tree's summed totals for parameters registered more than once: a summed
+    subtree counts such a parameter only where it holds the first registration (in pre-order),
+    so each subtree that holds only later ones gets it added once. A later registration's chain
+    of ancestors is walked up to the first module that already counts the parameter."""
+    parent = _parents(kids)
+    counted: dict[int, set[int]] = {}  # id(parameter) -> modules whose totals include it
+    for i, own in enumerate(owns):
+        if own is None:
+            continue
+        for key in own[1::2]:
+            has = counted.get(key)
+            if has is None:  # the first registration: its module and every ancestor count it
+                has = counted[key] = set()
+                j = i
+                while j >= 0:
+                    has.add(j)
+                    j = parent[j]
+                continue
+            numel, trainable = facts[key][0], facts[key][4]
+            j = i
+            while j >= 0 and j not in has:
+                has.add(j)
+                count, train = totals[j]
+                totals[j] = (count + numel, train + trainable)
+                j = parent[j]
+
+
+def _parents(kids: list[int]) -> list[int]:
+    """Each module's parent index (-1 for the root) in a tree listed in pre-order with ``kids``
+    children each."""
+    parent = [-1] * len(kids)
+    open_slots: list[list[int]] = []  # [index, children still to come] of the open modules
+    for i, count in enumerate(kids):
+        while open_slots and open_slots[-1][1] == 0:
+            open_slots.pop()
+        if open_slots:
+            parent[i] = open_slots[-1][0]
+            open_slots[-1][1] -= 1
+        if count:
+            open_slots.append([i, count])
+    return parent
 
 
 def _children(module: nn.Module) -> Iterable[nn.Module | None]:
