@@ -56,6 +56,8 @@ from tracer.records import CallRecord, Role, TensorRecord
 #: opaque leaf), turned into names when records are built.
 PendingTensor = tuple[str, tuple[int, ...], Any, Any, bool, str, int | None]
 
+_Tensor = torch.Tensor
+
 #: Static facts of a call's module: (path, type name, depth).
 CallInfo = tuple[str, str, int]
 
@@ -141,38 +143,31 @@ class Recorder(_RecorderBase):
 
     def describe_all(self, leaves: list[Leaf], *, tensors_only: bool = False) -> list[Any]:
         """Metadata (and a statistics request) for each leaf."""
-        out = []
+        out: list[Any] = []
+        add, describe = out.append, self.describe
         for slot, leaf in leaves:
-            if isinstance(leaf, torch.Tensor):
-                out.append(self.describe(slot, leaf))
+            if type(leaf) is _Tensor or isinstance(leaf, _Tensor):
+                add(describe(slot, leaf))
             elif not tensors_only:
-                out.append((slot, (), None, None, False, type(leaf).__name__, None))
+                add((slot, (), None, None, False, type(leaf).__name__, None))
         return out
 
     def describe(self, slot: str, t: torch.Tensor) -> PendingTensor:
         """Metadata of one tensor; never raises (an unreadable tensor keeps its type name)."""
         try:
-            type_name = "Tensor" if type(t) is torch.Tensor else type(t).__name__
+            kind = type(t)
+            type_name = "Tensor" if kind is _Tensor else kind.__name__
             shape, dtype, device, rg = tuple(t.shape), t.dtype, t.device, t.requires_grad
         except Exception:
             return unreadable(slot, t)
-        return (
-            slot,
-            shape,
-            dtype,
-            device,
-            rg,
-            type_name,
-            self.stats_ref(t) if self.stats else None,
-        )
-
-    def stats_ref(self, t: torch.Tensor) -> int | None:
-        """A statistics request for ``t`` (its index); best effort, a failure is counted."""
+        if not self.stats:
+            return (slot, shape, dtype, device, rg, type_name, None)
         try:
-            return self.collector.request(t)
+            ref = self.collector.request(t)
         except Exception as exc:
             self.fail(exc)
-            return None
+            ref = None
+        return (slot, shape, dtype, device, rg, type_name, ref)
 
     def fail(self, exc: Exception) -> None:
         """Count a failure of the tracer's own hook code; the run's notes say so once per kind."""
