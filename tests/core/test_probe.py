@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import gc
+import math
 import weakref
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
+import tracer
 from tracer.core import probe as probe_module
 from tracer.core.probe import PyProbe, TensorProbe, new_probe
+from tracer.core.stats_layout import Stat
 from tracer.core.step_state import single_meta
 
 
@@ -141,7 +146,7 @@ def test_compiled_float_stats_reads_plain_cpu_float_tensors_only() -> None:
     # Transposed, the same elements in the same memory: read as they lie.
     assert direct(base.t()) == _speedups.float_stats(base.data_ptr(), 100, 4)
     for other in (
-        base[:, :5],  # gaps between the rows
+        base[:, :5],  # gaps between the rows, each row too short to be read on its own
         torch.randn(1, 4).expand(3, 4),  # elements repeated
         base.half(),
         torch.arange(5),
@@ -153,6 +158,98 @@ def test_compiled_float_stats_reads_plain_cpu_float_tensors_only() -> None:
         "not a tensor",
     ):
         assert direct(other) is None
+
+
+@st.composite
+def _views_with_gaps(draw: st.DrawFn) -> torch.Tensor:
+    """A view whose elements leave gaps in memory (a slice, a split's part, then maybe
+    permuted), with contiguous runs of at least 8 elements, some values not finite."""
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    inner = draw(st.integers(8, 40))
+    outer = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
+    torch.manual_seed(draw(st.integers(0, 2**16)))
+    base = torch.randn(*outer, inner + draw(st.integers(1, 9)), dtype=dtype) * draw(
+        st.sampled_from([1.0, 1e-3, 1e4])
+    )
+    flat = base.view(-1)
+    for _ in range(draw(st.integers(0, 3))):
+        flat[draw(st.integers(0, flat.numel() - 1))] = draw(
+            st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, 1.0])
+        )
+    start = draw(st.integers(0, base.shape[-1] - inner))
+    view = base[..., start : start + inner]
+    if view.dim() > 1 and draw(st.booleans()):  # every other row of the first dimension
+        view = view[:: draw(st.integers(1, 2))]
+    order = draw(st.permutations(range(view.dim())))
+    return view.permute(*order)
+
+
+@pytest.mark.needs_extension("probe", "speedups")
+@settings(max_examples=200, deadline=None)
+@given(_views_with_gaps())
+def test_compiled_float_stats_reads_views_with_gaps_run_by_run(x: torch.Tensor) -> None:
+    # The same statistics as the view's contiguous copy: counts and extremes exactly, sums to
+    # the rounding of the float32 lanes (each run is summed on its own, then merged).
+    from tracer.core import _speedups
+
+    direct: Any = probe_module.compiled_float_stats()
+    got = direct(x)
+    copy = x.contiguous()
+    want = _speedups.float_stats(copy.data_ptr(), copy.numel(), copy.element_size())
+    assert got is not None
+    rel = 1e-5 if x.dtype == torch.float32 else 1e-12
+    scale = want[Stat.L1]  # a sum's rounding is relative to the magnitudes it adds up
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        if i in _EXACT:
+            assert a == b or (math.isnan(a) and math.isnan(b)), i
+        else:
+            assert a == pytest.approx(b, rel=rel, abs=rel * max(1.0, scale)), i
+
+
+_EXACT = {
+    Stat.NUMEL,
+    Stat.FINITE,
+    Stat.NAN,
+    Stat.NONZERO,
+    Stat.MIN,
+    Stat.MAX,
+    Stat.NEAR_ZERO,
+    Stat.NEAR_ONE,
+}
+
+
+@pytest.mark.needs_extension("probe", "speedups")
+def test_compiled_float_stats_refuses_what_it_cannot_read_run_by_run() -> None:
+    direct: Any = probe_module.compiled_float_stats()
+    base = torch.randn(6, 40)
+    assert direct(base[:, :20]) is not None  # the control: runs of 20
+    for refused in (
+        base[:, :7],  # runs shorter than 8 elements: copied by the general path
+        base[:, ::2],  # no stride-1 dimension at all
+        torch.randn(1, 40).expand(3, 40),  # rows repeated (stride 0)
+        base.as_strided((4, 16), (8, 1)),  # rows overlapping each other
+        torch.randn(70_000, 16)[:, :8],  # more runs than one pass merges
+    ):
+        assert direct(refused) is None
+
+
+def test_a_traced_split_records_the_statistics_of_its_parts() -> None:
+    # Each part of a split leaves gaps in memory: the trace reads it where it lies, with the
+    # statistics of the part itself.
+    class Split(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(x.split(16, dim=-1))
+
+    torch.manual_seed(3)
+    x = torch.randn(4, 5, 48)
+    with tracer.trace(Split()) as t:
+        parts = t.model(x)
+    (call,) = t.calls
+    for record, part in zip(call.outputs, parts, strict=True):
+        assert record.stats["mean"] == pytest.approx(part.double().mean().item(), rel=1e-5)
+        assert record.stats["min"] == part.min().item() and record.stats["max"] == part.max().item()
+        assert record.stats["std"] == pytest.approx(part.double().std().item(), rel=1e-5)
+    assert t.internal_errors == 0
 
 
 @pytest.mark.parametrize("extra", [False, True])

@@ -388,6 +388,106 @@ bool kernel_readable(c10::TensorImpl* impl, const void** data, int64_t* numel, i
   return *data != nullptr;
 }
 
+// A plain, non-empty CPU float32/float64 tensor whose elements do not overlap but do not fill one
+// block either (a slice, one part of a split, a view of one): reduced run by run, each run the
+// contiguous stretch along its innermost dimensions, and the runs' statistics merged (the
+// statistics do not depend on order). strided_runs() plans the runs (false, with nothing read,
+// for a tensor with a negative or zero stride, overlapping elements, runs shorter than kMinRun
+// elements or more than kMaxRuns of them: the general path copies those, or anything
+// kernel_readable() refuses for another reason than its layout); reduce_runs() reads them.
+constexpr int64_t kMinRun = 8;
+constexpr int64_t kMaxRuns = int64_t{1} << 16;
+constexpr size_t kMaxRunDims = 64;
+
+struct Runs {
+  const char* base = nullptr;  // the first element
+  int itemsize = 0;
+  int64_t run = 0;    // elements per run
+  int64_t count = 0;  // runs
+  size_t outer = 0;   // dimensions stepped over between runs, outermost first in dims
+  std::array<std::pair<int64_t, int64_t>, kMaxRunDims> dims{};  // (stride, size), in elements
+};
+
+bool strided_runs(c10::TensorImpl* impl, Runs* plan) {
+  try {
+    if (impl->is_python_dispatch() || impl->is_nested() || impl->layout() != c10::kStrided ||
+        impl->device_type() != c10::DeviceType::CPU || !impl->has_storage() || impl->is_neg()) {
+      return false;
+    }
+    const auto dtype = impl->dtype().toScalarType();
+    if (dtype == c10::ScalarType::Float) {
+      plan->itemsize = 4;
+    } else if (dtype == c10::ScalarType::Double) {
+      plan->itemsize = 8;
+    } else {
+      return false;
+    }
+    const int64_t numel = impl->numel();
+    const auto sizes = impl->sizes();
+    const auto strides = impl->strides();
+    if (numel <= 0 || sizes.size() > kMaxRunDims) {
+      return false;
+    }
+    // The dimensions that count (size above 1), outermost (largest stride) first.
+    auto& dims = plan->dims;
+    size_t count = 0;
+    for (size_t d = 0; d < sizes.size(); ++d) {
+      if (sizes[d] > 1) {
+        if (strides[d] <= 0) {
+          return false;
+        }
+        dims[count++] = {strides[d], sizes[d]};
+      }
+    }
+    std::sort(dims.begin(), dims.begin() + count,
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    // No overlap: each dimension steps past everything inside it.
+    for (size_t d = 0; d + 1 < count; ++d) {
+      if (dims[d].first < dims[d + 1].first * dims[d + 1].second) {
+        return false;
+      }
+    }
+    // A run: the innermost dimension (stride 1) and the outer ones that continue it.
+    if (count == 0 || dims[count - 1].first != 1) {
+      return false;
+    }
+    int64_t run = 1;
+    size_t outer = count;
+    while (outer > 0 && dims[outer - 1].first == run) {
+      run *= dims[outer - 1].second;
+      --outer;
+    }
+    plan->run = run;
+    plan->count = numel / run;
+    plan->outer = outer;
+    if (run < kMinRun || plan->count > kMaxRuns) {
+      return false;
+    }
+    plan->base = static_cast<const char*>(impl->data());
+  } catch (const std::exception&) {
+    return false;
+  }
+  return plan->base != nullptr;
+}
+
+void reduce_runs(const Runs& plan, double* out) {
+  std::vector<Vector> parts(static_cast<size_t>(plan.count));
+  std::array<int64_t, kMaxRunDims> index{};  // the odometer over the outer dimensions
+  int64_t offset = 0;                      // in elements, from the first one
+  for (auto& part : parts) {
+    reduce(plan.base + offset * plan.itemsize, plan.run, plan.itemsize, part.data());
+    for (size_t d = plan.outer; d-- > 0;) {
+      offset += plan.dims[d].first;
+      if (++index[d] < plan.dims[d].second) {
+        break;
+      }
+      offset -= plan.dims[d].first * plan.dims[d].second;
+      index[d] = 0;
+    }
+  }
+  merge(parts, out);
+}
+
 // float_stats(tensor): the statistics kernel's tuple for a tensor kernel_readable() takes, read
 // through its C++ data pointer; None for any other tensor.
 PyObject* float_stats(PyObject*, PyObject* tensor) {
@@ -395,12 +495,20 @@ PyObject* float_stats(PyObject*, PyObject* tensor) {
   const void* data = nullptr;
   int64_t numel = 0;
   int itemsize = 0;
-  if (impl == nullptr || reduce == nullptr || !kernel_readable(impl, &data, &numel, &itemsize)) {
+  if (impl == nullptr || reduce == nullptr) {
     Py_RETURN_NONE;
   }
   // The GIL stays held while the kernel reads the tensor's memory (see tracer/core/_speedups.c).
   double out[kStats];
-  reduce_all(static_cast<const char*>(data), numel, itemsize, out);
+  if (kernel_readable(impl, &data, &numel, &itemsize)) {
+    reduce_all(static_cast<const char*>(data), numel, itemsize, out);
+  } else {
+    Runs plan;
+    if (!strided_runs(impl, &plan)) {
+      Py_RETURN_NONE;
+    }
+    reduce_runs(plan, out);
+  }
   return vector_tuple(out);
 }
 
@@ -629,8 +737,12 @@ PyObject* request_call(PyObject* self_obj, PyObject* tensor) {
   int itemsize = 0;
   int64_t version = 0;
   if (!self->on || self->seen == nullptr || impl == nullptr || reduce == nullptr ||
-      at::impl::torch_function_mode_enabled() ||
-      !kernel_readable(impl, &data, &numel, &itemsize) || !version_of(impl, &version)) {
+      at::impl::torch_function_mode_enabled()) {
+    return request_slow(self, tensor);
+  }
+  Runs plan;  // a tensor that does not fill one block: read run by run
+  const bool dense = kernel_readable(impl, &data, &numel, &itemsize);
+  if ((!dense && !strided_runs(impl, &plan)) || !version_of(impl, &version)) {
     return request_slow(self, tensor);
   }
   const Tables tables(self);
@@ -653,7 +765,11 @@ PyObject* request_call(PyObject* self_obj, PyObject* tensor) {
   if (ok) {
     double out[kStats];
     try {
-      reduce_all(static_cast<const char*>(data), numel, itemsize, out);
+      if (dense) {
+        reduce_all(static_cast<const char*>(data), numel, itemsize, out);
+      } else {
+        reduce_runs(plan, out);
+      }
     } catch (const std::exception&) {
       ok = false;
     }
