@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 import tracer
-from tracer.core.module_records import capture_modules, module_records
+from tracer.core.module_records import DEFERRED_REPR, capture_modules, module_records
 from tracer.records import ModuleRecord, ParamRecord
 from tracer.sink import MemorySink
 
@@ -249,3 +249,105 @@ def test_a_trace_reads_the_records_captured_at_open() -> None:
     assert t.modules == want and sink.modules == want
     assert t.modules is t.modules and sink.modules is not t.modules
     assert t.modules[1].type == "LazyLinear" and t.modules[1].trainable_total == 0
+
+
+def _configurations() -> list[nn.Module]:
+    """Each class whose text is written from a copy of its state, in several configurations."""
+    return [
+        nn.Linear(3, 4),
+        nn.Linear(3, 4, bias=False),
+        nn.modules.linear.NonDynamicallyQuantizableLinear(2, 2),
+        nn.Bilinear(2, 3, 4, bias=False),
+        nn.Embedding(10, 4),
+        nn.Embedding(10, 4, padding_idx=0, max_norm=1.0, scale_grad_by_freq=True, sparse=True),
+        nn.Conv1d(2, 4, 3, stride=2, padding=1, bias=False),
+        nn.Conv2d(2, 4, (3, 5), padding="same", dilation=2, groups=2, padding_mode="reflect"),
+        nn.Conv3d(2, 2, 1),
+        nn.ConvTranspose1d(2, 3, 3, output_padding=1, stride=2),
+        nn.ConvTranspose2d(2, 3, 3),
+        nn.ConvTranspose3d(2, 3, 1, bias=False),
+        nn.BatchNorm1d(4),
+        nn.BatchNorm2d(4, momentum=None, affine=False, track_running_stats=False),
+        nn.BatchNorm3d(4, eps=1e-3),
+        nn.LayerNorm(8),
+        nn.LayerNorm([2, 8], elementwise_affine=False, bias=False),
+        nn.GroupNorm(2, 4, affine=False),
+        nn.RMSNorm(8),
+        nn.RMSNorm([2, 8], eps=1e-3, elementwise_affine=False),
+        nn.Dropout(),
+        nn.Dropout(0.3, inplace=True),
+        nn.Dropout1d(0.1),
+        nn.Dropout2d(0.2),
+        nn.Dropout3d(0.4),
+        nn.AlphaDropout(0.5),
+        nn.ReLU(),
+        nn.ReLU(inplace=True),
+        nn.ReLU6(True),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.ELU(alpha=0.5),
+        nn.SELU(inplace=True),
+        nn.CELU(2.0),
+        nn.GELU("tanh"),
+        nn.SiLU(inplace=True),
+        nn.Hardtanh(-2.0, 2.0),
+        nn.Softmax(dim=-1),
+        nn.LogSoftmax(1),
+        nn.Softplus(beta=2.0, threshold=10.0),
+        nn.Flatten(0, -1),
+        nn.Unflatten(1, (2, 4)),
+        nn.MaxPool1d(2),
+        nn.MaxPool2d(3, stride=1, padding=1, dilation=1, return_indices=True, ceil_mode=True),
+        nn.MaxPool3d(2),
+        nn.AvgPool1d(3, count_include_pad=False),
+        nn.AvgPool2d(2, divisor_override=3),
+        nn.AvgPool3d(2, ceil_mode=True),
+        nn.AdaptiveAvgPool1d(4),
+        nn.AdaptiveAvgPool2d((2, None)),
+        nn.AdaptiveAvgPool3d(1),
+    ]
+
+
+def test_every_class_whose_text_is_deferred_has_a_configuration_here() -> None:
+    assert {type(m) for m in _configurations()} == set(DEFERRED_REPR)
+
+
+@pytest.mark.parametrize("module", _configurations(), ids=lambda m: repr(m)[:60])
+def test_a_deferred_extra_repr_is_the_text_at_capture(module: nn.Module) -> None:
+    # Torch's own classes have their text written from a copy of their state when the records
+    # are built: the same text as the call at capture, whatever happens to the module after.
+    model = nn.Sequential(module)
+    want = module.extra_repr()
+    captured = capture_modules(model)
+    for name, value in list(vars(module).items()):
+        if isinstance(value, bool):
+            setattr(module, name, not value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(module, name, value + 1)
+        elif isinstance(value, tuple):
+            setattr(module, name, (*value, 1))
+        elif isinstance(value, str):
+            setattr(module, name, value + "x")
+    for name in list(module._parameters):
+        setattr(module, name, None)
+    assert module.extra_repr() != want or not want  # the mutations show in the text now
+    assert captured[1].extra_repr == want
+
+
+def test_a_replaced_extra_repr_is_asked_at_capture() -> None:
+    class Texts:
+        calls = 0
+
+    def custom(self: nn.Module) -> str:
+        Texts.calls += 1
+        return f"custom {Texts.calls}"
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Identity())
+    model[1].extra_repr = lambda: "mine"  # type: ignore[method-assign]
+    original = nn.Linear.extra_repr
+    nn.Linear.extra_repr = custom  # type: ignore[method-assign]
+    try:
+        captured = capture_modules(model)
+        assert Texts.calls == 1  # called at capture, not when the records are built
+        assert [r.extra_repr for r in captured] == ["", "custom 1", "mine"]
+    finally:
+        nn.Linear.extra_repr = original  # type: ignore[method-assign]

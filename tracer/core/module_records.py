@@ -44,7 +44,7 @@ def capture_modules(
     facts: dict[int, Facts] = {}  # id(parameter) -> what its records need
     paths: list[str] = []
     types: list[str] = []
-    reprs: list[str] = []
+    reprs: list[str | _Deferred] = []
     owns: list[list[Any] | None] = []  # each own parameter's name and id, in turn
     kids: list[int] = []  # entries in each module's _modules
     add_path, add_type, add_repr, add_own, add_kids = (
@@ -60,11 +60,19 @@ def capture_modules(
         cls = type(module)
         add_path(path)
         add_type(cls.__name__)
-        try:  # _extra_repr(module), inline
-            extra = module.extra_repr()
-            add_repr(extra if type(extra) is str else str(extra))
-        except Exception:  # a user's extra_repr must not break tracing
+        state = module.__dict__
+        if _deferred_get(cls) is cls.extra_repr and "extra_repr" not in state:
+            state = state.copy()  # its state now, its text when the records are built
+            state["_parameters"] = state["_parameters"].copy()
+            add_repr(_Deferred(cls, state))
+        elif cls.extra_repr is _NO_EXTRA_REPR and "extra_repr" not in state:
             add_repr("")
+        else:
+            try:  # _extra_repr(module), inline
+                extra = module.extra_repr()
+                add_repr(extra if type(extra) is str else str(extra))
+            except Exception:  # a user's extra_repr must not break tracing
+                add_repr("")
         if cls.named_parameters is _NAMED_PARAMETERS:
             items: Iterable[tuple[str, Any]] = module._parameters.items()
         else:  # a class's own named_parameters decides what its parameters are
@@ -109,7 +117,7 @@ class ModuleRecords(Sequence[ModuleRecord]):
         self,
         paths: list[str],
         types: list[str],
-        reprs: list[str],
+        reprs: list[str | _Deferred],
         owns: list[list[Any] | None],
         kids: list[int],
         facts: dict[int, Facts],
@@ -158,7 +166,7 @@ class ModuleRecords(Sequence[ModuleRecord]):
 def _build(
     paths: list[str],
     types: list[str],
-    reprs: list[str],
+    reprs: list[str | _Deferred],
     owns: list[list[Any] | None],
     kids: list[int],
     facts: dict[int, Facts],
@@ -210,7 +218,7 @@ def _build(
                 total,
                 trainable,
                 trainable_total,
-                extra,
+                extra if isinstance(extra, str) else extra.text(),
                 own_params,
             )
         )
@@ -383,6 +391,50 @@ def _numel(param: nn.Parameter) -> int:
         return int(param.numel())
     except Exception:
         return 0
+
+
+class _Deferred:
+    """The ``extra_repr()`` of a module of one of torch's own classes, written when the records
+    are built from its instance attributes as they were at capture (a shallow copy, with its
+    own copy of the parameter table): that text is a function of those attributes alone, ints,
+    floats, bools, strings and tuples that are replaced, never changed in place. Copying them
+    costs a tenth of writing the text (LayerNorm's takes 2 us), which a trace whose module
+    records are never read then never pays."""
+
+    __slots__ = ("cls", "state")
+
+    def __init__(self, cls: type[nn.Module], state: dict[str, Any]) -> None:
+        self.cls, self.state = cls, state
+
+    def text(self) -> str:
+        """The class's ``extra_repr()`` run on a bare instance holding the copied state."""
+        module = object.__new__(self.cls)
+        object.__setattr__(module, "__dict__", self.state)
+        return _extra_repr(module)
+
+
+_NO_EXTRA_REPR = nn.Module.extra_repr
+
+_DEFERRED_NAMES = (
+    "Linear Bilinear Embedding Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d "
+    "ConvTranspose3d BatchNorm1d BatchNorm2d BatchNorm3d LayerNorm GroupNorm RMSNorm Dropout "
+    "Dropout1d Dropout2d Dropout3d AlphaDropout ReLU ReLU6 LeakyReLU ELU SELU CELU GELU SiLU "
+    "Hardtanh Softmax LogSoftmax Softplus Flatten Unflatten MaxPool1d MaxPool2d MaxPool3d "
+    "AvgPool1d AvgPool2d AvgPool3d AdaptiveAvgPool1d AdaptiveAvgPool2d AdaptiveAvgPool3d"
+)
+#: torch.nn classes whose ``extra_repr()`` reads only their own attributes and whether a
+#: parameter is set (checked against the direct call, configuration by configuration, in
+#: tests/core/test_modules.py). Exact classes: a subclass may compute its text another way.
+#: Each with its ``extra_repr`` as torch defines it: a class whose method was replaced since
+#: (or a module with one of its own) is asked at capture, as any other.
+DEFERRED_REPR: dict[type[nn.Module], Callable[..., str]] = {
+    cls: cls.extra_repr
+    for cls in [getattr(nn, name) for name in _DEFERRED_NAMES.split() if hasattr(nn, name)]
+    + [nn.modules.linear.NonDynamicallyQuantizableLinear]
+}
+
+
+_deferred_get = DEFERRED_REPR.get
 
 
 def _extra_repr(module: nn.Module) -> str:
