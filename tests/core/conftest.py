@@ -39,13 +39,17 @@ def stats_path(
     an install built without a C compiler). A collector picks its path when it is made."""
     compiled = (tracer.core.stats, "_float_stats")
     need = functools.partial(need_extension, "speedups")
-    return _path(str(request.param), "torch", monkeypatch, compiled, need)
+    path = _path(str(request.param), "torch", monkeypatch, compiled, need)
+    if path == "torch":  # the integer pass is the kernel's too
+        monkeypatch.setattr(tracer.core.stats, "_int_stats", None)
+    return path
 
 
 @pytest.fixture
 def torch_stats_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only torch's reductions (the row buffers and chunked sums), as without the kernel."""
     monkeypatch.setattr(tracer.core.stats, "_float_stats", None)
+    monkeypatch.setattr(tracer.core.stats, "_int_stats", None)
 
 
 @pytest.fixture(params=["compiled", "python"])

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 from core.reference import reference_stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import tracer
@@ -53,6 +55,42 @@ def test_stats_integer_tensors_get_count_range_and_mean() -> None:
     ids = torch.tensor([[0, 5, 9], [3, 0, 1]])
     assert tensor_stats(ids) == {"numel": 6, "mean": 3.0, "min": 0, "max": 9, "zero_frac": 2 / 6}
     assert tensor_stats(ids.to(torch.uint8))["max"] == 9
+
+
+_INT_DTYPES = [torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(_INT_DTYPES),
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=70),
+    st.booleans(),
+)
+def test_stats_integer_tensors_the_same_on_both_paths(
+    dtype: torch.dtype, values: list[int], strided: bool
+) -> None:
+    # The kernel's integer pass and torch's reductions: equal counts and extremes; the mean
+    # exactly while the sum is exact in a double, else to its rounding.
+    info = torch.iinfo(dtype)
+    x = torch.tensor([min(max(v, info.min), info.max) for v in values], dtype=dtype)
+    if strided and x.numel() > 2:
+        x = x[::2]  # not contiguous: torch's reductions
+    from tracer.core import stats
+
+    got = tensor_stats(x)
+    kernel = stats._int_stats
+    stats._int_stats = None
+    try:
+        want = tensor_stats(x)
+    finally:
+        stats._int_stats = kernel
+    assert set(got) == set(want) == {"numel", "mean", "min", "max", "zero_frac"}
+    for key in ("numel", "min", "max", "zero_frac"):
+        assert got[key] == want[key], key
+    if sum(abs(int(v)) for v in x.tolist()) < 2**53:
+        assert got["mean"] == want["mean"]
+    else:
+        assert got["mean"] == pytest.approx(want["mean"], rel=1e-12)
 
 
 def test_stats_bool_gets_true_fraction() -> None:

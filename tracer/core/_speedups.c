@@ -1,6 +1,7 @@
 /* Compiled fast paths of tracer (optional: the package falls back to torch without them).
  *
  * float_stats: one pass over a float32 or float64 array for every built-in statistic.
+ * int_stats: one pass over an integer array for its sum, extremes and nonzero count.
  *
  * tracer.core._speedups.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
  * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
@@ -333,6 +334,88 @@ static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t
     return stats_tuple(out);
 }
 
+/* The integer statistics of contiguous values of one integer type: the sum as a double, the
+ * extremes and the nonzero count, in 8 independent lanes. 64-bit values are summed as doubles
+ * (each value converted, then added, as torch's sum(dtype=float64) does: exact while the partial
+ * sums stay within 2**53), narrower ones exactly in 64-bit integers. */
+#define INT_PASS(NAME, T, ACC)                                                             \
+    static PyObject *NAME(const T *x, int64_t n)                                           \
+    {                                                                                      \
+        ACC total[8] = {0};                                                                \
+        T lo[8], hi[8];                                                                    \
+        int64_t nonzero[8] = {0};                                                          \
+        for (int k = 0; k < 8; k++)                                                        \
+            lo[k] = hi[k] = x[0];                                                          \
+        int64_t i = 0;                                                                     \
+        for (; i + 8 <= n; i += 8) {                                                       \
+            for (int k = 0; k < 8; k++) {                                                  \
+                const T v = x[i + k];                                                      \
+                total[k] += (ACC)v;                                                        \
+                lo[k] = v < lo[k] ? v : lo[k];                                             \
+                hi[k] = v > hi[k] ? v : hi[k];                                             \
+                nonzero[k] += v != 0;                                                      \
+            }                                                                              \
+        }                                                                                  \
+        for (; i < n; i++) {                                                               \
+            const T v = x[i];                                                              \
+            total[0] += (ACC)v;                                                            \
+            lo[0] = v < lo[0] ? v : lo[0];                                                 \
+            hi[0] = v > hi[0] ? v : hi[0];                                                 \
+            nonzero[0] += v != 0;                                                          \
+        }                                                                                  \
+        ACC sum = 0;                                                                       \
+        int64_t count = 0;                                                                 \
+        for (int k = 0; k < 8; k++) {                                                      \
+            sum += total[k];                                                               \
+            count += nonzero[k];                                                           \
+            lo[0] = lo[k] < lo[0] ? lo[k] : lo[0];                                         \
+            hi[0] = hi[k] > hi[0] ? hi[k] : hi[0];                                         \
+        }                                                                                  \
+        return Py_BuildValue("(dLLL)", (double)sum, (long long)lo[0], (long long)hi[0],    \
+                             (long long)count);                                            \
+    }
+
+INT_PASS(int_pass_i64, int64_t, double)
+INT_PASS(int_pass_i32, int32_t, int64_t)
+INT_PASS(int_pass_i16, int16_t, int64_t)
+INT_PASS(int_pass_i8, int8_t, int64_t)
+INT_PASS(int_pass_u8, uint8_t, int64_t)
+
+static PyObject *int_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "int_stats(address, numel, kind) takes 3 arguments");
+        return NULL;
+    }
+    void *data = PyLong_AsVoidPtr(args[0]);
+    if (data == NULL && PyErr_Occurred())
+        return NULL;
+    const long long n = PyLong_AsLongLong(args[1]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    const char *kind = PyUnicode_AsUTF8(args[2]);
+    if (kind == NULL)
+        return NULL;
+    if (n <= 0 || data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "int_stats needs a non-null address and numel > 0");
+        return NULL;
+    }
+    /* The GIL stays held, as in float_stats. */
+    if (strcmp(kind, "int64") == 0)
+        return int_pass_i64((const int64_t *)data, (int64_t)n);
+    if (strcmp(kind, "int32") == 0)
+        return int_pass_i32((const int32_t *)data, (int64_t)n);
+    if (strcmp(kind, "int16") == 0)
+        return int_pass_i16((const int16_t *)data, (int64_t)n);
+    if (strcmp(kind, "int8") == 0)
+        return int_pass_i8((const int8_t *)data, (int64_t)n);
+    if (strcmp(kind, "uint8") == 0)
+        return int_pass_u8((const uint8_t *)data, (int64_t)n);
+    PyErr_Format(PyExc_ValueError, "int_stats: no pass for %s", kind);
+    return NULL;
+}
+
 /* For tracer.core._probe, which reads the address from the C++ tensor itself (and may split a big
  * tensor over torch's threads): the reduction behind float_stats, through a capsule (the C API
  * of this module). It touches no Python object; the caller guarantees data != NULL, n > 0,
@@ -343,6 +426,9 @@ static PyMethodDef methods[] = {
     {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
      "float_stats(address, numel, itemsize) -> the statistics vector (its positions named "
      "by LAYOUT) of contiguous float32 (itemsize 4) or float64 (8) values."},
+    {"int_stats", (PyCFunction)(void (*)(void))int_stats, METH_FASTCALL,
+     "int_stats(address, numel, kind) -> (sum as a double, min, max, nonzero count) of "
+     "contiguous integers of kind 'int64', 'int32', 'int16', 'int8' or 'uint8'."},
     {"width", width, METH_NOARGS,
      "width() -> the vector width in bits (512 or 256) of the fast pass in use."},
     {"set_width", set_width, METH_O,
