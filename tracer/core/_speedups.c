@@ -2,6 +2,7 @@
  *
  * float_stats: one pass over a float32 or float64 array for every built-in statistic.
  * int_stats: one pass over an integer array for its sum, extremes and nonzero count.
+ * build_records: a step's frozen records from its pending calls.
  *
  * tracer.core._speedups.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
  * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
@@ -416,6 +417,488 @@ static PyObject *int_stats(PyObject *module, PyObject *const *args, Py_ssize_t n
     return NULL;
 }
 
+/* build_records(calls, step, stats, param_grads, ctx): the frozen records of one step's pending
+ * calls, exactly as tracer.core.step_state._records builds them in Python (that function says
+ * what each field is; this one is its compiled twin, held to it by tests/core/test_records_built.py).
+ * ctx, made once by step_state: (TensorRecord, CallRecord, the 8 TensorRecord slot descriptors,
+ * the 12 CallRecord ones, dtype names, device names, dtype_name, device_name, the interned
+ * single records by role {"input": {}, "output": {}}, the intern limit, the empty statistics,
+ * freeze_grads(grads, stats), param_grad_records(path)). */
+typedef struct {
+    PyTypeObject *tensor_cls, *call_cls;
+    PyObject *tensor_set[8], *call_set[12];
+    PyObject *dtype_names, *device_names, *dtype_name, *device_name;
+    PyObject *interned_in, *interned_out;
+    Py_ssize_t intern_limit;
+    PyObject *no_stats, *freeze_grads, *param_grad_records;
+    PyObject *stats;
+    PyObject *role_in, *role_out, *kind_module, *kind_op;
+} Builder;
+
+/* Set slot ``d`` (a member descriptor) of a new frozen record: the descriptor's own setter,
+ * which a frozen dataclass's __setattr__ does not stand in front of. Steals ``value``. */
+static int set_slot(PyObject *d, PyObject *obj, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    const int rc = Py_TYPE(d)->tp_descr_set(d, obj, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *new_record(PyTypeObject *cls, PyObject *const *set, PyObject **values, int n)
+{
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL) {
+        for (int i = 0; i < n; i++)
+            Py_XDECREF(values[i]);
+        return NULL;
+    }
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        if (failed) {
+            Py_XDECREF(values[i]);
+        }
+        else if (set_slot(set[i], obj, values[i]) < 0) {
+            failed = 1;
+        }
+    }
+    if (failed) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* names[key], else name(key) (which caches it there); a new reference. */
+static PyObject *name_of(PyObject *names, PyObject *name, PyObject *key)
+{
+    PyObject *found = PyDict_GetItemWithError(names, key);
+    if (found != NULL) {
+        Py_INCREF(found);
+        return found;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    return PyObject_CallOneArg(name, key);
+}
+
+static PyObject *with_stats(Builder *b, PyObject *p, PyObject *role, PyObject *values)
+{
+    if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 7) {
+        PyErr_SetString(PyExc_TypeError, "build_records: a pending tensor is a 7-tuple");
+        return NULL;
+    }
+    PyObject *shape = PyTuple_GET_ITEM(p, 1);
+    PyObject *v[8];
+    v[0] = Py_NewRef(PyTuple_GET_ITEM(p, 0));
+    v[1] = PyTuple_CheckExact(shape) ? Py_NewRef(shape) : PySequence_Tuple(shape);
+    v[2] = name_of(b->dtype_names, b->dtype_name, PyTuple_GET_ITEM(p, 2));
+    v[3] = name_of(b->device_names, b->device_name, PyTuple_GET_ITEM(p, 3));
+    v[4] = Py_NewRef(PyTuple_GET_ITEM(p, 4));
+    v[5] = Py_NewRef(role);
+    v[6] = Py_NewRef(PyTuple_GET_ITEM(p, 5));
+    v[7] = Py_NewRef(values);
+    if (v[1] == NULL || v[2] == NULL || v[3] == NULL) {
+        for (int i = 0; i < 8; i++)
+            Py_XDECREF(v[i]);
+        return NULL;
+    }
+    return new_record(b->tensor_cls, b->tensor_set, v, 8);
+}
+
+/* stats(ref) as the record's statistics; a new reference. */
+static PyObject *read_stats(Builder *b, PyObject *ref)
+{
+    return PyObject_CallOneArg(b->stats, ref);
+}
+
+static PyObject *interned_table(Builder *b, PyObject *role)
+{
+    return role == b->role_in ? b->interned_in : b->interned_out;
+}
+
+/* _tensor: one pending tensor's record. */
+static PyObject *one_tensor(Builder *b, PyObject *p, PyObject *role)
+{
+    if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 7) {
+        PyErr_SetString(PyExc_TypeError, "build_records: a pending tensor is a 7-tuple");
+        return NULL;
+    }
+    PyObject *ref = PyTuple_GET_ITEM(p, 6);
+    if (ref != Py_None) {
+        PyObject *values = read_stats(b, ref);
+        if (values == NULL)
+            return NULL;
+        PyObject *record = with_stats(b, p, role, values);
+        Py_DECREF(values);
+        return record;
+    }
+    PyObject *single = PyDict_GetItemWithError(interned_table(b, role), p);
+    if (single != NULL)
+        return Py_NewRef(PyTuple_GET_ITEM(single, 0));
+    if (PyErr_Occurred())
+        return NULL;
+    return with_stats(b, p, role, b->no_stats);
+}
+
+/* (item,): steals ``item`` (NULL passes through). */
+static PyObject *tuple_of(PyObject *item)
+{
+    if (item == NULL)
+        return NULL;
+    PyObject *t = PyTuple_New(1);
+    if (t == NULL) {
+        Py_DECREF(item);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, item);
+    return t;
+}
+
+/* _freeze: the records of a call's inputs or outputs. */
+static PyObject *freeze(Builder *b, PyObject *pending, PyObject *role, PyObject *ref)
+{
+    const int truth = PyObject_IsTrue(pending);
+    if (truth < 0)
+        return NULL;
+    if (!truth)
+        return PyTuple_New(0);
+    if (PyTuple_CheckExact(pending)) { /* a single pending tensor */
+        if (ref != Py_None) {
+            PyObject *values = read_stats(b, ref);
+            if (values == NULL)
+                return NULL;
+            PyObject *record = with_stats(b, pending, role, values);
+            Py_DECREF(values);
+            return tuple_of(record);
+        }
+        if (PyTuple_GET_SIZE(pending) == 7 && PyTuple_GET_ITEM(pending, 6) != Py_None)
+            return tuple_of(one_tensor(b, pending, role));
+        PyObject *table = interned_table(b, role);
+        PyObject *single = PyDict_GetItemWithError(table, pending);
+        if (single != NULL)
+            return Py_NewRef(single);
+        if (PyErr_Occurred())
+            return NULL;
+        single = tuple_of(with_stats(b, pending, role, b->no_stats));
+        if (single == NULL)
+            return NULL;
+        if (PyDict_GET_SIZE(table) < b->intern_limit && PyDict_SetItem(table, pending, single) < 0) {
+            Py_DECREF(single);
+            return NULL;
+        }
+        return single;
+    }
+    PyObject *items = PySequence_Fast(pending, "build_records: pending tensors are a list");
+    if (items == NULL)
+        return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *record = one_tensor(b, PySequence_Fast_GET_ITEM(items, i), role);
+        if (record == NULL) {
+            Py_DECREF(items);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, record);
+    }
+    Py_DECREF(items);
+    return out;
+}
+
+static int builder_from(Builder *b, PyObject *ctx, PyObject *stats)
+{
+    if (!PyTuple_CheckExact(ctx) || PyTuple_GET_SIZE(ctx) != 18) {
+        PyErr_SetString(PyExc_TypeError, "build_records: ctx is step_state's 18-tuple");
+        return -1;
+    }
+    PyObject *tcls = PyTuple_GET_ITEM(ctx, 0), *ccls = PyTuple_GET_ITEM(ctx, 1);
+    PyObject *tset = PyTuple_GET_ITEM(ctx, 2), *cset = PyTuple_GET_ITEM(ctx, 3);
+    if (!PyType_Check(tcls) || !PyType_Check(ccls) || !PyTuple_CheckExact(tset) ||
+        PyTuple_GET_SIZE(tset) != 8 || !PyTuple_CheckExact(cset) || PyTuple_GET_SIZE(cset) != 12) {
+        PyErr_SetString(PyExc_TypeError, "build_records: bad record classes or slots");
+        return -1;
+    }
+    b->tensor_cls = (PyTypeObject *)tcls;
+    b->call_cls = (PyTypeObject *)ccls;
+    for (int i = 0; i < 8; i++) {
+        b->tensor_set[i] = PyTuple_GET_ITEM(tset, i);
+        if (Py_TYPE(b->tensor_set[i])->tp_descr_set == NULL)
+            goto bad_slot;
+    }
+    for (int i = 0; i < 12; i++) {
+        b->call_set[i] = PyTuple_GET_ITEM(cset, i);
+        if (Py_TYPE(b->call_set[i])->tp_descr_set == NULL)
+            goto bad_slot;
+    }
+    b->dtype_names = PyTuple_GET_ITEM(ctx, 4);
+    b->device_names = PyTuple_GET_ITEM(ctx, 5);
+    b->dtype_name = PyTuple_GET_ITEM(ctx, 6);
+    b->device_name = PyTuple_GET_ITEM(ctx, 7);
+    b->interned_in = PyTuple_GET_ITEM(ctx, 8);
+    b->interned_out = PyTuple_GET_ITEM(ctx, 9);
+    b->intern_limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(ctx, 10));
+    if (b->intern_limit == -1 && PyErr_Occurred())
+        return -1;
+    b->no_stats = PyTuple_GET_ITEM(ctx, 11);
+    b->freeze_grads = PyTuple_GET_ITEM(ctx, 12);
+    b->param_grad_records = PyTuple_GET_ITEM(ctx, 13);
+    b->role_in = PyTuple_GET_ITEM(ctx, 14);
+    b->role_out = PyTuple_GET_ITEM(ctx, 15);
+    b->kind_module = PyTuple_GET_ITEM(ctx, 16);
+    b->kind_op = PyTuple_GET_ITEM(ctx, 17);
+    if (!PyDict_CheckExact(b->dtype_names) || !PyDict_CheckExact(b->device_names) ||
+        !PyDict_CheckExact(b->interned_in) || !PyDict_CheckExact(b->interned_out)) {
+        PyErr_SetString(PyExc_TypeError, "build_records: names and interned tables are dicts");
+        return -1;
+    }
+    b->stats = stats;
+    return 0;
+bad_slot:
+    PyErr_SetString(PyExc_TypeError, "build_records: a record slot has no setter");
+    return -1;
+}
+
+static PyObject *build_call(Builder *b, PyObject *call, Py_ssize_t seq, PyObject *step,
+                            PyObject *counts, PyObject *param_grads)
+{
+    if (!PyList_CheckExact(call) || PyList_GET_SIZE(call) != 9) {
+        PyErr_SetString(PyExc_TypeError, "build_records: a pending call is a 9-item list");
+        return NULL;
+    }
+    PyObject *info = PyList_GET_ITEM(call, 0);
+    if (!PyTuple_CheckExact(info) || PyTuple_GET_SIZE(info) != 3) {
+        PyErr_SetString(PyExc_TypeError, "build_records: a call's info is (path, type, depth)");
+        return NULL;
+    }
+    PyObject *path = PyTuple_GET_ITEM(info, 0);
+    PyObject *op = PyList_GET_ITEM(call, 6);
+    PyObject *key = op == Py_None ? Py_NewRef(path) : PyTuple_Pack(2, path, op);
+    if (key == NULL)
+        return NULL;
+    PyObject *seen = PyDict_GetItemWithError(counts, key);
+    Py_ssize_t index = 0;
+    if (seen != NULL) {
+        index = PyLong_AsSsize_t(seen);
+    }
+    else if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *next = PyLong_FromSsize_t(index + 1);
+    if (next == NULL || PyDict_SetItem(counts, key, next) < 0) {
+        Py_XDECREF(next);
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(next);
+    Py_DECREF(key);
+    PyObject *grads = PyList_GET_ITEM(call, 5);
+    const int has_grads = grads == Py_None ? 0 : PyObject_IsTrue(grads);
+    if (has_grads < 0)
+        return NULL;
+    PyObject *frozen;
+    if (has_grads) {
+        frozen = PyObject_CallFunctionObjArgs(b->freeze_grads, grads, b->stats, NULL);
+    }
+    else {
+        frozen = PyTuple_New(0);
+    }
+    if (frozen == NULL)
+        return NULL;
+    if (index == 0 && op == Py_None && PyDict_GET_SIZE(param_grads) > 0) {
+        const int has = PyDict_Contains(param_grads, path);
+        if (has < 0) {
+            Py_DECREF(frozen);
+            return NULL;
+        }
+        if (has) {
+            PyObject *more = PyObject_CallOneArg(b->param_grad_records, path);
+            PyObject *joined = more == NULL ? NULL : PySequence_Concat(frozen, more);
+            Py_XDECREF(more);
+            Py_DECREF(frozen);
+            if (joined == NULL)
+                return NULL;
+            frozen = joined;
+        }
+    }
+    PyObject *v[12];
+    v[0] = Py_NewRef(step);
+    v[1] = PyLong_FromSsize_t(seq);
+    v[2] = Py_NewRef(path);
+    v[3] = Py_NewRef(PyTuple_GET_ITEM(info, 1));
+    v[4] = PyLong_FromSsize_t(index);
+    v[5] = Py_NewRef(op == Py_None ? b->kind_module : b->kind_op);
+    v[6] = Py_NewRef(op);
+    v[7] = freeze(b, PyList_GET_ITEM(call, 1), b->role_in, PyList_GET_ITEM(call, 7));
+    v[8] = v[7] == NULL ? NULL : freeze(b, PyList_GET_ITEM(call, 2), b->role_out,
+                                        PyList_GET_ITEM(call, 8));
+    v[9] = frozen;
+    v[10] = Py_NewRef(PyList_GET_ITEM(call, 4));
+    v[11] = Py_NewRef(PyTuple_GET_ITEM(info, 2));
+    for (int i = 0; i < 12; i++) {
+        if (v[i] == NULL) {
+            for (int j = 0; j < 12; j++)
+                Py_XDECREF(v[j]);
+            return NULL;
+        }
+    }
+    return new_record(b->call_cls, b->call_set, v, 12);
+}
+
+static PyObject *build_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "build_records(calls, step, stats, param_grads, ctx) takes 5 arguments");
+        return NULL;
+    }
+    PyObject *calls = args[0], *step = args[1], *param_grads = args[3];
+    if (!PyList_CheckExact(calls) || !PyDict_Check(param_grads)) {
+        PyErr_SetString(PyExc_TypeError, "build_records: calls is a list, param_grads a dict");
+        return NULL;
+    }
+    Builder b;
+    if (builder_from(&b, args[4], args[2]) < 0)
+        return NULL;
+    PyObject *counts = PyDict_New();
+    if (counts == NULL)
+        return NULL;
+    const Py_ssize_t n = PyList_GET_SIZE(calls);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(counts);
+        return NULL;
+    }
+    for (Py_ssize_t seq = 0; seq < n; seq++) {
+        PyObject *record = build_call(&b, PyList_GET_ITEM(calls, seq), seq, step, counts,
+                                      param_grads);
+        if (record == NULL) {
+            Py_DECREF(out);
+            Py_DECREF(counts);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, seq, record);
+    }
+    Py_DECREF(counts);
+    return out;
+}
+
+/* kernel_stats(vector, at): tracer.core.stats.stats_from_kernel compiled, the same dict from
+ * the same arithmetic (each value a double, every operation the one Python makes, in its order).
+ * ``vector`` is an array('d') (read through its buffer) or any sequence of floats. */
+static int read_vector(PyObject *v, Py_ssize_t at, double *out)
+{
+    if (at < 0) {
+        PyErr_SetString(PyExc_IndexError, "kernel_stats: a negative position");
+        return -1;
+    }
+    if (PyObject_CheckBuffer(v) && !PyBytes_Check(v) && !PyByteArray_Check(v)) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(v, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+            return -1;
+        const int fits = view.itemsize == (Py_ssize_t)sizeof(double) && view.format != NULL &&
+                         strcmp(view.format, "d") == 0 &&
+                         (at + TRACER_STAT_SIZE) * (Py_ssize_t)sizeof(double) <= view.len;
+        if (fits)
+            memcpy(out, (const double *)view.buf + at, sizeof(double) * TRACER_STAT_SIZE);
+        PyBuffer_Release(&view);
+        if (fits)
+            return 0;
+        PyErr_SetString(PyExc_ValueError, "kernel_stats: not a double buffer holding the vector");
+        return -1;
+    }
+    PyObject *items = PySequence_Fast(v, "kernel_stats: the vector is a sequence of floats");
+    if (items == NULL)
+        return -1;
+    if (at + TRACER_STAT_SIZE > PySequence_Fast_GET_SIZE(items)) {
+        Py_DECREF(items);
+        PyErr_SetString(PyExc_IndexError, "kernel_stats: the vector ends too early");
+        return -1;
+    }
+    for (int i = 0; i < TRACER_STAT_SIZE; i++) {
+        out[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(items, at + i));
+        if (out[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(items);
+            return -1;
+        }
+    }
+    Py_DECREF(items);
+    return 0;
+}
+
+/* Python's int(x) of a double count (finite, exact: counts are whole numbers below 2**53). */
+static PyObject *count_of(double x) { return PyLong_FromDouble(x); }
+
+static int put(PyObject *d, const char *key, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    const int rc = PyDict_SetItemString(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *kernel_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "kernel_stats(vector, at=0) takes 1 or 2 arguments");
+        return NULL;
+    }
+    Py_ssize_t at = 0;
+    if (nargs == 2) {
+        at = PyLong_AsSsize_t(args[1]);
+        if (at == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    double v[TRACER_STAT_SIZE];
+    if (read_vector(args[0], at, v) < 0)
+        return NULL;
+    const double numel = v[TRACER_STAT_NUMEL], finite = v[TRACER_STAT_FINITE];
+    const double nans = v[TRACER_STAT_NAN];
+    if (!isfinite(numel) || !isfinite(finite) || !isfinite(nans)) {
+        PyErr_SetString(PyExc_ValueError, "kernel_stats: a count is not finite");
+        return NULL;
+    }
+    /* n, m, nans as Python ints, then every expression as Python evaluates it */
+    const double n = trunc(numel), m = trunc(finite), k = trunc(nans);
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    if (m == 0) {
+        if (put(d, "numel", count_of(n)) < 0 || put(d, "nan_count", count_of(k)) < 0 ||
+            put(d, "inf_count", count_of(n - k)) < 0) {
+            Py_DECREF(d);
+            return NULL;
+        }
+        return d;
+    }
+    const double std = m > 1 ? v[TRACER_STAT_SPREAD] / sqrt(m - 1) : 0.0;
+    if (put(d, "numel", count_of(n)) < 0 || put(d, "nan_count", count_of(k)) < 0 ||
+        put(d, "inf_count", count_of(n - m - k)) < 0 ||
+        put(d, "mean", PyFloat_FromDouble(v[TRACER_STAT_SUM] / m)) < 0 ||
+        put(d, "std", PyFloat_FromDouble(std)) < 0 ||
+        put(d, "min", PyFloat_FromDouble(v[TRACER_STAT_MIN])) < 0 ||
+        put(d, "max", PyFloat_FromDouble(v[TRACER_STAT_MAX])) < 0 ||
+        put(d, "abs_mean", PyFloat_FromDouble(v[TRACER_STAT_L1] / m)) < 0 ||
+        put(d, "l2", PyFloat_FromDouble(v[TRACER_STAT_L2])) < 0 ||
+        put(d, "zero_frac", PyFloat_FromDouble((m - v[TRACER_STAT_NONZERO]) / m)) < 0 ||
+        put(d, "near_zero_frac", PyFloat_FromDouble(v[TRACER_STAT_NEAR_ZERO] / m)) < 0 ||
+        put(d, "near_one_frac", PyFloat_FromDouble(v[TRACER_STAT_NEAR_ONE] / m)) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
 /* For tracer.core._probe, which reads the address from the C++ tensor itself (and may split a big
  * tensor over torch's threads): the reduction behind float_stats, through a capsule (the C API
  * of this module). It touches no Python object; the caller guarantees data != NULL, n > 0,
@@ -426,6 +909,12 @@ static PyMethodDef methods[] = {
     {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
      "float_stats(address, numel, itemsize) -> the statistics vector (its positions named "
      "by LAYOUT) of contiguous float32 (itemsize 4) or float64 (8) values."},
+    {"build_records", (PyCFunction)(void (*)(void))build_records, METH_FASTCALL,
+     "build_records(calls, step, stats, param_grads, ctx) -> the frozen records of one step's "
+     "pending calls (tracer.core.step_state._records, compiled)."},
+    {"kernel_stats", (PyCFunction)(void (*)(void))kernel_stats, METH_FASTCALL,
+     "kernel_stats(vector, at=0) -> the statistics dict of the vector at ``at`` "
+     "(tracer.core.stats.stats_from_kernel, compiled)."},
     {"int_stats", (PyCFunction)(void (*)(void))int_stats, METH_FASTCALL,
      "int_stats(address, numel, kind) -> (sum as a double, min, max, nonzero count) of "
      "contiguous integers of kind 'int64', 'int32', 'int16', 'int8' or 'uint8'."},

@@ -63,9 +63,9 @@ from tracer.core.stats import (
     note_skipped,
     scratch,
     skip_reason,
-    stats_from_kernel,
     stats_from_vector,
     tensor_stats,
+    vector_stats,
     zero_stats,
 )
 from tracer.core.stats_layout import (
@@ -131,13 +131,13 @@ class StepStats:
         if value is None:
             group, i = self._group[index], self._row[index]
             if group == _VECTOR:
-                value = stats_from_kernel(self._vectors, i)
+                value = vector_stats(self._vectors, i)
             elif group < 0:
                 return dict(self._extra.get(index, {}))
             else:
                 # The row buffer's mask already sent every row that needs it to the careful
                 # path.
-                value = stats_from_kernel(self._sums[group], i * SIZE)
+                value = vector_stats(self._sums[group], i * SIZE)
         extra = self._extra.get(index)
         return {**value, **extra} if extra else value
 

@@ -264,7 +264,18 @@ def _records(
     rank: dict[str, int],
     stats: Callable[[int], Mapping[str, float]],
 ) -> list[CallRecord]:
-    """Frozen records in ``seq`` order; ``call_index`` counted here, in that same order."""
+    """Frozen records in ``seq`` order; ``call_index`` counted here, in that same order (by
+    the compiled twin of this function where the kernel module has it)."""
+    if _build_records is not None and _C and _T:
+
+        def param_grad_records(path: str) -> tuple[TensorRecord, ...]:
+            named = param_grads[path]
+            ordered = sorted(named, key=lambda n: rank.get(n, 0))
+            return tuple(_tensor(named[n], "param_grad", stats) for n in ordered)
+
+        ctx = (*_BUILD_HEAD, _freeze_grads, param_grad_records, *_BUILD_TAIL)
+        built: list[CallRecord] = _build_records(calls, step, stats, param_grads, ctx)
+        return built
     counts: dict[Any, int] = {}
     records = []
     for seq, (info, inputs, outputs, _, duration, grads, op, in_ref, out_ref) in enumerate(calls):
@@ -449,3 +460,31 @@ def _fast_call_record(*values: Any, _c: list[Callable[[Any, Any], None]] = _C) -
 # A record class that gains (or loses) a field falls back to its own constructor.
 _tensor_record: Callable[..., TensorRecord] = _fast_tensor_record if _T else TensorRecord
 _call_record: Callable[..., CallRecord] = _fast_call_record if _C else CallRecord
+
+try:  # _records compiled (tracer/core/_speedups.c; absent from an older build of it)
+    from tracer.core._speedups import build_records as _build_records
+except ImportError:
+    _build_records = None
+
+
+def _slots(cls: type) -> tuple[Any, ...]:
+    """The member descriptors of a record class's fields, in order."""
+    return tuple(cls.__dict__[f.name] for f in dataclasses.fields(cls))
+
+
+#: What the compiled builder reads besides a step's own data (see _speedups.c).
+_BUILD_HEAD = (
+    TensorRecord,
+    CallRecord,
+    _slots(TensorRecord),
+    _slots(CallRecord),
+    _DTYPE_NAMES,
+    _DEVICE_NAMES,
+    dtype_name,
+    device_name,
+    _INTERNED["input"],
+    _INTERNED["output"],
+    _INTERN_LIMIT,
+    _NO_STATS,
+)
+_BUILD_TAIL = ("input", "output", "module", "op")
