@@ -351,3 +351,23 @@ def test_a_replaced_extra_repr_is_asked_at_capture() -> None:
         assert [r.extra_repr for r in captured] == ["", "custom 1", "mine"]
     finally:
         nn.Linear.extra_repr = original  # type: ignore[method-assign]
+
+
+def _counts_of(records: list[ModuleRecord]) -> tuple[dict[str, int], tuple[int, int]]:
+    root = records[0]
+    return {r.path: r.params_own for r in records}, (root.params_total, root.trainable_total)
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda m: type(m).__name__)
+def test_parameter_counts_without_the_records_are_the_records_counts(model: nn.Module) -> None:
+    captured = capture_modules(model)
+    counts = captured.counts()
+    assert captured._built is None  # read without building the records
+    assert counts == _counts_of(captured.records())
+    assert captured.counts() == counts  # and again from the built records
+
+
+@settings(max_examples=100, deadline=None)
+@given(_tied_trees())
+def test_parameter_counts_of_random_trees_with_tied_parameters(model: nn.Module) -> None:
+    assert capture_modules(model).counts() == _counts_of(module_records(model))

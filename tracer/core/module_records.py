@@ -146,6 +146,34 @@ class ModuleRecords(Sequence[ModuleRecord]):
             self._pending = None
         return self._built
 
+    def counts(self) -> tuple[dict[str, int], tuple[int, int]]:
+        """Each module's own parameter count by path (a parameter counted at its first owner
+        only, as in the records) and the model's (parameters, trainable parameters), without
+        building the records: what a summary table shows of them."""
+        if self._built is not None:
+            own = {r.path: r.params_own for r in self._built}
+            root = self._built[0] if self._built else None
+            return own, (root.params_total, root.trainable_total) if root else (0, 0)
+        assert self._pending is not None
+        paths, _, _, owns, _, facts, totals = self._pending
+        seen: set[int] = set()
+        own_counts: dict[str, int] = {}
+        total = trainable = 0
+        for path, own in zip(paths, owns, strict=True):
+            count = 0
+            if own is not None:
+                for key in own[1::2]:
+                    if key not in seen:
+                        seen.add(key)
+                        fact = facts[key]
+                        count += fact[0]
+                        trainable += fact[4]
+            own_counts[path] = count
+            total += count
+        if isinstance(totals, list) and totals:  # counted at capture (modules not a tree)
+            total, trainable = totals[0]
+        return own_counts, (total, trainable)
+
     def __len__(self) -> int:
         return self._count
 
