@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 import tracer
+from tracer.core import module_records as module_records_module
 from tracer.core.module_records import DEFERRED_REPR, capture_modules, module_records
 from tracer.records import ModuleRecord, ParamRecord
 from tracer.sink import MemorySink
@@ -158,7 +160,8 @@ def _models() -> list[nn.Module]:
 
 
 @pytest.mark.parametrize("model", _models(), ids=lambda m: type(m).__name__)
-def test_module_records_match_a_plain_walk(model: nn.Module) -> None:
+def test_module_records_match_a_plain_walk(model: nn.Module, probe_path: str) -> None:
+    # Each module's parameters are read by the compiled probe where it is loaded, else here.
     assert module_records(model) == _reference(model)
     # Records are frozen: equal parameter records may be one object, and a second walk gives
     # the same records again.
@@ -192,12 +195,28 @@ def _tied_trees(draw: st.DrawFn) -> nn.Module:
     return root
 
 
+@pytest.mark.parametrize("path", ["compiled", "python"])
 @settings(max_examples=150, deadline=None)
-@given(_tied_trees())
-def test_module_records_of_random_trees_with_tied_parameters(model: nn.Module) -> None:
+@given(model=_tied_trees())
+def test_module_records_of_random_trees_with_tied_parameters(model: nn.Module, path: str) -> None:
+    if path == "python":  # without the compiled parameter pass
+        with _python_parameter_pass():
+            assert module_records(model) == _reference(model)
+        return
     # A tree's totals are summed child by child, then corrected for parameters registered
     # more than once: each module's subtree must count each distinct parameter exactly once.
     assert module_records(model) == _reference(model)
+
+
+@contextlib.contextmanager
+def _python_parameter_pass() -> Iterator[None]:
+    """Capture without the compiled parameter pass (as where the probe is not built)."""
+    compiled = module_records_module.compiled_own_parameters
+    module_records_module.compiled_own_parameters = lambda: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        module_records_module.compiled_own_parameters = compiled
 
 
 def test_module_records_of_shared_modules_and_parameters() -> None:

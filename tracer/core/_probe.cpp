@@ -25,6 +25,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/PythonTorchFunctionTLS.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/DynamicTypes.h>
 #include <torch/csrc/autograd/python_variable.h>
 
 #include <algorithm>
@@ -884,10 +885,132 @@ PyObject* request_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   return reinterpret_cast<PyObject*>(self);
 }
 
+// own_parameters(parameters, facts, dtype_names, parameter_type, py_facts): one module's pass of
+// tracer.core.module_records.capture_modules over its ``_parameters`` dict, compiled. Each
+// parameter not yet in ``facts`` (by id) gets its facts tuple (numel, requires_grad, shape,
+// dtype name, trainable numel): read here for an exact ``parameter_type`` or torch.Tensor,
+// from ``py_facts(param)`` for any other (a lazy module's uninitialised parameter, a subclass).
+// Returns (own, repeated): own is [name, id, name, id, ...] or None, repeated whether one of
+// them was in ``facts`` already.
+PyObject* tensor_facts(PyObject* param, PyObject* dtype_names) {
+  c10::TensorImpl* impl = THPVariable_Unpack(param).unsafeGetTensorImpl();
+  PyObject* shape = nullptr;
+  int64_t numel = 0;
+  bool requires_grad = false;
+  c10::ScalarType scalar = c10::ScalarType::Undefined;
+  try {
+    if (impl->is_python_dispatch()) {
+      return nullptr;  // no error set: the Python way
+    }
+    const auto sizes = impl->sizes();
+    shape = PyTuple_New(static_cast<Py_ssize_t>(sizes.size()));
+    if (shape == nullptr) {
+      return nullptr;
+    }
+    numel = 1;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      PyObject* size = PyLong_FromLongLong(sizes[i]);
+      if (size == nullptr) {
+        Py_DECREF(shape);
+        return nullptr;
+      }
+      PyTuple_SET_ITEM(shape, static_cast<Py_ssize_t>(i), size);
+      numel *= sizes[i];
+    }
+    requires_grad = impl->requires_grad();
+    scalar = impl->dtype().toScalarType();
+  } catch (const std::exception&) {
+    Py_XDECREF(shape);
+    return nullptr;
+  }
+  // The dtype's name as the Python way wrote it into ``dtype_names``; not there yet: the Python
+  // way (which puts it there).
+  PyObject* dtype = reinterpret_cast<PyObject*>(torch::getTHPDtype(scalar));
+  PyObject* name = dtype != nullptr ? PyDict_GetItemWithError(dtype_names, dtype) : nullptr;
+  if (name == nullptr) {
+    Py_DECREF(shape);
+    return nullptr;  // an error only if the lookup raised
+  }
+  PyObject* result = Py_BuildValue("(LOOOL)", static_cast<long long>(numel),
+                                   requires_grad ? Py_True : Py_False, shape, name,
+                                   static_cast<long long>(requires_grad ? numel : 0));
+  Py_DECREF(shape);
+  return result;
+}
+
+PyObject* own_parameters(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 5 || !PyDict_Check(args[0]) || !PyDict_CheckExact(args[1]) ||
+      !PyDict_CheckExact(args[2])) {
+    PyErr_SetString(PyExc_TypeError,
+                    "own_parameters(parameters, facts, dtype_names, parameter_type, py_facts)");
+    return nullptr;
+  }
+  PyObject *params = args[0], *facts = args[1], *names = args[2];
+  PyObject *parameter_type = args[3], *py_facts = args[4];
+  PyObject* own = nullptr;
+  bool repeated = false;
+  Py_ssize_t pos = 0;
+  PyObject *name = nullptr, *param = nullptr;
+  while (PyDict_Next(params, &pos, &name, &param)) {
+    if (param == Py_None) {
+      continue;
+    }
+    PyObject* key = PyLong_FromVoidPtr(param);  // id(param)
+    if (key == nullptr) {
+      Py_XDECREF(own);
+      return nullptr;
+    }
+    const int known = PyDict_Contains(facts, key);
+    if (known < 0) {
+      Py_DECREF(key);
+      Py_XDECREF(own);
+      return nullptr;
+    }
+    if (known) {
+      repeated = true;
+    } else {
+      PyObject* fact = nullptr;
+      PyTypeObject* type = Py_TYPE(param);
+      if (type == reinterpret_cast<PyTypeObject*>(parameter_type) ||
+          type == reinterpret_cast<PyTypeObject*>(THPVariableClass)) {
+        fact = tensor_facts(param, names);
+      }
+      if (fact == nullptr && !PyErr_Occurred()) {
+        fact = PyObject_CallOneArg(py_facts, param);
+      }
+      if (fact == nullptr || PyDict_SetItem(facts, key, fact) < 0) {
+        Py_XDECREF(fact);
+        Py_DECREF(key);
+        Py_XDECREF(own);
+        return nullptr;
+      }
+      Py_DECREF(fact);
+    }
+    if (own == nullptr && (own = PyList_New(0)) == nullptr) {
+      Py_DECREF(key);
+      return nullptr;
+    }
+    const bool ok = PyList_Append(own, name) == 0 && PyList_Append(own, key) == 0;
+    Py_DECREF(key);
+    if (!ok) {
+      Py_DECREF(own);
+      return nullptr;
+    }
+  }
+  PyObject* result = PyTuple_Pack(2, own != nullptr ? own : Py_None, repeated ? Py_True : Py_False);
+  Py_XDECREF(own);
+  return result;
+}
+
 PyMethodDef module_functions[] = {
     {"float_stats", float_stats, METH_O,
      "float_stats(tensor): the kernel's statistics tuple of a plain contiguous CPU float "
      "tensor, or None"},
+    {"own_parameters",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(own_parameters)),
+     METH_FASTCALL,
+     "own_parameters(parameters, facts, dtype_names, parameter_type, py_facts) -> (own, "
+     "repeated): one module's parameter pass of capture_modules"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyMethodDef probe_methods[] = {

@@ -10,9 +10,11 @@ from typing import Any, overload
 
 from torch import nn
 
+from tracer.core.probe import compiled_own_parameters
 from tracer.records import ModuleRecord, ParamRecord
 
 _NAMED_PARAMETERS = nn.Module.named_parameters
+_PARAMETER = nn.Parameter
 _CHILDREN = nn.Module.children
 _NAMED_CHILDREN = nn.Module.named_children
 
@@ -56,6 +58,7 @@ def capture_modules(
     )
     repeated = False  # a parameter registered twice (tied, or under two names)
     plain = True  # every class lists its children as nn.Module does
+    compiled = compiled_own_parameters()
     for path, module in named:
         cls = type(module)
         add_path(path)
@@ -74,6 +77,14 @@ def capture_modules(
             except Exception:  # a user's extra_repr must not break tracing
                 add_repr("")
         if cls.named_parameters is _NAMED_PARAMETERS:
+            if compiled is not None:  # the loop below, compiled
+                own, again = compiled(module._parameters, facts, _DTYPES, _PARAMETER, _facts)
+                add_own(own)
+                repeated = repeated or again
+                if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
+                    plain = False
+                add_kids(len(module._modules))
+                continue
             items: Iterable[tuple[str, Any]] = module._parameters.items()
         else:  # a class's own named_parameters decides what its parameters are
             items = module.named_parameters(recurse=False, remove_duplicate=False)

@@ -232,6 +232,19 @@ def compiled_stats_request() -> Callable[..., Any] | None:
     return request
 
 
+def compiled_own_parameters() -> Callable[..., Any] | None:
+    """``tracer.core._probe.own_parameters`` where the compiled probe loaded: one module's pass
+    of :func:`tracer.core.module_records.capture_modules` over its parameters. None otherwise,
+    or where the loaded build predates it."""
+    if compiled_float_stats() is None:
+        return None
+    module = sys.modules.get(probe_build.MODULE)
+    if module is None or getattr(module, "Probe", None) is not _CompiledProbe:
+        return None
+    found: Callable[..., Any] | None = getattr(module, "own_parameters", None)
+    return found
+
+
 def _build_on_first_use() -> None:
     """Build the probe for the running torch into the cache (once: later processes find it
     there, or find the failure there) and load it; else say why once and keep PyProbe."""
