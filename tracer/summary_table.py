@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
 import gc
 import io
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from functools import partial
+from itertools import starmap
+from typing import Any, NamedTuple, TypeVar
 
+import rich.console
 import torch
 from rich.cells import cell_len
 from rich.console import COLOR_SYSTEMS, Console, ConsoleOptions, RenderResult
@@ -19,7 +27,7 @@ from torch import nn
 
 from tracer import formatting
 from tracer.api import trace
-from tracer.records import CallRecord, ModuleRecord, TensorRecord, literal
+from tracer.records import CallRecord, ModuleRecord, TensorRecord, format_shape, literal
 
 
 class Summary:
@@ -35,24 +43,23 @@ class Summary:
         root = self._by_path.get("")
         self.total_params = root.params_total if root else 0
         self.trainable_params = root.trainable_total if root else 0
-        self._laid_out: tuple[list[list[list[str]]], list[int]] | None = None
-        self._shown: dict[str, str] = {}
+        self._laid_out: _Layout | None = None
 
     @property
     def width(self) -> int:
         """The table's width in terminal columns, every cell shown whole."""
-        return _table_width(self._layout()[1])
+        return self._layout().width
 
-    def _layout(self) -> tuple[list[list[list[str]]], list[int]]:
-        """Each call's cells split into lines, and each column's width (built once)."""
+    def _layout(self) -> _Layout:
+        """Each call's cells and each column's width (built once)."""
         if self._laid_out is None:
-            self._laid_out = _measure([self._cells(call) for call in self.calls])
+            self._laid_out = _lay_out(self.calls, self._by_path)
         return self._laid_out
 
     def table(self) -> Table:
         """The per-call table: layer, input and output shapes, dtype, device, params, stats."""
         table = Table(header_style="bold")
-        rows = [self._cells(call) for call in self.calls]
+        rows = self._layout().rows
         labels = [row[0] for row in rows]
         for name, justify in _COLUMNS:
             width = max((len(t) for t in labels), default=5) if name == "Layer" else None
@@ -62,46 +69,18 @@ class Summary:
             table.add_row(Text(row[0], style=style), *(Text(cell) for cell in row[1:]))
         return table
 
-    def _cells(self, call: CallRecord) -> list[str]:
-        """The row of one call as plain text, one line per tensor."""
-        outputs: Sequence[TensorRecord] = call.outputs
-        if len(outputs) != 1:  # several outputs: the tensors among them, else all
-            outputs = [r for r in outputs if r.is_tensor] or list(outputs)
-        params = ""
-        if call.kind == "module" and call.call_index == 0:
-            module = self._by_path.get(call.module)
-            if module and module.params_own:
-                params = formatting.count(module.params_own)
-        lit = self._literal
-        return [
-            _layer_label(call, lit),
-            _shapes(call.inputs, lit, outputs[0].dtype if outputs else ""),
-            _shapes(call.outputs, lit),
-            "\n".join(lit(r.dtype or r.type_name) for r in outputs),
-            "\n".join(lit(r.device) for r in outputs),
-            params,
-            *_stat_columns(outputs),
-        ]
-
-    def _literal(self, value: str) -> str:
-        """:func:`literal` cut to a cell, remembered: dtypes, devices and type names repeat."""
-        shown = self._shown.get(value)
-        if shown is None:
-            shown = self._shown[value] = literal(value, _CELL)
-        return shown
-
     def footer(self) -> str:
         """Totals and notes under the table."""
-        ops = sum(1 for c in self.calls if c.kind == "op")
-        lines = [
+        ops = [c.kind for c in self.calls].count("op")
+        totals = (
             f"Total params: {formatting.count(self.total_params)}   "
             f"Trainable params: {formatting.count(self.trainable_params)}   "
             f"Calls: {len(self.calls) - ops} module, {ops} op"
-        ]
-        lines += [
+        )
+        notes = [
             f"Note: {literal(note)}" for note in self.notes if not note.startswith("op layer on")
         ]
-        return "\n".join(lines)
+        return "\n".join([totals, *notes]) if notes else totals
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         # The table's text is laid out here when it fits the width as it is (the usual case):
@@ -111,7 +90,7 @@ class Summary:
         if options.ascii_only or not self.calls or self.width > options.max_width:
             yield self.table()
         else:
-            yield from _grid(self.calls, *self._layout())
+            yield from _grid(self.calls, self._layout())
         footer = self.footer()
         if "\n" in footer or cell_len(footer) > options.max_width:
             yield Text(footer)  # Text: names are never read as markup; long notes wrap
@@ -121,29 +100,32 @@ class Summary:
     def render_plain(self, console: Console, width: int) -> str | None:
         """The text ``console.print(self)`` writes at ``width`` columns, built without rich's
         print pipeline; None where that pipeline must run (see :func:`_echo`)."""
+        layout = self._layout()
         if (
             console.is_jupyter
             or console.record
             or console.legacy_windows
             or console.quiet
-            or not console.encoding.startswith("utf")
             or not self.calls
-            or self.width > width
+            or layout.width > width
+            or not console.encoding.startswith("utf")
         ):
             return None
         footer = self.footer()
-        if "\n" in footer or cell_len(footer) > width:
+        if "\n" in footer or _cells_of(footer) > width:
             return None
         system = COLOR_SYSTEMS.get(console.color_system or "")
-        parts = []
-        for text, style in _pieces(self.calls, *self._layout(), styled=system is not None):
-            if style is not None and system is not None:
-                if console.no_color:
-                    style = style.without_color
-                text = style.render(text, color_system=system)
-            parts.append(text)
-        parts += (footer, "\n")
-        return "".join(parts)
+        if system is None:  # no style written at all: the op labels are plain text
+            return _text(self.calls, layout, footer, None, None)
+        bold, op = (_BOLD.without_color, _OP.without_color) if console.no_color else (_BOLD, _OP)
+        render = Style.render
+        return _text(
+            self.calls,
+            layout,
+            footer,
+            partial(render, bold, color_system=system),
+            partial(render, op, color_system=system),
+        )
 
     def __str__(self) -> str:
         buffer = io.StringIO()
@@ -172,88 +154,223 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
 
 
 _RIGHT = tuple(justify == "right" for _, justify in _COLUMNS)
+_HEAD_WIDTHS = tuple(len(name) for name, _ in _COLUMNS)
 _OP_STYLE = "italic cyan"
 _OP, _BOLD, _NEWLINE = Style(italic=True, color="cyan"), Style(bold=True), Segment.line()
 # rich's HEAVY_HEAD box, the Table default: top, header, header rule, rows, bottom.
 _TOP, _HEAD_RULE, _BOTTOM = ("┏", "━", "┳", "┓"), ("┡", "━", "╇", "┩"), ("└", "─", "┴", "┘")
 
 
-def _measure(rows: list[list[str]]) -> tuple[list[list[list[str]]], list[int]]:
-    """Cells split into lines, and the widest line of each column (its header included)."""
-    split = [[cell.split("\n") if "\n" in cell else [cell] for cell in row] for row in rows]
-    widths = [len(name) for name, _ in _COLUMNS]
-    for row in split:
-        for i, lines in enumerate(row):
-            for line in lines:
-                width = _cells_of(line)
-                if width > widths[i]:
-                    widths[i] = width
-    return split, widths
+class _Layout(NamedTuple):
+    """The table's cells, one row per call (a cell of several lines has them joined by line
+    breaks), whether each row is a single line of ASCII text (written with one ``str.format``),
+    and the widest line of each column, its header included."""
+
+    rows: list[list[str]]
+    plain: list[bool]
+    widths: list[int]
+    width: int  # the table's, in terminal columns
 
 
-def _table_width(widths: list[int]) -> int:
-    return sum(widths) + 3 * len(widths) + 1  # a space either side and a border per column
+def _lay_out(calls: Sequence[CallRecord], by_path: Mapping[str, ModuleRecord]) -> _Layout:
+    """Every call's row, built and measured in one pass.
+
+    A summary is printed once, often for a model of a few layers, so the table's own cost is
+    the printed summary's: the row is built inline from the records, and the texts that repeat
+    (dtypes, devices, type names, shapes) are escaped once (see :func:`_literal`)."""
+    known, shapes, text, number = _SHAPES, _shapes, _literal, _number
+    rows: list[list[str]] = []
+    plain: list[bool] = []
+    for call in calls:
+        kind = call.kind
+        indent = "  " * call.depth
+        if kind == "op":
+            label = indent + text(call.op or "")
+        elif call.module:
+            label = f"{indent}{text(call.module.rpartition('.')[2])} ({text(call.type)})"
+            if call.call_index:
+                label += f" #{call.call_index}"
+        else:
+            label = indent + text(call.type)
+        params = ""
+        if kind == "module" and call.call_index == 0:
+            module = by_path.get(call.module)
+            if module is not None and module.params_own:
+                params = formatting.count(module.params_own)
+        inputs, outputs = call.inputs, call.outputs
+        if len(outputs) == 1:
+            # The usual row: one output, and one input of its dtype, neither named (slot "0").
+            out = outputs[0]
+            dtype = out.dtype
+            if len(inputs) == 1 and (first := inputs[0]).slot == "0" and first.dtype == dtype != "":
+                shown_in = known.get(first.shape) or shapes(inputs, dtype)
+            else:
+                shown_in = shapes(inputs, dtype)
+            if out.slot == "0" and dtype != "":
+                shown_out = known.get(out.shape) or shapes(outputs)
+            else:
+                shown_out = shapes(outputs)
+            get = out.stats.get
+            mean = get("mean")
+            row = [
+                label,
+                shown_in,
+                shown_out,
+                text(dtype or out.type_name),
+                text(out.device),
+                params,
+                number(get("true_frac") if mean is None else mean),  # bool: the share of True
+                number(get("std")),
+                number(get("min")),
+                number(get("max")),
+            ]
+        else:  # several outputs: the tensors among them, else all
+            shown = [r for r in outputs if r.is_tensor] or list(outputs)
+            row = [
+                label,
+                shapes(inputs, shown[0].dtype if shown else ""),
+                shapes(outputs),
+                "\n".join([text(r.dtype or r.type_name) for r in shown]),
+                "\n".join([text(r.device) for r in shown]),
+                params,
+                *_stat_columns(shown),
+            ]
+        joined = "".join(row)
+        plain.append(joined.isascii() and "\n" not in joined)
+        rows.append(row)
+    # The widest cell of each column, ASCII rows first (one cell per character): max() of the
+    # header's width and every row's, column by column, in one pass of map.
+    simple = rows if all(plain) else [row for row, one in zip(rows, plain, strict=True) if one]
+    widths = list(_HEAD_WIDTHS)
+    if simple:
+        widths = list(map(max, widths, *[map(len, row) for row in simple]))
+    for row, one in zip(rows, plain, strict=True):
+        if not one:
+            for i, cell in enumerate(row):
+                for line in cell.split("\n"):
+                    width = _cells_of(line)
+                    if width > widths[i]:
+                        widths[i] = width
+    width = sum(widths) + 3 * len(widths) + 1  # a space either side and a border per column
+    return _Layout(rows, plain, widths, width)
 
 
 def _cells_of(text: str) -> int:
     return len(text) if text.isascii() else cell_len(text)
 
 
-def _grid(
-    calls: Sequence[CallRecord], split: list[list[list[str]]], widths: list[int]
-) -> list[Segment]:
+class _Frame(NamedTuple):
+    """What depends on the column widths only: the rules, the header cells, and the
+    ``str.format`` patterns of an ASCII line (whole, and split after the label)."""
+
+    widths: tuple[int, ...]
+    top: str
+    heads: list[str]
+    head_rule: str
+    bottom: str
+    whole: str
+    first: str
+    rest: str
+
+
+def _frame(columns: list[int]) -> _Frame:
+    widths = tuple(columns)
+    frame = _FRAMES.get(widths)
+    if frame is None:
+        specs = [f" {{:{'>' if r else '<'}{w}}} " for w, r in zip(widths, _RIGHT, strict=True)]
+        first, rest = specs[0], "│" + "│".join(specs[1:]) + "│"
+        frame = _Frame(
+            widths,
+            _rule(_TOP, widths),
+            [_pad(h, w, r) for (h, _), w, r in zip(_COLUMNS, widths, _RIGHT, strict=True)],
+            _rule(_HEAD_RULE, widths),
+            _rule(_BOTTOM, widths),
+            "│" + first + rest,
+            first,
+            rest,
+        )
+        _remember(_FRAMES, widths, frame)
+    return frame
+
+
+def _text(
+    calls: Sequence[CallRecord],
+    layout: _Layout,
+    footer: str,
+    bold: Callable[[str], str] | None,
+    op: Callable[[str], str] | None,
+) -> str:
+    """The table and its footer as ``console.print`` writes them: ``bold`` and ``op`` render
+    the header cells and the op labels in their styles (both None: a console without style)."""
+    frame = _frame(layout.widths)
+    heads = map(bold, frame.heads) if bold is not None else frame.heads
+    lines = [frame.top, "┃" + "┃".join(heads) + "┃", frame.head_rule]
+    whole = frame.whole.format
+    if op is None and all(layout.plain):  # the usual table: one str.format a line
+        lines += starmap(whole, layout.rows)
+        lines += (frame.bottom, footer, "")
+        return "\n".join(lines)
+    for call, row, one in zip(calls, layout.rows, layout.plain, strict=True):
+        if one and (op is None or call.kind != "op"):
+            lines.append(whole(*row))
+        elif op is None:
+            lines.append("".join([text for text, _ in _row_pieces(call, row, frame)]))
+        else:
+            pieces = _row_pieces(call, row, frame)  # the op style is the only one
+            lines.append("".join([text if style is None else op(text) for text, style in pieces]))
+    lines += (frame.bottom, footer, "")
+    return "\n".join(lines)
+
+
+def _grid(calls: Sequence[CallRecord], layout: _Layout) -> list[Segment]:
     """The table as rich's Table draws it (same box, padding and justification), as segments
     ready to print."""
-    return [Segment(text, style) for text, style in _pieces(calls, split, widths)]
+    return [Segment(text, style) for text, style in _pieces(calls, layout)]
 
 
-def _pieces(
-    calls: Sequence[CallRecord],
-    split: list[list[list[str]]],
-    widths: list[int],
-    styled: bool = True,
-) -> list[tuple[str, Style | None]]:
+def _pieces(calls: Sequence[CallRecord], layout: _Layout) -> list[tuple[str, Style | None]]:
     """The table's text in pieces, each with its style (None: plain); a line break is a piece
-    of its own, as rich's segments have it. Not ``styled``: the header in one piece, its
-    style dropped (a console without colour or style writes no style)."""
+    of its own, as rich's segments have it."""
+    frame = _frame(layout.widths)
     nl: tuple[str, None] = ("\n", None)
-    out: list[tuple[str, Style | None]] = [(_rule(_TOP, widths), None), nl]
-    heads = [_pad(h, w, r) for (h, _), w, r in zip(_COLUMNS, widths, _RIGHT, strict=True)]
-    if styled:
-        for head in heads:
-            out += [("┃", None), (head, _BOLD)]  # rich's borders are not bold
-        out.append(("┃", None))
-    else:
-        out.append(("┃" + "┃".join(heads) + "┃", None))
-    out += [nl, (_rule(_HEAD_RULE, widths), None), nl]
-    columns = list(zip(widths, _RIGHT, strict=True))
-    # ASCII cells (the usual case) are padded by str.format, one call per line.
-    specs = [f" {{:{'>' if r else '<'}{w}}} " for w, r in columns]
-    first, rest = specs[0], "│" + "│".join(specs[1:]) + "│"
-    whole = "│" + first + rest
-    for call, row in zip(calls, split, strict=True):
-        height = max(map(len, row))
-        for k in range(height):
-            values = [lines[k] if k < len(lines) else "" for lines in row]
-            op = k == 0 and call.kind == "op"
-            if "".join(values).isascii():
-                if op:
-                    label = first.format(values[0])
-                    out += [("│", None), (label, _OP), (rest.format(*values[1:]), None)]
-                else:
-                    out.append((whole.format(*values), None))
-            else:
-                cells = [_pad(v, w, r) for v, (w, r) in zip(values, columns, strict=True)]
-                if op:
-                    out += [("│", None), (cells[0], _OP), ("│" + "│".join(cells[1:]) + "│", None)]
-                else:
-                    out.append(("│" + "│".join(cells) + "│", None))
-            out.append(nl)
-    out += [(_rule(_BOTTOM, widths), None), nl]
+    out: list[tuple[str, Style | None]] = [(frame.top, None), nl]
+    for head in frame.heads:
+        out += [("┃", None), (head, _BOLD)]  # rich's borders are not bold
+    out += [("┃", None), nl, (frame.head_rule, None), nl]
+    for call, row in zip(calls, layout.rows, strict=True):
+        out += _row_pieces(call, row, frame)
+        out.append(nl)
+    out += [(frame.bottom, None), nl]
     return out
 
 
-def _rule(box: tuple[str, str, str, str], widths: list[int]) -> str:
+def _row_pieces(call: CallRecord, row: list[str], frame: _Frame) -> list[tuple[str, Style | None]]:
+    """One call's lines, a line break between them; an op's label is a piece of its own, in
+    the op style."""
+    split = [cell.split("\n") if "\n" in cell else [cell] for cell in row]
+    columns = list(zip(frame.widths, _RIGHT, strict=True))
+    out: list[tuple[str, Style | None]] = []
+    for k in range(max(map(len, split))):
+        if k:
+            out.append(("\n", None))
+        values = [lines[k] if k < len(lines) else "" for lines in split]
+        op = k == 0 and call.kind == "op"
+        if "".join(values).isascii():  # padded by str.format, one call per line
+            if op:
+                label = frame.first.format(values[0])
+                out += [("│", None), (label, _OP), (frame.rest.format(*values[1:]), None)]
+            else:
+                out.append((frame.whole.format(*values), None))
+        else:
+            cells = [_pad(v, w, r) for v, (w, r) in zip(values, columns, strict=True)]
+            if op:
+                out += [("│", None), (cells[0], _OP), ("│" + "│".join(cells[1:]) + "│", None)]
+            else:
+                out.append(("│" + "│".join(cells) + "│", None))
+    return out
+
+
+def _rule(box: tuple[str, str, str, str], widths: Sequence[int]) -> str:
     left, line, cross, end = box
     return left + cross.join([line * (w + 2) for w in widths]) + end
 
@@ -265,46 +382,78 @@ def _pad(value: str, width: int, right: bool) -> str:
     return f" {gap}{value} " if right else f" {value}{gap} "
 
 
-def _layer_label(call: CallRecord, lit: Callable[[str], str]) -> str:
-    indent = "  " * call.depth
-    if call.kind == "op":
-        return f"{indent}{lit(call.op or '')}"
-    leaf = literal(call.module.rsplit(".", 1)[-1] if call.module else call.type, _CELL)
-    suffix = f" #{call.call_index}" if call.call_index else ""
-    kind = lit(call.type)
-    return f"{indent}{leaf} ({kind}){suffix}" if call.module else f"{indent}{leaf}"
-
-
-def _shapes(
-    records: Sequence[TensorRecord], lit: Callable[[str], str], usual_dtype: str | None = None
-) -> str:
+def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> str:
     """One line per record; an input whose dtype differs from the output's shows it."""
     lines = []
-    alone = len(records) == 1
     for r in records:
-        label = literal(r.shape_text(), _CELL)
-        if usual_dtype is not None and r.is_tensor and r.dtype != usual_dtype:
-            label = f"{label} {lit(r.dtype)}"
-        lines.append(label if alone and r.slot == "0" else f"{lit(r.slot)}: {label}")
-    return lines[0] if alone else "\n".join(lines)
+        if r.dtype != "":  # a tensor: its shape, escaped once per shape
+            label = _SHAPES.get(r.shape)
+            if label is None:
+                label = _remember(_SHAPES, r.shape, literal(format_shape(r.shape), _CELL))
+            if usual_dtype is not None and r.dtype != usual_dtype:
+                label = f"{label} {_literal(r.dtype)}"
+        else:  # an opaque object: its type's name
+            label = _literal(r.type_name)
+        if len(records) == 1 and r.slot == "0":
+            return label
+        lines.append(f"{_literal(r.slot)}: {label}")
+    return "\n".join(lines)
 
 
 _STATS = ("mean", "std", "min", "max")
 
 
 def _stat_columns(records: Sequence[TensorRecord]) -> list[str]:
-    """The mean, std, min and max cells: one line per record."""
-    if len(records) == 1:
-        return _numbers(records[0].stats)
+    """The mean, std, min and max cells of several records (or none): one line per record."""
     per_record = [_numbers(r.stats) for r in records]
-    return ["\n".join(values[i] for values in per_record) for i in range(len(_STATS))]
+    return ["\n".join([values[i] for values in per_record]) for i in range(len(_STATS))]
 
 
 def _numbers(stats: Mapping[str, float]) -> list[str]:
     values = [stats.get(key) for key in _STATS]
     if values[0] is None:
         values[0] = stats.get("true_frac")  # bool tensors: the share of True
-    return ["" if value is None else formatting.number(value) for value in values]
+    return [_number(value) for value in values]
+
+
+def _number(value: float | None) -> str:
+    """:func:`formatting.number` of a statistic in its full style, ``""`` when missing: its
+    steps without the call's style lookups, four times a row (the tests hold the two equal)."""
+    if value is None:
+        return ""
+    value = float(value)
+    if value - value == 0.0:  # finite (NaN and the infinities give NaN)
+        if value.is_integer() and -1e9 < value < 1e9:
+            return str(int(value))
+        return f"{value:.4g}"
+    return "nan" if value != value else "inf" if value > 0 else "-inf"
+
+
+# Texts escaped once per process, each cache emptied when full: dtypes, devices, type names,
+# slots and shapes repeat from row to row and from one summary to the next.
+_CACHE_SIZE = 4096
+_LITERALS: dict[str, str] = {}
+_SHAPES: dict[tuple[int, ...], str] = {}
+_FRAMES: dict[tuple[int, ...], _Frame] = {}
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _literal(value: str) -> str:
+    """:func:`literal` cut to a cell, remembered (texts longer than a few cells are not)."""
+    shown = _LITERALS.get(value)
+    if shown is None:
+        shown = literal(value, _CELL)
+        if len(value) <= 4 * _CELL:
+            _remember(_LITERALS, value, shown)
+    return shown
 
 
 def summary(
@@ -339,18 +488,76 @@ def _echo(result: Summary) -> None:
     one by one) cost more than the traced forward of a small model. The console is still rich's,
     so colour, ``NO_COLOR``, ``FORCE_COLOR`` and terminal detection are its decisions; anything
     else (Jupyter, a recording or legacy Windows console, a non-UTF-8 stream, a footer that
-    wraps) goes through rich itself.
+    wraps) goes through rich itself. The console is kept from one summary to the next while
+    nothing it decided from has changed (see :func:`_stdout_console`).
     """
-    console = Console()
+    console = _stdout_console()
     # The console's own width matters only where rich prints: what is written directly fits
     # in this many columns (and reading the terminal's size costs three system calls).
     text = result.render_plain(console, max(_WIDTH, result.width))
     if text is None:
-        Console(width=max(console.width, _WIDTH, result.width)).print(result)
+        width = Console().width  # COLUMNS and the terminal's size as they are now
+        Console(width=max(width, _WIDTH, result.width)).print(result)
         return
-    with console._lock:  # rich's own lock: no interleaving with another thread's print
-        console.file.write(text)
-        console.file.flush()
+    file = console.file
+    with _WRITING:  # one summary's lines never interleave with another thread's
+        file.write(text)
+        file.flush()
+
+
+_WRITING = threading.RLock()
+# The environment variables Console() reads (in __init__, _detect_color_system, is_terminal and
+# is_dumb_terminal) to decide what render_plain uses: the colour system and NO_COLOR. COLUMNS,
+# LINES and TTY_INTERACTIVE set the width, height and interactivity, which only rich's own
+# printing reads (a fresh console's, in _echo); Jupyter's (DATABRICKS_RUNTIME_VERSION) is read
+# only where get_ipython is defined, where no console is kept; legacy Windows and its colours
+# rich detects once a process.
+_CONSOLE_ENVIRON = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TERM", "COLORTERM")
+_console: tuple[weakref.ref[Any], tuple[object, ...], Console] | None = None
+# Each variable as os.environ stores it (bytes on POSIX): os.environ.get() of a variable that is
+# not set raises and catches a KeyError, and five of them cost as much as the rest of the check.
+_ENVIRON_KEYS = tuple(os.environ.encodekey(name) for name in _CONSOLE_ENVIRON)
+
+
+def _environ_state() -> list[object]:
+    """The values of _CONSOLE_ENVIRON (encoded), read from os.environ's own mapping where
+    there is one, the one its ``get`` reads."""
+    data = getattr(os.environ, "_data", None)
+    if type(data) is dict:
+        return [data.get(key) for key in _ENVIRON_KEYS]
+    return [os.environ.get(name) for name in _CONSOLE_ENVIRON]
+
+
+def _stdout_console() -> Console:
+    """``Console()``, kept from one summary to the next while everything it decided from is
+    unchanged: the same ``sys.stdout`` (held weakly), the same ``isatty()`` of the stream it
+    writes to, the same environment variables, the same standard input (rich tells IDLE by
+    it), no IPython. Building one costs as much as laying out a small model's table.
+
+    Where any of them cannot be read as rich reads it (IPython's ``get_ipython`` defined, a
+    stream without ``isatty`` or one that fails, no stream, a stream without weak references)
+    this is a new ``Console()`` every time, rich deciding everything as it always does.
+    """
+    global _console
+    if "get_ipython" in vars(builtins) or "get_ipython" in vars(rich.console):
+        return Console()  # rich's Jupyter detection: IPython, Colab, Databricks
+    stdout = sys.stdout
+    file = getattr(stdout, "rich_proxied_file", stdout)  # Console.file: a Live's proxy's file
+    if file is None:
+        return Console()
+    try:
+        state = (file.isatty(), getattr(sys.stdin, "__module__", None), *_environ_state())
+    except Exception:  # rich answers these its own way (isatty() of a closed stream: False)
+        return Console()
+    kept = _console
+    if kept is not None and kept[0]() is stdout and kept[1] == state:
+        return kept[2]
+    console = Console()
+    try:
+        _console = (weakref.ref(stdout), state, console)
+    except TypeError:  # a stream without weak references: never kept
+        _console = None
+    return console
 
 
 @contextmanager

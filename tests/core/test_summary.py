@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import io
+import sys
+from collections.abc import Sequence
 
 import pytest
 import torch
 from core.models import ArticleLSTM, NestedModel
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console, Group
 from rich.text import Text
 from torch import nn
 
 import tracer
+from tracer import formatting, summary_table
+from tracer.records import (
+    CallRecord,
+    ModuleRecord,
+    TensorRecord,
+    format_shape,
+    frozen_mapping,
+    literal,
+)
 
 
 def test_summary_prints_table_with_ops_shapes_and_params(
@@ -135,3 +150,311 @@ def test_summary_wide_characters_line_up_as_rich_lays_them_out() -> None:
     assert _printed(result, 200) == expected
     console = Console(file=io.StringIO(), width=200, color_system=None)
     assert result.render_plain(console, 200) == expected
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, or not, as ``tty`` is set."""
+
+    def __init__(self, tty: bool = True) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+#: Everything rich's Console() reads from the environment.
+_RICH_ENVIRON = (
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "TERM",
+    "COLORTERM",
+    "COLUMNS",
+    "LINES",
+)
+
+
+def _echoed_and_fresh(model: nn.Module, x: torch.Tensor, stream: io.StringIO) -> tuple[str, str]:
+    """What summary() writes to the current standard output (``stream``), and what a console
+    made now by rich, with only its size set, prints there for the same summary (rich's own
+    size of a dumb terminal, 80 columns, would squeeze the table summary() writes whole)."""
+    start = stream.tell()
+    result = tracer.summary(model, x)
+    echoed = stream.getvalue()[start:]
+    start = stream.tell()
+    Console(width=max(200, result.width), height=25).print(result)
+    return echoed, stream.getvalue()[start:]
+
+
+class _IdleInput(io.StringIO):
+    """Standard input as IDLE's shell has it: rich tells IDLE by the stream's module."""
+
+    __module__ = "idlelib.run"
+
+
+def test_summary_echo_console_follows_every_change_rich_would_see(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # summary() keeps its console from one call to the next: every change below between two
+    # calls flips what rich decides (colour, NO_COLOR's plain italics, none) or its colour
+    # system, and each output is what a console made at that moment prints.
+    torch.manual_seed(0)
+    model, x = ArticleLSTM(vocab=100, embed=6, hidden=8), torch.randint(0, 100, (4, 5))
+    for name in _RICH_ENVIRON:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    terminal = _Terminal()
+    coloured, no_color, plain = "\x1b[3;36m", "\x1b[3m", None
+    steps: list[tuple[dict[str, str | None], bool, str | None]] = [
+        ({}, True, coloured),
+        ({"NO_COLOR": "1"}, True, no_color),
+        ({"NO_COLOR": None}, True, coloured),
+        ({"TERM": "dumb"}, True, plain),
+        ({"TERM": "xterm"}, True, coloured),
+        ({"COLORTERM": "truecolor"}, True, coloured),  # the same codes for these two styles
+        ({"TTY_COMPATIBLE": "0"}, True, plain),
+        ({"TTY_COMPATIBLE": "1"}, False, coloured),
+        ({"TTY_COMPATIBLE": None}, False, plain),
+        ({"FORCE_COLOR": "1"}, False, coloured),
+        ({"FORCE_COLOR": ""}, False, plain),
+        ({"FORCE_COLOR": None}, True, coloured),
+        ({}, False, plain),  # the same stream, no longer a terminal
+        ({}, True, coloured),
+    ]
+    with contextlib.redirect_stdout(terminal):
+        for changes, tty, escape in steps:
+            for name, value in changes.items():
+                if value is None:
+                    monkeypatch.delenv(name)
+                else:
+                    monkeypatch.setenv(name, value)
+            terminal.tty = tty
+            echoed, fresh = _echoed_and_fresh(model, x, terminal)
+            assert echoed == fresh
+            assert (escape in echoed) if escape else ("\x1b[" not in echoed)
+            kept, made = summary_table._stdout_console(), Console()
+            assert (kept.color_system, kept.no_color) == (made.color_system, made.no_color)
+        monkeypatch.setattr(sys, "stdin", _IdleInput())  # IDLE: never a terminal to rich
+        echoed, fresh = _echoed_and_fresh(model, x, terminal)
+        assert echoed == fresh and "\x1b[" not in echoed
+
+
+def test_summary_echo_writes_where_stdout_is_now(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Standard output replaced between two summaries: each goes to the stream of its moment,
+    # coloured as rich colours that stream (a terminal, FORCE_COLOR, capsys' capture).
+    model, x = nn.Sequential(nn.Linear(3, 2), nn.Flatten(0)), torch.randn(5, 3)
+    for name in _RICH_ENVIRON:
+        monkeypatch.delenv(name, raising=False)
+    first, second, plain = _Terminal(), _Terminal(), _Terminal(tty=False)
+    for stream, coloured in ((first, True), (second, True), (plain, False), (first, True)):
+        with contextlib.redirect_stdout(stream):
+            echoed, fresh = _echoed_and_fresh(model, x, stream)
+        assert echoed == fresh and ("\x1b[" in echoed) == coloured
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    with contextlib.redirect_stdout(plain):
+        echoed, fresh = _echoed_and_fresh(model, x, plain)
+    assert echoed == fresh and "\x1b[" in echoed
+    capsys.readouterr()
+    result = tracer.summary(model, x)
+    echoed = capsys.readouterr().out
+    Console(width=max(200, result.width), height=25).print(result)
+    assert echoed == capsys.readouterr().out and "\x1b[" in echoed
+    assert first.getvalue().count("Total params") == 4  # the first stream's two, rich's two
+
+
+class _Slotted:
+    """A stream without weak references (``__slots__``), whose ``isatty`` may fail."""
+
+    __slots__ = ("buffer", "fails")
+    encoding = "utf-8"
+
+    def __init__(self, fails: bool) -> None:
+        self.buffer, self.fails = io.StringIO(), fails
+
+    def write(self, text: str) -> int:
+        return self.buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        if self.fails:
+            raise ValueError("I/O operation on closed file")
+        return True
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_summary_echo_to_a_stream_it_cannot_keep_or_ask(
+    monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    # No weak reference to keep the stream by, or an isatty() that raises: a console made for
+    # each summary, deciding as rich does (a failing isatty() is no terminal).
+    model, x = nn.Sequential(nn.Linear(3, 2), nn.Flatten(0)), torch.randn(5, 3)
+    for name in _RICH_ENVIRON:
+        monkeypatch.delenv(name, raising=False)
+    stream = _Slotted(fails)
+    for _ in range(2):
+        with contextlib.redirect_stdout(stream):
+            echoed, fresh = _echoed_and_fresh(model, x, stream.buffer)
+        assert echoed == fresh and ("\x1b[" in echoed) == (not fails)
+
+
+def test_summary_echo_console_is_kept_and_never_in_ipython(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing changed: the same console twice (made once per summary it would cost more than
+    # the rest of the printing). IPython defined: rich's Jupyter detection, every time.
+    first = summary_table._stdout_console()
+    assert summary_table._stdout_console() is first
+
+    class ZMQInteractiveShell:  # what Jupyter's get_ipython() returns
+        pass
+
+    monkeypatch.setattr(builtins, "get_ipython", ZMQInteractiveShell, raising=False)
+    console = summary_table._stdout_console()
+    assert console.is_jupyter and console is not summary_table._stdout_console()
+    monkeypatch.delattr(builtins, "get_ipython")
+    assert not summary_table._stdout_console().is_jupyter
+
+
+#: Names and type names as a model may have them: control characters, wide characters, markup,
+#: combining marks, and longer than a cell (120 characters).
+_NAMES = st.text(
+    alphabet=st.one_of(
+        st.characters(codec="utf-8", exclude_categories=["Cs"]),
+        st.sampled_from(
+            ["\x1b", "\n", "\r", "\t", "\x00", "\x9b", "\u2028", "层", "🔥", "[", "]", "\u0301"]
+        ),
+    ),
+    max_size=130,
+)
+_STAT = st.one_of(
+    st.none(),
+    st.floats(allow_subnormal=False),  # NaN, infinities, huge and tiny
+    st.sampled_from([-0.0, 5e-324, 1e9, 1e9 - 1, -1e9 + 1, 999999999.5, 12345.0, 1e300]),
+    st.integers(min_value=-(10**12), max_value=10**12),
+)
+_SHAPE = st.one_of(
+    st.lists(st.integers(min_value=0, max_value=10**6), max_size=5).map(tuple),
+    st.lists(st.integers(min_value=10**5, max_value=10**6), min_size=16, max_size=20).map(tuple),
+)
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> TensorRecord:
+    stats = {
+        key: value
+        for key in ("mean", "std", "min", "max", "true_frac")
+        if (value := draw(_STAT)) is not None
+    }
+    if draw(st.integers(0, 9)) == 0:  # an object the walker does not understand
+        return TensorRecord(draw(st.sampled_from(["0", "1"])), (), "", "", type_name=draw(_NAMES))
+    return TensorRecord(
+        draw(st.sampled_from(["0", "0", "0", "1.0", "mask"]) | _NAMES),
+        draw(_SHAPE),
+        draw(st.sampled_from(["float32", "float32", "int64", "bool"]) | _NAMES),
+        draw(st.sampled_from(["cpu", "cuda:0"]) | _NAMES),
+        stats=frozen_mapping(stats),
+    )
+
+
+@st.composite
+def _summaries(draw: st.DrawFn) -> summary_table.Summary:
+    calls, modules = [], []
+    for seq in range(draw(st.integers(1, 6))):
+        op = draw(st.booleans())
+        path = draw(st.sampled_from(["", "a.b"]) | _NAMES)
+        calls.append(
+            CallRecord(
+                0,
+                seq,
+                path,
+                draw(_NAMES),
+                call_index=draw(st.sampled_from([0, 0, 1, 12])),
+                kind="op" if op else "module",
+                op=draw(st.none() | _NAMES) if op else None,
+                inputs=tuple(draw(st.lists(_records(), max_size=3))),
+                outputs=tuple(draw(st.lists(_records(), max_size=3))),
+                depth=draw(st.integers(0, 3)),
+            )
+        )
+        params = draw(st.sampled_from([0, 260, 10**12]))
+        modules.append(ModuleRecord(path, "T", None, 0, params_own=params, params_total=params))
+    return summary_table.Summary(calls, modules, [])
+
+
+def _expected_cells(result: summary_table.Summary, call: CallRecord) -> list[str]:
+    """A row's cells as the records say, straight from formatting's functions."""
+
+    def shapes(records: Sequence[TensorRecord], dtype: str | None) -> str:
+        lines = []
+        for r in records:
+            label = literal(format_shape(r.shape) if r.dtype else r.type_name, 120)
+            if dtype is not None and r.dtype and r.dtype != dtype:
+                label += " " + literal(r.dtype, 120)
+            alone = len(records) == 1 and r.slot == "0"
+            lines.append(label if alone else f"{literal(r.slot, 120)}: {label}")
+        return "\n".join(lines)
+
+    outputs = list(call.outputs)
+    if len(outputs) != 1:
+        outputs = [r for r in outputs if r.dtype] or outputs
+    indent = "  " * call.depth
+    if call.kind == "op":
+        label = indent + literal(call.op or "", 120)
+    elif call.module:
+        label = f"{indent}{literal(call.module.split('.')[-1], 120)} ({literal(call.type, 120)})"
+        label += f" #{call.call_index}" if call.call_index else ""
+    else:
+        label = indent + literal(call.type, 120)
+    own = result._by_path[call.module].params_own if call.kind == "module" else 0
+    stats = [[r.stats.get(key) for key in ("mean", "std", "min", "max")] for r in outputs]
+    for values, r in zip(stats, outputs, strict=True):
+        values[0] = r.stats.get("true_frac") if values[0] is None else values[0]
+    return [
+        label,
+        shapes(call.inputs, outputs[0].dtype if outputs else ""),
+        shapes(call.outputs, None),
+        "\n".join(literal(r.dtype or r.type_name, 120) for r in outputs),
+        "\n".join(literal(r.device, 120) for r in outputs),
+        formatting.count(own) if own and call.call_index == 0 else "",
+        *(
+            "\n".join("" if v[i] is None else formatting.number(v[i]) for v in stats)
+            for i in range(4)
+        ),
+    ]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(result=_summaries())
+def test_summary_any_records_lay_out_as_rich_tables_them(result: summary_table.Summary) -> None:
+    # Whatever the records hold (hostile names, wide characters, cut cells, several lines, any
+    # statistic), the cells are the records' own text and the table is rich's Table's.
+    table = result.table()
+    cells = [[str(cell) for cell in column.cells] for column in table.columns]
+    assert [list(row) for row in zip(*cells, strict=True)] == [
+        _expected_cells(result, call) for call in result.calls
+    ]
+    width = max(200, result.width)
+    expected = _printed(Group(table, Text(result.footer())), width)
+    assert _printed(result, width) == expected
+    plain = Console(file=io.StringIO(), width=width, color_system=None)
+    assert result.render_plain(plain, width) == expected
+    for no_color in (False, True):  # styled: what rich prints for the same console
+        buffer = io.StringIO()
+        console = Console(
+            file=buffer, width=width, color_system="256", no_color=no_color, force_terminal=True
+        )
+        console.print(result)
+        assert result.render_plain(console, width) == buffer.getvalue()
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(value=_STAT)
+def test_summary_statistic_cells_are_formatting_numbers(value: float | None) -> None:
+    expected = "" if value is None else formatting.number(value)
+    assert summary_table._number(value) == expected
