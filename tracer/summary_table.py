@@ -240,19 +240,26 @@ def _lay_out(calls: Sequence[CallRecord], by_path: Mapping[str, ModuleRecord]) -
         rows.append(row)
     # The widest cell of each column, ASCII rows first (one cell per character): max() of the
     # header's width and every row's, column by column, in one pass of map.
-    simple = rows if all(plain) else [row for row, one in zip(rows, plain, strict=True) if one]
+    every = all(plain)
+    simple = rows if every else [row for row, one in zip(rows, plain, strict=True) if one]
     widths = list(_HEAD_WIDTHS)
     if simple:
         widths = list(map(max, widths, *[map(len, row) for row in simple]))
-    for row, one in zip(rows, plain, strict=True):
-        if not one:
-            for i, cell in enumerate(row):
-                for line in cell.split("\n"):
-                    width = _cells_of(line)
-                    if width > widths[i]:
-                        widths[i] = width
+    if not every:
+        for row, one in zip(rows, plain, strict=True):
+            if not one:
+                _widen(widths, row)
     width = sum(widths) + 3 * len(widths) + 1  # a space either side and a border per column
     return _Layout(rows, plain, widths, width)
+
+
+def _widen(widths: list[int], row: list[str]) -> None:
+    """Each column's width grown to the widest line of the row's cell, in terminal cells."""
+    for i, cell in enumerate(row):
+        for line in cell.split("\n"):
+            width = _cells_of(line)
+            if width > widths[i]:
+                widths[i] = width
 
 
 def _cells_of(text: str) -> int:
@@ -266,6 +273,7 @@ class _Frame(NamedTuple):
     widths: tuple[int, ...]
     top: str
     heads: list[str]
+    head: str  # the header line, unstyled
     head_rule: str
     bottom: str
     whole: str
@@ -279,10 +287,12 @@ def _frame(columns: list[int]) -> _Frame:
     if frame is None:
         specs = [f" {{:{'>' if r else '<'}{w}}} " for w, r in zip(widths, _RIGHT, strict=True)]
         first, rest = specs[0], "│" + "│".join(specs[1:]) + "│"
+        heads = [_pad(h, w, r) for (h, _), w, r in zip(_COLUMNS, widths, _RIGHT, strict=True)]
         frame = _Frame(
             widths,
             _rule(_TOP, widths),
-            [_pad(h, w, r) for (h, _), w, r in zip(_COLUMNS, widths, _RIGHT, strict=True)],
+            heads,
+            "┃" + "┃".join(heads) + "┃",
             _rule(_HEAD_RULE, widths),
             _rule(_BOTTOM, widths),
             "│" + first + rest,
@@ -303,8 +313,8 @@ def _text(
     """The table and its footer as ``console.print`` writes them: ``bold`` and ``op`` render
     the header cells and the op labels in their styles (both None: a console without style)."""
     frame = _frame(layout.widths)
-    heads = map(bold, frame.heads) if bold is not None else frame.heads
-    lines = [frame.top, "┃" + "┃".join(heads) + "┃", frame.head_rule]
+    head = frame.head if bold is None else "┃" + "┃".join(map(bold, frame.heads)) + "┃"
+    lines = [frame.top, head, frame.head_rule]
     whole = frame.whole.format
     if op is None and all(layout.plain):  # the usual table: one str.format a line
         lines += starmap(whole, layout.rows)
