@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from itertools import starmap
-from typing import Any, NamedTuple, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 import rich.console
 import torch
@@ -100,24 +100,25 @@ class Summary:
     def render_plain(self, console: Console, width: int) -> str | None:
         """The text ``console.print(self)`` writes at ``width`` columns, built without rich's
         print pipeline; None where that pipeline must run (see :func:`_echo`)."""
+        if console.is_jupyter or console.record or console.legacy_windows or console.quiet:
+            return None
+        return self._written(width, console.encoding, console.color_system, console.no_color)
+
+    def _written(
+        self, width: int, encoding: str, color_system: str | None, no_color: bool
+    ) -> str | None:
+        """:meth:`render_plain` for a plain console of this encoding, colour system and
+        ``no_color``."""
         layout = self._layout()
-        if (
-            console.is_jupyter
-            or console.record
-            or console.legacy_windows
-            or console.quiet
-            or not self.calls
-            or layout.width > width
-            or not console.encoding.startswith("utf")
-        ):
+        if not self.calls or layout.width > width or not encoding.startswith("utf"):
             return None
         footer = self.footer()
         if "\n" in footer or _cells_of(footer) > width:
             return None
-        system = COLOR_SYSTEMS.get(console.color_system or "")
+        system = COLOR_SYSTEMS.get(color_system or "")
         if system is None:  # no style written at all: the op labels are plain text
             return _text(self.calls, layout, footer, None, None)
-        bold, op = (_BOLD.without_color, _OP.without_color) if console.no_color else (_BOLD, _OP)
+        bold, op = (_BOLD.without_color, _OP.without_color) if no_color else (_BOLD, _OP)
         render = Style.render
         return _text(
             self.calls,
@@ -495,21 +496,27 @@ def _echo(result: Summary) -> None:
 
     The usual case, a table and a one-line footer on a plain console, is written directly: the
     lines are already laid out, and rich's print pipeline (segments split, cropped and rendered
-    one by one) cost more than the traced forward of a small model. The console is still rich's,
-    so colour, ``NO_COLOR``, ``FORCE_COLOR`` and terminal detection are its decisions; anything
-    else (Jupyter, a recording or legacy Windows console, a non-UTF-8 stream, a footer that
-    wraps) goes through rich itself. The console is kept from one summary to the next while
-    nothing it decided from has changed (see :func:`_stdout_console`).
+    one by one) cost more than the traced forward of a small model. Colour, ``NO_COLOR``,
+    ``FORCE_COLOR`` and terminal detection are still rich's decisions, a ``Console()``'s, kept
+    from one summary to the next while nothing they are made from changes (see
+    :func:`_plain_console`); anything else (Jupyter, a recording or legacy Windows console, a
+    non-UTF-8 stream, a footer that wraps) goes through rich itself.
     """
-    console = _stdout_console()
     # The console's own width matters only where rich prints: what is written directly fits
     # in this many columns (and reading the terminal's size costs three system calls).
-    text = result.render_plain(console, max(_WIDTH, result.width))
+    width = max(_WIDTH, result.width)
+    plain = _plain_console()
+    if plain is None:
+        console = Console()
+        file, text = console.file, result.render_plain(console, width)
+    else:
+        file, color_system, no_color = plain
+        encoding = (getattr(file, "encoding", "utf-8") or "utf-8").lower()  # Console.encoding
+        text = result._written(width, encoding, color_system, no_color)
     if text is None:
         width = Console().width  # COLUMNS and the terminal's size as they are now
         Console(width=max(width, _WIDTH, result.width)).print(result)
         return
-    file = console.file
     with _WRITING:  # one summary's lines never interleave with another thread's
         file.write(text)
         file.flush()
@@ -517,16 +524,26 @@ def _echo(result: Summary) -> None:
 
 _WRITING = threading.RLock()
 # The environment variables Console() reads (in __init__, _detect_color_system, is_terminal and
-# is_dumb_terminal) to decide what render_plain uses: the colour system and NO_COLOR. COLUMNS,
-# LINES and TTY_INTERACTIVE set the width, height and interactivity, which only rich's own
-# printing reads (a fresh console's, in _echo); Jupyter's (DATABRICKS_RUNTIME_VERSION) is read
-# only where get_ipython is defined, where no console is kept; legacy Windows and its colours
-# rich detects once a process.
+# is_dumb_terminal) to decide its colour system and NO_COLOR. COLUMNS, LINES and TTY_INTERACTIVE
+# set the width, height and interactivity, which only rich's own printing reads (a fresh
+# console's, in _echo); Jupyter's (DATABRICKS_RUNTIME_VERSION) is read only where get_ipython
+# is defined, where nothing is kept; legacy Windows and its colours rich detects once a process.
 _CONSOLE_ENVIRON = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TERM", "COLORTERM")
-_console: tuple[weakref.ref[Any], tuple[object, ...], Console] | None = None
 # Each variable as os.environ stores it (bytes on POSIX): os.environ.get() of a variable that is
 # not set raises and catches a KeyError, and five of them cost as much as the rest of the check.
 _ENVIRON_KEYS = tuple(os.environ.encodekey(name) for name in _CONSOLE_ENVIRON)
+
+
+class _Kept(NamedTuple):
+    """A ``Console()``'s decisions for standard output, and what they were made from."""
+
+    stdout: weakref.ref[Any]
+    state: tuple[object, ...]
+    color_system: str | None
+    no_color: bool
+
+
+_kept: _Kept | None = None
 
 
 def _environ_state() -> list[object]:
@@ -538,36 +555,42 @@ def _environ_state() -> list[object]:
     return [os.environ.get(name) for name in _CONSOLE_ENVIRON]
 
 
-def _stdout_console() -> Console:
-    """``Console()``, kept from one summary to the next while everything it decided from is
-    unchanged: the same ``sys.stdout`` (held weakly), the same ``isatty()`` of the stream it
-    writes to, the same environment variables, the same standard input (rich tells IDLE by
-    it), no IPython. Building one costs as much as laying out a small model's table.
+def _plain_console() -> tuple[IO[str], str | None, bool] | None:
+    """The stream a ``Console()`` made now would write to, its colour system and ``no_color``,
+    for :func:`_echo` to write the table itself; None where rich must decide everything as it
+    always does (``get_ipython`` defined, no stream, one whose ``isatty`` is missing or fails, a
+    legacy Windows console): then _echo makes the console.
 
-    Where any of them cannot be read as rich reads it (IPython's ``get_ipython`` defined, a
-    stream without ``isatty`` or one that fails, no stream, a stream without weak references)
-    this is a new ``Console()`` every time, rich deciding everything as it always does.
+    Making a Console costs as much as laying out a small model's table, and one kept from a
+    summary to the next would be 20 objects promoted to the collector's oldest generation, left
+    for a full collection once replaced. Its decisions are kept instead (neither the console
+    nor the stream) while everything they are made from is unchanged: the same ``sys.stdout``
+    (held weakly: one without weak references is never kept), the same ``isatty()`` of the
+    stream it writes to, the same environment variables, the same standard input (rich tells
+    IDLE by it).
     """
-    global _console
+    global _kept
     if "get_ipython" in vars(builtins) or "get_ipython" in vars(rich.console):
-        return Console()  # rich's Jupyter detection: IPython, Colab, Databricks
+        return None  # rich's Jupyter detection: IPython, Colab, Databricks
     stdout = sys.stdout
     file = getattr(stdout, "rich_proxied_file", stdout)  # Console.file: a Live's proxy's file
     if file is None:
-        return Console()
+        return None
     try:
         state = (file.isatty(), getattr(sys.stdin, "__module__", None), *_environ_state())
     except Exception:  # rich answers these its own way (isatty() of a closed stream: False)
-        return Console()
-    kept = _console
-    if kept is not None and kept[0]() is stdout and kept[1] == state:
-        return kept[2]
+        return None
+    kept = _kept
+    if kept is not None and kept.stdout() is stdout and kept.state == state:
+        return file, kept.color_system, kept.no_color
     console = Console()
+    if console.is_jupyter or console.legacy_windows or console.file is not file:
+        return None
     try:
-        _console = (weakref.ref(stdout), state, console)
+        _kept = _Kept(weakref.ref(stdout), state, console.color_system, console.no_color)
     except TypeError:  # a stream without weak references: never kept
-        _console = None
-    return console
+        _kept = None
+    return file, console.color_system, console.no_color
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import contextlib
 import io
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import torch
@@ -194,12 +195,12 @@ class _IdleInput(io.StringIO):
     __module__ = "idlelib.run"
 
 
-def test_summary_echo_console_follows_every_change_rich_would_see(
+def test_summary_echo_follows_every_change_rich_would_see(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # summary() keeps its console from one call to the next: every change below between two
-    # calls flips what rich decides (colour, NO_COLOR's plain italics, none) or its colour
-    # system, and each output is what a console made at that moment prints.
+    # summary() keeps its console's decisions from one call to the next: every change below
+    # between two calls flips what rich decides (colour, NO_COLOR's plain italics, none) or
+    # its colour system, and each output is what a console made at that moment prints.
     torch.manual_seed(0)
     model, x = ArticleLSTM(vocab=100, embed=6, hidden=8), torch.randint(0, 100, (4, 5))
     for name in _RICH_ENVIRON:
@@ -234,8 +235,9 @@ def test_summary_echo_console_follows_every_change_rich_would_see(
             echoed, fresh = _echoed_and_fresh(model, x, terminal)
             assert echoed == fresh
             assert (escape in echoed) if escape else ("\x1b[" not in echoed)
-            kept, made = summary_table._stdout_console(), Console()
-            assert (kept.color_system, kept.no_color) == (made.color_system, made.no_color)
+            kept, made = summary_table._plain_console(), Console()
+            assert kept is not None and kept[0] is terminal
+            assert kept[1:] == (made.color_system, made.no_color)
         monkeypatch.setattr(sys, "stdin", _IdleInput())  # IDLE: never a terminal to rich
         echoed, fresh = _echoed_and_fresh(model, x, terminal)
         assert echoed == fresh and "\x1b[" not in echoed
@@ -264,6 +266,23 @@ def test_summary_echo_writes_where_stdout_is_now(
     Console(width=max(200, result.width), height=25).print(result)
     assert echoed == capsys.readouterr().out and "\x1b[" in echoed
     assert first.getvalue().count("Total params") == 4  # the first stream's two, rich's two
+
+
+def test_summary_echo_to_a_stream_that_is_not_utf8_is_rich_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stream that cannot take the box characters: rich prints the table (its ASCII box).
+    model, x = nn.Sequential(nn.Linear(3, 2), nn.Flatten(0)), torch.randn(5, 3)
+    for name in _RICH_ENVIRON:
+        monkeypatch.delenv(name, raising=False)
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    with contextlib.redirect_stdout(stream):
+        result = tracer.summary(model, x)
+        stream.flush()
+        echoed = stream.buffer.getvalue()
+        Console(width=max(200, result.width), height=25).print(result)
+        stream.flush()
+    assert echoed + echoed == stream.buffer.getvalue() and b"+---" in echoed
 
 
 class _Slotted:
@@ -303,22 +322,35 @@ def test_summary_echo_to_a_stream_it_cannot_keep_or_ask(
         assert echoed == fresh and ("\x1b[" in echoed) == (not fails)
 
 
-def test_summary_echo_console_is_kept_and_never_in_ipython(
+def test_summary_echo_keeps_rich_decisions_but_never_in_ipython(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Nothing changed: the same console twice (made once per summary it would cost more than
-    # the rest of the printing). IPython defined: rich's Jupyter detection, every time.
-    first = summary_table._stdout_console()
-    assert summary_table._stdout_console() is first
+    # Nothing changed: the second summary makes no console (one per summary would cost more
+    # than the rest of the printing) and prints the same. IPython defined: rich's Jupyter
+    # detection, every time, whatever was kept before.
+    model, x = nn.Sequential(nn.Linear(3, 2), nn.Flatten(0)), torch.randn(5, 3)
+    made: list[Console] = []
+
+    class Counted(Console):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            made.append(self)
+
+    monkeypatch.setattr(summary_table, "Console", Counted)
+    tracer.summary(model, x)
+    printed = capsys.readouterr().out
+    made.clear()
+    tracer.summary(model, x)
+    assert capsys.readouterr().out == printed and made == []
 
     class ZMQInteractiveShell:  # what Jupyter's get_ipython() returns
         pass
 
+    assert summary_table._plain_console() is not None
     monkeypatch.setattr(builtins, "get_ipython", ZMQInteractiveShell, raising=False)
-    console = summary_table._stdout_console()
-    assert console.is_jupyter and console is not summary_table._stdout_console()
+    assert summary_table._plain_console() is None
     monkeypatch.delattr(builtins, "get_ipython")
-    assert not summary_table._stdout_console().is_jupyter
+    assert summary_table._plain_console() is not None
 
 
 #: Names and type names as a model may have them: control characters, wide characters, markup,
