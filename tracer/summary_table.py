@@ -8,7 +8,6 @@ import io
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -537,7 +536,6 @@ _ENVIRON_KEYS = tuple(os.environ.encodekey(name) for name in _CONSOLE_ENVIRON)
 class _Kept(NamedTuple):
     """A ``Console()``'s decisions for standard output, and what they were made from."""
 
-    stdout: weakref.ref[Any]
     state: tuple[object, ...]
     color_system: str | None
     no_color: bool
@@ -563,11 +561,11 @@ def _plain_console() -> tuple[IO[str], str | None, bool] | None:
 
     Making a Console costs as much as laying out a small model's table, and one kept from a
     summary to the next would be 20 objects promoted to the collector's oldest generation, left
-    for a full collection once replaced. Its decisions are kept instead (neither the console
-    nor the stream) while everything they are made from is unchanged: the same ``sys.stdout``
-    (held weakly: one without weak references is never kept), the same ``isatty()`` of the
-    stream it writes to, the same environment variables, the same standard input (rich tells
-    IDLE by it).
+    for a full collection once replaced. Its decisions are kept instead, neither the console
+    nor the stream, while everything they are made from is unchanged: the ``isatty()`` of the
+    stream it writes to (the only thing rich reads of the stream to decide, so a new stream
+    of the same kind, as a ``redirect_stdout`` to a fresh buffer at each call gives, reuses
+    them), the environment variables, the standard input (rich tells IDLE by it).
     """
     global _kept
     if "get_ipython" in vars(builtins) or "get_ipython" in vars(rich.console):
@@ -581,15 +579,12 @@ def _plain_console() -> tuple[IO[str], str | None, bool] | None:
     except Exception:  # rich answers these its own way (isatty() of a closed stream: False)
         return None
     kept = _kept
-    if kept is not None and kept.stdout() is stdout and kept.state == state:
+    if kept is not None and kept.state == state:
         return file, kept.color_system, kept.no_color
     console = Console()
     if console.is_jupyter or console.legacy_windows or console.file is not file:
         return None
-    try:
-        _kept = _Kept(weakref.ref(stdout), state, console.color_system, console.no_color)
-    except TypeError:  # a stream without weak references: never kept
-        _kept = None
+    _kept = _Kept(state, console.color_system, console.no_color)
     return file, console.color_system, console.no_color
 
 

@@ -285,8 +285,8 @@ def test_summary_echo_to_a_stream_that_is_not_utf8_is_rich_s(
     assert echoed + echoed == stream.buffer.getvalue() and b"+---" in echoed
 
 
-class _Slotted:
-    """A stream without weak references (``__slots__``), whose ``isatty`` may fail."""
+class _Bare:
+    """A stream that is no io object (and has no weak references), whose ``isatty`` may fail."""
 
     __slots__ = ("buffer", "fails")
     encoding = "utf-8"
@@ -307,15 +307,15 @@ class _Slotted:
 
 
 @pytest.mark.parametrize("fails", [False, True])
-def test_summary_echo_to_a_stream_it_cannot_keep_or_ask(
+def test_summary_echo_to_a_bare_stream_or_one_it_cannot_ask(
     monkeypatch: pytest.MonkeyPatch, fails: bool
 ) -> None:
-    # No weak reference to keep the stream by, or an isatty() that raises: a console made for
-    # each summary, deciding as rich does (a failing isatty() is no terminal).
+    # A stream of write, flush and isatty alone; one whose isatty() raises (a console made for
+    # each summary then): what rich decides (a failing isatty() is no terminal).
     model, x = nn.Sequential(nn.Linear(3, 2), nn.Flatten(0)), torch.randn(5, 3)
     for name in _RICH_ENVIRON:
         monkeypatch.delenv(name, raising=False)
-    stream = _Slotted(fails)
+    stream = _Bare(fails)
     for _ in range(2):
         with contextlib.redirect_stdout(stream):
             echoed, fresh = _echoed_and_fresh(model, x, stream.buffer)
@@ -326,8 +326,9 @@ def test_summary_echo_keeps_rich_decisions_but_never_in_ipython(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Nothing changed: the second summary makes no console (one per summary would cost more
-    # than the rest of the printing) and prints the same. IPython defined: rich's Jupyter
-    # detection, every time, whatever was kept before.
+    # than the rest of the printing) and prints the same, as do summaries printed to a fresh
+    # buffer each (rich reads nothing of a stream but isatty() to decide). IPython defined:
+    # rich's Jupyter detection, every time, whatever was kept before.
     model, x = nn.Sequential(nn.Linear(3, 2), nn.Flatten(0)), torch.randn(5, 3)
     made: list[Console] = []
 
@@ -342,6 +343,11 @@ def test_summary_echo_keeps_rich_decisions_but_never_in_ipython(
     made.clear()
     tracer.summary(model, x)
     assert capsys.readouterr().out == printed and made == []
+    for _ in range(2):  # as a benchmark's redirect_stdout to a new buffer at each call gives
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            tracer.summary(model, x)
+        assert buffer.getvalue() == printed and made == []
 
     class ZMQInteractiveShell:  # what Jupyter's get_ipython() returns
         pass
