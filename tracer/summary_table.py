@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
-from itertools import starmap
+from itertools import starmap, zip_longest
 from typing import IO, Any, NamedTuple, TypeVar
 
 import rich.console
@@ -357,14 +357,11 @@ def _pieces(calls: Sequence[CallRecord], layout: _Layout) -> list[tuple[str, Sty
 def _row_pieces(call: CallRecord, row: list[str], frame: _Frame) -> list[tuple[str, Style | None]]:
     """One call's lines, a line break between them; an op's label is a piece of its own, in
     the op style."""
-    split = [cell.split("\n") if "\n" in cell else [cell] for cell in row]
-    columns = list(zip(frame.widths, _RIGHT, strict=True))
     out: list[tuple[str, Style | None]] = []
-    for k in range(max(map(len, split))):
-        if k:
+    op = call.kind == "op"  # on the first line only
+    for values in zip_longest(*[cell.split("\n") for cell in row], fillvalue=""):
+        if out:
             out.append(("\n", None))
-        values = [lines[k] if k < len(lines) else "" for lines in split]
-        op = k == 0 and call.kind == "op"
         if "".join(values).isascii():  # padded by str.format, one call per line
             if op:
                 label = frame.first.format(values[0])
@@ -372,11 +369,12 @@ def _row_pieces(call: CallRecord, row: list[str], frame: _Frame) -> list[tuple[s
             else:
                 out.append((frame.whole.format(*values), None))
         else:
-            cells = [_pad(v, w, r) for v, (w, r) in zip(values, columns, strict=True)]
+            cells = [_pad(*cell) for cell in zip(values, frame.widths, _RIGHT, strict=True)]
             if op:
                 out += [("│", None), (cells[0], _OP), ("│" + "│".join(cells[1:]) + "│", None)]
             else:
                 out.append(("│" + "│".join(cells) + "│", None))
+        op = False
     return out
 
 
