@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import statistics
 import sys
@@ -87,10 +88,15 @@ def measure(entry: Entry, torchinfo: Any, reps: int, block_s: float) -> dict[str
     for mode, fn in list(runners.items()):
         try:
             fn()  # the warm-up: a first call pays one-time costs (imports, caches, the probe)
-            # Sized by a second call: sized by the first, a mode whose first call is slow would
-            # be timed one cold call per block against the other modes' warm blocks.
-            first = _block(fn, 1)
-            inner[mode] = max(1, min(200, round(block_s / max(first, 1e-6))))
+            # The garbage of building the model and of the warm-up's imports (rich's, at the
+            # first summary) is collected now: left pending, its full collection (50-75 ms)
+            # lands on whichever call comes next.
+            gc.collect()
+            # Sized by the median of three more calls: sized by the first, a mode whose first
+            # call is slow would be timed one cold call per block against the other modes'
+            # warm blocks.
+            once = statistics.median(_block(fn, 1) for _ in range(3))
+            inner[mode] = max(1, min(200, round(block_s / max(once, 1e-6))))
         except Exception as exc:
             errors[mode] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
             del runners[mode]
