@@ -35,14 +35,29 @@ class Summary:
     def __init__(
         self, calls: Sequence[CallRecord], modules: Sequence[ModuleRecord], notes: Sequence[str]
     ) -> None:
+        """``modules``: the model's module records, or a trace's captured ones (whose parameter
+        counts the table reads without building the records: see :attr:`modules`)."""
         self.calls = list(calls)
-        self.modules = list(modules)
         self.notes = list(notes)
-        self._by_path = {m.path: m for m in self.modules}
-        root = self._by_path.get("")
-        self.total_params = root.params_total if root else 0
-        self.trainable_params = root.trainable_total if root else 0
+        self._captured = modules
+        self._modules: list[ModuleRecord] | None = None
+        counts = getattr(modules, "counts", None)
+        if callable(counts):
+            self._own, (total, trainable) = counts()
+        else:
+            self._modules = list(modules)
+            self._own = {m.path: m.params_own for m in self._modules}
+            root = next((m for m in self._modules if m.path == ""), None)
+            total, trainable = (root.params_total, root.trainable_total) if root else (0, 0)
+        self.total_params, self.trainable_params = total, trainable
         self._laid_out: _Layout | None = None
+
+    @property
+    def modules(self) -> list[ModuleRecord]:
+        """The model's module records (built on first read)."""
+        if self._modules is None:
+            self._modules = list(self._captured)
+        return self._modules
 
     @property
     def width(self) -> int:
@@ -52,7 +67,7 @@ class Summary:
     def _layout(self) -> _Layout:
         """Each call's cells and each column's width (built once)."""
         if self._laid_out is None:
-            self._laid_out = _lay_out(self.calls, self._by_path)
+            self._laid_out = _lay_out(self.calls, self._own)
         return self._laid_out
 
     def table(self) -> Table:
@@ -172,7 +187,7 @@ class _Layout(NamedTuple):
     width: int  # the table's, in terminal columns
 
 
-def _lay_out(calls: Sequence[CallRecord], by_path: Mapping[str, ModuleRecord]) -> _Layout:
+def _lay_out(calls: Sequence[CallRecord], own: Mapping[str, int]) -> _Layout:
     """Every call's row, built and measured in one pass.
 
     A summary is printed once, often for a model of a few layers, so the table's own cost is
@@ -194,9 +209,9 @@ def _lay_out(calls: Sequence[CallRecord], by_path: Mapping[str, ModuleRecord]) -
             label = indent + text(call.type)
         params = ""
         if kind == "module" and call.call_index == 0:
-            module = by_path.get(call.module)
-            if module is not None and module.params_own:
-                params = formatting.count(module.params_own)
+            count = own.get(call.module)
+            if count:
+                params = formatting.count(count)
         inputs, outputs = call.inputs, call.outputs
         if len(outputs) == 1:
             # The usual row: one output, and one input of its dtype, neither named (slot "0").
@@ -480,7 +495,7 @@ def summary(
     with torch.no_grad(), trace(model, ops=ops, stats=stats) as t:
         model(*example_inputs, **example_kwargs)
     with _gc_paused():
-        result = Summary(t.flow(0), t.modules, t.notes)
+        result = Summary(t.flow(0), t.captured_modules, t.notes)
         if echo:
             _echo(result)
     return result

@@ -28,6 +28,7 @@ from tracer.records import (
     frozen_mapping,
     literal,
 )
+from tracer.summary_table import Summary
 
 
 def test_summary_prints_table_with_ops_shapes_and_params(
@@ -449,7 +450,8 @@ def _expected_cells(result: summary_table.Summary, call: CallRecord) -> list[str
         label += f" #{call.call_index}" if call.call_index else ""
     else:
         label = indent + literal(call.type, 120)
-    own = result._by_path[call.module].params_own if call.kind == "module" else 0
+    by_path = {m.path: m for m in result.modules}
+    own = by_path[call.module].params_own if call.kind == "module" else 0
     stats = [[r.stats.get(key) for key in ("mean", "std", "min", "max")] for r in outputs]
     for values, r in zip(stats, outputs, strict=True):
         values[0] = r.stats.get("true_frac") if values[0] is None else values[0]
@@ -496,3 +498,20 @@ def test_summary_any_records_lay_out_as_rich_tables_them(result: summary_table.S
 def test_summary_statistic_cells_are_formatting_numbers(value: float | None) -> None:
     expected = "" if value is None else formatting.number(value)
     assert summary_table._number(value) == expected
+
+
+def test_summary_counts_parameters_without_building_the_module_records() -> None:
+    # The table needs each module's own count and the totals: read from what the trace
+    # captured; the module records themselves are built when s.modules is first read.
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[2].weight.requires_grad_(False)
+    result = tracer.summary(model, torch.randn(5, 3), echo=False)
+    assert result._modules is None
+    records = result.modules
+    assert [r.path for r in records] == ["", "0", "1", "2"]
+    assert result.total_params == records[0].params_total == 16 + 10
+    assert result.trainable_params == records[0].trainable_total == 16 + 2
+    rows = {line.split()[1]: line for line in str(result).splitlines() if "(Linear)" in line}
+    assert "│     16 │" in rows["0"] and "│     10 │" in rows["2"]
+    from_list = Summary(result.calls, records, result.notes)
+    assert str(from_list) == str(result)

@@ -179,6 +179,13 @@ class Trace:
             self.sink.begin(self._modules, list(self.notes))
 
     @property
+    def captured_modules(self) -> Sequence[ModuleRecord]:
+        """The module records as captured at open, not built yet where none was read: a
+        :class:`~tracer.core.module_records.ModuleRecords` (``counts()`` gives the parameter
+        counts without building them); empty before the trace opens."""
+        return self._modules
+
+    @property
     def modules(self) -> list[ModuleRecord]:
         """The model's module records as they were when the trace opened (built on first read;
         empty before it opens)."""
