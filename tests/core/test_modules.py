@@ -139,6 +139,15 @@ class OwnParameters(nn.Module):
                 yield name, param
 
 
+class Scripted(nn.Module):
+    """A TorchScript submodule, whose parameter table is not a dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script = torch.jit.script(nn.Sequential(nn.Linear(3, 3), nn.ReLU()))
+        self.head = nn.Linear(3, 1)
+
+
 def _models() -> list[nn.Module]:
     frozen = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4).requires_grad_(False))
     frozen[0].bias.requires_grad_(False)
@@ -146,6 +155,7 @@ def _models() -> list[nn.Module]:
     return [
         Tied(),
         SharedChild(),
+        Scripted(),
         AncestorShared(),
         nn.Sequential(OwnParameters(), nn.Linear(2, 2)),
         nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2)),
@@ -390,3 +400,34 @@ def test_parameter_counts_without_the_records_are_the_records_counts(model: nn.M
 @given(_tied_trees())
 def test_parameter_counts_of_random_trees_with_tied_parameters(model: nn.Module) -> None:
     assert capture_modules(model).counts() == _counts_of(module_records(model))
+
+
+class _Emptying(nn.Parameter):
+    """A parameter whose shape, when read, empties its module's parameter table."""
+
+    owner: nn.Module | None = None
+
+    @property
+    def shape(self) -> torch.Size:  # type: ignore[override]
+        if _Emptying.owner is not None:
+            _Emptying.owner._parameters.clear()
+        return super().shape
+
+
+def test_a_parameter_that_changes_its_module_while_read_is_no_crash() -> None:
+    # Capturing reads each parameter's facts while walking its module's table; a parameter
+    # whose reading empties that table must not take the walk down with it.
+    module = nn.Linear(3, 3)
+    module.weight = _Emptying(torch.ones(3, 3))
+    module.register_parameter("later", nn.Parameter(torch.ones(2)))
+    _Emptying.owner = module
+    try:
+        try:
+            records = capture_modules(module).records()
+        except RuntimeError as exc:  # the Python walk: the dict changed during iteration
+            assert "changed size" in str(exc)
+        else:
+            assert records[0].parameters[0].name == "weight"
+            assert records[0].parameters[0].shape == (3, 3)
+    finally:
+        _Emptying.owner = None

@@ -938,8 +938,50 @@ PyObject* tensor_facts(PyObject* param, PyObject* dtype_names) {
   return result;
 }
 
+// One parameter of own_parameters: its facts (once per id) and its entry in ``own``; nullptr on
+// an error, else Py_None (borrowed).
+PyObject* own_parameter(PyObject* name, PyObject* param, PyObject* facts, PyObject* names,
+                        PyObject* parameter_type, PyObject* py_facts, PyObject** own_out,
+                        bool* repeated) {
+  PyObject* key = PyLong_FromVoidPtr(param);  // id(param)
+  if (key == nullptr) {
+    return nullptr;
+  }
+  const int known = PyDict_Contains(facts, key);
+  if (known < 0) {
+    Py_DECREF(key);
+    return nullptr;
+  }
+  if (known) {
+    *repeated = true;
+  } else {
+    PyObject* fact = nullptr;
+    PyTypeObject* type = Py_TYPE(param);
+    if (type == reinterpret_cast<PyTypeObject*>(parameter_type) ||
+        type == reinterpret_cast<PyTypeObject*>(THPVariableClass)) {
+      fact = tensor_facts(param, names);
+    }
+    if (fact == nullptr && !PyErr_Occurred()) {
+      fact = PyObject_CallOneArg(py_facts, param);
+    }
+    if (fact == nullptr || PyDict_SetItem(facts, key, fact) < 0) {
+      Py_XDECREF(fact);
+      Py_DECREF(key);
+      return nullptr;
+    }
+    Py_DECREF(fact);
+  }
+  if (*own_out == nullptr && (*own_out = PyList_New(0)) == nullptr) {
+    Py_DECREF(key);
+    return nullptr;
+  }
+  const bool ok = PyList_Append(*own_out, name) == 0 && PyList_Append(*own_out, key) == 0;
+  Py_DECREF(key);
+  return ok ? Py_None : nullptr;
+}
+
 PyObject* own_parameters(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 5 || !PyDict_Check(args[0]) || !PyDict_CheckExact(args[1]) ||
+  if (nargs != 5 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
       !PyDict_CheckExact(args[2])) {
     PyErr_SetString(PyExc_TypeError,
                     "own_parameters(parameters, facts, dtype_names, parameter_type, py_facts)");
@@ -955,45 +997,15 @@ PyObject* own_parameters(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (param == Py_None) {
       continue;
     }
-    PyObject* key = PyLong_FromVoidPtr(param);  // id(param)
-    if (key == nullptr) {
+    // Held while Python code (py_facts) runs: it could change the dict under the loop.
+    Py_INCREF(name);
+    Py_INCREF(param);
+    PyObject* result = own_parameter(name, param, facts, names, parameter_type, py_facts, &own,
+                                     &repeated);
+    Py_DECREF(name);
+    Py_DECREF(param);
+    if (result == nullptr) {
       Py_XDECREF(own);
-      return nullptr;
-    }
-    const int known = PyDict_Contains(facts, key);
-    if (known < 0) {
-      Py_DECREF(key);
-      Py_XDECREF(own);
-      return nullptr;
-    }
-    if (known) {
-      repeated = true;
-    } else {
-      PyObject* fact = nullptr;
-      PyTypeObject* type = Py_TYPE(param);
-      if (type == reinterpret_cast<PyTypeObject*>(parameter_type) ||
-          type == reinterpret_cast<PyTypeObject*>(THPVariableClass)) {
-        fact = tensor_facts(param, names);
-      }
-      if (fact == nullptr && !PyErr_Occurred()) {
-        fact = PyObject_CallOneArg(py_facts, param);
-      }
-      if (fact == nullptr || PyDict_SetItem(facts, key, fact) < 0) {
-        Py_XDECREF(fact);
-        Py_DECREF(key);
-        Py_XDECREF(own);
-        return nullptr;
-      }
-      Py_DECREF(fact);
-    }
-    if (own == nullptr && (own = PyList_New(0)) == nullptr) {
-      Py_DECREF(key);
-      return nullptr;
-    }
-    const bool ok = PyList_Append(own, name) == 0 && PyList_Append(own, key) == 0;
-    Py_DECREF(key);
-    if (!ok) {
-      Py_DECREF(own);
       return nullptr;
     }
   }

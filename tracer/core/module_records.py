@@ -77,15 +77,16 @@ def capture_modules(
             except Exception:  # a user's extra_repr must not break tracing
                 add_repr("")
         if cls.named_parameters is _NAMED_PARAMETERS:
-            if compiled is not None:  # the loop below, compiled
-                own, again = compiled(module._parameters, facts, _DTYPES, _PARAMETER, _facts)
+            table = module._parameters
+            if compiled is not None and type(table) is dict:  # the loop below, compiled
+                own, again = compiled(table, facts, _DTYPES, _PARAMETER, _facts)
                 add_own(own)
                 repeated = repeated or again
                 if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
                     plain = False
                 add_kids(len(module._modules))
                 continue
-            items: Iterable[tuple[str, Any]] = module._parameters.items()
+            items: Iterable[tuple[str, Any]] = table.items()  # (a TorchScript module's: no dict)
         else:  # a class's own named_parameters decides what its parameters are
             items = module.named_parameters(recurse=False, remove_duplicate=False)
         own = None
