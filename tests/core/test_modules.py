@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -289,6 +291,12 @@ def _configurations() -> list[nn.Module]:
         nn.Bilinear(2, 3, 4, bias=False),
         nn.Embedding(10, 4),
         nn.Embedding(10, 4, padding_idx=0, max_norm=1.0, scale_grad_by_freq=True, sparse=True),
+        nn.RMSNorm(8),
+        nn.RMSNorm([2, 8], eps=1e-3, elementwise_affine=False),
+        nn.MaxPool1d(2),
+        nn.MaxPool2d(3, stride=1, padding=1, dilation=1, return_indices=True, ceil_mode=True),
+        nn.MaxPool3d(2),
+        nn.AvgPool1d(3, count_include_pad=False),
         nn.Conv1d(2, 4, 3, stride=2, padding=1, bias=False),
         nn.Conv2d(2, 4, (3, 5), padding="same", dilation=2, groups=2, padding_mode="reflect"),
         nn.Conv3d(2, 2, 1),
@@ -301,38 +309,7 @@ def _configurations() -> list[nn.Module]:
         nn.LayerNorm(8),
         nn.LayerNorm([2, 8], elementwise_affine=False, bias=False),
         nn.GroupNorm(2, 4, affine=False),
-        nn.RMSNorm(8),
-        nn.RMSNorm([2, 8], eps=1e-3, elementwise_affine=False),
-        nn.Dropout(),
-        nn.Dropout(0.3, inplace=True),
-        nn.Dropout1d(0.1),
-        nn.Dropout2d(0.2),
-        nn.Dropout3d(0.4),
-        nn.AlphaDropout(0.5),
-        nn.ReLU(),
-        nn.ReLU(inplace=True),
-        nn.ReLU6(True),
-        nn.LeakyReLU(0.2, inplace=True),
-        nn.ELU(alpha=0.5),
-        nn.SELU(inplace=True),
-        nn.CELU(2.0),
-        nn.GELU("tanh"),
-        nn.SiLU(inplace=True),
-        nn.Hardtanh(-2.0, 2.0),
-        nn.Softmax(dim=-1),
-        nn.LogSoftmax(1),
-        nn.Softplus(beta=2.0, threshold=10.0),
-        nn.Flatten(0, -1),
-        nn.Unflatten(1, (2, 4)),
-        nn.MaxPool1d(2),
-        nn.MaxPool2d(3, stride=1, padding=1, dilation=1, return_indices=True, ceil_mode=True),
-        nn.MaxPool3d(2),
-        nn.AvgPool1d(3, count_include_pad=False),
-        nn.AvgPool2d(2, divisor_override=3),
-        nn.AvgPool3d(2, ceil_mode=True),
-        nn.AdaptiveAvgPool1d(4),
-        nn.AdaptiveAvgPool2d((2, None)),
-        nn.AdaptiveAvgPool3d(1),
+        nn.GroupNorm(1, 4, eps=1e-3),
     ]
 
 
@@ -431,3 +408,56 @@ def test_a_parameter_that_changes_its_module_while_read_is_no_crash() -> None:
             assert records[0].parameters[0].shape == (3, 3)
     finally:
         _Emptying.owner = None
+
+
+def test_captured_records_keep_no_tensor_or_module_of_the_model_alive() -> None:
+    # What a capture keeps of a module (to write its text later) is plain values: a kept
+    # summary or capture must not keep the model, its parameters or its hooks alive.
+    def run() -> tuple[Any, list[weakref.ref[Any]]]:
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(2))
+        model[0].extra = torch.ones(1000)  # a tensor kept as a plain attribute
+        model[1].register_forward_hook(lambda *args: None)
+        summary = tracer.summary(model, torch.randn(1, 1, 5, 5), echo=False)
+        captured = capture_modules(model)
+        kept = [model, model[0], model[0].weight, model[0].extra, model[1].running_mean]
+        return (summary, captured), [weakref.ref(o) for o in kept]
+
+    held, refs = run()
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
+    summary, captured = held
+    assert "2, eps=1e-05" in summary.modules[2].extra_repr and captured[1].extra_repr
+
+
+_state_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.tuples(st.integers(), st.integers()),
+    st.tuples(st.integers(), st.booleans()),
+    st.lists(st.integers(), max_size=2),
+    st.just(torch.ones(1)),
+    st.just({"nested": 1}),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=6), _state_values, max_size=8),
+    st.dictionaries(st.text(min_size=1, max_size=4), st.sampled_from([None, "tensor"]), max_size=3),
+)
+def test_the_compiled_state_copy_is_the_python_one(
+    values: dict[str, Any], params: dict[str, str | None]
+) -> None:
+    from tracer.core._speedups import plain_state
+
+    state = dict(values)
+    state["_parameters"] = {
+        k: None if v is None else nn.Parameter(torch.ones(1)) for k, v in params.items()
+    }
+    want = module_records_module._plain_state(state)
+    got = plain_state(state)
+    assert got == want and list(got) == list(want)
+    assert [type(v) for v in got.values()] == [type(v) for v in want.values()]

@@ -899,6 +899,60 @@ static PyObject *kernel_stats(PyObject *module, PyObject *const *args, Py_ssize_
     return d;
 }
 
+/* plain_state(state): tracer.core.module_records._plain_state compiled. The entries of a
+ * module's __dict__ whose values are plain (exactly int, float, bool, str or None, or a tuple of
+ * exactly ints), and "_parameters" as a new dict of which parameters are set (None or True). */
+static int plain_value(PyObject *v)
+{
+    if (v == Py_None || PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v) ||
+        PyUnicode_CheckExact(v))
+        return 1;
+    if (!PyTuple_CheckExact(v))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(v); i++) {
+        if (!PyLong_CheckExact(PyTuple_GET_ITEM(v, i)))
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *plain_state(PyObject *module, PyObject *state)
+{
+    (void)module;
+    if (!PyDict_CheckExact(state)) {
+        PyErr_SetString(PyExc_TypeError, "plain_state: a module's __dict__");
+        return NULL;
+    }
+    PyObject *params = PyDict_GetItemString(state, "_parameters"); /* borrowed */
+    if (params == NULL || !PyDict_Check(params)) {
+        PyErr_SetString(PyExc_TypeError, "plain_state: no _parameters dict");
+        return NULL;
+    }
+    PyObject *plain = PyDict_New();
+    PyObject *set = PyDict_New();
+    if (plain == NULL || set == NULL)
+        goto fail;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(state, &pos, &key, &value)) {
+        if (plain_value(value) && PyDict_SetItem(plain, key, value) < 0)
+            goto fail;
+    }
+    pos = 0;
+    while (PyDict_Next(params, &pos, &key, &value)) {
+        if (PyDict_SetItem(set, key, value == Py_None ? Py_None : Py_True) < 0)
+            goto fail;
+    }
+    if (PyDict_SetItemString(plain, "_parameters", set) < 0)
+        goto fail;
+    Py_DECREF(set);
+    return plain;
+fail:
+    Py_XDECREF(plain);
+    Py_XDECREF(set);
+    return NULL;
+}
+
 /* For tracer.core._probe, which reads the address from the C++ tensor itself (and may split a big
  * tensor over torch's threads): the reduction behind float_stats, through a capsule (the C API
  * of this module). It touches no Python object; the caller guarantees data != NULL, n > 0,
@@ -912,6 +966,9 @@ static PyMethodDef methods[] = {
     {"build_records", (PyCFunction)(void (*)(void))build_records, METH_FASTCALL,
      "build_records(calls, step, stats, param_grads, ctx) -> the frozen records of one step's "
      "pending calls (tracer.core.step_state._records, compiled)."},
+    {"plain_state", plain_state, METH_O,
+     "plain_state(state) -> a module __dict__'s plain values and which parameters are set "
+     "(tracer.core.module_records._plain_state, compiled)."},
     {"kernel_stats", (PyCFunction)(void (*)(void))kernel_stats, METH_FASTCALL,
      "kernel_stats(vector, at=0) -> the statistics dict of the vector at ``at`` "
      "(tracer.core.stats.stats_from_kernel, compiled)."},
