@@ -9,7 +9,6 @@ driver's blocked read returns at once and the store reports the timeout.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -59,9 +58,14 @@ class Watchdog:
                 self._cut(conn)
 
     def _cut(self, dbapi_conn: Any) -> None:
-        # shutdown() acts on the socket itself, so the driver's own descriptor sees the end too
-        with contextlib.suppress(Exception):
+        # Counted before the cut: the statement's thread wakes as soon as the socket is shut and
+        # names its error from this count (counted after, a busy machine let it read the old
+        # count and report a closed connection instead of the timeout).
+        self.fired += 1
+        try:
+            # shutdown() acts on the socket itself, so the driver's own descriptor sees the end
             fd = os.dup(dbapi_conn.pgconn.socket)
             with socket.socket(fileno=fd) as sock:
                 sock.shutdown(socket.SHUT_RDWR)
-            self.fired += 1
+        except Exception:
+            self.fired -= 1  # nothing was cut: nobody woke
