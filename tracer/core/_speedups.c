@@ -307,18 +307,30 @@ static PyObject *stats_tuple(const double *out)
     return result;
 }
 
+/* The address and element count of a (address, numel, third) call; -1 with a TypeError for
+ * another number of arguments, or the conversion's error. */
+static int address_and_count(const char *call, PyObject *const *args, Py_ssize_t nargs,
+                             void **data, long long *n)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s takes 3 arguments", call);
+        return -1;
+    }
+    *data = PyLong_AsVoidPtr(args[0]);
+    if (*data == NULL && PyErr_Occurred())
+        return -1;
+    *n = PyLong_AsLongLong(args[1]);
+    if (*n == -1 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
 static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "float_stats(address, numel, itemsize) takes 3 arguments");
-        return NULL;
-    }
-    void *data = PyLong_AsVoidPtr(args[0]);
-    if (data == NULL && PyErr_Occurred())
-        return NULL;
-    const long long n = PyLong_AsLongLong(args[1]);
-    if (n == -1 && PyErr_Occurred())
+    void *data = NULL;
+    long long n = 0;
+    if (address_and_count("float_stats(address, numel, itemsize)", args, nargs, &data, &n) < 0)
         return NULL;
     const long itemsize = PyLong_AsLong(args[2]);
     if (itemsize == -1 && PyErr_Occurred())
@@ -385,15 +397,9 @@ INT_PASS(int_pass_u8, uint8_t, int64_t)
 static PyObject *int_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "int_stats(address, numel, kind) takes 3 arguments");
-        return NULL;
-    }
-    void *data = PyLong_AsVoidPtr(args[0]);
-    if (data == NULL && PyErr_Occurred())
-        return NULL;
-    const long long n = PyLong_AsLongLong(args[1]);
-    if (n == -1 && PyErr_Occurred())
+    void *data = NULL;
+    long long n = 0;
+    if (address_and_count("int_stats(address, numel, kind)", args, nargs, &data, &n) < 0)
         return NULL;
     const char *kind = PyUnicode_AsUTF8(args[2]);
     if (kind == NULL)

@@ -223,25 +223,25 @@ def compiled_stats_request() -> Callable[..., Any] | None:
     its ``request`` does the common tensor's version, identity key, dedup and kernel vector in
     one call (see :class:`tracer.core.collector.StatsCollector`). None otherwise, or where the
     loaded build predates it."""
-    if compiled_float_stats() is None:
-        return None
-    module = sys.modules.get(probe_build.MODULE)
-    if module is None or getattr(module, "Probe", None) is not _CompiledProbe:
-        return None
-    request: Callable[..., Any] | None = getattr(module, "StatsRequest", None)
-    return request
+    return _from_loaded("StatsRequest")
 
 
 def compiled_own_parameters() -> Callable[..., Any] | None:
     """``tracer.core._probe.own_parameters`` where the compiled probe loaded: one module's pass
     of :func:`tracer.core.module_records.capture_modules` over its parameters. None otherwise,
     or where the loaded build predates it."""
+    return _from_loaded("own_parameters")
+
+
+def _from_loaded(name: str) -> Callable[..., Any] | None:
+    """``name`` of the compiled probe module in use (where :func:`compiled_float_stats` is
+    available), or None."""
     if compiled_float_stats() is None:
         return None
     module = sys.modules.get(probe_build.MODULE)
     if module is None or getattr(module, "Probe", None) is not _CompiledProbe:
         return None
-    found: Callable[..., Any] | None = getattr(module, "own_parameters", None)
+    found: Callable[..., Any] | None = getattr(module, name, None)
     return found
 
 

@@ -366,26 +366,12 @@ def _stats_by_kind(x: torch.Tensor, n: int, note: Note = _ignore) -> dict[str, f
         kind = _INT_KINDS.get(x.dtype)
         if kind is not None and _int_stats is not None and _readable_ints(x):
             # One compiled pass where the values lie: a token batch costs 0.1 us, not 5.
-            total, low, high, count = _int_stats(x.data_ptr(), n, kind)
-            return {
-                "numel": n,
-                "mean": total / n,
-                "min": float(low),
-                "max": float(high),
-                "zero_frac": (n - count) / n,
-            }
+            return _int_dict(n, *_int_stats(x.data_ptr(), n, kind))
         if x.dtype in WIDE_INTS:
             x = x.double()  # torch has few kernels for these (no aminmax, no sum)
         lo, hi = torch.aminmax(x)
         nonzero = int(torch.count_nonzero(x))
-        total = float(x.sum(dtype=torch.float64))
-        return {
-            "numel": n,
-            "mean": total / n,
-            "min": float(lo),
-            "max": float(hi),
-            "zero_frac": (n - nonzero) / n,
-        }
+        return _int_dict(n, float(x.sum(dtype=torch.float64)), lo, hi, nonzero)
     if x.device.type == "cpu" and x.dtype in KERNEL_DTYPES:
         vector = kernel_vector(x)
         if vector is not None:
@@ -395,6 +381,17 @@ def _stats_by_kind(x: torch.Tensor, n: int, note: Note = _ignore) -> dict[str, f
     x = dense_order(x)
     vector = chunked_vector(x) if x.device.type == "cpu" and x.is_contiguous() else fused_vector(x)
     return stats_from_kernel(vector) if vector is not None else finite_stats(x, n)
+
+
+def _int_dict(n: int, total: float, lo: Any, hi: Any, nonzero: int) -> dict[str, float]:
+    """An integer tensor's statistics from its sum (a float), extremes and nonzero count."""
+    return {
+        "numel": n,
+        "mean": total / n,
+        "min": float(lo),
+        "max": float(hi),
+        "zero_frac": (n - nonzero) / n,
+    }
 
 
 def _readable_ints(x: torch.Tensor) -> bool:
