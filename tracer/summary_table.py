@@ -440,16 +440,8 @@ def _numbers(stats: Mapping[str, float]) -> list[str]:
 
 
 def _number(value: float | None) -> str:
-    """:func:`formatting.number` of a statistic in its full style, ``""`` when missing: its
-    steps without the call's style lookups, four times a row (the tests hold the two equal)."""
-    if value is None:
-        return ""
-    value = float(value)
-    if value - value == 0.0:  # finite (NaN and the infinities give NaN)
-        if value.is_integer() and -1e9 < value < 1e9:
-            return str(int(value))
-        return f"{value:.4g}"
-    return "nan" if value != value else "inf" if value > 0 else "-inf"
+    """:func:`formatting.number` of a statistic, ``""`` when missing."""
+    return "" if value is None else formatting.number(value)
 
 
 # Texts escaped once per process, each cache emptied when full: dtypes, devices, type names,

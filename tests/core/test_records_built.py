@@ -3,7 +3,6 @@ its vectors are what the Python functions make."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from array import array
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from core.models import ArticleLSTM, DictModel, NestedModel, PackedLSTM, TwiceModel, mlp
+from core.test_compiled_forward import Catches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -24,20 +24,6 @@ from tracer.core.step_state import StepRecords, _records, _stats_reader
 
 #: Skipped without the compiled module (failed under $TRACER_REQUIRE_EXTENSIONS).
 pytestmark = pytest.mark.needs_extension("speedups")
-
-
-class Raises(nn.Module):
-    """A child that raises, caught by its parent: a call without outputs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = nn.Linear(4, 4)
-        self.bad = nn.Linear(3, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with contextlib.suppress(RuntimeError):  # a shape mismatch, caught here
-            self.bad(x)
-        return self.inner(x)
 
 
 def _runs() -> dict[
@@ -72,7 +58,7 @@ def _runs() -> dict[
         ),
         "grads": lambda: (mlp(3, 8), backward(torch.randn(2, 8)), {"grads": True}),
         "shapes_only": lambda: (mlp(4, 8), forward(torch.randn(2, 8)), {"stats": False}),
-        "raises": lambda: (Raises(), forward(torch.randn(2, 4)), {}),
+        "raises": lambda: (Catches(), forward(torch.randn(2, 4)), {}),
     }
 
 

@@ -74,32 +74,30 @@ def capture_modules(
                 add_repr(extra if type(extra) is str else str(extra))
             except Exception:  # a user's extra_repr must not break tracing
                 add_repr("")
-        if cls.named_parameters is _NAMED_PARAMETERS:
-            table = module._parameters
-            if compiled is not None and type(table) is dict:  # the loop below, compiled
-                own, again = compiled(table, facts, _DTYPES, _PARAMETER, _facts)
-                add_own(own)
-                repeated = repeated or again
-                if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
-                    plain = False
-                add_kids(len(module._modules))
-                continue
-            items: Iterable[tuple[str, Any]] = table.items()  # (a TorchScript module's: no dict)
-        else:  # a class's own named_parameters decides what its parameters are
-            items = module.named_parameters(recurse=False, remove_duplicate=False)
-        own = None
-        for name, param in items:
-            if param is None:
-                continue
-            key = id(param)
-            if key in facts:
-                repeated = True
-            else:
-                facts[key] = _facts(param)
-            if own is None:
-                own = [name, key]
-            else:
-                own += name, key
+        own: list[Any] | None = None
+        table = module._parameters if cls.named_parameters is _NAMED_PARAMETERS else None
+        if compiled is not None and type(table) is dict:  # the loop below, compiled
+            own, again = compiled(table, facts, _DTYPES, _PARAMETER, _facts)
+            repeated = repeated or again
+        else:
+            items: Iterable[tuple[str, Any]] = (
+                table.items()  # a TorchScript module's table is no dict
+                if table is not None
+                # a class's own named_parameters decides what its parameters are
+                else module.named_parameters(recurse=False, remove_duplicate=False)
+            )
+            for name, param in items:
+                if param is None:
+                    continue
+                key = id(param)
+                if key in facts:
+                    repeated = True
+                else:
+                    facts[key] = _facts(param)
+                if own is None:
+                    own = [name, key]
+                else:
+                    own += name, key
         add_own(own)
         if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
             plain = False
