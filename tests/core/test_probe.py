@@ -324,3 +324,79 @@ def test_compiled_float_stats_of_big_tensors_match_the_reference(case: str, thre
             assert got[key] != got[key], key
         else:
             assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+_SMALL_DTYPES = [torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool]
+
+
+@st.composite
+def _small_tensors(draw: Any) -> torch.Tensor:
+    """An empty, integer or bool tensor: whole, a slice, a transposed view, or all zeros."""
+    dtype = draw(st.sampled_from([*_SMALL_DTYPES, torch.float32]))
+    rows, cols = draw(st.integers(0, 9)), draw(st.integers(0, 40))
+    if dtype is torch.bool:
+        x = torch.rand(rows, cols) < draw(st.floats(0, 1))
+    elif dtype is torch.float32:
+        x = torch.empty(rows, 0)  # floats reach this path only when empty
+    else:
+        info = torch.iinfo(dtype)
+        low = draw(st.sampled_from([info.min, -5, 0]))
+        high = draw(st.sampled_from([info.max, 7, 1]))
+        x = torch.randint(max(low, info.min), high, (rows, cols), dtype=dtype)
+        if x.numel() and draw(st.booleans()):
+            x.view(-1)[draw(st.integers(0, x.numel() - 1))] = high  # the type's extreme too
+    view = draw(st.sampled_from(["whole", "slice", "transposed", "zeros"]))
+    if view == "slice" and rows > 2:
+        return x[1:-1]
+    if view == "transposed":
+        return x.t()
+    if view == "zeros":
+        return torch.zeros_like(x)
+    return x
+
+
+@pytest.mark.needs_extension("probe")
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_small_tensors(), min_size=1, max_size=6))
+def test_compiled_request_gives_small_tensors_the_python_statistics(
+    tensors: list[torch.Tensor],
+) -> None:
+    # Empty tensors and contiguous integer or bool ones are taken whole by the compiled
+    # request (the integer pass, packed into a vector's space); their statistics are those of
+    # the Python path, value for value, and a tensor seen twice keeps its index.
+    from tracer.core.collector import _SMALL, StatsCollector
+
+    def collect(compiled: bool) -> tuple[list[dict[str, float]], list[int]]:
+        collector = StatsCollector()
+        assert (collector._fast is not None) is True
+        request = collector.request if compiled else collector._request
+        indices = [request(t) for t in [*tensors, *tensors]]
+        groups = [collector._group[i] for i in indices]
+        stats = collector.flush()
+        return [dict(stats.get(i)) for i in indices], groups
+
+    fast, groups = collect(True)
+    slow, _ = collect(False)
+    assert fast == slow
+    for t, group in zip(tensors, groups, strict=False):
+        takes = t.numel() == 0 or (t.dtype in _SMALL_DTYPES and t.is_contiguous())
+        assert (group == _SMALL) is takes, (t.dtype, t.shape, t.stride())
+
+
+@pytest.mark.needs_extension("probe")
+def test_compiled_small_statistics_stop_where_the_python_path_reads_in_chunks() -> None:
+    from tracer.core import _probe  # type: ignore[attr-defined]
+    from tracer.core.collector import _SMALL, StatsCollector
+    from tracer.core.stats import BIG_NUMEL, tensor_stats
+
+    assert _probe.SMALL_LIMIT == BIG_NUMEL
+    collector = StatsCollector()
+    at_limit = torch.arange(BIG_NUMEL, dtype=torch.int32) % 5 - 2
+    over = torch.ones(BIG_NUMEL + 1, dtype=torch.int64)
+    extremes = torch.tensor([2**62 + 1, -(2**63), 2**63 - 1, 0])  # beyond a double's precision
+    indices = [collector.request(t) for t in (at_limit, over, extremes)]
+    groups = [collector._group[i] for i in indices]
+    stats = collector.flush()
+    assert groups[0] == _SMALL and groups[1] != _SMALL and groups[2] == _SMALL
+    for t, i in zip((at_limit, over, extremes), indices, strict=True):
+        assert stats.get(i) == tensor_stats(t)

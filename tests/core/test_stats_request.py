@@ -151,11 +151,16 @@ def test_uncommon_tensors_go_to_the_python_request(asked: list[torch.Tensor]) ->
     with torch.inference_mode():
         inference = torch.randn(3)
     gaps = torch.randn(6, 6)[:, :2]
-    uncommon = [param, inference, gaps, torch.randn(5).half(), torch.arange(3), torch.empty(0)]
+    uncommon = [param, inference, gaps, torch.randn(5).half(), torch.arange(12).view(3, 4).t()]
     uncommon += [torch.randn(4)._neg_view(), torch.randn(3, device="meta")]
+    uncommon += [torch.arange(3)._neg_view(), torch.empty(0, device="meta")]
     for t in uncommon:
         collector.request(t)
     assert [id(t) for t in asked] == [id(t) for t in uncommon]
+    # Empty tensors and contiguous integer or bool ones are the compiled request's own.
+    for t in (torch.arange(3), torch.empty(0), torch.ones(2, 2, dtype=torch.bool)):
+        collector.request(t)
+    assert len(asked) == len(uncommon)
     # A plain view of the Parameter is taken, and shares the Parameter's index.
     index = collector.request(param)
     assert collector.request(param.view(-1)) == index

@@ -252,6 +252,9 @@ void probe_dealloc(PyObject* self_obj) {
 // stats_layout.h, as float_stats returns it.
 using ReduceFn = void (*)(const void*, int64_t, int, double*);
 ReduceFn reduce = nullptr;
+// Its integer pass (the reduce_ints capsule), or nullptr: fills a tracer_int_result.
+using ReduceIntsFn = int (*)(const void*, int64_t, int, tracer_int_result*);
+ReduceIntsFn reduce_ints = nullptr;
 constexpr int kStats = TRACER_STAT_SIZE;
 using Vector = std::array<double, kStats>;
 // A tensor this big is split over torch's intra-op threads: one thread reads memory at about
@@ -387,6 +390,62 @@ bool kernel_readable(c10::TensorImpl* impl, const void** data, int64_t* numel, i
     return false;
   }
   return *data != nullptr;
+}
+
+// The statistics of a plain CPU tensor that the float kernel does not read but that are as quick
+// to give here, as the collector's Python path gives them (tracer.core.stats.tensor_stats): an
+// empty tensor of any dtype (its element count alone), and a contiguous integer or bool tensor
+// of at most kSmallLimit elements (stats.BIG_NUMEL: bigger ones are read in chunks there), read
+// by _speedups' integer pass. Packed in a statistics vector's space as SMALL_* positions (the
+// collector's StepStats unpacks them); false for any other tensor.
+constexpr int64_t kSmallLimit = int64_t{1} << 20;
+enum SmallSlot { kSmallNumel = 0, kSmallKind, kSmallSum, kSmallMin, kSmallMax, kSmallNonzero };
+constexpr double kSmallEmpty = -1;  // the kind of an empty tensor
+
+bool small_stats(c10::TensorImpl* impl, double* out) {
+  const void* data = nullptr;
+  int64_t numel = 0;
+  int kind = -1;
+  try {
+    if (impl->is_python_dispatch() || impl->is_nested() || impl->layout() != c10::kStrided ||
+        impl->device_type() != c10::DeviceType::CPU || impl->is_neg() ||
+        impl->_is_zerotensor()) {
+      return false;
+    }
+    numel = impl->numel();
+    std::fill(out, out + kStats, 0.0);
+    if (numel == 0) {
+      out[kSmallKind] = kSmallEmpty;
+      return true;
+    }
+    switch (impl->dtype().toScalarType()) {
+      case c10::ScalarType::Long: kind = TRACER_INT_I64; break;
+      case c10::ScalarType::Int: kind = TRACER_INT_I32; break;
+      case c10::ScalarType::Short: kind = TRACER_INT_I16; break;
+      case c10::ScalarType::Char: kind = TRACER_INT_I8; break;
+      case c10::ScalarType::Byte: kind = TRACER_INT_U8; break;
+      case c10::ScalarType::Bool: kind = TRACER_INT_BOOL; break;
+      default: return false;
+    }
+    if (reduce_ints == nullptr || numel < 0 || numel > kSmallLimit || !impl->has_storage() ||
+        !impl->is_contiguous()) {
+      return false;
+    }
+    data = impl->data();
+  } catch (const std::exception&) {
+    return false;
+  }
+  tracer_int_result r{};
+  if (data == nullptr || reduce_ints(data, numel, kind, &r) != 0) {
+    return false;
+  }
+  out[kSmallNumel] = static_cast<double>(numel);
+  out[kSmallKind] = kind;
+  out[kSmallSum] = r.sum;
+  out[kSmallMin] = static_cast<double>(r.lo);
+  out[kSmallMax] = static_cast<double>(r.hi);
+  out[kSmallNonzero] = static_cast<double>(r.nonzero);
+  return true;
 }
 
 // A plain, non-empty CPU float32/float64 tensor whose elements do not overlap but do not fill one
@@ -528,6 +587,7 @@ struct Request {
   PyObject* bases;   // the types a view's base may have for its metadata to be read here
   PyObject* dtypes[2];  // torch.float32, torch.float64 (keys hold the dtype object)
   PyObject* vector;  // the row buffer number of a kernel vector (-2)
+  PyObject* small;   // the row buffer number of a small_stats() vector (None: not taken here)
   PyObject* group;
   PyObject* row;
   PyObject* owner;
@@ -547,16 +607,17 @@ struct Tables {
   PyObject* seen;
   PyObject* vectors;
   PyObject* vector;
+  PyObject* small;
 
   explicit Tables(const Request* r)
       : group(r->group), row(r->row), owner(r->owner), version(r->version), seen(r->seen),
-        vectors(r->vectors), vector(r->vector) {
-    for (PyObject* obj : {group, row, owner, version, seen, vectors, vector}) {
+        vectors(r->vectors), vector(r->vector), small(r->small) {
+    for (PyObject* obj : {group, row, owner, version, seen, vectors, vector, small}) {
       Py_INCREF(obj);
     }
   }
   ~Tables() {
-    for (PyObject* obj : {group, row, owner, version, seen, vectors, vector}) {
+    for (PyObject* obj : {group, row, owner, version, seen, vectors, vector, small}) {
       Py_DECREF(obj);
     }
   }
@@ -627,7 +688,9 @@ bool identity(Request* self, PyObject* tensor, c10::TensorImpl* impl, PyObject**
   }
   PyObject* id = PyLong_FromVoidPtr(base_obj);
   if (id != nullptr && !whole) {
-    PyObject* dtype_obj = self->dtypes[dtype == c10::ScalarType::Double ? 1 : 0];
+    PyObject* dtype_obj = dtype == c10::ScalarType::Float    ? self->dtypes[0]
+                          : dtype == c10::ScalarType::Double ? self->dtypes[1]
+                                                             : reinterpret_cast<PyObject*>(torch::getTHPDtype(dtype));
     PyObject* at = PyLong_FromLongLong(offset);
     PyObject* n = PyLong_FromLongLong(numel);
     PyObject* tuple = at != nullptr && n != nullptr ? PyTuple_Pack(4, id, at, n, dtype_obj) : nullptr;
@@ -695,7 +758,7 @@ PyObject* seen_index(const Tables& self, PyObject* key, PyObject* owner, int64_t
 // Append one new index's entries to the tables (the vector's doubles to the bytearray); false,
 // with everything as it was and no Python error set, where that failed.
 bool append_index(const Tables& self, PyObject* key, PyObject* index, PyObject* ref, PyObject* version,
-                  const double* values) {
+                  PyObject* group, const double* values) {
   PyObject* lists[4] = {self.group, self.row, self.owner, self.version};
   Py_ssize_t sizes[4];
   for (int k = 0; k < 4; ++k) {
@@ -709,7 +772,7 @@ bool append_index(const Tables& self, PyObject* key, PyObject* index, PyObject* 
     return false;
   }
   std::memcpy(PyByteArray_AS_STRING(self.vectors) + bytes, values, sizeof(double) * kStats);
-  PyObject* items[4] = {self.vector, row, ref, version};
+  PyObject* items[4] = {group, row, ref, version};
   bool ok = true;
   int done = 0;
   for (; done < 4 && ok; ++done) {
@@ -742,8 +805,11 @@ PyObject* request_call(PyObject* self_obj, PyObject* tensor) {
     return request_slow(self, tensor);
   }
   Runs plan;  // a tensor that does not fill one block: read run by run
+  double small[kStats];  // or an empty, integer or bool tensor's small_stats()
   const bool dense = kernel_readable(impl, &data, &numel, &itemsize);
-  if ((!dense && !strided_runs(impl, &plan)) || !version_of(impl, &version)) {
+  const bool runs = !dense && strided_runs(impl, &plan);
+  const bool is_small = !dense && !runs && self->small != Py_None && small_stats(impl, small);
+  if ((!dense && !runs && !is_small) || !version_of(impl, &version)) {
     return request_slow(self, tensor);
   }
   const Tables tables(self);
@@ -768,13 +834,16 @@ PyObject* request_call(PyObject* self_obj, PyObject* tensor) {
     try {
       if (dense) {
         reduce_all(static_cast<const char*>(data), numel, itemsize, out);
-      } else {
+      } else if (runs) {
         reduce_runs(plan, out);
+      } else {
+        std::copy(small, small + kStats, out);
       }
     } catch (const std::exception&) {
       ok = false;
     }
-    ok = ok && append_index(tables, key, index, ref, version_obj, out);
+    ok = ok && append_index(tables, key, index, ref, version_obj,
+                            is_small ? tables.small : tables.vector, out);
   }
   PyErr_Clear();
   Py_XDECREF(ref);
@@ -825,6 +894,7 @@ int request_traverse(PyObject* self_obj, visitproc visit, void* arg) {
   Py_VISIT(self->dtypes[0]);
   Py_VISIT(self->dtypes[1]);
   Py_VISIT(self->vector);
+  Py_VISIT(self->small);
   Py_VISIT(self->group);
   Py_VISIT(self->row);
   Py_VISIT(self->owner);
@@ -841,6 +911,7 @@ int request_clear(PyObject* self_obj) {
   Py_CLEAR(self->dtypes[0]);
   Py_CLEAR(self->dtypes[1]);
   Py_CLEAR(self->vector);
+  Py_CLEAR(self->small);
   Py_CLEAR(self->group);
   Py_CLEAR(self->row);
   Py_CLEAR(self->owner);
@@ -860,10 +931,15 @@ void request_dealloc(PyObject* self_obj) {
 PyObject* request_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   PyObject *slow = nullptr, *bases = nullptr, *float32 = nullptr, *float64 = nullptr;
   PyObject* vector = nullptr;
-  static const char* names[] = {"slow", "bases", "float32", "float64", "vector", nullptr};
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOO!", const_cast<char**>(names), &slow,
+  PyObject* small = Py_None;
+  static const char* names[] = {"slow", "bases", "float32", "float64", "vector", "small", nullptr};
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOO!|O", const_cast<char**>(names), &slow,
                                    &PyTuple_Type, &bases, &float32, &float64, &PyLong_Type,
-                                   &vector)) {
+                                   &vector, &small)) {
+    return nullptr;
+  }
+  if (small != Py_None && !PyLong_CheckExact(small)) {
+    PyErr_SetString(PyExc_TypeError, "small must be an int or None");
     return nullptr;
   }
   if (!PyCallable_Check(slow)) {
@@ -874,10 +950,10 @@ PyObject* request_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   if (self == nullptr) {
     return nullptr;
   }
-  PyObject* given[5] = {slow, bases, float32, float64, vector};
-  PyObject** slots[5] = {&self->slow, &self->bases, &self->dtypes[0], &self->dtypes[1],
-                         &self->vector};
-  for (int k = 0; k < 5; ++k) {
+  PyObject* given[6] = {slow, bases, float32, float64, vector, small};
+  PyObject** slots[6] = {&self->slow, &self->bases, &self->dtypes[0], &self->dtypes[1],
+                         &self->vector, &self->small};
+  for (int k = 0; k < 6; ++k) {
     Py_INCREF(given[k]);
     *slots[k] = given[k];
   }
@@ -1772,7 +1848,6 @@ PyMODINIT_FUNC PyInit__probe() {
     PyErr_Clear();
   } else {
     PyObject* api = PyObject_GetAttrString(speedups, "reduce");
-    Py_DECREF(speedups);
     if (api == nullptr) {
       PyErr_Clear();
     } else {
@@ -1782,6 +1857,19 @@ PyMODINIT_FUNC PyInit__probe() {
         PyErr_Clear();
       }
     }
+    // An older build of _speedups has no integer pass to give: integers go the Python way.
+    api = PyObject_GetAttrString(speedups, "reduce_ints");
+    if (api == nullptr) {
+      PyErr_Clear();
+    } else {
+      reduce_ints = reinterpret_cast<ReduceIntsFn>(
+          PyCapsule_GetPointer(api, "tracer.core._speedups.reduce_ints"));
+      Py_DECREF(api);
+      if (reduce_ints == nullptr) {
+        PyErr_Clear();
+      }
+    }
+    Py_DECREF(speedups);
   }
   PyObject* module = PyModule_Create(&probe_module);
   if (module == nullptr) {
@@ -1806,6 +1894,12 @@ PyMODINIT_FUNC PyInit__probe() {
   PyObject* layout = layout_tuple();
   if (layout == nullptr || PyModule_AddObject(module, "LAYOUT", layout) < 0) {
     Py_XDECREF(layout);
+    Py_DECREF(module);
+    return nullptr;
+  }
+  // The most elements of an integer tensor that small_stats() reads (the tests hold it to
+  // tracer.core.stats.BIG_NUMEL).
+  if (PyModule_AddIntConstant(module, "SMALL_LIMIT", static_cast<long>(kSmallLimit)) < 0) {
     Py_DECREF(module);
     return nullptr;
   }

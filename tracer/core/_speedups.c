@@ -352,7 +352,7 @@ static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t
  * (each value converted, then added, as torch's sum(dtype=float64) does: exact while the partial
  * sums stay within 2**53), narrower ones exactly in 64-bit integers. */
 #define INT_PASS(NAME, T, ACC)                                                             \
-    static PyObject *NAME(const T *x, int64_t n)                                           \
+    static void NAME(const T *x, int64_t n, struct tracer_int_result *r)                   \
     {                                                                                      \
         ACC total[8] = {0};                                                                \
         T lo[8], hi[8];                                                                    \
@@ -384,8 +384,10 @@ static PyObject *float_stats(PyObject *module, PyObject *const *args, Py_ssize_t
             lo[0] = lo[k] < lo[0] ? lo[k] : lo[0];                                         \
             hi[0] = hi[k] > hi[0] ? hi[k] : hi[0];                                         \
         }                                                                                  \
-        return Py_BuildValue("(dLLL)", (double)sum, (long long)lo[0], (long long)hi[0],    \
-                             (long long)count);                                            \
+        r->sum = (double)sum;                                                              \
+        r->lo = (long long)lo[0];                                                          \
+        r->hi = (long long)hi[0];                                                          \
+        r->nonzero = (long long)count;                                                     \
     }
 
 INT_PASS(int_pass_i64, int64_t, double)
@@ -393,6 +395,22 @@ INT_PASS(int_pass_i32, int32_t, int64_t)
 INT_PASS(int_pass_i16, int16_t, int64_t)
 INT_PASS(int_pass_i8, int8_t, int64_t)
 INT_PASS(int_pass_u8, uint8_t, int64_t)
+
+/* The integer pass of one kind (TRACER_INT_*; a bool is read as its bytes, uint8) over n > 0
+ * contiguous values at data: 0, or -1 for a kind it has no pass for. Touches no Python object:
+ * tracer.core._probe calls it through the reduce_ints capsule. */
+static int reduce_ints(const void *data, int64_t n, int kind, struct tracer_int_result *r)
+{
+    switch (kind) {
+    case TRACER_INT_I64: int_pass_i64((const int64_t *)data, n, r); return 0;
+    case TRACER_INT_I32: int_pass_i32((const int32_t *)data, n, r); return 0;
+    case TRACER_INT_I16: int_pass_i16((const int16_t *)data, n, r); return 0;
+    case TRACER_INT_I8: int_pass_i8((const int8_t *)data, n, r); return 0;
+    case TRACER_INT_U8:
+    case TRACER_INT_BOOL: int_pass_u8((const uint8_t *)data, n, r); return 0;
+    default: return -1;
+    }
+}
 
 static PyObject *int_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -408,17 +426,17 @@ static PyObject *int_stats(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_ValueError, "int_stats needs a non-null address and numel > 0");
         return NULL;
     }
-    /* The GIL stays held, as in float_stats. */
-    if (strcmp(kind, "int64") == 0)
-        return int_pass_i64((const int64_t *)data, (int64_t)n);
-    if (strcmp(kind, "int32") == 0)
-        return int_pass_i32((const int32_t *)data, (int64_t)n);
-    if (strcmp(kind, "int16") == 0)
-        return int_pass_i16((const int16_t *)data, (int64_t)n);
-    if (strcmp(kind, "int8") == 0)
-        return int_pass_i8((const int8_t *)data, (int64_t)n);
-    if (strcmp(kind, "uint8") == 0)
-        return int_pass_u8((const uint8_t *)data, (int64_t)n);
+    static const char *const names[] = {"int64", "int32", "int16", "int8", "uint8"};
+    static const int kinds[] = {TRACER_INT_I64, TRACER_INT_I32, TRACER_INT_I16, TRACER_INT_I8,
+                                TRACER_INT_U8};
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        if (strcmp(kind, names[k]) == 0) {
+            /* The GIL stays held, as in float_stats. */
+            struct tracer_int_result r;
+            reduce_ints(data, (int64_t)n, kinds[k], &r);
+            return Py_BuildValue("(dLLL)", r.sum, r.lo, r.hi, r.nonzero);
+        }
+    }
     PyErr_Format(PyExc_ValueError, "int_stats: no pass for %s", kind);
     return NULL;
 }
@@ -964,6 +982,8 @@ fail:
  * of this module). It touches no Python object; the caller guarantees data != NULL, n > 0,
  * itemsize 4 or 8, and keeps the memory alive. */
 typedef void (*reduce_fn)(const void *, int64_t, int, double *);
+/* And the integer pass behind int_stats (reduce_ints above), through a second one. */
+typedef int (*reduce_ints_fn)(const void *, int64_t, int, struct tracer_int_result *);
 
 static PyMethodDef methods[] = {
     {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
@@ -1026,8 +1046,15 @@ PyMODINIT_FUNC PyInit__speedups(void)
     if (asked == NULL || strcmp(asked, "256") != 0)
         use_width(512);
     reduce_fn api_reduce = reduce;
+    reduce_ints_fn api_ints = reduce_ints;
     PyObject *api = PyCapsule_New((void *)api_reduce, "tracer.core._speedups.reduce", NULL);
     if (api == NULL || PyModule_AddObject(module, "reduce", api) < 0) {
+        Py_XDECREF(api);
+        Py_DECREF(module);
+        return NULL;
+    }
+    api = PyCapsule_New((void *)api_ints, "tracer.core._speedups.reduce_ints", NULL);
+    if (api == NULL || PyModule_AddObject(module, "reduce_ints", api) < 0) {
         Py_XDECREF(api);
         Py_DECREF(module);
         return NULL;

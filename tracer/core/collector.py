@@ -63,6 +63,7 @@ from tracer.core.stats import (
     note_skipped,
     scratch,
     skip_reason,
+    small_stats,
     stats_from_vector,
     tensor_stats,
     vector_stats,
@@ -97,6 +98,9 @@ _PLAIN = frozenset({torch.Tensor, torch.nn.Parameter, torch.nn.Buffer})
 _ITEMSIZE = {torch.float32: 4, torch.float64: 8}  # what the kernel reads as it is
 #: The row-buffer number of a tensor whose kernel vector is in ``StepStats._vectors``.
 _VECTOR = -2
+#: The row-buffer number of an empty, integer or bool tensor whose statistics the compiled
+#: request packed into a vector's space in ``StepStats._vectors`` (see :func:`small_stats`).
+_SMALL = -3
 #: A kernel vector as the bytes the collector's vector buffer holds (native doubles).
 _pack_vector = struct.Struct(f"{SIZE}d").pack
 #: A view's base whose metadata the compiled request reads as the Python getters would.
@@ -132,6 +136,8 @@ class StepStats:
             group, i = self._group[index], self._row[index]
             if group == _VECTOR:
                 value = vector_stats(self._vectors, i)
+            elif group == _SMALL:
+                value = small_stats(self._vectors, i)
             elif group < 0:
                 return dict(self._extra.get(index, {}))
             else:
@@ -337,7 +343,7 @@ class StatsCollector:
         # (bound again at each step's start).
         make = compiled_stats_request() if self._direct is not None else None
         self._fast = (
-            make(self._request, _PLAIN_BASES, torch.float32, torch.float64, _VECTOR)
+            make(self._request, _PLAIN_BASES, torch.float32, torch.float64, _VECTOR, _SMALL)
             if make is not None
             else None
         )

@@ -394,6 +394,26 @@ def _int_dict(n: int, total: float, lo: Any, hi: Any, nonzero: int) -> dict[str,
     }
 
 
+#: What the compiled request packs into a statistics vector's space for an empty tensor, or an
+#: integer or bool one (tracer/core/_probe.cpp, small_stats): its positions, and its kinds.
+PACKED_NUMEL, PACKED_KIND, PACKED_SUM, PACKED_MIN, PACKED_MAX, PACKED_NONZERO = range(6)
+PACKED_EMPTY, PACKED_BOOL = -1, 5
+
+
+def small_stats(v: Sequence[float], at: int = 0) -> dict[str, float]:
+    """The statistics dict of a packed small vector at ``at``: what :func:`tensor_stats` gives
+    the same tensor (an empty one its element count, a bool one its share of True, an integer
+    one :func:`_int_dict`)."""
+    kind = v[at + PACKED_KIND]
+    if kind == PACKED_EMPTY:
+        return {"numel": 0}
+    n = int(v[at + PACKED_NUMEL])
+    nonzero = int(v[at + PACKED_NONZERO])
+    if kind == PACKED_BOOL:
+        return {"numel": n, "true_frac": nonzero / n}
+    return _int_dict(n, v[at + PACKED_SUM], v[at + PACKED_MIN], v[at + PACKED_MAX], nonzero)
+
+
 def _readable_ints(x: torch.Tensor) -> bool:
     """Whether the integer pass may read ``x``'s memory: a plain (not a subclass: its memory may
     be no memory) contiguous CPU tensor that is not a negated view."""

@@ -51,4 +51,20 @@ static inline const char *tracer_stat_name(int i)
     }
 }
 
+/* The integer pass (tracer.core._speedups.int_stats, and its reduce_ints capsule): the kinds
+ * it reads and what it gives back. 64-bit values are summed as doubles, narrower ones exactly. */
+enum tracer_int_kind {
+    TRACER_INT_I64 = 0,
+    TRACER_INT_I32 = 1,
+    TRACER_INT_I16 = 2,
+    TRACER_INT_I8 = 3,
+    TRACER_INT_U8 = 4,
+    TRACER_INT_BOOL = 5 /* read as uint8: its nonzero count is the count of True */
+};
+
+struct tracer_int_result {
+    double sum;
+    long long lo, hi, nonzero;
+};
+
 #endif
