@@ -151,20 +151,23 @@ def test_uncommon_tensors_go_to_the_python_request(asked: list[torch.Tensor]) ->
     with torch.inference_mode():
         inference = torch.randn(3)
     gaps = torch.randn(6, 6)[:, :2]
-    uncommon = [param, inference, gaps, torch.randn(5).half(), torch.arange(12).view(3, 4).t()]
+    uncommon = [inference, gaps, torch.randn(5).half(), torch.arange(12).view(3, 4).t()]
     uncommon += [torch.randn(4)._neg_view(), torch.randn(3, device="meta")]
     uncommon += [torch.arange(3)._neg_view(), torch.empty(0, device="meta")]
     for t in uncommon:
         collector.request(t)
     assert [id(t) for t in asked] == [id(t) for t in uncommon]
-    # Empty tensors and contiguous integer or bool ones are the compiled request's own.
+    # Empty tensors, contiguous integer or bool ones and Parameters are the compiled request's
+    # own; a plain view of the Parameter is taken too, and shares the Parameter's index.
     for t in (torch.arange(3), torch.empty(0), torch.ones(2, 2, dtype=torch.bool)):
         collector.request(t)
-    assert len(asked) == len(uncommon)
-    # A plain view of the Parameter is taken, and shares the Parameter's index.
     index = collector.request(param)
     assert collector.request(param.view(-1)) == index
-    assert len(asked) == len(uncommon) + 1
+    assert len(asked) == len(uncommon)
+    # A subclass of Parameter may answer its own way.
+    lazy = nn.UninitializedParameter()
+    collector.request(lazy)
+    assert asked[-1] is lazy
 
 
 @compiled
@@ -288,3 +291,20 @@ def test_the_request_holds_no_tensor() -> None:
     assert [ref() for ref in refs] == [None] * len(refs)
     stats = collector.flush()
     assert stats.get(0)["numel"] == 64
+
+
+@compiled
+@pytest.mark.parametrize("numel", [5, 3 * (1 << 20) + 5])
+def test_a_parameter_has_the_statistics_of_a_plain_tensor_of_its_values(
+    numel: int, asked: list[torch.Tensor]
+) -> None:
+    # A Parameter's memory is its values: the compiled request reads it as it reads a plain
+    # tensor (a big one split over torch's threads the same way), and never asks Python.
+    torch.manual_seed(2)
+    values = torch.randn(numel)
+    param = nn.Parameter(values.clone())
+    collector = StatsCollector()
+    plain, own = collector.request(values), collector.request(param)
+    stats = collector.flush()
+    assert asked == []
+    assert stats.get(plain) == stats.get(own)

@@ -796,6 +796,10 @@ bool append_index(const Tables& self, PyObject* key, PyObject* index, PyObject* 
 PyObject* request_call(PyObject* self_obj, PyObject* tensor) {
   auto* self = reinterpret_cast<Request*>(self_obj);
   c10::TensorImpl* impl = plain_impl(tensor);
+  if (impl == nullptr && self->bases != nullptr && THPVariable_Check(tensor) &&
+      base_type_ok(self, tensor)) {  // an nn.Parameter: its memory is its values
+    impl = THPVariable_Unpack(tensor).unsafeGetTensorImpl();
+  }
   const void* data = nullptr;
   int64_t numel = 0;
   int itemsize = 0;
