@@ -400,4 +400,3 @@ def test_compiled_small_statistics_stop_where_the_python_path_reads_in_chunks() 
     assert groups[0] == _SMALL and groups[1] != _SMALL and groups[2] == _SMALL
     for t, i in zip((at_limit, over, extremes), indices, strict=True):
         assert stats.get(i) == tensor_stats(t)
-
