@@ -366,18 +366,19 @@ def test_compiled_request_gives_small_tensors_the_python_statistics(
     # the Python path, value for value, and a tensor seen twice keeps its index.
     from tracer.core.collector import _SMALL, StatsCollector
 
-    def collect(compiled: bool) -> tuple[list[dict[str, float]], list[int]]:
+    def collect(compiled: bool) -> tuple[list[dict[str, float]], list[int], list[int]]:
         collector = StatsCollector()
-        assert (collector._fast is not None) is True
+        assert collector._fast is not None
         request = collector.request if compiled else collector._request
         indices = [request(t) for t in [*tensors, *tensors]]
         groups = [collector._group[i] for i in indices]
         stats = collector.flush()
-        return [dict(stats.get(i)) for i in indices], groups
+        return [dict(stats.get(i)) for i in indices], indices, groups
 
-    fast, groups = collect(True)
-    slow, _ = collect(False)
+    fast, fast_indices, groups = collect(True)
+    slow, slow_indices, _ = collect(False)
     assert fast == slow
+    assert fast_indices == slow_indices
     for t, group in zip(tensors, groups, strict=False):
         takes = t.numel() == 0 or (t.dtype in _SMALL_DTYPES and t.is_contiguous())
         assert (group == _SMALL) is takes, (t.dtype, t.shape, t.stride())

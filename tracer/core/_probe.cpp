@@ -396,11 +396,9 @@ bool kernel_readable(c10::TensorImpl* impl, const void** data, int64_t* numel, i
 // to give here, as the collector's Python path gives them (tracer.core.stats.tensor_stats): an
 // empty tensor of any dtype (its element count alone), and a contiguous integer or bool tensor
 // of at most kSmallLimit elements (stats.BIG_NUMEL: bigger ones are read in chunks there), read
-// by _speedups' integer pass. Packed in a statistics vector's space as SMALL_* positions (the
-// collector's StepStats unpacks them); false for any other tensor.
+// by _speedups' integer pass. Packed in a statistics vector's space at the TRACER_PACKED_*
+// positions (the collector's StepStats unpacks them); false for any other tensor.
 constexpr int64_t kSmallLimit = int64_t{1} << 20;
-enum SmallSlot { kSmallNumel = 0, kSmallKind, kSmallSum, kSmallMin, kSmallMax, kSmallNonzero };
-constexpr double kSmallEmpty = -1;  // the kind of an empty tensor
 
 bool small_stats(c10::TensorImpl* impl, double* out) {
   const void* data = nullptr;
@@ -415,7 +413,7 @@ bool small_stats(c10::TensorImpl* impl, double* out) {
     numel = impl->numel();
     std::fill(out, out + kStats, 0.0);
     if (numel == 0) {
-      out[kSmallKind] = kSmallEmpty;
+      out[TRACER_PACKED_KIND] = TRACER_PACKED_EMPTY;
       return true;
     }
     switch (impl->dtype().toScalarType()) {
@@ -427,7 +425,7 @@ bool small_stats(c10::TensorImpl* impl, double* out) {
       case c10::ScalarType::Bool: kind = TRACER_INT_BOOL; break;
       default: return false;
     }
-    if (reduce_ints == nullptr || numel < 0 || numel > kSmallLimit || !impl->has_storage() ||
+    if (reduce_ints == nullptr || numel > kSmallLimit || !impl->has_storage() ||
         !impl->is_contiguous()) {
       return false;
     }
@@ -439,12 +437,12 @@ bool small_stats(c10::TensorImpl* impl, double* out) {
   if (data == nullptr || reduce_ints(data, numel, kind, &r) != 0) {
     return false;
   }
-  out[kSmallNumel] = static_cast<double>(numel);
-  out[kSmallKind] = kind;
-  out[kSmallSum] = r.sum;
-  out[kSmallMin] = static_cast<double>(r.lo);
-  out[kSmallMax] = static_cast<double>(r.hi);
-  out[kSmallNonzero] = static_cast<double>(r.nonzero);
+  out[TRACER_PACKED_NUMEL] = static_cast<double>(numel);
+  out[TRACER_PACKED_KIND] = kind;
+  out[TRACER_PACKED_SUM] = r.sum;
+  out[TRACER_PACKED_MIN] = static_cast<double>(r.lo);
+  out[TRACER_PACKED_MAX] = static_cast<double>(r.hi);
+  out[TRACER_PACKED_NONZERO] = static_cast<double>(r.nonzero);
   return true;
 }
 
@@ -585,7 +583,6 @@ struct Request {
   PyObject_HEAD
   PyObject* slow;    // the collector's Python request
   PyObject* bases;   // the types a view's base may have for its metadata to be read here
-  PyObject* dtypes[2];  // torch.float32, torch.float64 (keys hold the dtype object)
   PyObject* vector;  // the row buffer number of a kernel vector (-2)
   PyObject* small;   // the row buffer number of a small_stats() vector (None: not taken here)
   PyObject* group;
@@ -688,9 +685,7 @@ bool identity(Request* self, PyObject* tensor, c10::TensorImpl* impl, PyObject**
   }
   PyObject* id = PyLong_FromVoidPtr(base_obj);
   if (id != nullptr && !whole) {
-    PyObject* dtype_obj = dtype == c10::ScalarType::Float    ? self->dtypes[0]
-                          : dtype == c10::ScalarType::Double ? self->dtypes[1]
-                                                             : reinterpret_cast<PyObject*>(torch::getTHPDtype(dtype));
+    PyObject* dtype_obj = reinterpret_cast<PyObject*>(torch::getTHPDtype(dtype));  // borrowed
     PyObject* at = PyLong_FromLongLong(offset);
     PyObject* n = PyLong_FromLongLong(numel);
     PyObject* tuple = at != nullptr && n != nullptr ? PyTuple_Pack(4, id, at, n, dtype_obj) : nullptr;
@@ -840,14 +835,12 @@ PyObject* request_call(PyObject* self_obj, PyObject* tensor) {
         reduce_all(static_cast<const char*>(data), numel, itemsize, out);
       } else if (runs) {
         reduce_runs(plan, out);
-      } else {
-        std::copy(small, small + kStats, out);
       }
     } catch (const std::exception&) {
       ok = false;
     }
     ok = ok && append_index(tables, key, index, ref, version_obj,
-                            is_small ? tables.small : tables.vector, out);
+                            is_small ? tables.small : tables.vector, is_small ? small : out);
   }
   PyErr_Clear();
   Py_XDECREF(ref);
@@ -895,8 +888,6 @@ int request_traverse(PyObject* self_obj, visitproc visit, void* arg) {
   auto* self = reinterpret_cast<Request*>(self_obj);
   Py_VISIT(self->slow);
   Py_VISIT(self->bases);
-  Py_VISIT(self->dtypes[0]);
-  Py_VISIT(self->dtypes[1]);
   Py_VISIT(self->vector);
   Py_VISIT(self->small);
   Py_VISIT(self->group);
@@ -912,8 +903,6 @@ int request_clear(PyObject* self_obj) {
   auto* self = reinterpret_cast<Request*>(self_obj);
   Py_CLEAR(self->slow);
   Py_CLEAR(self->bases);
-  Py_CLEAR(self->dtypes[0]);
-  Py_CLEAR(self->dtypes[1]);
   Py_CLEAR(self->vector);
   Py_CLEAR(self->small);
   Py_CLEAR(self->group);
@@ -933,13 +922,12 @@ void request_dealloc(PyObject* self_obj) {
 }
 
 PyObject* request_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  PyObject *slow = nullptr, *bases = nullptr, *float32 = nullptr, *float64 = nullptr;
+  PyObject *slow = nullptr, *bases = nullptr;
   PyObject* vector = nullptr;
   PyObject* small = Py_None;
-  static const char* names[] = {"slow", "bases", "float32", "float64", "vector", "small", nullptr};
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOO!|O", const_cast<char**>(names), &slow,
-                                   &PyTuple_Type, &bases, &float32, &float64, &PyLong_Type,
-                                   &vector, &small)) {
+  static const char* names[] = {"slow", "bases", "vector", "small", nullptr};
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!|O", const_cast<char**>(names), &slow,
+                                   &PyTuple_Type, &bases, &PyLong_Type, &vector, &small)) {
     return nullptr;
   }
   if (small != Py_None && !PyLong_CheckExact(small)) {
@@ -954,10 +942,9 @@ PyObject* request_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   if (self == nullptr) {
     return nullptr;
   }
-  PyObject* given[6] = {slow, bases, float32, float64, vector, small};
-  PyObject** slots[6] = {&self->slow, &self->bases, &self->dtypes[0], &self->dtypes[1],
-                         &self->vector, &self->small};
-  for (int k = 0; k < 6; ++k) {
+  PyObject* given[4] = {slow, bases, vector, small};
+  PyObject** slots[4] = {&self->slow, &self->bases, &self->vector, &self->small};
+  for (int k = 0; k < 4; ++k) {
     Py_INCREF(given[k]);
     *slots[k] = given[k];
   }
@@ -1836,8 +1823,8 @@ PyMODINIT_FUNC PyInit__probe() {
   RequestType.tp_basicsize = sizeof(Request);
   RequestType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
   RequestType.tp_doc =
-      "StatsRequest(slow, bases, float32, float64, vector): a statistics collector's request "
-      "for plain CPU float tensors";
+      "StatsRequest(slow, bases, vector, small=None): a statistics collector's request for "
+      "plain CPU tensors (floats read by the kernel; with small, empty, integer and bool ones)";
   RequestType.tp_new = request_new;
   RequestType.tp_dealloc = request_dealloc;
   RequestType.tp_traverse = request_traverse;

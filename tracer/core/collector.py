@@ -343,9 +343,7 @@ class StatsCollector:
         # (bound again at each step's start).
         make = compiled_stats_request() if self._direct is not None else None
         self._fast = (
-            make(self._request, _PLAIN_BASES, torch.float32, torch.float64, _VECTOR, _SMALL)
-            if make is not None
-            else None
+            make(self._request, _PLAIN_BASES, _VECTOR, _SMALL) if make is not None else None
         )
         self.request = self._fast.request if self._fast is not None else self._request
         self._rows: dict[tuple[Any, ...], _Rows] = {}

@@ -38,6 +38,8 @@ from typing import Any, TypeVar
 import torch
 
 from tracer.core.stats_layout import (
+    BOOL_KIND,
+    EMPTY_KIND,
     FINITE,
     INT_SIZE,
     L1,
@@ -56,6 +58,7 @@ from tracer.core.stats_layout import (
     SPREAD,
     SUM,
     IntStat,
+    Packed,
 )
 from tracer.core.torch_compat import is_zerotensor, tensor_version
 from tracer.records import BUILTIN_STATS
@@ -394,24 +397,20 @@ def _int_dict(n: int, total: float, lo: Any, hi: Any, nonzero: int) -> dict[str,
     }
 
 
-#: What the compiled request packs into a statistics vector's space for an empty tensor, or an
-#: integer or bool one (tracer/core/_probe.cpp, small_stats): its positions, and its kinds.
-PACKED_NUMEL, PACKED_KIND, PACKED_SUM, PACKED_MIN, PACKED_MAX, PACKED_NONZERO = range(6)
-PACKED_EMPTY, PACKED_BOOL = -1, 5
-
-
 def small_stats(v: Sequence[float], at: int = 0) -> dict[str, float]:
     """The statistics dict of a packed small vector at ``at``: what :func:`tensor_stats` gives
     the same tensor (an empty one its element count, a bool one its share of True, an integer
     one :func:`_int_dict`)."""
-    kind = v[at + PACKED_KIND]
-    if kind == PACKED_EMPTY:
+    kind = v[at + Packed.KIND]
+    if kind == EMPTY_KIND:
         return {"numel": 0}
-    n = int(v[at + PACKED_NUMEL])
-    nonzero = int(v[at + PACKED_NONZERO])
-    if kind == PACKED_BOOL:
+    n, ints = int(v[at + Packed.NUMEL]), at + Packed.INTS
+    nonzero = int(v[ints + IntStat.NONZERO])
+    if kind == BOOL_KIND:
         return {"numel": n, "true_frac": nonzero / n}
-    return _int_dict(n, v[at + PACKED_SUM], v[at + PACKED_MIN], v[at + PACKED_MAX], nonzero)
+    return _int_dict(
+        n, v[ints + IntStat.SUM], v[ints + IntStat.MIN], v[ints + IntStat.MAX], nonzero
+    )
 
 
 def _readable_ints(x: torch.Tensor) -> bool:
@@ -786,13 +785,8 @@ def stats_from_vector(kind: str, n: int, v: list[float]) -> dict[str, float]:
     if kind == "bool":
         return {"numel": n, "true_frac": v[0] / n}
     if kind == "int":
-        return {
-            "numel": n,
-            "mean": v[IntStat.SUM] / n,
-            "min": v[IntStat.MIN],
-            "max": v[IntStat.MAX],
-            "zero_frac": (n - v[IntStat.NONZERO]) / n,
-        }
+        nonzero = int(v[IntStat.NONZERO])
+        return _int_dict(n, v[IntStat.SUM], v[IntStat.MIN], v[IntStat.MAX], nonzero)
     return stats_from_kernel(v)
 
 

@@ -62,6 +62,21 @@ enum tracer_int_kind {
     TRACER_INT_BOOL = 5 /* read as uint8: its nonzero count is the count of True */
 };
 
+/* What the compiled request packs into a vector's space for an empty tensor, or an integer or
+ * bool one (tracer/core/stats_layout.py's Packed and IntStat name the same positions): the
+ * element count, the kind (a tracer_int_kind, or TRACER_PACKED_EMPTY), then an integer vector
+ * from TRACER_PACKED_INTS on: sum, min, max, nonzero count. */
+enum tracer_packed_slot {
+    TRACER_PACKED_NUMEL = 0,
+    TRACER_PACKED_KIND = 1,
+    TRACER_PACKED_INTS = 2,
+    TRACER_PACKED_SUM = TRACER_PACKED_INTS,
+    TRACER_PACKED_MIN = TRACER_PACKED_INTS + 1,
+    TRACER_PACKED_MAX = TRACER_PACKED_INTS + 2,
+    TRACER_PACKED_NONZERO = TRACER_PACKED_INTS + 3
+};
+#define TRACER_PACKED_EMPTY (-1)
+
 struct tracer_int_result {
     double sum;
     long long lo, hi, nonzero;

@@ -83,3 +83,20 @@ class IntStat(IntEnum):
 
 #: Numbers per integer vector (a bool tensor's vector is its one count of true values).
 INT_SIZE: Final = len(IntStat)
+
+
+class Packed(IntEnum):
+    """Where the compiled request packs an empty, integer or bool tensor's numbers into a
+    vector's space (``stats_layout.h``: ``TRACER_PACKED_<NAME>``): ``KIND`` holds the integer
+    pass's kind (``BOOL_KIND`` for a bool tensor) or ``EMPTY_KIND``, and an :class:`IntStat`
+    vector starts at ``INTS``."""
+
+    NUMEL = 0
+    KIND = 1
+    INTS = 2
+
+
+#: The kinds a packed vector's ``KIND`` tells apart from the integer ones (``stats_layout.h``:
+#: ``TRACER_PACKED_EMPTY``, ``TRACER_INT_BOOL``).
+EMPTY_KIND: Final = -1
+BOOL_KIND: Final = 5
