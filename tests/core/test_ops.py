@@ -9,6 +9,7 @@ from torch import nn
 
 import tracer
 from tracer.core import wrapping as hooks
+from tracer.core.stats import tensor_stats
 
 
 def _shapes(records: tuple[tracer.TensorRecord, ...]) -> list[tuple[int, ...]]:
@@ -179,3 +180,103 @@ def test_ops_layer_one_tensor_calls_skip_the_generic_path(monkeypatch: pytest.Mo
         model(torch.randn(5, 2, 4))
     assert len([c for c in t.flow(0) if c.kind == "module"]) == 6
     assert generic == []  # every call here takes one tensor and returns one
+
+
+class Rearranging(nn.Module):
+    """Ops that keep their input's values (a permutation, a copying reshape, a view), then a
+    view to another dtype and a slice, which do not."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.permute(1, 0)  # gaps in memory: read where it lies
+        z = y.reshape(-1)  # a copy, in another order
+        w = z.unsqueeze(0).flatten()
+        bits = w.view(torch.int32)  # the same bytes read as other values
+        return bits[3:]
+
+
+def test_a_rearranging_op_shares_its_input_statistics() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(6, 5)
+    x[2, 3] = float("nan")
+    model = Rearranging()
+    with torch.no_grad(), tracer.trace(model, ops=True) as t:
+        model(x)
+    ops = {c.op: c for c in t.flow(0) if c.kind == "op"}
+    assert list(ops) == ["permute", "reshape", "unsqueeze", "flatten", "view", "getitem"]
+    want = tensor_stats(x)  # the values, in any order
+    for name in ("permute", "reshape", "unsqueeze", "flatten"):
+        call = ops[name]
+        assert call.inputs[0].stats == call.outputs[0].stats, name
+        for key in ("numel", "nan_count", "min", "max", "zero_frac", "near_zero_frac"):
+            assert call.outputs[0].stats[key] == want[key], (name, key)
+        assert call.outputs[0].stats["mean"] == pytest.approx(want["mean"], rel=1e-6)
+    # A view to another dtype holds other values: its own statistics, of the int32 bits
+    bits = ops["view"].outputs[0]
+    assert bits.dtype == "int32"
+    assert bits.stats["max"] == x.contiguous().view(torch.int32).max().item()
+    assert ops["getitem"].outputs[0].stats["numel"] == 27
+
+
+def test_a_rearranging_op_result_modified_in_place_is_read_again() -> None:
+    class Changed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x.view(-1)
+            y.add_(100.0)  # after the op, before the module reads it
+            return self.scale(y)
+
+    x = torch.zeros(4, 3)
+    model = Changed()
+    with torch.no_grad(), tracer.trace(model, ops=True) as t:
+        model(x)
+    view = next(c for c in t.flow(0) if c.op == "view")
+    scale = next(c for c in t.flow(0) if c.module == "scale")
+    assert view.outputs[0].stats["mean"] == 0.0  # as the op left it
+    assert scale.inputs[0].stats["mean"] == 100.0  # as the module found it
+
+
+def test_extra_statistics_of_a_rearranged_result_are_its_own() -> None:
+    # An extra statistic may depend on the order of the values: with one registered, the result
+    # of a permutation is read as itself.
+    def second(t: torch.Tensor) -> float:
+        return float(t.flatten()[1])
+
+    class Transposed(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.transpose(0, 1)
+
+    x = torch.arange(6.0).view(2, 3)
+    model = Transposed()
+    with torch.no_grad(), tracer.trace(model, ops=True, extra_stats={"second": second}) as t:
+        model(x)
+    op = next(c for c in t.flow(0) if c.op == "transpose")
+    assert op.inputs[0].stats["second"] == 1.0
+    assert op.outputs[0].stats["second"] == 3.0  # [[0, 3], [1, 4], [2, 5]]
+    assert op.outputs[0].stats["mean"] == 2.5
+
+
+def test_an_op_reading_the_previous_output_has_its_record() -> None:
+    # The op's input is the output the Linear just produced: the same shape, dtype and
+    # statistics, taken over instead of read again.
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x).view(-1)[1:]
+
+    torch.manual_seed(0)
+    model = Head()
+    x = torch.randn(3, 4)
+    with torch.no_grad(), tracer.trace(model, ops=True) as t:
+        out = model(x)
+    lin, view, item = (c for c in t.flow(0) if c.module == "lin" or c.kind == "op")
+    (seen,), (made,) = view.inputs, lin.outputs
+    assert (seen.shape, seen.dtype, seen.stats) == (made.shape, made.dtype, made.stats)
+    assert view.inputs[0].stats != lin.inputs[0].stats
+    assert item.inputs[0].stats == view.outputs[0].stats == lin.outputs[0].stats
+    assert item.outputs[0].stats["mean"] == pytest.approx(float(out.mean()), rel=1e-6)

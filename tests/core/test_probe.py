@@ -219,6 +219,39 @@ _EXACT = {
 
 
 @pytest.mark.needs_extension("probe", "speedups")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("rows", "width", "kept"),
+    [
+        (3000, 50, 40),  # short runs, copied into blocks: several blocks, the last one partial
+        (2048, 16, 8),  # the shortest runs read this way: exactly full blocks
+        (12, 6000, 5000),  # runs too long to copy: each read where it lies
+    ],
+)
+def test_compiled_float_stats_of_many_runs_matches_the_copy(
+    dtype: torch.dtype, rows: int, width: int, kept: int
+) -> None:
+    from tracer.core import _speedups
+
+    torch.manual_seed(rows)
+    base = torch.randn(rows, width, dtype=dtype) * 3 + 1
+    base[rows - 1, 0] = float("nan")  # in the last run: the careful pass of the last block
+    base[rows // 2, 1] = float("inf")
+    base[1, 2] = 0.0
+    view = base[:, :kept]
+    got = probe_module.compiled_float_stats()(view)  # type: ignore[misc]
+    copy = view.contiguous()
+    want = _speedups.float_stats(copy.data_ptr(), copy.numel(), copy.element_size())
+    rel = 1e-5 if dtype == torch.float32 else 1e-12
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        if i in _EXACT:
+            assert a == b or (math.isnan(a) and math.isnan(b)), i
+        else:
+            assert a == pytest.approx(b, rel=rel, abs=rel * want[Stat.L1]), i
+    assert got[Stat.NUMEL] == rows * kept and got[Stat.NAN] == 1
+
+
+@pytest.mark.needs_extension("probe", "speedups")
 def test_compiled_float_stats_refuses_what_it_cannot_read_run_by_run() -> None:
     direct: Any = probe_module.compiled_float_stats()
     base = torch.randn(6, 40)

@@ -528,19 +528,50 @@ bool strided_runs(c10::TensorImpl* impl, Runs* plan) {
   return plan->base != nullptr;
 }
 
+// Runs shorter than this many bytes are copied, back to back, into one block of this size and
+// reduced a block at a time: the kernel's fixed cost per call (its lanes set up, flushed and
+// merged) is paid per block instead of per run. A query's head slice of an attention tensor,
+// (64, 3, 49, 32) float32 from a (3, 64, 3, 49, 32) permutation, is 9,408 runs of 32 values:
+// reduced run by run it read 0.57 values per ns, against the kernel's 5.7 on one block.
+constexpr int64_t kGatherBytes = int64_t{1} << 16;
+
+// Step the odometer over the outer dimensions to the next run; ``offset`` is in elements.
+inline void next_run(const Runs& plan, std::array<int64_t, kMaxRunDims>& index, int64_t& offset) {
+  for (size_t d = plan.outer; d-- > 0;) {
+    offset += plan.dims[d].first;
+    if (++index[d] < plan.dims[d].second) {
+      return;
+    }
+    offset -= plan.dims[d].first * plan.dims[d].second;
+    index[d] = 0;
+  }
+}
+
 void reduce_runs(const Runs& plan, double* out) {
-  std::vector<Vector> parts(static_cast<size_t>(plan.count));
   std::array<int64_t, kMaxRunDims> index{};  // the odometer over the outer dimensions
-  int64_t offset = 0;                      // in elements, from the first one
-  for (auto& part : parts) {
-    reduce(plan.base + offset * plan.itemsize, plan.run, plan.itemsize, part.data());
-    for (size_t d = plan.outer; d-- > 0;) {
-      offset += plan.dims[d].first;
-      if (++index[d] < plan.dims[d].second) {
-        break;
+  int64_t offset = 0;                        // in elements, from the first one
+  const int64_t run_bytes = plan.run * plan.itemsize;
+  std::vector<Vector> parts;
+  if (run_bytes * 4 > kGatherBytes) {  // long runs: each read where it lies
+    parts.resize(static_cast<size_t>(plan.count));
+    for (auto& part : parts) {
+      reduce(plan.base + offset * plan.itemsize, plan.run, plan.itemsize, part.data());
+      next_run(plan, index, offset);
+    }
+  } else {
+    alignas(64) static thread_local char block[kGatherBytes];
+    const int64_t per_block = kGatherBytes / run_bytes;  // runs per block, 4 or more
+    parts.reserve(static_cast<size_t>((plan.count + per_block - 1) / per_block));
+    int64_t filled = 0;
+    for (int64_t r = 0; r < plan.count; ++r) {
+      std::memcpy(block + filled * run_bytes, plan.base + offset * plan.itemsize,
+                  static_cast<size_t>(run_bytes));
+      next_run(plan, index, offset);
+      if (++filled == per_block || r + 1 == plan.count) {
+        parts.emplace_back();
+        reduce(block, filled * plan.run, plan.itemsize, parts.back().data());
+        filled = 0;
       }
-      offset -= plan.dims[d].first * plan.dims[d].second;
-      index[d] = 0;
     }
   }
   merge(parts, out);

@@ -20,6 +20,8 @@ from tracer.core.step_state import Recorder
 from tracer.core.torch_compat import CAN_DISABLE_TORCH_FUNCTION, mode_stack
 from tracer.core.walk import walk_inputs, walk_output
 
+_Tensor = torch.Tensor
+
 #: Tensor methods and torch functions the op layer records, by attribute name.
 _RESHAPES = "reshape flatten unflatten permute transpose squeeze unsqueeze split chunk"
 _TENSOR_METHODS = f"view __getitem__ {_RESHAPES}"
@@ -44,6 +46,17 @@ def _captured() -> dict[Callable[..., Any], tuple[str, str]]:
 
 CAPTURED = _captured()
 _captured_get = CAPTURED.get
+
+#: Captured ops whose tensor result holds exactly the values of their one tensor input in
+#: another arrangement (the same elements, each once): the result's built-in statistics are
+#: its input's (see :meth:`tracer.core.step_state.Recorder.add_single_op`). ``view`` to another
+#: dtype reads the bytes as other values: the recorder checks that the dtype stayed.
+REARRANGING: frozenset[Callable[..., Any]] = frozenset(
+    func
+    for func, (op, _) in CAPTURED.items()
+    if op
+    in {"view", "reshape", "flatten", "unflatten", "permute", "transpose", "squeeze", "unsqueeze"}
+)
 
 #: Op names the layer records, for documentation and tests.
 OP_NAMES: tuple[str, ...] = tuple(sorted({op for op, _ in CAPTURED.values()}))
@@ -182,7 +195,16 @@ class OpCapture(TorchFunctionMode):
         elapsed = time.perf_counter() - start
         try:
             # Inside __torch_function__ the mode is off, so this bookkeeping is not captured.
-            rec.add_op(names[0], names[1], walk_inputs(args, kwargs), walk_output(result), elapsed)
+            inputs = walk_inputs(args, kwargs)
+            if (
+                type(result) is _Tensor
+                and len(inputs) == 1
+                and type(x := inputs[0][1]) is _Tensor
+                and inputs[0][0] == "0"
+            ):  # the usual op: one plain tensor in (the first argument), one out
+                rec.add_single_op(names, x, result, elapsed, func in REARRANGING)
+            else:
+                rec.add_op(names[0], names[1], inputs, walk_output(result), elapsed)
         except Exception:
             rec.internal_errors += 1
         return result

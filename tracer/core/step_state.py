@@ -36,8 +36,10 @@ from tracer.core.positions import (
     DEVICE,
     DTYPE,
     DURATION,
+    IN_REF,
     INFO,
     INPUTS,
+    OUT_REF,
     OUTPUTS,
     REQUIRES_GRAD,
     SHAPE,
@@ -140,6 +142,52 @@ class Recorder(_RecorderBase):
         call[INPUTS] = self.describe_all(inputs, tensors_only=True)
         call[OUTPUTS] = self.describe_all(outputs, tensors_only=True)
         self.calls.append(call)
+
+    def add_single_op(
+        self,
+        names: tuple[str, str],
+        x: torch.Tensor,
+        result: torch.Tensor,
+        dt: float,
+        rearranging: bool,
+    ) -> None:
+        """Record a captured op of one plain tensor ``x`` (its first argument) that returned one
+        plain tensor, as the hooks' fast path records a one-tensor module call: shared metadata
+        tuples, ``x``'s record taken over where it is the previous call's output, unchanged,
+        and ``result`` remembered for the next call. A ``rearranging`` op's result holds ``x``'s
+        values in another order (a view, a reshape, a permutation: see
+        tracer.core.op_layer.REARRANGING); every built-in statistic is blind to that order, so
+        a result of ``x``'s dtype shares ``x``'s statistics instead of reading them again.
+        Extra statistics may not be blind to it: with any registered, the result is read."""
+        path, _, depth = self.stack[-1][INFO]
+        call = new_call((path, names[1], depth + 1), names[0])
+        call[DURATION] = dt
+        probe, request = self.probe, self.request
+        found = probe.chained(x)
+        if found is None:
+            meta, ref = probe.meta(x), self._request_one(x)
+        else:
+            meta, ref = found
+        call[INPUTS], call[IN_REF] = meta, ref
+        meta = call[OUTPUTS] = probe.meta(result)
+        if request is None:
+            ref = None
+        elif not (rearranging and meta[DTYPE] is call[INPUTS][DTYPE] and not self.collector.extra):
+            ref = self._request_one(result)
+        call[OUT_REF] = ref
+        probe.remember(result, meta, ref)
+        self.calls.append(call)
+
+    def _request_one(self, t: torch.Tensor) -> int | None:
+        """The statistics request of one plain tensor (None: shapes only, or it failed)."""
+        request = self.request
+        if request is None:
+            return None
+        try:
+            return request(t)
+        except Exception as exc:
+            self.fail(exc)
+            return None
 
     def describe_all(self, leaves: list[Leaf], *, tensors_only: bool = False) -> list[Any]:
         """Metadata (and a statistics request) for each leaf."""
