@@ -193,7 +193,7 @@ def _lay_out(calls: Sequence[CallRecord], own: Mapping[str, int]) -> _Layout:
     A summary is printed once, often for a model of a few layers, so the table's own cost is
     the printed summary's: the row is built inline from the records, and the texts that repeat
     (dtypes, devices, type names, shapes) are escaped once (see :func:`_literal`)."""
-    known, shapes, text, number = _SHAPES, _shapes, _literal, _number
+    known, shapes, text, cells = _SHAPES, _shapes, _literal, _cells
     rows: list[list[str]] = []
     plain: list[bool] = []
     for call in calls:
@@ -234,10 +234,10 @@ def _lay_out(calls: Sequence[CallRecord], own: Mapping[str, int]) -> _Layout:
                 text(dtype or out.type_name),
                 text(out.device),
                 params,
-                number(get("true_frac") if mean is None else mean),  # bool: the share of True
-                number(get("std")),
-                number(get("min")),
-                number(get("max")),
+                # bool: the share of True
+                *cells(
+                    get("true_frac") if mean is None else mean, get("std"), get("min"), get("max")
+                ),
             ]
         else:  # several outputs: the tensors among them, else all
             shown = [r for r in outputs if r.is_tensor] or list(outputs)
@@ -436,12 +436,33 @@ def _numbers(stats: Mapping[str, float]) -> list[str]:
     values = [stats.get(key) for key in _STATS]
     if values[0] is None:
         values[0] = stats.get("true_frac")  # bool tensors: the share of True
-    return [_number(value) for value in values]
+    return _cells(*values)
 
 
 def _number(value: float | None) -> str:
     """:func:`formatting.number` of a statistic, ``""`` when missing."""
     return "" if value is None else formatting.number(value)
+
+
+def _numbers_one_by_one(*values: float | None) -> list[str]:
+    return [_number(value) for value in values]
+
+
+#: ``_cells(*values)``: the cells of these statistics, :func:`_number` of each; compiled where
+#: the kernel module was built (a summary's four per call, formatted one by one in Python, were
+#: most of the time its table took to lay out).
+_cells: Callable[..., list[str]]
+try:
+    from tracer.core._speedups import numbers as _compiled_numbers
+except ImportError:  # built without it (or not built): the same text, in Python
+    _cells = _numbers_one_by_one
+else:
+    _cells = partial(
+        _compiled_numbers,
+        formatting.number,
+        formatting.DIGITS["full"],
+        formatting.WHOLE_BELOW["full"],
+    )
 
 
 # Texts escaped once per process, each cache emptied when full: dtypes, devices, type names,

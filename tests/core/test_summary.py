@@ -494,10 +494,39 @@ def test_summary_any_records_lay_out_as_rich_tables_them(result: summary_table.S
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
-@given(value=_STAT)
-def test_summary_statistic_cells_are_formatting_numbers(value: float | None) -> None:
-    expected = "" if value is None else formatting.number(value)
-    assert summary_table._number(value) == expected
+@given(values=st.lists(st.one_of(_STAT, st.integers(), st.booleans()), max_size=6))
+def test_summary_statistic_cells_are_formatting_numbers(values: list[float | None]) -> None:
+    # The compiled cells (where the kernel module is built) and the Python ones: the text of
+    # formatting.number, int64's extremes, bools and beyond included.
+    expected = ["" if value is None else formatting.number(value) for value in values]
+    assert summary_table._cells(*values) == expected
+    assert summary_table._numbers_one_by_one(*values) == expected
+
+
+@pytest.mark.needs_extension("speedups")
+def test_compiled_statistic_cells_hand_other_types_to_python() -> None:
+    from tracer.core import _speedups
+
+    class Half(float):  # a float subclass: not read as a float by the compiled cells
+        pass
+
+    seen: list[object] = []
+
+    def fallback(value: object) -> str:
+        seen.append(value)
+        return formatting.number(value)  # type: ignore[arg-type]
+
+    half, big = Half(0.5), 2**70
+    got = _speedups.numbers(fallback, 4, 1e9, half, None, 1.0, big, -(2**63))
+    assert got == ["0.5", "", "1", "1.181e+21", "-9.223e+18"]
+    assert seen == [half]
+    assert _speedups.numbers(fallback, 2, 1e5, 12345.0, 123456.0, 0.012345) == [
+        "12345",
+        "1.2e+05",
+        "0.012",
+    ]
+    with pytest.raises(ValueError, match="digits"):
+        _speedups.numbers(fallback, 0, 1e9, 1.0)
 
 
 def test_summary_counts_parameters_without_building_the_module_records() -> None:

@@ -270,6 +270,74 @@ static int use_width(int bits)
     return 0;
 }
 
+/* numbers(fallback, digits, whole_below, *values) -> [str]: each statistic as
+ * tracer.formatting.number() writes it ("" for None): nan, inf and -inf by name, a whole value
+ * below whole_below in digits, anything else with ``digits`` significant digits (what
+ * float.__format__ writes for ".<digits>g"). A value that is neither a float nor an int is
+ * handed to fallback(value). A summary prints four per call: formatted one by one in Python,
+ * they were most of the time its table took to lay out. */
+static PyObject *number_text(PyObject *value, int digits, double whole_below, PyObject *fallback)
+{
+    double v;
+    if (value == Py_None)
+        return PyUnicode_FromStringAndSize("", 0);
+    if (PyFloat_CheckExact(value)) {
+        v = PyFloat_AS_DOUBLE(value);
+    } else if (PyLong_CheckExact(value)) {
+        v = PyLong_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred())
+            return NULL;
+    } else {
+        return PyObject_CallOneArg(fallback, value);
+    }
+    if (isnan(v))
+        return PyUnicode_FromString("nan");
+    if (isinf(v))
+        return PyUnicode_FromString(v > 0 ? "inf" : "-inf");
+    if (v == trunc(v) && fabs(v) < whole_below && fabs(v) < 9e18) {
+        char whole[32];
+        snprintf(whole, sizeof whole, "%lld", (long long)v);
+        return PyUnicode_FromString(whole);
+    }
+    char *text = PyOS_double_to_string(v, 'g', digits, 0, NULL);
+    if (text == NULL)
+        return NULL;
+    PyObject *result = PyUnicode_FromString(text);
+    PyMem_Free(text);
+    return result;
+}
+
+static PyObject *numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "numbers(fallback, digits, whole_below, *values) takes 3 or more arguments");
+        return NULL;
+    }
+    const long digits = PyLong_AsLong(args[1]);
+    if (digits == -1 && PyErr_Occurred())
+        return NULL;
+    if (digits < 1 || digits > 17) {
+        PyErr_SetString(PyExc_ValueError, "numbers: digits must be 1 to 17");
+        return NULL;
+    }
+    const double whole_below = PyFloat_AsDouble(args[2]);
+    if (whole_below == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *out = PyList_New(nargs - 3);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 3; i < nargs; i++) {
+        PyObject *text = number_text(args[i], (int)digits, whole_below, args[0]);
+        if (text == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i - 3, text);
+    }
+    return out;
+}
+
 static PyObject *width(PyObject *module, PyObject *unused)
 {
     (void)module;
@@ -1001,6 +1069,10 @@ static PyMethodDef methods[] = {
     {"int_stats", (PyCFunction)(void (*)(void))int_stats, METH_FASTCALL,
      "int_stats(address, numel, kind) -> (sum as a double, min, max, nonzero count) of "
      "contiguous integers of kind 'int64', 'int32', 'int16', 'int8' or 'uint8'."},
+    {"numbers", (PyCFunction)(void (*)(void))numbers, METH_FASTCALL,
+     "numbers(fallback, digits, whole_below, *values) -> each value as "
+     "tracer.formatting.number() writes it, '' for None (fallback(value) for a value that is "
+     "neither a float nor an int)."},
     {"width", width, METH_NOARGS,
      "width() -> the vector width in bits (512 or 256) of the fast pass in use."},
     {"set_width", set_width, METH_O,
