@@ -194,6 +194,7 @@ class Rearranging(nn.Module):
         return bits[3:]
 
 
+@pytest.mark.usefixtures("probe_path")
 def test_a_rearranging_op_shares_its_input_statistics() -> None:
     torch.manual_seed(0)
     x = torch.randn(6, 5)
@@ -217,6 +218,7 @@ def test_a_rearranging_op_shares_its_input_statistics() -> None:
     assert ops["getitem"].outputs[0].stats["numel"] == 27
 
 
+@pytest.mark.usefixtures("probe_path")
 def test_a_rearranging_op_result_modified_in_place_is_read_again() -> None:
     class Changed(nn.Module):
         def __init__(self) -> None:
@@ -238,6 +240,7 @@ def test_a_rearranging_op_result_modified_in_place_is_read_again() -> None:
     assert scale.inputs[0].stats["mean"] == 100.0  # as the module found it
 
 
+@pytest.mark.usefixtures("probe_path")
 def test_extra_statistics_of_a_rearranged_result_are_its_own() -> None:
     # An extra statistic may depend on the order of the values: with one registered, the result
     # of a permutation is read as itself.
@@ -258,6 +261,7 @@ def test_extra_statistics_of_a_rearranged_result_are_its_own() -> None:
     assert op.outputs[0].stats["mean"] == 2.5
 
 
+@pytest.mark.usefixtures("probe_path")
 def test_an_op_reading_the_previous_output_has_its_record() -> None:
     # The op's input is the output the Linear just produced: the same shape, dtype and
     # statistics, taken over instead of read again.
@@ -274,6 +278,11 @@ def test_an_op_reading_the_previous_output_has_its_record() -> None:
     x = torch.randn(3, 4)
     with torch.no_grad(), tracer.trace(model, ops=True) as t:
         out = model(x)
+    with torch.inference_mode(), tracer.trace(model, ops=True) as later:
+        model(x)  # inference tensors have no version counter: each is read
+    assert [c.name for c in later.flow(0)] == ["<root>", "lin", "view", "getitem"]
+    assert later.flow(0)[3].outputs[0].stats == t.flow(0)[3].outputs[0].stats
+    assert later.internal_errors == 0
     lin, view, item = (c for c in t.flow(0) if c.module == "lin" or c.kind == "op")
     (seen,), (made,) = view.inputs, lin.outputs
     assert (seen.shape, seen.dtype, seen.stats) == (made.shape, made.dtype, made.stats)
