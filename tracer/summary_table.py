@@ -339,7 +339,7 @@ def _text(
         if one and (op is None or call.kind != "op"):
             lines.append(whole(*row))
         elif op is None:
-            lines.append("".join([text for text, _ in _row_pieces(call, row, frame)]))
+            lines += [_line(values, frame) for values in _row_values(row)]
         else:
             pieces = _row_pieces(call, row, frame)  # the op style is the only one
             lines.append("".join([text if style is None else op(text) for text, style in pieces]))
@@ -374,23 +374,35 @@ def _row_pieces(call: CallRecord, row: list[str], frame: _Frame) -> list[tuple[s
     the op style."""
     out: list[tuple[str, Style | None]] = []
     op = call.kind == "op"  # on the first line only
-    for values in zip_longest(*[cell.split("\n") for cell in row], fillvalue=""):
+    for values in _row_values(row):
         if out:
             out.append(("\n", None))
-        if "".join(values).isascii():  # padded by str.format, one call per line
-            if op:
-                label = frame.first.format(values[0])
-                out += [("│", None), (label, _OP), (frame.rest.format(*values[1:]), None)]
-            else:
-                out.append((frame.whole.format(*values), None))
+        if not op:
+            out.append((_line(values, frame), None))
+        elif "".join(values).isascii():  # padded by str.format, one call per line
+            label = frame.first.format(values[0])
+            out += [("│", None), (label, _OP), (frame.rest.format(*values[1:]), None)]
         else:
             cells = [_pad(*cell) for cell in zip(values, frame.widths, _RIGHT, strict=True)]
-            if op:
-                out += [("│", None), (cells[0], _OP), ("│" + "│".join(cells[1:]) + "│", None)]
-            else:
-                out.append(("│" + "│".join(cells) + "│", None))
+            out += [("│", None), (cells[0], _OP), ("│" + "│".join(cells[1:]) + "│", None)]
         op = False
     return out
+
+
+def _row_values(row: list[str]) -> Iterator[tuple[str, ...]]:
+    """The cells of each line of a row whose cells have several lines."""
+    return zip_longest(*[cell.split("\n") for cell in row], fillvalue="")
+
+
+def _line(values: Sequence[str], frame: _Frame) -> str:
+    """One line of a row without style: ASCII padded by ``str.format`` in one call."""
+    if "".join(values).isascii():
+        return frame.whole.format(*values)
+    return (
+        "│"
+        + "│".join([_pad(*cell) for cell in zip(values, frame.widths, _RIGHT, strict=True)])
+        + "│"
+    )
 
 
 def _rule(box: tuple[str, str, str, str], widths: Sequence[int]) -> str:
