@@ -122,17 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT), help="zoo model names")
     parser.add_argument("--reps", type=int, default=21, help="alternations per model (21)")
+    parser.add_argument(
+        "--mb", type=int, default=256, help="MB of the tensor read from memory (256)"
+    )
     opts = parser.parse_args(argv)
-    if opts.reps < 1:
-        print("stats_bandwidth.py: --reps must be at least 1", file=sys.stderr)
+    if opts.reps < 1 or opts.mb < 1:
+        print("stats_bandwidth.py: --reps and --mb must be at least 1", file=sys.stderr)
         return 2
     torch.set_num_threads(1)  # as zoo.py: one thread, the kernel's too
-    rates = kernel_rates()
+    rates = kernel_rates(opts.mb)
     if rates is None:
         print("the statistics kernel is not built: nothing to compare with", file=sys.stderr)
         return 1
     print(
-        f"the kernel on one thread: {rates[0] / 1e9:.2f} GB/s from memory (256 MB), "
+        f"the kernel on one thread: {rates[0] / 1e9:.2f} GB/s from memory ({opts.mb} MB), "
         f"{rates[1] / 1e9:.2f} GB/s from the cache (512 KiB)"
     )
     print(

@@ -42,3 +42,31 @@ def test_overhead_benchmark_prints_every_model_and_mode() -> None:
         assert float(row["ms"]) > 0 and float(row["ratio"]) > 0
         if row["mode"].strip() in ("plain", "plain+grads"):
             assert float(row["ratio"]) == 1.0
+
+
+BANDWIDTH = Path(__file__).resolve().parents[2] / "benchmarks" / "stats_bandwidth.py"
+BANDWIDTH_ROW = re.compile(
+    r"^(?P<model>\S+) +(?P<shapes>[\d.]+) +(?P<stats>[\d.]+) +(?P<added>-?[\d.]+) +"
+    r"(?P<tensors>\d+) +(?P<mb>[\d.]+) +(?P<rate>[\d.]+|-)$"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_extension("probe", "speedups")
+def test_stats_bandwidth_benchmark_prints_its_rates_and_rows() -> None:
+    args = ["--models", "single_input_cnn", "no_such_model", "--reps", "1", "--mb", "16"]
+    done = subprocess.run(
+        [sys.executable, str(BANDWIDTH), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.match(r"the kernel on one thread: [\d.]+ GB/s from memory \(16 MB\)", lines[0])
+    rows = [m.groupdict() for line in lines if (m := BANDWIDTH_ROW.match(line))]
+    assert [row["model"] for row in rows] == ["single_input_cnn"]
+    # The input (16, 1, 28, 28) and every activation: read once each
+    assert int(rows[0]["tensors"]) >= 8 and float(rows[0]["mb"]) > 0.05
+    assert lines[-1].startswith("no_such_model") and "not in the zoo" in lines[-1]
