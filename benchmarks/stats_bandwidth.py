@@ -130,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         print("stats_bandwidth.py: --reps and --mb must be at least 1", file=sys.stderr)
         return 2
     torch.set_num_threads(1)  # as zoo.py: one thread, the kernel's too
-    rates = kernel_rates(opts.mb)
+    try:
+        rates = kernel_rates(opts.mb)
+    except (MemoryError, RuntimeError) as exc:  # --mb beyond what this machine can hold
+        print(f"stats_bandwidth.py: cannot allocate 2 x {opts.mb} MB: {exc}", file=sys.stderr)
+        return 2
     if rates is None:
         print("the statistics kernel is not built: nothing to compare with", file=sys.stderr)
         return 1

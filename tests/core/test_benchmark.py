@@ -70,3 +70,17 @@ def test_stats_bandwidth_benchmark_prints_its_rates_and_rows() -> None:
     # The input (16, 1, 28, 28) and every activation: read once each
     assert int(rows[0]["tensors"]) >= 8 and float(rows[0]["mb"]) > 0.05
     assert lines[-1].startswith("no_such_model") and "not in the zoo" in lines[-1]
+
+
+@pytest.mark.needs_extension("probe", "speedups")  # the size is allocated for the kernel
+@pytest.mark.parametrize("bad", [["--mb", "0"], ["--reps", "0"], ["--mb", "10000000000"]])
+def test_stats_bandwidth_benchmark_refuses_bad_sizes(bad: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BANDWIDTH), "--models", "single_input_cnn", *bad],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("stats_bandwidth.py: ") and "Traceback" not in done.stderr

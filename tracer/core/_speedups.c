@@ -294,6 +294,7 @@ static PyObject *number_text(PyObject *value, int digits, double whole_below, Py
         return PyUnicode_FromString("nan");
     if (isinf(v))
         return PyUnicode_FromString(v > 0 ? "inf" : "-inf");
+    /* (below 9e18 as well: a long long holds it; formatting.number's limits are far lower) */
     if (v == trunc(v) && fabs(v) < whole_below && fabs(v) < 9e18) {
         char whole[32];
         snprintf(whole, sizeof whole, "%lld", (long long)v);

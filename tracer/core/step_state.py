@@ -162,7 +162,7 @@ class Recorder(_RecorderBase):
         path, _, depth = self.stack[-1][INFO]
         call = new_call((path, names[1], depth + 1), names[0])
         call[DURATION] = dt
-        probe, request = self.probe, self.request
+        probe = self.probe
         found = probe.chained(x)
         if found is None:
             meta, ref = probe.meta(x), self._request_one(x)
@@ -170,10 +170,8 @@ class Recorder(_RecorderBase):
             meta, ref = found
         call[INPUTS], call[IN_REF] = meta, ref
         meta = call[OUTPUTS] = probe.meta(result)
-        if request is None:
-            ref = None
-        elif not (rearranging and meta[DTYPE] is call[INPUTS][DTYPE] and not self.collector.extra):
-            ref = self._request_one(result)
+        if not (rearranging and meta[DTYPE] is call[INPUTS][DTYPE] and not self.collector.extra):
+            ref = self._request_one(result)  # (shapes only: None, as the input's)
         call[OUT_REF] = ref
         probe.remember(result, meta, ref)
         self.calls.append(call)
@@ -208,14 +206,7 @@ class Recorder(_RecorderBase):
             shape, dtype, device, rg = tuple(t.shape), t.dtype, t.device, t.requires_grad
         except Exception:
             return unreadable(slot, t)
-        if not self.stats:
-            return (slot, shape, dtype, device, rg, type_name, None)
-        try:
-            ref = self.collector.request(t)
-        except Exception as exc:
-            self.fail(exc)
-            ref = None
-        return (slot, shape, dtype, device, rg, type_name, ref)
+        return (slot, shape, dtype, device, rg, type_name, self._request_one(t))
 
     def fail(self, exc: Exception) -> None:
         """Count a failure of the tracer's own hook code; the run's notes say so once per kind."""
