@@ -223,12 +223,12 @@ def test_module_records_of_random_trees_with_tied_parameters(model: nn.Module, p
 @contextlib.contextmanager
 def _python_parameter_pass() -> Iterator[None]:
     """Capture without the compiled parameter pass (as where the probe is not built)."""
-    compiled = module_records_module.compiled_own_parameters
-    module_records_module.compiled_own_parameters = lambda: None  # type: ignore[assignment]
+    compiled = module_records_module.compiled_capture_pass
+    module_records_module.compiled_capture_pass = lambda: None  # type: ignore[assignment]
     try:
         yield
     finally:
-        module_records_module.compiled_own_parameters = compiled
+        module_records_module.compiled_capture_pass = compiled
 
 
 def test_module_records_of_shared_modules_and_parameters() -> None:
@@ -357,6 +357,47 @@ def test_a_replaced_extra_repr_is_asked_at_capture() -> None:
         assert [r.extra_repr for r in captured] == ["", "custom 1", "mine"]
     finally:
         nn.Linear.extra_repr = original  # type: ignore[method-assign]
+
+
+class _FailingText(nn.Linear):
+    def extra_repr(self) -> str:
+        raise RuntimeError("no text")
+
+
+class _NumberText(nn.Module):
+    def extra_repr(self) -> Any:
+        return 42
+
+
+class _OwnChildren(nn.Sequential):
+    """Lists its children its own way: the totals are counted per distinct parameter."""
+
+    def children(self) -> Iterator[nn.Module]:
+        yield from super().children()
+
+
+def test_every_branch_of_the_capture_is_the_same_compiled_and_in_python(probe_path: str) -> None:
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(
+        _FailingText(2, 2),
+        _NumberText(),
+        _OwnChildren(shared, nn.ReLU(), shared),
+        nn.Conv2d(1, 2, 3, bias=False),  # a deferred text
+        nn.Identity(),
+        OwnParameters(),
+        Scripted(),
+    )
+    model[4].extra_repr = lambda: "mine"  # type: ignore[method-assign]
+    captured = capture_modules(model)
+    texts = {r.path: r.extra_repr for r in captured}
+    assert texts["0"] == "" and texts["1"] == "42" and texts["4"] == "mine"
+    assert texts["3"] == nn.Conv2d(1, 2, 3, bias=False).extra_repr()
+    records = {r.path: r for r in captured}
+    assert records["2"].params_total == 12 and records["5"].params_own == 3
+    assert records[""].params_total == sum(p.numel() for p in set(model.parameters())) - 5
+    # the pairs as any sequence (the Python loop), and the same records
+    named = tuple(model.named_modules())
+    assert capture_modules(model, named).records() == captured.records()  # type: ignore[arg-type]
 
 
 def _counts_of(records: list[ModuleRecord]) -> tuple[dict[str, int], tuple[int, int]]:

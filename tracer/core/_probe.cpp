@@ -983,12 +983,11 @@ PyObject* request_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   return reinterpret_cast<PyObject*>(self);
 }
 
-// own_parameters(parameters, facts, dtype_names, parameter_type, py_facts): one module's pass of
-// tracer.core.module_records.capture_modules over its ``_parameters`` dict, compiled. Each
-// parameter not yet in ``facts`` (by id) gets its facts tuple (numel, requires_grad, shape,
-// dtype name, trainable numel): read here for an exact ``parameter_type`` or torch.Tensor,
-// from ``py_facts(param)`` for any other (a lazy module's uninitialised parameter, a subclass).
-// Returns (own, repeated): own is [name, id, name, id, ...] or None, repeated whether one of
+// A module's pass over its ``_parameters`` dict, for capture_pass below. Each parameter not yet
+// in ``facts`` (by id) gets its facts tuple (numel, requires_grad, shape, dtype name, trainable
+// numel): read here for an exact ``parameter_type`` or torch.Tensor, from ``py_facts(param)``
+// for any other (a lazy module's uninitialised parameter, a subclass). ``own`` becomes
+// [name, id, name, id, ...] (left nullptr where there is none), ``repeated`` true where one of
 // them was in ``facts`` already.
 PyObject* tensor_facts(PyObject* param, PyObject* dtype_names) {
   c10::TensorImpl* impl = THPVariable_Unpack(param).unsafeGetTensorImpl();
@@ -1036,7 +1035,7 @@ PyObject* tensor_facts(PyObject* param, PyObject* dtype_names) {
   return result;
 }
 
-// One parameter of own_parameters: its facts (once per id) and its entry in ``own``; nullptr on
+// One parameter of that pass: its facts (once per id) and its entry in ``own``; nullptr on
 // an error, else Py_None (borrowed).
 PyObject* own_parameter(PyObject* name, PyObject* param, PyObject* facts, PyObject* names,
                         PyObject* parameter_type, PyObject* py_facts, PyObject** own_out,
@@ -1078,17 +1077,10 @@ PyObject* own_parameter(PyObject* name, PyObject* param, PyObject* facts, PyObje
   return ok ? Py_None : nullptr;
 }
 
-PyObject* own_parameters(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 5 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
-      !PyDict_CheckExact(args[2])) {
-    PyErr_SetString(PyExc_TypeError,
-                    "own_parameters(parameters, facts, dtype_names, parameter_type, py_facts)");
-    return nullptr;
-  }
-  PyObject *params = args[0], *facts = args[1], *names = args[2];
-  PyObject *parameter_type = args[3], *py_facts = args[4];
-  PyObject* own = nullptr;
-  bool repeated = false;
+// Every parameter of one module's ``_parameters`` dict (an exact dict): own_parameter of each.
+// False on an error.
+bool own_of_table(PyObject* params, PyObject* facts, PyObject* names, PyObject* parameter_type,
+                  PyObject* py_facts, PyObject** own, bool* repeated) {
   Py_ssize_t pos = 0;
   PyObject *name = nullptr, *param = nullptr;
   while (PyDict_Next(params, &pos, &name, &param)) {
@@ -1098,17 +1090,217 @@ PyObject* own_parameters(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     // Held while Python code (py_facts) runs: it could change the dict under the loop.
     Py_INCREF(name);
     Py_INCREF(param);
-    PyObject* result = own_parameter(name, param, facts, names, parameter_type, py_facts, &own,
-                                     &repeated);
+    PyObject* result =
+        own_parameter(name, param, facts, names, parameter_type, py_facts, own, repeated);
     Py_DECREF(name);
     Py_DECREF(param);
     if (result == nullptr) {
-      Py_XDECREF(own);
-      return nullptr;
+      return false;
     }
   }
-  PyObject* result = PyTuple_Pack(2, own != nullptr ? own : Py_None, repeated ? Py_True : Py_False);
-  Py_XDECREF(own);
+  return true;
+}
+
+// capture_pass(named, facts, context): the per-module loop of
+// tracer.core.module_records.capture_modules, compiled (it is that loop's Python body, step by
+// step, with each step's Python fallback called where that body would take it). ``named`` is the
+// list of (path, module) pairs; ``context`` the tuple _CAPTURE_CONTEXT of module_records:
+//   (dtype_names, parameter_type, py_facts, deferred, snapshot, make_deferred, no_extra_repr,
+//    py_repr, named_parameters, children, named_children, py_own).
+// Returns (paths, types, reprs, owns, kids, repeated, plain), the lists and flags that loop
+// builds.
+enum CaptureContext {
+  kDtypeNames, kParameterType, kPyFacts, kDeferred, kSnapshot, kMakeDeferred, kNoExtraRepr,
+  kPyRepr, kNamedParameters, kChildren, kNamedChildren, kPyOwn, kContextSize
+};
+
+PyObject* str_name = nullptr;            // "__name__"
+PyObject* str_extra_repr = nullptr;      // "extra_repr"
+PyObject* str_named_parameters = nullptr;
+PyObject* str_parameters = nullptr;      // "_parameters"
+PyObject* str_children = nullptr;
+PyObject* str_named_children = nullptr;
+PyObject* str_modules = nullptr;         // "_modules"
+PyObject* str_empty = nullptr;
+
+// Whether ``cls.<attr>`` is ``expected`` (-1: the lookup raised).
+int class_attr_is(PyObject* cls, PyObject* attr, PyObject* expected) {
+  PyObject* found = PyObject_GetAttr(cls, attr);
+  if (found == nullptr) {
+    return -1;
+  }
+  const int same = found == expected;
+  Py_DECREF(found);
+  return same;
+}
+
+// One module's extra_repr entry (a new reference), as capture_modules decides it.
+PyObject* capture_repr(PyObject* module, PyObject* cls, PyObject* state, PyObject* const* ctx) {
+  const int own_repr = PyDict_Contains(state, str_extra_repr);
+  if (own_repr < 0) {
+    return nullptr;
+  }
+  PyObject* cls_repr = PyObject_GetAttr(cls, str_extra_repr);
+  if (cls_repr == nullptr) {
+    return nullptr;
+  }
+  PyObject* deferred = PyDict_GetItemWithError(ctx[kDeferred], cls);
+  if (deferred == nullptr && PyErr_Occurred()) {
+    Py_DECREF(cls_repr);
+    return nullptr;
+  }
+  PyObject* result = nullptr;
+  if (deferred == cls_repr && !own_repr) {  // its text when the records are built
+    PyObject* snapshot = PyObject_CallOneArg(ctx[kSnapshot], state);
+    if (snapshot != nullptr) {
+      PyObject* call_args[2] = {cls, snapshot};
+      result = PyObject_Vectorcall(ctx[kMakeDeferred], call_args, 2, nullptr);
+      Py_DECREF(snapshot);
+    }
+  } else if (cls_repr == ctx[kNoExtraRepr] && !own_repr) {
+    result = Py_NewRef(str_empty);
+  } else {
+    result = PyObject_CallOneArg(ctx[kPyRepr], module);  // the module's own, guarded
+  }
+  Py_DECREF(cls_repr);
+  return result;
+}
+
+// One module's own parameters (own and repeated), as capture_modules reads them; false on an
+// error.
+bool capture_own(PyObject* module, PyObject* cls, PyObject* facts, PyObject* const* ctx,
+                 PyObject** own, bool* repeated) {
+  const int plain_params = class_attr_is(cls, str_named_parameters, ctx[kNamedParameters]);
+  if (plain_params < 0) {
+    return false;
+  }
+  PyObject* table = plain_params ? PyObject_GetAttr(module, str_parameters) : nullptr;
+  if (plain_params && table == nullptr) {
+    return false;
+  }
+  if (table != nullptr && PyDict_CheckExact(table)) {
+    const bool ok = own_of_table(table, facts, ctx[kDtypeNames], ctx[kParameterType],
+                                 ctx[kPyFacts], own, repeated);
+    Py_DECREF(table);
+    return ok;
+  }
+  Py_XDECREF(table);
+  // A TorchScript module's table, or a class's own named_parameters: the Python way.
+  PyObject* call_args[2] = {module, facts};
+  PyObject* pair = PyObject_Vectorcall(ctx[kPyOwn], call_args, 2, nullptr);
+  if (pair == nullptr) {
+    return false;
+  }
+  if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+    Py_DECREF(pair);
+    PyErr_SetString(PyExc_TypeError, "capture_pass: py_own must return (own, repeated)");
+    return false;
+  }
+  PyObject* found = PyTuple_GET_ITEM(pair, 0);
+  if (found != Py_None) {
+    *own = Py_NewRef(found);
+  }
+  const int again = PyObject_IsTrue(PyTuple_GET_ITEM(pair, 1));
+  Py_DECREF(pair);
+  if (again < 0) {
+    return false;
+  }
+  *repeated = *repeated || again;
+  return true;
+}
+
+// One (path, module) pair into slot i of the lists; false on an error.
+bool capture_one(PyObject* item, Py_ssize_t i, PyObject* facts, PyObject* const* ctx,
+                 PyObject* const* lists, bool* repeated, bool* plain) {
+  if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+    PyErr_SetString(PyExc_TypeError, "capture_pass: named holds (path, module) pairs");
+    return false;
+  }
+  PyObject* path = PyTuple_GET_ITEM(item, 0);
+  PyObject* module = PyTuple_GET_ITEM(item, 1);
+  PyObject* cls = reinterpret_cast<PyObject*>(Py_TYPE(module));
+  PyList_SET_ITEM(lists[0], i, Py_NewRef(path));
+  PyObject* type_name = PyObject_GetAttr(cls, str_name);
+  if (type_name == nullptr) {
+    return false;
+  }
+  PyList_SET_ITEM(lists[1], i, type_name);
+  PyObject* state = PyObject_GenericGetDict(module, nullptr);
+  if (state == nullptr) {
+    return false;
+  }
+  PyObject* text = capture_repr(module, cls, state, ctx);
+  Py_DECREF(state);
+  if (text == nullptr) {
+    return false;
+  }
+  PyList_SET_ITEM(lists[2], i, text);
+  PyObject* own = nullptr;
+  if (!capture_own(module, cls, facts, ctx, &own, repeated)) {
+    Py_XDECREF(own);
+    return false;
+  }
+  PyList_SET_ITEM(lists[3], i, own != nullptr ? own : Py_NewRef(Py_None));
+  const int children = class_attr_is(cls, str_children, ctx[kChildren]);
+  const int named_children = children < 0 ? -1 : class_attr_is(cls, str_named_children,
+                                                               ctx[kNamedChildren]);
+  if (named_children < 0) {
+    return false;
+  }
+  if (!children || !named_children) {
+    *plain = false;
+  }
+  PyObject* modules = PyObject_GetAttr(module, str_modules);
+  if (modules == nullptr) {
+    return false;
+  }
+  const Py_ssize_t count = PyObject_Size(modules);
+  Py_DECREF(modules);
+  PyObject* kids = count < 0 ? nullptr : PyLong_FromSsize_t(count);
+  if (kids == nullptr) {
+    return false;
+  }
+  PyList_SET_ITEM(lists[4], i, kids);
+  return true;
+}
+
+PyObject* capture_pass(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
+      !PyTuple_CheckExact(args[2]) || PyTuple_GET_SIZE(args[2]) != kContextSize ||
+      !PyDict_CheckExact(PyTuple_GET_ITEM(args[2], kDtypeNames)) ||
+      !PyDict_CheckExact(PyTuple_GET_ITEM(args[2], kDeferred))) {
+    PyErr_SetString(PyExc_TypeError, "capture_pass(named, facts, context)");
+    return nullptr;
+  }
+  // A copy: Python code called below (a module's extra_repr) cannot change what is walked.
+  PyObject* named = PyList_GetSlice(args[0], 0, PyList_GET_SIZE(args[0]));
+  if (named == nullptr) {
+    return nullptr;
+  }
+  PyObject* facts = args[1];
+  PyObject* const* ctx = &PyTuple_GET_ITEM(args[2], 0);
+  const Py_ssize_t n = PyList_GET_SIZE(named);
+  PyObject* lists[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+  bool ok = true;
+  for (auto& list : lists) {
+    // Each slot is filled below before the list is seen; a failure leaves NULL slots, which
+    // a list's deallocation skips.
+    list = PyList_New(n);
+    ok = ok && list != nullptr;
+  }
+  bool repeated = false, plain = true;
+  for (Py_ssize_t i = 0; ok && i < n; ++i) {
+    ok = capture_one(PyList_GET_ITEM(named, i), i, facts, ctx, lists, &repeated, &plain);
+  }
+  Py_DECREF(named);
+  PyObject* result = nullptr;
+  if (ok) {
+    result = Py_BuildValue("(OOOOOOO)", lists[0], lists[1], lists[2], lists[3], lists[4],
+                           repeated ? Py_True : Py_False, plain ? Py_True : Py_False);
+  }
+  for (auto* list : lists) {
+    Py_XDECREF(list);
+  }
   return result;
 }
 
@@ -1116,11 +1308,10 @@ PyMethodDef module_functions[] = {
     {"float_stats", float_stats, METH_O,
      "float_stats(tensor): the kernel's statistics tuple of a plain contiguous CPU float "
      "tensor, or None"},
-    {"own_parameters",
-     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(own_parameters)),
+    {"capture_pass", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(capture_pass)),
      METH_FASTCALL,
-     "own_parameters(parameters, facts, dtype_names, parameter_type, py_facts) -> (own, "
-     "repeated): one module's parameter pass of capture_modules"},
+     "capture_pass(named, facts, context) -> (paths, types, reprs, owns, kids, repeated, plain): "
+     "the per-module loop of capture_modules"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyMethodDef probe_methods[] = {
@@ -1747,6 +1938,19 @@ bool ready_fastpath_types(PyObject* module) {
   str_fail = PyUnicode_InternFromString("fail");
   str_pop = PyUnicode_InternFromString("pop");
   str_slot = PyUnicode_InternFromString("0");
+  str_name = PyUnicode_InternFromString("__name__");
+  str_extra_repr = PyUnicode_InternFromString("extra_repr");
+  str_named_parameters = PyUnicode_InternFromString("named_parameters");
+  str_parameters = PyUnicode_InternFromString("_parameters");
+  str_children = PyUnicode_InternFromString("children");
+  str_named_children = PyUnicode_InternFromString("named_children");
+  str_modules = PyUnicode_InternFromString("_modules");
+  str_empty = PyUnicode_InternFromString("");
+  if (str_name == nullptr || str_extra_repr == nullptr || str_named_parameters == nullptr ||
+      str_parameters == nullptr || str_children == nullptr || str_named_children == nullptr ||
+      str_modules == nullptr || str_empty == nullptr) {
+    return false;
+  }
   float_zero = PyFloat_FromDouble(0.0);
   empty_args = PyTuple_New(0);
   if (empty_args == nullptr || str_fail == nullptr || str_pop == nullptr || str_slot == nullptr || float_zero == nullptr) {

@@ -10,7 +10,7 @@ from typing import Any, overload
 
 from torch import nn
 
-from tracer.core.probe import compiled_own_parameters
+from tracer.core.probe import compiled_capture_pass
 from tracer.records import ModuleRecord, ParamRecord
 
 _NAMED_PARAMETERS = nn.Module.named_parameters
@@ -44,64 +44,11 @@ def capture_modules(
     if named is None:
         named = list(model.named_modules())
     facts: dict[int, Facts] = {}  # id(parameter) -> what its records need
-    paths: list[str] = []
-    types: list[str] = []
-    reprs: list[str | _Deferred] = []
-    owns: list[list[Any] | None] = []  # each own parameter's name and id, in turn
-    kids: list[int] = []  # entries in each module's _modules
-    add_path, add_type, add_repr, add_own, add_kids = (
-        paths.append,
-        types.append,
-        reprs.append,
-        owns.append,
-        kids.append,
-    )
-    repeated = False  # a parameter registered twice (tied, or under two names)
-    plain = True  # every class lists its children as nn.Module does
-    compiled = compiled_own_parameters()
-    for path, module in named:
-        cls = type(module)
-        add_path(path)
-        add_type(cls.__name__)
-        state = module.__dict__
-        if _deferred_get(cls) is cls.extra_repr and "extra_repr" not in state:
-            add_repr(_Deferred(cls, _snapshot(state)))  # its text when the records are built
-        elif cls.extra_repr is _NO_EXTRA_REPR and "extra_repr" not in state:
-            add_repr("")
-        else:
-            try:  # _extra_repr(module), inline
-                extra = module.extra_repr()
-                add_repr(extra if type(extra) is str else str(extra))
-            except Exception:  # a user's extra_repr must not break tracing
-                add_repr("")
-        own: list[Any] | None = None
-        table = module._parameters if cls.named_parameters is _NAMED_PARAMETERS else None
-        if compiled is not None and type(table) is dict:  # the loop below, compiled
-            own, again = compiled(table, facts, _DTYPES, _PARAMETER, _facts)
-            repeated = repeated or again
-        else:
-            items: Iterable[tuple[str, Any]] = (
-                table.items()  # a TorchScript module's table is no dict
-                if table is not None
-                # a class's own named_parameters decides what its parameters are
-                else module.named_parameters(recurse=False, remove_duplicate=False)
-            )
-            for name, param in items:
-                if param is None:
-                    continue
-                key = id(param)
-                if key in facts:
-                    repeated = True
-                else:
-                    facts[key] = _facts(param)
-                if own is None:
-                    own = [name, key]
-                else:
-                    own += name, key
-        add_own(own)
-        if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
-            plain = False
-        add_kids(len(module._modules))
+    compiled = compiled_capture_pass()
+    if compiled is not None and type(named) is list:  # _capture_each, compiled
+        paths, types, reprs, owns, kids, repeated, plain = compiled(named, facts, _CONTEXT)
+    else:
+        paths, types, reprs, owns, kids, repeated, plain = _capture_each(named, facts)
     # n modules with n - 1 child entries in all, each reachable from the root: a tree (no
     # module under two parents or twice under one, no None entry, no cycle).
     totals: list[tuple[int, int]] | bool = repeated  # True: the tree's totals need correcting
@@ -197,6 +144,88 @@ class ModuleRecords(Sequence[ModuleRecord]):
 
     def __repr__(self) -> str:
         return f"ModuleRecords(modules={len(self)})"
+
+
+def _capture_each(named: Sequence[tuple[str, nn.Module]], facts: dict[int, Facts]) -> _Captured:
+    """The per-module loop of :func:`capture_modules`, in Python. Compiled, as
+    ``tracer.core._probe.capture_pass``, it takes the same branches; its parameters are read in
+    C from a plain ``_parameters`` dict (of nn.Parameter or torch.Tensor), and it calls
+    :func:`_repr_of`, :func:`_own_of` and :func:`_facts` wherever this loop does anything else."""
+    paths: list[str] = []
+    types: list[str] = []
+    reprs: list[str | _Deferred] = []
+    owns: list[list[Any] | None] = []  # each own parameter's name and id, in turn
+    kids: list[int] = []  # entries in each module's _modules
+    add_path, add_type, add_repr, add_own, add_kids = (
+        paths.append,
+        types.append,
+        reprs.append,
+        owns.append,
+        kids.append,
+    )
+    repeated = False  # a parameter registered twice (tied, or under two names)
+    plain = True  # every class lists its children as nn.Module does
+    for path, module in named:
+        cls = type(module)
+        add_path(path)
+        add_type(cls.__name__)
+        state = module.__dict__
+        if _deferred_get(cls) is cls.extra_repr and "extra_repr" not in state:
+            add_repr(_Deferred(cls, _snapshot(state)))  # its text when the records are built
+        elif cls.extra_repr is _NO_EXTRA_REPR and "extra_repr" not in state:
+            add_repr("")
+        else:
+            add_repr(_repr_of(module))
+        own, again = _own_of(module, facts)
+        repeated = repeated or again
+        add_own(own)
+        if cls.children is not _CHILDREN or cls.named_children is not _NAMED_CHILDREN:
+            plain = False
+        add_kids(len(module._modules))
+    return paths, types, reprs, owns, kids, repeated, plain
+
+
+def _repr_of(module: nn.Module) -> str:
+    """A module's ``extra_repr()`` asked now: ``""`` where it fails."""
+    try:
+        extra = module.extra_repr()
+        return extra if type(extra) is str else str(extra)
+    except Exception:  # a user's extra_repr must not break tracing
+        return ""
+
+
+def _own_of(module: nn.Module, facts: dict[int, Facts]) -> tuple[list[Any] | None, bool]:
+    """A module's own parameters, each one's name and id in turn (or None), and whether one of
+    them was in ``facts`` already; the facts of the others go into ``facts``. They are its
+    ``_parameters`` table's (a TorchScript module's is no dict), unless its class has its own
+    ``named_parameters``, which then decides."""
+    cls = type(module)
+    table = module._parameters if cls.named_parameters is _NAMED_PARAMETERS else None
+    items: Iterable[tuple[str, Any]] = (
+        table.items()
+        if table is not None
+        else module.named_parameters(recurse=False, remove_duplicate=False)
+    )
+    own: list[Any] | None = None
+    repeated = False
+    for name, param in items:
+        if param is None:
+            continue
+        key = id(param)
+        if key in facts:
+            repeated = True
+        else:
+            facts[key] = _facts(param)
+        if own is None:
+            own = [name, key]
+        else:
+            own += name, key
+    return own, repeated
+
+
+_Captured = tuple[
+    list[str], list[str], list["str | _Deferred"], list["list[Any] | None"], list[int], bool, bool
+]
 
 
 def _build(
@@ -574,3 +603,21 @@ def _fast_module_record(
 # A record class that gains (or loses) a field falls back to its own constructor.
 _new_param_record: Callable[..., ParamRecord] = _fast_param_record if _P else ParamRecord
 _module_record: Callable[..., ModuleRecord] = _fast_module_record if _M else ModuleRecord
+
+
+#: What the compiled capture pass needs besides the modules (tracer/core/_probe.cpp
+#: ``CaptureContext``, in this order): what _capture_each reads from this module.
+_CONTEXT = (
+    _DTYPES,
+    _PARAMETER,
+    _facts,
+    DEFERRED_REPR,
+    _snapshot,
+    _Deferred,
+    _NO_EXTRA_REPR,
+    _repr_of,
+    _NAMED_PARAMETERS,
+    _CHILDREN,
+    _NAMED_CHILDREN,
+    _own_of,
+)

@@ -226,11 +226,11 @@ def compiled_stats_request() -> Callable[..., Any] | None:
     return _from_loaded("StatsRequest")
 
 
-def compiled_own_parameters() -> Callable[..., Any] | None:
-    """``tracer.core._probe.own_parameters`` where the compiled probe loaded: one module's pass
-    of :func:`tracer.core.module_records.capture_modules` over its parameters. None otherwise,
-    or where the loaded build predates it."""
-    return _from_loaded("own_parameters")
+def compiled_capture_pass() -> Callable[..., Any] | None:
+    """``tracer.core._probe.capture_pass`` where the compiled probe loaded: the per-module loop
+    of :func:`tracer.core.module_records.capture_modules`. None otherwise, or where the loaded
+    build predates it."""
+    return _from_loaded("capture_pass")
 
 
 def _from_loaded(name: str) -> Callable[..., Any] | None:
