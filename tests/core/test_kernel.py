@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 from core.reference import reference_stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracer
 from tracer.core import stats
@@ -117,6 +119,64 @@ def test_kernel_keeps_a_small_spread_around_a_large_mean() -> None:
     constant = torch.full((4100,), 3.25)
     got = _kernel_stats(constant)
     assert got["std"] == 0.0 and got["mean"] == 3.25 and got["zero_frac"] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [10_000, 1_000_000, 3 * (1 << 20) + 1])
+@pytest.mark.parametrize("first", [1e2, 1e4, 1e5, -1e7])
+def test_kernel_spread_and_mean_of_a_first_value_far_from_the_rest(
+    first: float, n: int, dtype: torch.dtype
+) -> None:
+    """The pass sums distances to the first value: an outlier there (or a first cluster far from
+    the rest) made those sums so large that the spread cancelled away (a spread of 0 for one
+    value of 1e4 before a million of +-0.001). Sums are then as good as the float32 lanes make
+    them anywhere (about 1e-5 of the summed distances)."""
+    x = torch.full((n,), 0.001, dtype=dtype)
+    x[1::2] = -0.001
+    x[0] = first
+    _assert_matches(x, rel=1e-4)
+    clusters = torch.cat([torch.full((n // 1000,), first), torch.randn(n - n // 1000)]).to(dtype)
+    _assert_matches(clusters, rel=1e-4)
+
+
+@st.composite
+def _clustered(draw: st.DrawFn) -> torch.Tensor:
+    """Values around a centre, some of them (at the ends, in a run, or spread) far away."""
+    n = draw(st.integers(2, 6000))
+    torch.manual_seed(draw(st.integers(0, 2**31)))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    x = torch.randn(n, dtype=torch.float64) * 10 ** draw(st.integers(-4, 3))
+    x += draw(st.sampled_from([0.0, 1.0, -250.0, 1e4]))
+    far = draw(st.sampled_from([1e2, -1e3, 1e5, 1e7]))
+    where = draw(st.sampled_from(["first", "last", "both ends", "a run", "scattered"]))
+    count = draw(st.integers(1, max(1, n // 10)))
+    if where == "first":
+        x[:count] = far
+    elif where == "last":
+        x[-count:] = far
+    elif where == "both ends":
+        x[0], x[-1] = far, -far
+    elif where == "a run":
+        start = draw(st.integers(0, n - count))
+        x[start : start + count] = far
+    else:
+        x[torch.randperm(n)[:count]] = far
+    return x.to(dtype)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_clustered())
+def test_kernel_spread_and_mean_wherever_the_far_values_lie(x: torch.Tensor) -> None:
+    """The spread within 1e-3 of itself and the mean within 1e-3 of the spread, whatever the
+    shift: what the float32 lanes guarantee once it lies within a few spreads of the mean."""
+    got, want = _kernel_stats(x), reference_stats(x)
+    n = x.numel()
+    spread = want["std"] * math.sqrt((n - 1) / n)  # over n, as the kernel keeps it
+    got_spread = got["std"] * math.sqrt((n - 1) / n)
+    scale = max(abs(want["min"]), abs(want["max"]))
+    assert got_spread == pytest.approx(spread, rel=1e-3, abs=1e-6 * scale)
+    assert got["mean"] == pytest.approx(want["mean"], rel=1e-6, abs=1e-3 * spread + 1e-7 * scale)
+    assert (got["min"], got["max"]) == (want["min"], want["max"])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -16,8 +16,9 @@
  * stats_layout.h, bounds included, compared in the values' own type against bounds rounded
  * to the right side). The module's LAYOUT tuple names the positions. The fast pass keeps independent
  * lanes (which the compiler turns into vector instructions) and adds each block of lanes into
- * double totals. It sums x - k, where k is the first value, so that the spread does not cancel
- * away when |mean| >> std. If a NaN or Inf
+ * double totals. It sums x - k, where k is one of the values (reduce: the middle one of the
+ * first, middle and last), so that the spread does not cancel away when |mean| >> std; where
+ * k lies far from the mean, it sums again with k the mean it found. If a NaN or Inf
  * poisons the fast sums (or a float32 lane overflows), a careful scalar double pass counts the
  * non-finite values and reduces the others in two passes.
  */
@@ -77,18 +78,22 @@ static double same_f64(double c) { return c; }
 #define COUNT_ADD(acc, cond) ((acc) += (cond))
 #define COUNT_MASKED(acc, cond) ((acc) = (cond) ? (acc) + 1 : (acc))
 
-/* The fast pass; returns 0 when a sum is not finite (the careful pass must decide). */
+/* The fast pass around the shift k: returns 0 when a sum is not finite (the careful pass
+ * must decide), FAR when k lay so far from the mean that the spread lost precision (the sums
+ * of squared distances to k exceed RESHIFT times the spread's square: the float32 lanes'
+ * rounding, about 1e-6 of those sums, is then no longer small against it), else 1. */
+#define FAR 2
+#define RESHIFT 64.0
 #define FAST_PASS(ATTR, NAME, T, ACC, ABS, UPPER, LOWER, L, CNT, COUNT)                           \
-    ATTR static int NAME(const T *x, int64_t n, double *out)                               \
+    ATTR static int NAME(const T *x, int64_t n, T k, double *out)                          \
     {                                                                                      \
         double s = 0, s2 = 0, q = 0, a = 0, z = 0, nz = 0, no = 0;                         \
-        const T k = x[0];                                                                  \
         const ACC band = UPPER(TRACER_NEAR_BAND), one_lo = LOWER(TRACER_NEAR_ONE_LOW);     \
         const ACC one_hi = UPPER(TRACER_NEAR_ONE_HIGH);                                    \
         T mn[L], mx[L];                                                            \
         for (int j = 0; j < L; j++) {                                                  \
-            mn[j] = k;                                                                     \
-            mx[j] = k;                                                                     \
+            mn[j] = x[0]; /* (k need not be one of the values) */                          \
+            mx[j] = x[0];                                                                  \
         }                                                                                  \
         int64_t i = 0;                                                                     \
         const int64_t full = n - n % L;                                                \
@@ -125,7 +130,7 @@ static double same_f64(double c) { return c; }
                 no += lno[j];                                                              \
             }                                                                              \
         }                                                                                  \
-        double lo = k, hi = k;                                                             \
+        double lo = x[0], hi = x[0];                                                       \
         for (int j = 0; j < L; j++) {                                                  \
             lo = mn[j] < lo ? mn[j] : lo;                                                  \
             hi = mx[j] > hi ? mx[j] : hi;                                                  \
@@ -157,7 +162,7 @@ static double same_f64(double c) { return c; }
         out[TRACER_STAT_MAX] = hi;                                                         \
         out[TRACER_STAT_NEAR_ZERO] = nz;                                                   \
         out[TRACER_STAT_NEAR_ONE] = no;                                                    \
-        return 1;                                                                          \
+        return s2 > RESHIFT * m2 ? FAR : 1;                                                \
     }
 
 /* The careful pass: NaN/Inf counted and left out, everything else in double, two passes. */
@@ -218,22 +223,44 @@ FAST_PASS(WIDE_TARGET, wide_f64, double, double, fabs, same_f64, same_f64, F64_W
 CAREFUL_PASS(careful_f32, float)
 CAREFUL_PASS(careful_f64, double)
 
-typedef int (*pass_f32)(const float *, int64_t, double *);
-typedef int (*pass_f64)(const double *, int64_t, double *);
+typedef int (*pass_f32)(const float *, int64_t, float, double *);
+typedef int (*pass_f64)(const double *, int64_t, double, double *);
 /* The fast passes in use: set once at import (choose_width). */
 static pass_f32 pass32 = fast_f32;
 static pass_f64 pass64 = fast_f64;
 static int width_bits = 256;
 
+/* The middle one of three values (one NaN among them: some value or NaN, either way the
+ * sums it shifts are NaN and the careful pass decides). */
+#define MIDDLE(a, b, c) ((a) < (b) ? ((b) < (c) ? (b) : ((a) < (c) ? (c) : (a))) \
+                                   : ((a) < (c) ? (a) : ((b) < (c) ? (c) : (b))))
+
+/* The fast pass shifts by a value of the tensor, the middle one of its first, middle and last:
+ * the spread of values close to each other but far from zero keeps its digits, and a single
+ * outlier at one end (a first token's activations) is not the shift. Where the shift lay far
+ * from the mean all the same (two far clusters), the pass runs again shifted by the mean it
+ * found; the careful pass takes what is not finite, or what the second pass could not
+ * settle. */
 static void reduce(const void *data, int64_t n, int itemsize, double *out)
 {
     out[TRACER_STAT_NUMEL] = (double)n;
     if (itemsize == 4) {
-        if (!pass32((const float *)data, n, out))
-            careful_f32((const float *)data, n, out);
+        const float *x = (const float *)data;
+        const float a = x[0], b = x[n / 2], c = x[n - 1];
+        int done = pass32(x, n, MIDDLE(a, b, c), out);
+        if (done == FAR)
+            done = pass32(x, n, (float)(out[TRACER_STAT_SUM] / (double)n), out);
+        if (done != 1)
+            careful_f32(x, n, out);
     }
-    else if (!pass64((const double *)data, n, out)) {
-        careful_f64((const double *)data, n, out);
+    else {
+        const double *x = (const double *)data;
+        const double a = x[0], b = x[n / 2], c = x[n - 1];
+        int done = pass64(x, n, MIDDLE(a, b, c), out);
+        if (done == FAR)
+            done = pass64(x, n, out[TRACER_STAT_SUM] / (double)n, out);
+        if (done != 1)
+            careful_f64(x, n, out);
     }
 }
 
