@@ -8,7 +8,11 @@ output goes to /dev/null), the same with ``echo=False`` (the records without the
 ``torchinfo.summary(model, input_data=x, verbose=0)`` and ``torchinfo.summary(model,
 input_data=x)`` as called by default (it prints its table; to /dev/null), all in eval mode
 without gradients, and prints the medians side by side with their ratios; then the medians
-over the zoo and how many models tracer.summary beats torchinfo on.
+over the zoo and how many models tracer.summary beats torchinfo on. The same comparisons follow
+repetition by repetition (each ratio of two blocks run one after the other, so that the
+machine's drift between repetitions cancels): the median model's one-shot trace, and the
+head-to-head counted three ways, faster or slower in three of four repetitions or within the
+run's own spread.
 
     python benchmarks/zoo.py --quick            # fewer repetitions, a smoke run
     python benchmarks/zoo.py --filter resnet    # the models whose name contains "resnet"
@@ -105,7 +109,24 @@ def measure(entry: Entry, torchinfo: Any, reps: int, block_s: float) -> dict[str
         for mode, fn in runners.items():  # alternating: every mode sees the same machine
             times[mode].append(_block(fn, inner[mode]))
     medians = {mode: statistics.median(ts) if ts else None for mode, ts in times.items()}
-    return {"name": entry.name, "group": entry.group, "times": medians, "errors": errors}
+    # Each repetition's ratios, its blocks run one after the other: the machine's speed drifts
+    # between repetitions more than within one.
+    paired = {
+        pair: [a / b for a, b in zip(times[pair[0]], times[pair[1]], strict=True) if b > 0]
+        for pair in PAIRS
+        if pair[0] in times and pair[1] in times
+    }
+    return {
+        "name": entry.name,
+        "group": entry.group,
+        "times": medians,
+        "paired": paired,
+        "errors": errors,
+    }
+
+
+#: The ratios also taken repetition by repetition (see :func:`paired_lines`).
+PAIRS = (("trace", "plain"), ("summary", "torchinfo-printed"))
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -178,7 +199,50 @@ def totals(results: list[dict[str, Any]]) -> list[str]:
     losses = [r["name"] for r in printed if r not in wins]
     if losses:
         lines.append(f"slower (both printing) on: {', '.join(losses)}")
+    return lines + paired_lines(results)
+
+
+def paired_lines(results: list[dict[str, Any]]) -> list[str]:
+    """The same comparisons from each repetition's own ratio (its two blocks run one after the
+    other), per model the median and quartiles of those ratios: the median model's one-shot
+    trace, and the head-to-head counted three ways, where the run's own spread decides."""
+    lines = ["", "repetition by repetition (each ratio from two blocks run one after the other):"]
+    traces = [
+        statistics.median(r["paired"][PAIRS[0]]) for r in results if r["paired"].get(PAIRS[0])
+    ]
+    if traces:
+        lines.append(
+            f"median one-shot trace / untraced forward  {_x(statistics.median(traces)):>8}"
+            f"  ({len(traces)} models)"
+        )
+    faster, slower, within = [], [], []
+    for r in results:
+        ratios = r["paired"].get(PAIRS[1])
+        if not ratios:
+            continue
+        low, high = _quartiles(ratios)
+        name = f"{r['name']} {_x(statistics.median(ratios))}"
+        (faster if high < 1 else slower if low > 1 else within).append(name)
+    count = len(faster) + len(slower) + len(within)
+    if count:
+        lines.append(
+            f"tracer.summary / torchinfo.summary, both printing, of {count}: faster in 3 of 4 "
+            f"repetitions or more on {len(faster)}, slower on {len(slower)}, within the spread "
+            f"on {len(within)}"
+        )
+        if slower:
+            lines.append(f"  slower: {', '.join(slower)}")
+        if within:
+            lines.append(f"  within the spread: {', '.join(within)}")
     return lines
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    """The lower and upper quartile (both the value itself where there is one)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    return low, high
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
-"""The overhead benchmark runs and prints its whole table (one repetition: a smoke run)."""
+"""The benchmarks run and print their tables (one repetition: smoke runs); the zoo's counts."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +88,40 @@ def test_stats_bandwidth_benchmark_refuses_bad_sizes(bad: list[str]) -> None:
     # (torch may warn on stderr first, at import, where numpy is missing)
     assert done.stderr.splitlines()[-1].startswith("stats_bandwidth.py: ")
     assert "Traceback" not in done.stderr
+
+
+def _zoo_module() -> Any:
+    """benchmarks/zoo.py as a module (its folder holds zoo_models, which it imports)."""
+    folder = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location("zoo_script", Path(folder) / "zoo.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def _zoo_result(name: str, trace: list[float], head_to_head: list[float]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "group": "g",
+        "times": {},
+        "paired": {("trace", "plain"): trace, ("summary", "torchinfo-printed"): head_to_head},
+    }
+
+
+def test_zoo_counts_the_head_to_head_three_ways_from_each_repetitions_ratio() -> None:
+    zoo = _zoo_module()
+    results = [
+        _zoo_result("quick", [1.2, 1.3, 1.4], [0.8, 0.9, 0.85, 0.7, 0.95]),
+        _zoo_result("slow", [1.5, 1.6, 1.7], [1.2, 1.1, 1.3, 1.05, 0.9]),
+        _zoo_result("even", [2.0, 2.0, 2.2], [0.9, 1.1, 1.0, 0.95, 1.05]),
+    ]
+    lines = zoo.paired_lines(results)
+    assert "median one-shot trace / untraced forward     x1.60  (3 models)" in lines
+    assert any("of 3: faster in 3 of 4 repetitions or more on 1, slower on 1" in x for x in lines)
+    assert "  slower: slow x1.10" in lines and "  within the spread: even x1.00" in lines
+    assert zoo._quartiles([0.5]) == (0.5, 0.5)
