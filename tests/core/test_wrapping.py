@@ -13,8 +13,10 @@ from core.models import mlp, transformer
 from torch import nn
 
 import tracer
+from tracer.core import wrapping
 from tracer.core.collector import StatsCollector
 from tracer.core.stats import CHUNK_NUMEL, tensor_stats
+from tracer.core.step_state import Recorder
 from tracer.sink import MemorySink
 
 
@@ -240,3 +242,41 @@ def test_a_multi_device_data_parallel_model_says_its_replicas_are_untraced() -> 
     with tracer.trace(model) as t:
         pass
     assert any("DataParallel (<root>) runs each device's replica" in note for note in t.notes)
+
+
+@pytest.mark.parametrize("grads", [False, True])
+def test_the_compiled_wrappers_are_made_as_the_python_loop_makes_them(
+    grads: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if wrapping._make_wraps is None:
+        pytest.skip("the wrappers are made in Python here (no compiled probe)")
+    model = nn.Sequential(transformer(), nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+    named = list(model.named_modules())
+
+    def hooks() -> wrapping.HookSet:
+        rec = Recorder(stats=True, collector=StatsCollector())
+        return wrapping.HookSet(model, rec, grads=grads, include=None, exclude=None, named=named)
+
+    compiled = hooks()
+    monkeypatch.setattr(wrapping, "_make_wraps", None)
+    python = hooks()
+    assert compiled.paths == python.paths == [path for path, _ in named]
+    assert (
+        len(compiled._params)
+        == len(python._params)
+        == (len(list(model.parameters())) if grads else 0)
+    )
+    fields = ("info", "grads", "inner", "live", "saved", "ops", "op_free")
+    for (module, wrap, replicate), (other, twin, _) in zip(
+        compiled._modules, python._modules, strict=True
+    ):
+        assert module is other and type(wrap) is type(twin) is wrapping.Wrap
+        assert [getattr(wrap, f) for f in fields] == [getattr(twin, f) for f in fields]
+        assert wrap.module() is module and replicate.__self__ is wrap
+        assert replicate.__func__ is wrapping.Wrap._replicate
+    compiled.attach()  # and it traces as the Python one does
+    try:
+        assert model[1][0].forward is compiled._modules[-2][1]
+    finally:
+        compiled.detach()
+    assert "forward" not in vars(model[1][0])

@@ -1925,6 +1925,104 @@ PyObject* bind_wrapping(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// make_wraps(wrap_type, named, rec, grads, missing, replicate) -> (entries, paths): the
+// wrappers of tracer.core.wrapping.HookSet, one per (path, module) of ``named``, each made as
+// ``Wrap(rec, (path, type name, depth), grads, module)`` makes it (its fields set, ``module``
+// a weak reference, ``saved`` the ``missing`` sentinel), with its bound ``_replicate``
+// (``replicate``, the class's function); ``entries`` holds (module, wrap, bound replicate)
+// tuples, ``paths`` the paths.
+PyObject* str_module = nullptr;
+PyObject* str_op_free = nullptr;
+PyObject* str_ops = nullptr;
+PyObject* str_saved = nullptr;
+PyObject* str_dot = nullptr;
+
+// One wrapper's entry (a new reference), or nullptr on an error.
+PyObject* make_wrap(PyTypeObject* type, PyObject* path, PyObject* module, PyObject* const* args) {
+  Py_ssize_t depth = 0;
+  if (PyUnicode_GET_LENGTH(path) > 0) {
+    depth = PyUnicode_Count(path, str_dot, 0, PY_SSIZE_T_MAX);
+    if (depth < 0) {
+      return nullptr;
+    }
+    ++depth;
+  }
+  PyObject* type_name = PyObject_GetAttr(reinterpret_cast<PyObject*>(Py_TYPE(module)), str_name);
+  PyObject* level = type_name != nullptr ? PyLong_FromSsize_t(depth) : nullptr;
+  PyObject* info = level != nullptr ? PyTuple_Pack(3, path, type_name, level) : nullptr;
+  Py_XDECREF(type_name);
+  Py_XDECREF(level);
+  if (info == nullptr) {
+    return nullptr;
+  }
+  PyObject* wrap_obj = wrap_new(type, nullptr, nullptr);
+  if (wrap_obj == nullptr) {
+    Py_DECREF(info);
+    return nullptr;
+  }
+  auto* wrap = reinterpret_cast<WrapCore*>(wrap_obj);
+  Py_SETREF(wrap->info, info);
+  Py_SETREF(wrap->rec, Py_NewRef(args[2]));
+  Py_SETREF(wrap->grads, Py_NewRef(args[3]));
+  PyObject* ref = PyWeakref_NewRef(module, nullptr);
+  PyObject* replicate = ref != nullptr ? PyMethod_New(args[5], wrap_obj) : nullptr;
+  PyObject* entry = nullptr;
+  if (replicate != nullptr && PyObject_SetAttr(wrap_obj, str_module, ref) == 0 &&
+      PyObject_SetAttr(wrap_obj, str_op_free, Py_False) == 0 &&
+      PyObject_SetAttr(wrap_obj, str_ops, Py_None) == 0 &&
+      PyObject_SetAttr(wrap_obj, str_saved, args[4]) == 0) {
+    entry = PyTuple_Pack(3, module, wrap_obj, replicate);
+  }
+  Py_XDECREF(ref);
+  Py_XDECREF(replicate);
+  Py_DECREF(wrap_obj);
+  return entry;
+}
+
+PyObject* make_wraps(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 6 || !PyType_Check(args[0]) ||
+      !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(args[0]), &WrapCoreType) ||
+      !PyList_CheckExact(args[1])) {
+    PyErr_SetString(PyExc_TypeError,
+                    "make_wraps(wrap_type, named, rec, grads, missing, replicate)");
+    return nullptr;
+  }
+  auto* type = reinterpret_cast<PyTypeObject*>(args[0]);
+  PyObject* named = args[1];
+  const Py_ssize_t n = PyList_GET_SIZE(named);
+  PyObject* entries = PyList_New(n);
+  PyObject* paths = entries != nullptr ? PyList_New(n) : nullptr;
+  if (paths == nullptr) {
+    Py_XDECREF(entries);
+    return nullptr;
+  }
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    // Nothing called below runs Python code that could change ``named`` (a weak reference
+    // without callback, slot descriptors, a type's name).
+    PyObject* item = PyList_GET_ITEM(named, i);
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2 ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(item, 0))) {
+      PyErr_SetString(PyExc_TypeError, "make_wraps: named holds (path, module) pairs");
+      Py_DECREF(entries);
+      Py_DECREF(paths);
+      return nullptr;
+    }
+    PyObject* path = PyTuple_GET_ITEM(item, 0);
+    PyObject* entry = make_wrap(type, path, PyTuple_GET_ITEM(item, 1), args);
+    if (entry == nullptr) {
+      Py_DECREF(entries);
+      Py_DECREF(paths);
+      return nullptr;
+    }
+    PyList_SET_ITEM(entries, i, entry);
+    PyList_SET_ITEM(paths, i, Py_NewRef(path));
+  }
+  PyObject* result = PyTuple_Pack(2, entries, paths);
+  Py_DECREF(entries);
+  Py_DECREF(paths);
+  return result;
+}
+
 PyMethodDef fastpath_functions[] = {
     {"bind_wrapping", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(bind_wrapping)),
      METH_FASTCALL,
@@ -1932,6 +2030,10 @@ PyMethodDef fastpath_functions[] = {
      "every other call and turn to (tracer.core.wrapping)"},
     {"perf_counter", perf_counter, METH_NOARGS,
      "perf_counter(): the clock WrapCore reads, the same as time.perf_counter()"},
+    {"make_wraps", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(make_wraps)),
+     METH_FASTCALL,
+     "make_wraps(wrap_type, named, rec, grads, missing, replicate) -> (entries, paths): "
+     "HookSet's wrappers"},
     {nullptr, nullptr, 0, nullptr}};
 
 bool ready_fastpath_types(PyObject* module) {
@@ -1946,6 +2048,15 @@ bool ready_fastpath_types(PyObject* module) {
   str_named_children = PyUnicode_InternFromString("named_children");
   str_modules = PyUnicode_InternFromString("_modules");
   str_empty = PyUnicode_InternFromString("");
+  str_module = PyUnicode_InternFromString("module");
+  str_op_free = PyUnicode_InternFromString("op_free");
+  str_ops = PyUnicode_InternFromString("ops");
+  str_saved = PyUnicode_InternFromString("saved");
+  str_dot = PyUnicode_InternFromString(".");
+  if (str_module == nullptr || str_op_free == nullptr || str_ops == nullptr ||
+      str_saved == nullptr || str_dot == nullptr) {
+    return false;
+  }
   if (str_name == nullptr || str_extra_repr == nullptr || str_named_parameters == nullptr ||
       str_parameters == nullptr || str_children == nullptr || str_named_children == nullptr ||
       str_modules == nullptr || str_empty == nullptr) {

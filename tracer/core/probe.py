@@ -128,6 +128,10 @@ def _compiled_cores() -> tuple[Any, Any, Any]:
 #: once, at import: None where the compiled probe was not loaded then (the Python classes are
 #: used; a probe built on first use serves them through the Python fast path).
 WrapCore, RecorderCore, bind_wrapping = _compiled_cores()
+#: HookSet's wrappers made in C++ (``make_wraps``), where WrapCore is the compiled one.
+make_wraps: Any = (
+    None if WrapCore is None else getattr(sys.modules[probe_build.MODULE], "make_wraps", None)
+)
 
 #: PyProbe's remembered tensor: (weak reference, version, requires_grad, (metadata, index)).
 _REF: Final = 0

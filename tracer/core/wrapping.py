@@ -47,7 +47,7 @@ from tracer.core.positions import (
     REQUIRES_GRAD,
     START,
 )
-from tracer.core.probe import WrapCore, bind_wrapping
+from tracer.core.probe import WrapCore, bind_wrapping, make_wraps
 from tracer.core.step_state import CallInfo, PendingCall, Recorder
 from tracer.core.torch_compat import (
     CAN_DISABLE_TORCH_FUNCTION,
@@ -429,15 +429,19 @@ class HookSet:
         self.paths: list[str] = []
         seen_params: set[int] = set()
         everything = include is None and not exclude
-        add_path, add_module = self.paths.append, self._modules.append
-        for path, module in named:
-            if not everything and not selected(path, include, exclude):
-                continue
-            add_path(path)
-            depth = path.count(".") + 1 if path else 0  # module_depth(path)
-            wrap = Wrap(rec, (path, type(module).__name__, depth), grads, module)
-            add_module((module, wrap, wrap._replicate))
-            if grads:
+        if everything and _make_wraps is not None and type(named) is list:
+            self._modules, self.paths = _make_wraps(Wrap, named, rec, grads, _MISSING, _REPLICATE)
+        else:
+            add_path, add_module = self.paths.append, self._modules.append
+            for path, module in named:
+                if not everything and not selected(path, include, exclude):
+                    continue
+                add_path(path)
+                depth = path.count(".") + 1 if path else 0  # module_depth(path)
+                wrap = Wrap(rec, (path, type(module).__name__, depth), grads, module)
+                add_module((module, wrap, wrap._replicate))
+        if grads:
+            for (module, _, _), path in zip(self._modules, self.paths, strict=True):
                 self._add_param_hooks(rec, path, module, seen_params)
         #: The encoder layers traced themselves or inside (see fused_encoder_layers): wrapping
         #: alone would keep their fused fast path and so lose their sublayers' calls, so a
@@ -499,6 +503,12 @@ class HookSet:
 
 def _no_op(module: nn.Module, args: Any) -> None:
     return None
+
+
+#: The loop of HookSet's wrappers compiled (tracer/core/_probe.cpp ``make_wraps``: each made as
+#: ``Wrap(rec, info, grads, module)`` makes it), where the compiled probe is loaded.
+_make_wraps = make_wraps if WrapCore is not None and issubclass(Wrap, WrapCore) else None
+_REPLICATE = Wrap._replicate
 
 
 # Without the compiled probe the wrapper's call is the Python fast path itself; with it, the
