@@ -74,9 +74,13 @@ class Summary:
         """The per-call table: layer, input and output shapes, dtype, device, params, stats."""
         table = Table(header_style="bold")
         rows = self._layout().rows
-        labels = [row[0] for row in rows]
+        # The layer column as wide as its widest label, in terminal cells (a name's combining
+        # marks take none, its wide characters two): the width the direct writer gives it.
+        label_width = max(
+            (_cells_of(line) for row in rows for line in row[0].split("\n")), default=5
+        )
         for name, justify in _COLUMNS:
-            width = max((len(t) for t in labels), default=5) if name == "Layer" else None
+            width = label_width if name == "Layer" else None
             table.add_column(name, justify=justify, no_wrap=True, min_width=width)
         for call, row in zip(self.calls, rows, strict=True):
             style = _OP_STYLE if call.kind == "op" else ""

@@ -251,7 +251,11 @@ def _walk_models() -> list[nn.Module]:
     with_none.add_module("after", nn.Sequential(shared, nn.Sequential(shared, nn.Tanh())))
     cycle = nn.Sequential(nn.Linear(1, 1))
     cycle[0].add_module("back", cycle)
+    deep: nn.Module = nn.ReLU()
+    for depth in range(40):  # deeper than the compiled walk's first stack
+        deep = nn.Sequential(nn.Identity(), deep) if depth % 2 else nn.Sequential(deep)
     return [
+        deep,
         nn.Identity(),
         mlp(3),
         transformer(),
@@ -263,9 +267,19 @@ def _walk_models() -> list[nn.Module]:
     ]
 
 
+@pytest.mark.parametrize("walk", ["compiled", "python"])
 @pytest.mark.parametrize("model", _walk_models(), ids=lambda m: type(m).__name__)
-def test_the_traces_walk_is_named_modules(model: nn.Module) -> None:
-    assert trace_module.named_modules(model) == list(model.named_modules())
+def test_the_traces_walk_is_named_modules(
+    model: nn.Module, walk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if walk == "python":
+        monkeypatch.setattr(trace_module, "_walk", None)
+    elif trace_module._walk is None:
+        pytest.skip("the kernel module is not built: the walk is Python's")
+    walked = trace_module.named_modules(model)
+    want = list(model.named_modules())
+    assert [path for path, _ in walked] == [path for path, _ in want]
+    assert all(a is b for (_, a), (_, b) in zip(walked, want, strict=True))
     with tracer.trace(model) as t:
         pass
     assert [m.path for m in t.modules] == [path for path, _ in model.named_modules()]

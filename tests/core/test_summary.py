@@ -544,3 +544,20 @@ def test_summary_counts_parameters_without_building_the_module_records() -> None
     assert "│     16 │" in rows["0"] and "│     10 │" in rows["2"]
     from_list = Summary(result.calls, records, result.notes)
     assert str(from_list) == str(result)
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["00000\u0816", "dense\u0301\u0301 block", "\u6a21\u578b\u6a21\u578b", "norm\u200b\u200blayer"],
+)
+def test_a_label_whose_cells_are_not_its_characters_is_as_wide_as_rich_shows_it(
+    label: str,
+) -> None:
+    # combining marks take no cell, wide characters two: the layer column is as wide in the
+    # summary's own text as in rich's table, which sizes it at least to the widest label
+    calls = [
+        CallRecord(0, 0, "", "T", kind="op", op=label),
+        CallRecord(0, 1, "", "T", kind="op", op="x"),
+    ]
+    result = Summary(calls, [ModuleRecord("", "T", None, 0)], [])
+    assert _printed(result, 200) == _printed(Group(result.table(), Text(result.footer())), 200)

@@ -1081,6 +1081,185 @@ typedef void (*reduce_fn)(const void *, int64_t, int, double *);
 /* And the integer pass behind int_stats (reduce_ints above), through a second one. */
 typedef int (*reduce_ints_fn)(const void *, int64_t, int, struct tracer_int_result *);
 
+/* walk_modules(model, named_modules) -> list(model.named_modules()) where every class has
+ * nn.Module's own named_modules (``named_modules``, that function), else None (the caller then
+ * asks the model itself): tracer.core.trace.named_modules compiled. Depth first, children in
+ * their ``_modules`` order, each module once (where first met; membership as a set decides it,
+ * as torch's memo does), None entries skipped. Also None where a ``_modules`` is not a dict. */
+struct walk_frame {
+    PyObject *prefix; /* the children's path so far ("<path>."), or NULL at the root */
+    PyObject *children;
+    Py_ssize_t pos;
+};
+
+static void pop_frame(struct walk_frame *frame)
+{
+    Py_XDECREF(frame->prefix);
+    Py_DECREF(frame->children);
+}
+
+static PyObject *child_modules(PyObject *module, PyObject *name_attr)
+{
+    PyObject *children = PyObject_GetAttr(module, name_attr);
+    if (children != NULL && !PyDict_CheckExact(children)) {
+        Py_DECREF(children);
+        return Py_NewRef(Py_None);
+    }
+    return children;
+}
+
+static int own_named_modules(PyObject *module, PyObject *expected, PyObject *name_attr)
+{
+    PyObject *found = PyObject_GetAttr((PyObject *)Py_TYPE(module), name_attr);
+    if (found == NULL)
+        return -1;
+    const int same = found == expected;
+    Py_DECREF(found);
+    return same;
+}
+
+static PyObject *walk_modules(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    static PyObject *modules_attr = NULL, *named_attr = NULL, *empty = NULL, *dot = NULL;
+    if (modules_attr == NULL) {
+        modules_attr = PyUnicode_InternFromString("_modules");
+        named_attr = PyUnicode_InternFromString("named_modules");
+        empty = PyUnicode_InternFromString("");
+        dot = PyUnicode_InternFromString(".");
+        if (modules_attr == NULL || named_attr == NULL || empty == NULL || dot == NULL)
+            return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "walk_modules(model, named_modules)");
+        return NULL;
+    }
+    PyObject *model = args[0], *expected = args[1];
+    PyObject *found = PyList_New(0), *memo = PySet_New(NULL);
+    struct walk_frame *stack = NULL;
+    Py_ssize_t depth = 0, room = 0;
+    PyObject *result = NULL;
+    if (found == NULL || memo == NULL)
+        goto done;
+    int own = own_named_modules(model, expected, named_attr);
+    if (own <= 0) {
+        result = own < 0 ? NULL : Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *root = PyTuple_Pack(2, empty, model);
+    if (root == NULL || PyList_Append(found, root) < 0) {
+        Py_XDECREF(root);
+        goto done;
+    }
+    Py_DECREF(root);
+    PyObject *children = child_modules(model, modules_attr);
+    if (children == NULL)
+        goto done;
+    if (children == Py_None) {
+        Py_DECREF(children);
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (PyDict_GET_SIZE(children) == 0) {
+        Py_DECREF(children);
+        result = Py_NewRef(found);
+        goto done;
+    }
+    if (PySet_Add(memo, model) < 0) {
+        Py_DECREF(children);
+        goto done;
+    }
+    room = 16;
+    stack = PyMem_Malloc(room * sizeof *stack);
+    if (stack == NULL) {
+        Py_DECREF(children);
+        PyErr_NoMemory();
+        goto done;
+    }
+    stack[depth++] = (struct walk_frame){NULL, children, 0};
+    while (depth > 0) {
+        struct walk_frame *top = &stack[depth - 1];
+        PyObject *name, *child;
+        int descended = 0;
+        while (!descended && PyDict_Next(top->children, &top->pos, &name, &child)) {
+            if (child == Py_None)
+                continue;
+            Py_INCREF(child); /* held while Python code (a hash, an attribute) may run */
+            Py_INCREF(name);
+            PyObject *path = NULL, *pair = NULL, *grand = NULL;
+            int ok = 0, skip = 0;
+            own = own_named_modules(child, expected, named_attr);
+            if (own == 0) { /* a class of its own: the model is asked */
+                Py_DECREF(child);
+                Py_DECREF(name);
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            int seen = own < 0 ? -1 : PySet_Contains(memo, child);
+            if (seen > 0) {
+                skip = 1;
+            }
+            else if (seen == 0 && PySet_Add(memo, child) == 0) {
+                path = top->prefix == NULL ? Py_NewRef(name) : PyUnicode_Concat(top->prefix, name);
+                pair = path != NULL ? PyTuple_Pack(2, path, child) : NULL;
+                grand = pair != NULL && PyList_Append(found, pair) == 0
+                            ? child_modules(child, modules_attr)
+                            : NULL;
+                ok = grand != NULL;
+            }
+            Py_DECREF(child);
+            Py_DECREF(name);
+            Py_XDECREF(pair);
+            if (skip)
+                continue;
+            if (!ok) {
+                Py_XDECREF(path);
+                goto done;
+            }
+            if (grand == Py_None) {
+                Py_DECREF(grand);
+                Py_DECREF(path);
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            if (PyDict_GET_SIZE(grand) == 0) {
+                Py_DECREF(grand);
+                Py_DECREF(path);
+                continue;
+            }
+            if (depth == room) { /* its subtree next, then the rest of these children */
+                struct walk_frame *grown = PyMem_Realloc(stack, 2 * room * sizeof *stack);
+                if (grown == NULL) {
+                    Py_DECREF(grand);
+                    Py_DECREF(path);
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                stack = grown, room *= 2;
+                top = &stack[depth - 1];
+            }
+            PyObject *prefix = PyUnicode_Concat(path, dot);
+            Py_DECREF(path);
+            if (prefix == NULL) {
+                Py_DECREF(grand);
+                goto done;
+            }
+            stack[depth++] = (struct walk_frame){prefix, grand, 0};
+            descended = 1;
+        }
+        if (!descended)
+            pop_frame(&stack[--depth]);
+    }
+    result = Py_NewRef(found);
+done:
+    while (depth > 0)
+        pop_frame(&stack[--depth]);
+    PyMem_Free(stack);
+    Py_XDECREF(found);
+    Py_XDECREF(memo);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
      "float_stats(address, numel, itemsize) -> the statistics vector (its positions named "
@@ -1088,6 +1267,9 @@ static PyMethodDef methods[] = {
     {"build_records", (PyCFunction)(void (*)(void))build_records, METH_FASTCALL,
      "build_records(calls, step, stats, param_grads, ctx) -> the frozen records of one step's "
      "pending calls (tracer.core.step_state._records, compiled)."},
+    {"walk_modules", (PyCFunction)(void (*)(void))walk_modules, METH_FASTCALL,
+     "walk_modules(model, named_modules) -> list(model.named_modules()), or None where a class "
+     "has its own named_modules (tracer.core.trace.named_modules, compiled)."},
     {"plain_state", plain_state, METH_O,
      "plain_state(state) -> a module __dict__'s plain values and which parameters are set "
      "(tracer.core.module_records._plain_state, compiled)."},

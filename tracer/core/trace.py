@@ -290,12 +290,19 @@ class Trace:
 
 
 _NAMED_MODULES = nn.Module.named_modules
+try:  # the walk below, compiled (tracer/core/_speedups.c; absent from an older build of it)
+    from tracer.core._speedups import walk_modules as _walk
+except ImportError:
+    _walk = None
 
 
 def named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``list(model.named_modules())``, walked with a stack of the open modules' children
     rather than a generator per module, where every class has nn.Module's own
-    ``named_modules`` (else that list itself)."""
+    ``named_modules`` (else that list itself); compiled where the kernel module is built."""
+    if _walk is not None:
+        walked: list[tuple[str, nn.Module]] | None = _walk(model, _NAMED_MODULES)
+        return list(model.named_modules()) if walked is None else walked
     if type(model).named_modules is not _NAMED_MODULES:
         return list(model.named_modules())
     found = [("", model)]
