@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -210,6 +211,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Each test starts with subnormal floats kept: a test that runs the sentiment pipeline in
+    # its own process flushes them to zero (torch.set_flush_denormal, the thread's state), which
+    # would change what the worker's later tests compute, and hypothesis refuses to draw floats
+    # there. Nothing has set it where torch is not imported yet.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)
     for mark in item.iter_markers("needs_extension"):
         for name in mark.args:
             need_extension(name)
