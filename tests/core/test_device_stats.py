@@ -25,6 +25,10 @@ CASES = {
     "int64 tokens": torch.randint(0, 500, (50, 200)),
     "bool": torch.rand(1000) > 0.3,
     "0-d": torch.tensor(2.5),
+    # one large value before a million small ones: the small ones' share of the L1 norm was
+    # lost summing in float32 (abs_mean 0.4% off); the big path's chunks too
+    "an outlier first": torch.cat([torch.tensor([1e5]), torch.randn(1_000_000) * 1e-3]),
+    "an outlier first, in chunks": torch.cat([torch.tensor([1e5]), torch.randn(5_000_000) * 1e-3]),
 }
 
 

@@ -43,6 +43,8 @@ CASES: dict[str, Callable[[], torch.Tensor]] = {
     "float16": lambda: (torch.randn(2000) * 50).half(),
     "bfloat16": lambda: torch.randn(2000).bfloat16(),
     "transposed": lambda: torch.randn(30, 70).t(),
+    "an outlier first": lambda: torch.cat([torch.tensor([1e5]), torch.randn(16000) * 1e-3]),
+    "two far clusters": lambda: torch.cat([torch.full((40,), -3e4), torch.randn(9000) + 7.0]),
 }
 
 

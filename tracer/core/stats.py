@@ -764,7 +764,7 @@ def _device_part(x: torch.Tensor) -> tuple[str, torch.Tensor]:
         total=total,
         spread=spread,
         l2=torch.linalg.vector_norm(xz),
-        l1=torch.linalg.vector_norm(xz, 1),
+        l1=xz.abs().sum(dtype=torch.float64),  # (a float32 norm lost the small values)
         nonzero=torch.count_nonzero(xz),
         lo=torch.where(finite, x, math.inf).amin(),
         hi=torch.where(finite, x, -math.inf).amax(),
