@@ -73,14 +73,12 @@ class Summary:
     def table(self) -> Table:
         """The per-call table: layer, input and output shapes, dtype, device, params, stats."""
         table = Table(header_style="bold")
-        rows = self._layout().rows
-        # The layer column as wide as its widest label, in terminal cells (a name's combining
-        # marks take none, its wide characters two): the width the direct writer gives it.
-        label_width = max(
-            (_cells_of(line) for row in rows for line in row[0].split("\n")), default=5
-        )
+        layout = self._layout()
+        rows = layout.rows
         for name, justify in _COLUMNS:
-            width = label_width if name == "Layer" else None
+            # the layer column as wide as the direct writer makes it: its widest label, in
+            # terminal cells (a name's combining marks take none, its wide characters two)
+            width = layout.widths[0] if name == "Layer" else None
             table.add_column(name, justify=justify, no_wrap=True, min_width=width)
         for call, row in zip(self.calls, rows, strict=True):
             style = _OP_STYLE if call.kind == "op" else ""

@@ -1104,7 +1104,7 @@ bool own_of_table(PyObject* params, PyObject* facts, PyObject* names, PyObject* 
 // capture_pass(named, facts, context): the per-module loop of
 // tracer.core.module_records.capture_modules, compiled (it is that loop's Python body, step by
 // step, with each step's Python fallback called where that body would take it). ``named`` is the
-// list of (path, module) pairs; ``context`` the tuple _CAPTURE_CONTEXT of module_records:
+// list of (path, module) pairs; ``context`` the tuple _CONTEXT of module_records:
 //   (dtype_names, parameter_type, py_facts, deferred, snapshot, make_deferred, no_extra_repr,
 //    py_repr, named_parameters, children, named_children, py_own).
 // Returns (paths, types, reprs, owns, kids, repeated, plain), the lists and flags that loop
