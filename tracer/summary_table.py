@@ -190,11 +190,19 @@ class _Layout(NamedTuple):
 
 
 def _lay_out(calls: Sequence[CallRecord], own: Mapping[str, int]) -> _Layout:
-    """Every call's row, built and measured in one pass.
+    """Every call's row, built and measured in one pass (compiled where the kernel module is
+    built: :data:`_compiled_lay_out`).
 
     A summary is printed once, often for a model of a few layers, so the table's own cost is
     the printed summary's: the row is built inline from the records, and the texts that repeat
     (dtypes, devices, type names, shapes) are escaped once (see :func:`_literal`)."""
+    if _compiled_lay_out is not None:
+        return _Layout(*_compiled_lay_out(calls, own, _TABLE_CONTEXT))
+    return _lay_out_here(calls, own)
+
+
+def _lay_out_here(calls: Sequence[CallRecord], own: Mapping[str, int]) -> _Layout:
+    """:func:`_lay_out` in Python."""
     known, shapes, text, cells = _SHAPES, _shapes, _literal, _cells
     rows: list[list[str]] = []
     plain: list[bool] = []
@@ -241,17 +249,8 @@ def _lay_out(calls: Sequence[CallRecord], own: Mapping[str, int]) -> _Layout:
                     get("true_frac") if mean is None else mean, get("std"), get("min"), get("max")
                 ),
             ]
-        else:  # several outputs: the tensors among them, else all
-            shown = [r for r in outputs if r.is_tensor] or list(outputs)
-            row = [
-                label,
-                shapes(inputs, shown[0].dtype if shown else ""),
-                shapes(outputs),
-                "\n".join([text(r.dtype or r.type_name) for r in shown]),
-                "\n".join([text(r.device) for r in shown]),
-                params,
-                *_stat_columns(shown),
-            ]
+        else:
+            row = _other_row(call, label, params)
         joined = "".join(row)
         plain.append(joined.isascii() and "\n" not in joined)
         rows.append(row)
@@ -268,6 +267,21 @@ def _lay_out(calls: Sequence[CallRecord], own: Mapping[str, int]) -> _Layout:
                 _widen(widths, row)
     width = sum(widths) + 3 * len(widths) + 1  # a space either side and a border per column
     return _Layout(rows, plain, widths, width)
+
+
+def _other_row(call: CallRecord, label: str, params: str) -> list[str]:
+    """The row of a call of several outputs (or none): the tensors among them, else all."""
+    outputs = call.outputs
+    shown = [r for r in outputs if r.is_tensor] or list(outputs)
+    return [
+        label,
+        _shapes(call.inputs, shown[0].dtype if shown else ""),
+        _shapes(outputs),
+        "\n".join([_literal(r.dtype or r.type_name) for r in shown]),
+        "\n".join([_literal(r.device) for r in shown]),
+        params,
+        *_stat_columns(shown),
+    ]
 
 
 def _widen(widths: list[int], row: list[str]) -> None:
@@ -331,6 +345,23 @@ def _text(
     the header cells and the op labels in their styles (both None: a console without style)."""
     frame = _frame(layout.widths)
     head = frame.head if bold is None else "┃" + "┃".join(map(bold, frame.heads)) + "┃"
+    if _compiled_text is not None:
+        ops = None if op is None else [call.kind == "op" for call in calls]
+        written: str | None = _compiled_text(
+            layout.rows,
+            layout.plain,
+            frame.widths,
+            _RIGHT,
+            frame.top,
+            head,
+            frame.head_rule,
+            frame.bottom,
+            footer,
+            ops,
+            op,
+        )
+        if written is not None:
+            return written
     lines = [frame.top, head, frame.head_rule]
     whole = frame.whole.format
     if op is None and all(layout.plain):  # the usual table: one str.format a line
@@ -470,7 +501,14 @@ try:
     from tracer.core._speedups import numbers as _compiled_numbers
 except ImportError:  # built without it (or not built): the same text, in Python
     _cells = _numbers_one_by_one
+    _compiled_lay_out: Callable[..., tuple[Any, ...]] | None = None
+    _compiled_text: Callable[..., str | None] | None = None
 else:
+    # The table laid out and written in C as well (an older build of the module lacks them).
+    from tracer.core import _speedups
+
+    _compiled_lay_out = getattr(_speedups, "lay_out", None)
+    _compiled_text = getattr(_speedups, "table_text", None)
     _cells = partial(
         _compiled_numbers,
         formatting.number,
@@ -504,6 +542,23 @@ def _literal(value: str) -> str:
         if len(value) <= 4 * _CELL:
             _remember(_LITERALS, value, shown)
     return shown
+
+
+#: What the compiled _lay_out is handed: the caches it reads and the functions it calls for
+#: anything beyond them (a text not escaped yet, a row of several outputs, a line's cells).
+_TABLE_CONTEXT = (
+    _LITERALS,
+    _literal,
+    _SHAPES,
+    _shapes,
+    formatting.count,
+    _other_row,
+    _cells_of,
+    formatting.number,
+    formatting.DIGITS["full"],
+    formatting.WHOLE_BELOW["full"],
+    _HEAD_WIDTHS,
+)
 
 
 def summary(

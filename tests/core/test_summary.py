@@ -7,6 +7,7 @@ import contextlib
 import io
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ import torch
 from core.models import ArticleLSTM, NestedModel
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.color import ColorSystem
 from rich.console import Console, Group
+from rich.style import Style
 from rich.text import Text
 from torch import nn
 
@@ -491,6 +494,44 @@ def test_summary_any_records_lay_out_as_rich_tables_them(result: summary_table.S
         )
         console.print(result)
         assert result.render_plain(console, width) == buffer.getvalue()
+
+
+@pytest.mark.needs_extension("speedups")
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(result=_summaries())
+def test_compiled_table_is_the_python_table(result: summary_table.Summary) -> None:
+    # The compiled lay_out and table_text against their Python twins on any records: the same
+    # cells, widths and text, plain and styled (hostile, wide and several-line cells included;
+    # table_text hands back a table with a line that is not ASCII, and _text writes it).
+    compiled = summary_table._lay_out(result.calls, result._own)
+    layout = summary_table._lay_out_here(result.calls, result._own)
+    assert compiled == layout
+    footer = result.footer()
+    bold = partial(Style.render, Style(bold=True), color_system=ColorSystem.EIGHT_BIT)
+    op = partial(Style.render, Style(italic=True, color="cyan"), color_system=ColorSystem.EIGHT_BIT)
+    written = [
+        summary_table._text(result.calls, layout, footer, *styles)
+        for styles in [(None, None), (bold, op)]
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(summary_table, "_compiled_text", None)
+        assert written == [
+            summary_table._text(result.calls, layout, footer, *styles)
+            for styles in [(None, None), (bold, op)]
+        ]
+
+
+def test_compiled_table_takes_only_ascii_rows_and_checks_its_arguments() -> None:
+    text = pytest.importorskip("tracer.core._speedups").table_text
+    right = (False, True)
+    frame = ("top", "head", "rule", "bottom", "foot")
+    plain = text([["a", "1"], ["b\nc", ""]], [True, False], [1, 1], right, *frame, None, None)
+    assert plain == "top\nhead\nrule\n│ a │ 1 │\n│ b │   │\n│ c │   │\nbottom\nfoot\n"
+    styled = text([["a", "1"]], [True], [3, 2], right, *frame, [True], lambda s: f"<{s}>")
+    assert styled.splitlines()[3] == "│< a   >│  1 │"
+    assert text([["層", "1"]], [False], [2, 1], right, *frame, None, None) is None
+    with pytest.raises(TypeError):
+        text([["a", "1"]], [True, True], [1, 1], right, *frame, None, None)
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)

@@ -3,6 +3,7 @@
  * float_stats: one pass over a float32 or float64 array for every built-in statistic.
  * int_stats: one pass over an integer array for its sum, extremes and nonzero count.
  * build_records: a step's frozen records from its pending calls.
+ * lay_out, table_text: the summary's table, laid out and written.
  *
  * tracer.core._speedups.float_stats(address, numel, itemsize) reads ``numel`` contiguous values at
  * ``address`` (a CPU tensor's data_ptr(), owned and kept alive by the caller) and returns the
@@ -1260,6 +1261,697 @@ done:
     return result;
 }
 
+/* ---- The summary's table: tracer.summary_table._lay_out and _text, compiled ----------------
+ *
+ * A summary is printed once, mostly for small models, where laying out and writing its table in
+ * Python cost as much as the traced forward. These are the two functions' compiled twins, held to
+ * them by tests/core/test_summary.py (the same text for any records, hostile ones included):
+ * every text that is escaped, measured in terminal cells or formatted in an unusual way is still
+ * made by the Python functions they are handed (a cache miss, a row of several outputs, a line of
+ * wide characters), so the two cannot drift apart in what they show. */
+
+static PyObject *t_kind, *t_depth, *t_op, *t_module, *t_type, *t_call_index, *t_inputs,
+    *t_outputs, *t_slot, *t_dtype, *t_shape, *t_stats, *t_type_name, *t_device, *t_get, *t_mean,
+    *t_std, *t_min, *t_max, *t_true_frac, *t_kind_op, *t_kind_module, *t_slot_zero, *t_empty,
+    *t_indent, *t_newline, *t_zero, *t_rpartition, *t_dot;
+
+static int intern_table_names(void)
+{
+    static const char *const names[] = {
+        "kind", "depth", "op", "module", "type", "call_index", "inputs", "outputs", "slot",
+        "dtype", "shape", "stats", "type_name", "device", "get", "mean", "std", "min", "max",
+        "true_frac", "op", "module", "0", "", "  ", "\n", NULL, "rpartition", "."};
+    PyObject **slots[] = {
+        &t_kind, &t_depth, &t_op, &t_module, &t_type, &t_call_index, &t_inputs, &t_outputs,
+        &t_slot, &t_dtype, &t_shape, &t_stats, &t_type_name, &t_device, &t_get, &t_mean, &t_std,
+        &t_min, &t_max, &t_true_frac, &t_kind_op, &t_kind_module, &t_slot_zero, &t_empty,
+        &t_indent, &t_newline, &t_zero, &t_rpartition, &t_dot};
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+        *slots[i] = names[i] == NULL ? PyLong_FromLong(0) : PyUnicode_InternFromString(names[i]);
+        if (*slots[i] == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* What _lay_out is handed once (summary_table._TABLE_CONTEXT). */
+typedef struct {
+    PyObject *literals, *literal, *shape_texts, *shapes, *count, *other_row, *cells_of;
+    PyObject *fallback, *head_widths;
+    int digits;
+    double whole_below;
+} TableContext;
+
+static int table_context(PyObject *ctx, TableContext *c)
+{
+    long digits;
+    if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != 11) {
+        PyErr_SetString(PyExc_TypeError, "lay_out: the context is a tuple of 11");
+        return -1;
+    }
+    c->literals = PyTuple_GET_ITEM(ctx, 0);
+    c->literal = PyTuple_GET_ITEM(ctx, 1);
+    c->shape_texts = PyTuple_GET_ITEM(ctx, 2);
+    c->shapes = PyTuple_GET_ITEM(ctx, 3);
+    c->count = PyTuple_GET_ITEM(ctx, 4);
+    c->other_row = PyTuple_GET_ITEM(ctx, 5);
+    c->cells_of = PyTuple_GET_ITEM(ctx, 6);
+    c->fallback = PyTuple_GET_ITEM(ctx, 7);
+    digits = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 8));
+    if (digits == -1 && PyErr_Occurred())
+        return -1;
+    if (digits < 1 || digits > 17) {
+        PyErr_SetString(PyExc_ValueError, "lay_out: digits must be 1 to 17");
+        return -1;
+    }
+    c->digits = (int)digits;
+    c->whole_below = PyFloat_AsDouble(PyTuple_GET_ITEM(ctx, 9));
+    if (c->whole_below == -1.0 && PyErr_Occurred())
+        return -1;
+    c->head_widths = PyTuple_GET_ITEM(ctx, 10);
+    if (!PyDict_CheckExact(c->literals) || !PyDict_CheckExact(c->shape_texts) ||
+        !PyTuple_Check(c->head_widths)) {
+        PyErr_SetString(PyExc_TypeError, "lay_out: the caches are dicts, the widths a tuple");
+        return -1;
+    }
+    return 0;
+}
+
+/* _literal(value): the cached text where there is one, else the Python function's. */
+static PyObject *shown(TableContext *c, PyObject *value)
+{
+    if (PyUnicode_CheckExact(value)) {
+        PyObject *found = PyDict_GetItemWithError(c->literals, value);
+        if (found != NULL)
+            return Py_NewRef(found);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return PyObject_CallOneArg(c->literal, value);
+}
+
+/* ``mapping.get(key)`` of a dict, or of anything else through its own ``get``. */
+static PyObject *get_of(PyObject *mapping, PyObject *get, PyObject *key)
+{
+    if (PyDict_CheckExact(mapping)) {
+        PyObject *found = PyDict_GetItemWithError(mapping, key);
+        if (found != NULL)
+            return Py_NewRef(found);
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    return PyObject_CallOneArg(get, key);
+}
+
+/* ``a == b`` as Python answers it (-1 on error). */
+static int same(PyObject *a, PyObject *b) { return PyObject_RichCompareBool(a, b, Py_EQ); }
+
+/* A row's label: indent, then the op, the module's last name and type (and call), or the type. */
+static PyObject *row_label(TableContext *c, PyObject *call, PyObject *kind, PyObject *module,
+                           PyObject *call_index, int is_op)
+{
+    PyObject *label = NULL, *indent = NULL, *depth = PyObject_GetAttr(call, t_depth);
+    if (depth == NULL)
+        return NULL;
+    indent = PyNumber_Multiply(t_indent, depth);
+    Py_DECREF(depth);
+    if (indent == NULL)
+        return NULL;
+    if (is_op) {
+        PyObject *op = PyObject_GetAttr(call, t_op), *text = NULL;
+        int truthy = op == NULL ? -1 : PyObject_IsTrue(op);
+        if (truthy >= 0)
+            text = shown(c, truthy ? op : t_empty);
+        Py_XDECREF(op);
+        if (text != NULL)
+            label = PyUnicode_Concat(indent, text);
+        Py_XDECREF(text);
+        Py_DECREF(indent);
+        return label;
+    }
+    PyObject *type = PyObject_GetAttr(call, t_type), *type_text = NULL;
+    type_text = type == NULL ? NULL : shown(c, type);
+    Py_XDECREF(type);
+    int named = type_text == NULL ? -1 : PyObject_IsTrue(module);
+    if (named == 0) {
+        label = PyUnicode_Concat(indent, type_text);
+    }
+    else if (named > 0) {
+        PyObject *parts = PyObject_CallMethodOneArg(module, t_rpartition, t_dot), *name = NULL;
+        if (parts != NULL && PyTuple_Check(parts) && PyTuple_GET_SIZE(parts) == 3)
+            name = shown(c, PyTuple_GET_ITEM(parts, 2));
+        else if (parts != NULL)
+            PyErr_SetString(PyExc_TypeError, "lay_out: rpartition gave no triple");
+        Py_XDECREF(parts);
+        if (name != NULL) {
+            int numbered = PyObject_IsTrue(call_index);
+            if (numbered > 0)
+                label = PyUnicode_FromFormat("%U%U (%U) #%S", indent, name, type_text, call_index);
+            else if (numbered == 0)
+                label = PyUnicode_FromFormat("%U%U (%U)", indent, name, type_text);
+            Py_DECREF(name);
+        }
+    }
+    Py_XDECREF(type_text);
+    Py_DECREF(indent);
+    return label;
+}
+
+/* known.get(shape) where it is a non-empty text, else shapes(records[, dtype]). */
+static PyObject *shape_cell(TableContext *c, PyObject *record, PyObject *records, PyObject *dtype)
+{
+    if (record != NULL) {
+        PyObject *shape = PyObject_GetAttr(record, t_shape);
+        if (shape == NULL)
+            return NULL;
+        PyObject *found = PyDict_GetItemWithError(c->shape_texts, shape);
+        Py_DECREF(shape);
+        if (found != NULL) {
+            int truthy = PyObject_IsTrue(found);
+            if (truthy < 0)
+                return NULL;
+            if (truthy)
+                return Py_NewRef(found);
+        }
+        else if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (dtype == NULL)
+        return PyObject_CallOneArg(c->shapes, records);
+    PyObject *args[2] = {records, dtype};
+    return PyObject_Vectorcall(c->shapes, args, 2, NULL);
+}
+
+/* The usual row's cells after label and params: one output (and its statistics). */
+static int one_output_cells(TableContext *c, PyObject *inputs, PyObject *outputs, PyObject *out,
+                            PyObject **cells)
+{
+    int ok = -1;
+    PyObject *dtype = NULL, *slot = NULL, *first = NULL, *stats = NULL, *get = NULL;
+    PyObject *values[4] = {NULL, NULL, NULL, NULL};
+    dtype = PyObject_GetAttr(out, t_dtype);
+    if (dtype == NULL)
+        goto done;
+    const int tensor = PyObject_RichCompareBool(dtype, t_empty, Py_NE);
+    if (tensor < 0)
+        goto done;
+    /* the input: one, unnamed, of the output's dtype: its shape's cached text */
+    Py_ssize_t n_in = PyObject_Length(inputs);
+    if (n_in < 0)
+        goto done;
+    int usual = 0;
+    if (n_in == 1) {
+        first = PySequence_GetItem(inputs, 0);
+        PyObject *first_slot = first == NULL ? NULL : PyObject_GetAttr(first, t_slot);
+        if (first_slot == NULL)
+            goto done;
+        usual = same(first_slot, t_slot_zero);
+        Py_DECREF(first_slot);
+        if (usual > 0) {
+            PyObject *first_dtype = PyObject_GetAttr(first, t_dtype);
+            if (first_dtype == NULL)
+                goto done;
+            usual = same(first_dtype, dtype);
+            Py_DECREF(first_dtype);
+            if (usual > 0)
+                usual = tensor;
+        }
+        if (usual < 0)
+            goto done;
+    }
+    cells[0] = shape_cell(c, usual ? first : NULL, inputs, dtype);
+    if (cells[0] == NULL)
+        goto done;
+    slot = PyObject_GetAttr(out, t_slot);
+    if (slot == NULL)
+        goto done;
+    int alone = same(slot, t_slot_zero);
+    if (alone < 0)
+        goto done;
+    cells[1] = shape_cell(c, alone && tensor ? out : NULL, outputs, NULL);
+    if (cells[1] == NULL)
+        goto done;
+    int typed = PyObject_IsTrue(dtype);
+    if (typed < 0)
+        goto done;
+    if (typed) {
+        cells[2] = shown(c, dtype);
+    }
+    else {
+        PyObject *type_name = PyObject_GetAttr(out, t_type_name);
+        cells[2] = type_name == NULL ? NULL : shown(c, type_name);
+        Py_XDECREF(type_name);
+    }
+    if (cells[2] == NULL)
+        goto done;
+    PyObject *device = PyObject_GetAttr(out, t_device);
+    cells[3] = device == NULL ? NULL : shown(c, device);
+    Py_XDECREF(device);
+    if (cells[3] == NULL)
+        goto done;
+    stats = PyObject_GetAttr(out, t_stats);
+    if (stats == NULL)
+        goto done;
+    if (!PyDict_CheckExact(stats)) {
+        get = PyObject_GetAttr(stats, t_get);
+        if (get == NULL)
+            goto done;
+    }
+    PyObject *keys[4] = {t_mean, t_std, t_min, t_max};
+    for (int i = 0; i < 4; i++) {
+        values[i] = get_of(stats, get, keys[i]);
+        if (values[i] == NULL)
+            goto done;
+    }
+    if (values[0] == Py_None) {  /* bool tensors: the share of True */
+        Py_DECREF(values[0]);
+        values[0] = get_of(stats, get, t_true_frac);
+        if (values[0] == NULL)
+            goto done;
+    }
+    for (int i = 0; i < 4; i++) {
+        cells[5 + i] = number_text(values[i], c->digits, c->whole_below, c->fallback);
+        if (cells[5 + i] == NULL)
+            goto done;
+    }
+    ok = 0;
+done:
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(values[i]);
+    Py_XDECREF(dtype);
+    Py_XDECREF(slot);
+    Py_XDECREF(first);
+    Py_XDECREF(stats);
+    Py_XDECREF(get);
+    return ok;
+}
+
+/* The widest line of a cell, in terminal cells: its length where it is ASCII, else cells_of()
+ * of each line (-1 on error). */
+static Py_ssize_t cell_width(TableContext *c, PyObject *cell)
+{
+    if (PyUnicode_IS_ASCII(cell)) {
+        const char *text = (const char *)PyUnicode_DATA(cell);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(cell), widest = 0, start = 0;
+        for (Py_ssize_t i = 0; i <= n; i++) {
+            if (i == n || text[i] == '\n') {
+                if (i - start > widest)
+                    widest = i - start;
+                start = i + 1;
+            }
+        }
+        return widest;
+    }
+    PyObject *lines = PyUnicode_Split(cell, t_newline, -1);
+    if (lines == NULL)
+        return -1;
+    Py_ssize_t widest = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); i++) {
+        PyObject *w = PyObject_CallOneArg(c->cells_of, PyList_GET_ITEM(lines, i));
+        Py_ssize_t width = w == NULL ? -1 : PyLong_AsSsize_t(w);
+        Py_XDECREF(w);
+        if (width < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "lay_out: a negative width");
+            Py_DECREF(lines);
+            return -1;
+        }
+        if (width > widest)
+            widest = width;
+    }
+    Py_DECREF(lines);
+    return widest;
+}
+
+/* One call's row: a new list of the table's cells, or NULL. */
+static PyObject *table_row(TableContext *c, PyObject *call, PyObject *own)
+{
+    PyObject *row = NULL, *kind = NULL, *module = NULL, *call_index = NULL, *label = NULL;
+    PyObject *params = NULL, *inputs = NULL, *outputs = NULL, *out = NULL;
+    kind = PyObject_GetAttr(call, t_kind);
+    module = kind == NULL ? NULL : PyObject_GetAttr(call, t_module);
+    call_index = module == NULL ? NULL : PyObject_GetAttr(call, t_call_index);
+    if (call_index == NULL)
+        goto done;
+    const int is_op = same(kind, t_kind_op);
+    if (is_op < 0)
+        goto done;
+    label = row_label(c, call, kind, module, call_index, is_op);
+    if (label == NULL)
+        goto done;
+    /* params: a module's own parameter count, on its first call */
+    int counted = same(kind, t_kind_module);
+    if (counted > 0)
+        counted = same(call_index, t_zero);
+    if (counted < 0)
+        goto done;
+    if (counted) {
+        PyObject *count;
+        if (PyDict_CheckExact(own)) {
+            count = PyDict_GetItemWithError(own, module);
+            if (count == NULL && PyErr_Occurred())
+                goto done;
+            Py_XINCREF(count);
+        }
+        else {
+            count = PyObject_CallMethodOneArg(own, t_get, module);
+            if (count == NULL)
+                goto done;
+        }
+        int some = count == NULL ? 0 : PyObject_IsTrue(count);
+        if (some > 0)
+            params = PyObject_CallOneArg(c->count, count);
+        Py_XDECREF(count);
+        if (some < 0 || (some > 0 && params == NULL))
+            goto done;
+    }
+    if (params == NULL)
+        params = Py_NewRef(t_empty);
+    inputs = PyObject_GetAttr(call, t_inputs);
+    outputs = inputs == NULL ? NULL : PyObject_GetAttr(call, t_outputs);
+    if (outputs == NULL)
+        goto done;
+    Py_ssize_t n_out = PyObject_Length(outputs);
+    if (n_out < 0)
+        goto done;
+    if (n_out != 1) {  /* several outputs (or none): the Python row */
+        PyObject *args[3] = {call, label, params};
+        row = PyObject_Vectorcall(c->other_row, args, 3, NULL);
+        if (row != NULL && !PyList_CheckExact(row)) {
+            Py_SETREF(row, NULL);
+            PyErr_SetString(PyExc_TypeError, "lay_out: a row is a list");
+        }
+        goto done;
+    }
+    out = PySequence_GetItem(outputs, 0);
+    if (out == NULL)
+        goto done;
+    PyObject *cells[9] = {NULL};
+    if (one_output_cells(c, inputs, outputs, out, cells) < 0) {
+        for (int i = 0; i < 9; i++)
+            Py_XDECREF(cells[i]);
+        goto done;
+    }
+    row = PyList_New(10);
+    if (row == NULL) {
+        for (int i = 0; i < 9; i++)
+            Py_XDECREF(cells[i]);
+        goto done;
+    }
+    PyList_SET_ITEM(row, 0, Py_NewRef(label));
+    cells[4] = Py_NewRef(params);
+    for (int i = 0; i < 9; i++)
+        PyList_SET_ITEM(row, i + 1, cells[i]);
+done:
+    Py_XDECREF(kind);
+    Py_XDECREF(module);
+    Py_XDECREF(call_index);
+    Py_XDECREF(label);
+    Py_XDECREF(params);
+    Py_XDECREF(inputs);
+    Py_XDECREF(outputs);
+    Py_XDECREF(out);
+    return row;
+}
+
+/* lay_out(calls, own, ctx) -> (rows, plain, widths, width): summary_table._lay_out. */
+static PyObject *lay_out(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    TableContext c;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "lay_out(calls, own, ctx) takes 3 arguments");
+        return NULL;
+    }
+    if (table_context(args[2], &c) < 0)
+        return NULL;
+    const Py_ssize_t columns = PyTuple_GET_SIZE(c.head_widths);
+    PyObject *calls = PySequence_Fast(args[0], "lay_out: calls is a sequence");
+    if (calls == NULL)
+        return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(calls);
+    PyObject *rows = PyList_New(n), *plain = PyList_New(n), *result = NULL;
+    Py_ssize_t *widths = PyMem_Calloc(columns > 0 ? columns : 1, sizeof(Py_ssize_t));
+    if (rows == NULL || plain == NULL || widths == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < columns; i++) {
+        widths[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(c.head_widths, i));
+        if (widths[i] == -1 && PyErr_Occurred())
+            goto done;
+    }
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = table_row(&c, PySequence_Fast_GET_ITEM(calls, r), args[1]);
+        if (row == NULL)
+            goto done;
+        PyList_SET_ITEM(rows, r, row);
+        if (PyList_GET_SIZE(row) != columns) {
+            PyErr_Format(PyExc_ValueError, "lay_out: a row of %zd cells, not %zd",
+                         PyList_GET_SIZE(row), columns);
+            goto done;
+        }
+        int one = 1;  /* a single line of ASCII text */
+        for (Py_ssize_t i = 0; i < columns; i++) {
+            PyObject *cell = PyList_GET_ITEM(row, i);
+            if (!PyUnicode_Check(cell)) {
+                PyErr_Format(PyExc_TypeError, "sequence item %zd: expected str instance, %.80s found",
+                             i, Py_TYPE(cell)->tp_name);
+                goto done;
+            }
+            if (!PyUnicode_IS_ASCII(cell) ||
+                memchr(PyUnicode_DATA(cell), '\n', PyUnicode_GET_LENGTH(cell)) != NULL)
+                one = 0;
+        }
+        PyList_SET_ITEM(plain, r, Py_NewRef(one ? Py_True : Py_False));
+        for (Py_ssize_t i = 0; i < columns; i++) {
+            PyObject *cell = PyList_GET_ITEM(row, i);
+            Py_ssize_t w = one ? PyUnicode_GET_LENGTH(cell) : cell_width(&c, cell);
+            if (w < 0)
+                goto done;
+            if (w > widths[i])
+                widths[i] = w;
+        }
+    }
+    PyObject *width_list = PyList_New(columns);
+    if (width_list == NULL)
+        goto done;
+    Py_ssize_t total = 3 * columns + 1;  /* a space either side and a border per column */
+    for (Py_ssize_t i = 0; i < columns; i++) {
+        PyObject *w = PyLong_FromSsize_t(widths[i]);
+        if (w == NULL) {
+            Py_DECREF(width_list);
+            goto done;
+        }
+        PyList_SET_ITEM(width_list, i, w);
+        total += widths[i];
+    }
+    result = Py_BuildValue("(OON" "n)", rows, plain, width_list, total);
+done:
+    /* rows already set are owned by the list; unset items are NULL, which list_dealloc skips */
+    Py_DECREF(calls);
+    Py_XDECREF(rows);
+    Py_XDECREF(plain);
+    PyMem_Free(widths);
+    return result;
+}
+
+/* One line of ASCII cells between the table's borders, each padded to its column's width on the
+ * side ``right`` says (what the frame's str.format pattern writes): "│ a   │   1 │"; from
+ * column ``from`` on, after one border. */
+static PyObject *ascii_line(const char *const *values, const Py_ssize_t *lengths,
+                            const Py_ssize_t *widths, const char *right, Py_ssize_t columns,
+                            Py_ssize_t from)
+{
+    Py_ssize_t n = 1;
+    for (Py_ssize_t i = from; i < columns; i++)
+        n += (lengths[i] > widths[i] ? lengths[i] : widths[i]) + 3;
+    PyObject *line = PyUnicode_New(n, 0x2502);
+    if (line == NULL)
+        return NULL;
+    Py_UCS2 *out = PyUnicode_2BYTE_DATA(line);
+    Py_ssize_t at = 0;
+    out[at++] = 0x2502; /* │ */
+    for (Py_ssize_t i = from; i < columns; i++) {
+        const Py_ssize_t gap = widths[i] > lengths[i] ? widths[i] - lengths[i] : 0;
+        out[at++] = ' ';
+        if (right[i])
+            for (Py_ssize_t k = 0; k < gap; k++)
+                out[at++] = ' ';
+        for (Py_ssize_t k = 0; k < lengths[i]; k++)
+            out[at++] = (Py_UCS2)(unsigned char)values[i][k];
+        if (!right[i])
+            for (Py_ssize_t k = 0; k < gap; k++)
+                out[at++] = ' ';
+        out[at++] = ' ';
+        out[at++] = 0x2502;
+    }
+    return line;
+}
+
+/* "│" + render(" label ") + the rest of the line: an op's first line in the op style. */
+static PyObject *styled_line(const char *const *values, const Py_ssize_t *lengths,
+                             const Py_ssize_t *widths, const char *right, Py_ssize_t columns,
+                             PyObject *render)
+{
+    const Py_ssize_t gap = widths[0] > lengths[0] ? widths[0] - lengths[0] : 0;
+    char stack_buffer[256];
+    const Py_ssize_t n = lengths[0] + gap + 2;
+    char *text = n <= (Py_ssize_t)sizeof stack_buffer ? stack_buffer : PyMem_Malloc(n);
+    if (text == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t at = 0;
+    text[at++] = ' ';
+    if (right[0])
+        for (Py_ssize_t k = 0; k < gap; k++)
+            text[at++] = ' ';
+    memcpy(text + at, values[0], lengths[0]);
+    at += lengths[0];
+    if (!right[0])
+        for (Py_ssize_t k = 0; k < gap; k++)
+            text[at++] = ' ';
+    text[at++] = ' ';
+    PyObject *cell = PyUnicode_FromStringAndSize(text, n);
+    if (text != stack_buffer)
+        PyMem_Free(text);
+    if (cell == NULL)
+        return NULL;
+    PyObject *styled = PyObject_CallOneArg(render, cell);
+    Py_DECREF(cell);
+    if (styled == NULL)
+        return NULL;
+    PyObject *rest = ascii_line(values, lengths, widths, right, columns, 1);
+    PyObject *line = NULL;
+    if (rest != NULL && PyUnicode_Check(styled)) {
+        /* "│" + styled + rest, where rest begins with its own "│": rest's first character */
+        PyObject *border = PyUnicode_Substring(rest, 0, 1);
+        PyObject *left = border == NULL ? NULL : PyUnicode_Concat(border, styled);
+        line = left == NULL ? NULL : PyUnicode_Concat(left, rest);
+        Py_XDECREF(border);
+        Py_XDECREF(left);
+    }
+    else if (rest != NULL) {
+        PyErr_SetString(PyExc_TypeError, "table_text: a style renders to str");
+    }
+    Py_DECREF(styled);
+    Py_XDECREF(rest);
+    return line;
+}
+
+/* table_text(rows, plain, widths, right, top, head, head_rule, bottom, footer, ops, render) ->
+ * the table and its footer as summary_table._text writes them, or None where a row holds
+ * anything but ASCII (then _text writes it). ``ops``: None (no style) or each row's "is an op"
+ * (its label, on its first line, rendered by ``render``). */
+static PyObject *table_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "table_text takes 11 arguments");
+        return NULL;
+    }
+    PyObject *rows = args[0], *plain = args[1], *width_seq = args[2], *right_seq = args[3];
+    PyObject *ops = args[9], *render = args[10];
+    if (!PyList_CheckExact(rows) || !PyList_CheckExact(plain) ||
+        PyList_GET_SIZE(plain) != PyList_GET_SIZE(rows) || !PyTuple_Check(right_seq) ||
+        (ops != Py_None && (!PyList_CheckExact(ops) ||
+                            PyList_GET_SIZE(ops) != PyList_GET_SIZE(rows)))) {
+        PyErr_SetString(PyExc_TypeError, "table_text: rows, plain (and ops) are lists alike");
+        return NULL;
+    }
+    const Py_ssize_t columns = PyTuple_GET_SIZE(right_seq);
+    if (PyObject_Length(width_seq) != columns) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *result = NULL, *lines = PyList_New(0);
+    Py_ssize_t *widths = PyMem_Calloc(columns + 1, sizeof(Py_ssize_t));
+    Py_ssize_t *lengths = PyMem_Calloc(columns + 1, sizeof(Py_ssize_t));
+    Py_ssize_t *left = PyMem_Calloc(columns + 1, sizeof(Py_ssize_t));
+    const char **values = PyMem_Calloc(columns + 1, sizeof(char *));
+    char *right = PyMem_Calloc(columns + 1, 1);
+    if (lines == NULL || widths == NULL || lengths == NULL || left == NULL || values == NULL ||
+        right == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < columns; i++) {
+        PyObject *w = PySequence_GetItem(width_seq, i);
+        widths[i] = w == NULL ? -1 : PyLong_AsSsize_t(w);
+        Py_XDECREF(w);
+        if (widths[i] < 0 && PyErr_Occurred())
+            goto done;
+        const int r = PyObject_IsTrue(PyTuple_GET_ITEM(right_seq, i));
+        if (r < 0)
+            goto done;
+        right[i] = (char)r;
+    }
+    for (int i = 4; i <= 6; i++)  /* top, head, head_rule */
+        if (PyList_Append(lines, args[i]) < 0)
+            goto done;
+    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyList_Check(row) || PyList_GET_SIZE(row) != columns)
+            goto fallback;
+        int is_op = 0;
+        if (ops != Py_None && (is_op = PyObject_IsTrue(PyList_GET_ITEM(ops, r))) < 0)
+            goto done;
+        Py_ssize_t count = 1;  /* the row's lines: its tallest cell's */
+        for (Py_ssize_t i = 0; i < columns; i++) {
+            PyObject *cell = PyList_GET_ITEM(row, i);
+            if (!PyUnicode_Check(cell) || !PyUnicode_IS_ASCII(cell))
+                goto fallback;
+            values[i] = (const char *)PyUnicode_DATA(cell);
+            left[i] = PyUnicode_GET_LENGTH(cell);
+            Py_ssize_t breaks = 1;
+            for (Py_ssize_t k = 0; k < left[i]; k++)
+                breaks += values[i][k] == '\n';
+            if (breaks > count)
+                count = breaks;
+        }
+        for (Py_ssize_t j = 0; j < count; j++) {
+            for (Py_ssize_t i = 0; i < columns; i++) {  /* each cell's line j ("" past its end) */
+                if (left[i] < 0) {
+                    lengths[i] = 0;
+                    continue;
+                }
+                const char *end = memchr(values[i], '\n', left[i]);
+                lengths[i] = end == NULL ? left[i] : end - values[i];
+            }
+            PyObject *line = is_op && j == 0
+                                 ? styled_line(values, lengths, widths, right, columns, render)
+                                 : ascii_line(values, lengths, widths, right, columns, 0);
+            if (line == NULL)
+                goto done;
+            const int added = PyList_Append(lines, line);
+            Py_DECREF(line);
+            if (added < 0)
+                goto done;
+            for (Py_ssize_t i = 0; i < columns; i++) {  /* on to each cell's next line */
+                if (left[i] < 0)
+                    continue;
+                if (lengths[i] < left[i]) {
+                    left[i] -= lengths[i] + 1;
+                    values[i] += lengths[i] + 1;
+                }
+                else {
+                    left[i] = -1;
+                }
+            }
+        }
+    }
+    if (PyList_Append(lines, args[7]) < 0 || PyList_Append(lines, args[8]) < 0 ||
+        PyList_Append(lines, t_empty) < 0)
+        goto done;
+    result = PyUnicode_Join(t_newline, lines);
+    goto done;
+fallback:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(lines);
+    PyMem_Free(widths);
+    PyMem_Free(lengths);
+    PyMem_Free(left);
+    PyMem_Free(values);
+    PyMem_Free(right);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"float_stats", (PyCFunction)(void (*)(void))float_stats, METH_FASTCALL,
      "float_stats(address, numel, itemsize) -> the statistics vector (its positions named "
@@ -1283,6 +1975,13 @@ static PyMethodDef methods[] = {
      "numbers(fallback, digits, whole_below, *values) -> each value as "
      "tracer.formatting.number() writes it, '' for None (fallback(value) for a value that is "
      "neither a float nor an int)."},
+    {"lay_out", (PyCFunction)(void (*)(void))lay_out, METH_FASTCALL,
+     "lay_out(calls, own, ctx) -> (rows, plain, widths, width): the summary's cells and column "
+     "widths (tracer.summary_table._lay_out, compiled)."},
+    {"table_text", (PyCFunction)(void (*)(void))table_text, METH_FASTCALL,
+     "table_text(rows, plain, widths, right, top, head, head_rule, bottom, footer, ops, render) "
+     "-> the summary's text, or None where a row is not ASCII (tracer.summary_table._text, "
+     "compiled)."},
     {"width", width, METH_NOARGS,
      "width() -> the vector width in bits (512 or 256) of the fast pass in use."},
     {"set_width", set_width, METH_O,
@@ -1299,6 +1998,8 @@ static struct PyModuleDef speedups_module = {
 
 PyMODINIT_FUNC PyInit__speedups(void)
 {
+    if (intern_table_names() < 0)
+        return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)
         return NULL;
