@@ -457,7 +457,7 @@ def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> 
         if r.dtype != "":  # a tensor: its shape, escaped once per shape
             label = _SHAPES.get(r.shape)
             if label is None:
-                label = _remember(_SHAPES, r.shape, literal(format_shape(r.shape), _CELL))
+                label = _shape_label(r.shape)
             if usual_dtype is not None and r.dtype != usual_dtype:
                 label = f"{label} {_literal(r.dtype)}"
         else:  # an opaque object: its type's name
@@ -466,6 +466,11 @@ def _shapes(records: Sequence[TensorRecord], usual_dtype: str | None = None) -> 
             return label
         lines.append(f"{_literal(r.slot)}: {label}")
     return "\n".join(lines)
+
+
+def _shape_label(shape: tuple[int, ...]) -> str:
+    """A shape's text, escaped and cut to a cell, remembered."""
+    return _remember(_SHAPES, shape, literal(format_shape(shape), _CELL))
 
 
 _STATS = ("mean", "std", "min", "max")
@@ -545,14 +550,13 @@ def _literal(value: str) -> str:
 
 
 #: What the compiled _lay_out is handed: the caches it reads and the functions it calls for
-#: anything beyond them (a text not escaped yet, a row of several outputs, a line's cells).
+#: anything beyond them (a text or a shape not escaped yet, a count, a line's cells).
 _TABLE_CONTEXT = (
     _LITERALS,
     _literal,
     _SHAPES,
-    _shapes,
+    _shape_label,
     formatting.count,
-    _other_row,
     _cells_of,
     formatting.number,
     formatting.DIGITS["full"],

@@ -12,7 +12,7 @@ from torch.overrides import TorchFunctionMode
 
 import tracer
 from tracer.core import op_layer
-from tracer.core.op_layer import CAPTURED, OP_FREE_MODULES
+from tracer.core.op_layer import CAPTURED, OP_FREE_MODULES, OP_FREE_WITH_DIMS, OpLayer
 
 
 class _Seen(TorchFunctionMode):
@@ -221,6 +221,86 @@ def test_op_free_class_runs_no_recorded_op(name: str) -> None:
             with torch.set_grad_enabled(grad), _Seen() as mode:
                 module(*args)
             assert not mode.seen, f"{module!r} ran {sorted(mode.seen)}: not op-free"
+
+
+def _recurrent(cls: type[nn.Module]) -> list[nn.Module]:
+    """A recurrent class in the configurations that change which code its forward runs."""
+    kinds: list[dict[str, Any]] = [
+        {},
+        {"batch_first": True},
+        {"bidirectional": True, "num_layers": 2, "dropout": 0.1},
+        {"bias": False, "batch_first": True, "bidirectional": True},
+    ]
+    if cls is nn.LSTM:
+        kinds.append({"proj_size": 2, "num_layers": 2})
+    if cls is nn.RNN:
+        kinds.append({"nonlinearity": "relu"})
+    return [cls(4, 3, **kind) for kind in kinds]
+
+
+@pytest.mark.parametrize("cls", sorted(OP_FREE_WITH_DIMS, key=lambda c: c.__name__))
+def test_op_free_with_dims_holds_for_those_dims_only(cls: type[nn.Module]) -> None:
+    # Called with one tensor of the listed dimensions (a batch), the recurrent layers run no
+    # recorded op; with another (unbatched) they do, so the condition is needed.
+    dims = OP_FREE_WITH_DIMS[cls]
+    assert dims == 3
+    for module in _recurrent(cls):
+        for training, grad in ((True, True), (False, False), (True, False), (False, True)):
+            module.train(training)
+            with torch.set_grad_enabled(grad), _Seen() as batched:
+                module(torch.randn(2, 5, 4))
+            assert not batched.seen, f"{module!r} ran {sorted(batched.seen)}: not op-free"
+            with torch.set_grad_enabled(grad), _Seen() as unbatched:
+                module(torch.randn(5, 4))
+            assert unbatched.seen
+
+
+def _switched_on(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every time the op layer's mode is pushed (True) or popped (False)."""
+    switched: list[bool] = []
+    switch = OpLayer.switch
+
+    def spy(self: OpLayer, on: bool) -> None:
+        if on != self.recorder.ops_on:
+            switched.append(on)
+        switch(self, on)
+
+    monkeypatch.setattr(OpLayer, "switch", spy)
+    return switched
+
+
+@pytest.mark.usefixtures("probe_path")
+@pytest.mark.parametrize(
+    ("make", "x", "ops", "pushed"),
+    [
+        (lambda: nn.Linear(4, 3), torch.randn(2, 4), [], False),
+        (lambda: nn.GRU(4, 3), torch.randn(2, 5, 4), [], False),
+        (lambda: nn.LSTM(4, 3), torch.randn(5, 4), ["unsqueeze", *["squeeze"] * 3], True),
+        (lambda: nn.Sequential(nn.Linear(4, 4)), torch.randn(2, 4), [], True),
+        (
+            lambda: nn.Sequential(nn.GRU(4, 3, batch_first=True)),
+            torch.randn(5, 4),
+            ["unsqueeze", "squeeze", "squeeze"],
+            True,
+        ),
+    ],
+)
+def test_an_op_free_outermost_call_leaves_the_op_layer_off(
+    make: Callable[[], nn.Module],
+    x: torch.Tensor,
+    ops: list[str],
+    pushed: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An outermost module whose call runs no recorded op (an op-free class, a recurrent layer
+    # on a batch) does not push the op layer's mode at all: nothing in it could be recorded.
+    # Anything else pushes it, and an unbatched recurrent layer's unsqueeze and squeezes are
+    # recorded, outermost or inside.
+    switched = _switched_on(monkeypatch)
+    model = make()
+    summary = tracer.summary(model, x, echo=False)
+    assert [c.op for c in summary.calls if c.kind == "op"] == ops
+    assert switched == ([True, False] if pushed else [])
 
 
 @pytest.mark.parametrize(

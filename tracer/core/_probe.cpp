@@ -1639,10 +1639,35 @@ struct Held {
   }
 };
 
+PyObject* str_op_free = nullptr;  // "op_free" (made with make_wraps' names)
+
+// Whether a call of the one plain tensor ``x`` to the wrapper ``w`` runs no recorded op:
+// tracer.core.op_layer.op_free_call of the wrapper's ``op_free`` (True, or the number of
+// dimensions ``x`` must have). No wrapper field: not op-free.
+bool op_free_call(PyObject* w, PyObject* x) {
+  PyObject* free = str_op_free == nullptr ? nullptr : PyObject_GetAttr(w, str_op_free);
+  if (free == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  bool yes = free == Py_True;
+  if (!yes && PyLong_CheckExact(free)) {
+    const long dims = PyLong_AsLong(free);
+    if (dims == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+    } else {
+      yes = THPVariable_Unpack(x).dim() == dims;
+    }
+  }
+  Py_DECREF(free);
+  return yes;
+}
+
 // The part of the fast path before the forward (its ``try`` block): the inputs and the op
-// layer's switch. False with an error raised where the error is to propagate.
-bool record_input(RecorderCore* rec, Probe* probe, Request* req, PyObject* call, PyObject* stack,
-                  PyObject* x) {
+// layer's switch, which an op-free call of the outermost module leaves off. False with an
+// error raised where the error is to propagate.
+bool record_input(PyObject* w, RecorderCore* rec, Probe* probe, Request* req, PyObject* call,
+                  PyObject* stack, PyObject* x) {
   PyObject* self_rec = reinterpret_cast<PyObject*>(rec);
   PyObject* same = probe_chained(reinterpret_cast<PyObject*>(probe), x);
   if (same == nullptr) {
@@ -1676,7 +1701,7 @@ bool record_input(RecorderCore* rec, Probe* probe, Request* req, PyObject* call,
     PyErr_SetString(PyExc_AttributeError, "on_outermost");
     return absorb(self_rec);
   }
-  if (outermost != Py_None && PyList_GET_SIZE(stack) == 1) {
+  if (outermost != Py_None && PyList_GET_SIZE(stack) == 1 && !op_free_call(w, x)) {
     Py_INCREF(outermost);
     PyObject* done = PyObject_CallOneArg(outermost, Py_True);
     Py_DECREF(outermost);
@@ -1834,8 +1859,8 @@ PyObject* wrap_call(PyObject* self, PyObject* args, PyObject* kwargs) {
   if (PyList_Append(rec->calls, call) < 0 || PyList_Append(stack, call) < 0) {
     return nullptr;
   }
-  if (!record_input(rec, reinterpret_cast<Probe*>(probe), reinterpret_cast<Request*>(req), call,
-                    stack, x)) {
+  if (!record_input(self, rec, reinterpret_cast<Probe*>(probe), reinterpret_cast<Request*>(req),
+                    call, stack, x)) {
     return nullptr;
   }
   const double start = perf_counter_now();
@@ -1932,7 +1957,6 @@ PyObject* bind_wrapping(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // (``replicate``, the class's function); ``entries`` holds (module, wrap, bound replicate)
 // tuples, ``paths`` the paths.
 PyObject* str_module = nullptr;
-PyObject* str_op_free = nullptr;
 PyObject* str_ops = nullptr;
 PyObject* str_saved = nullptr;
 PyObject* str_dot = nullptr;

@@ -1273,19 +1273,19 @@ done:
 static PyObject *t_kind, *t_depth, *t_op, *t_module, *t_type, *t_call_index, *t_inputs,
     *t_outputs, *t_slot, *t_dtype, *t_shape, *t_stats, *t_type_name, *t_device, *t_get, *t_mean,
     *t_std, *t_min, *t_max, *t_true_frac, *t_kind_op, *t_kind_module, *t_slot_zero, *t_empty,
-    *t_indent, *t_newline, *t_zero, *t_rpartition, *t_dot;
+    *t_indent, *t_newline, *t_zero, *t_rpartition, *t_dot, *t_is_tensor;
 
 static int intern_table_names(void)
 {
     static const char *const names[] = {
         "kind", "depth", "op", "module", "type", "call_index", "inputs", "outputs", "slot",
         "dtype", "shape", "stats", "type_name", "device", "get", "mean", "std", "min", "max",
-        "true_frac", "op", "module", "0", "", "  ", "\n", NULL, "rpartition", "."};
+        "true_frac", "op", "module", "0", "", "  ", "\n", NULL, "rpartition", ".", "is_tensor"};
     PyObject **slots[] = {
         &t_kind, &t_depth, &t_op, &t_module, &t_type, &t_call_index, &t_inputs, &t_outputs,
         &t_slot, &t_dtype, &t_shape, &t_stats, &t_type_name, &t_device, &t_get, &t_mean, &t_std,
         &t_min, &t_max, &t_true_frac, &t_kind_op, &t_kind_module, &t_slot_zero, &t_empty,
-        &t_indent, &t_newline, &t_zero, &t_rpartition, &t_dot};
+        &t_indent, &t_newline, &t_zero, &t_rpartition, &t_dot, &t_is_tensor};
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
         *slots[i] = names[i] == NULL ? PyLong_FromLong(0) : PyUnicode_InternFromString(names[i]);
         if (*slots[i] == NULL)
@@ -1296,7 +1296,7 @@ static int intern_table_names(void)
 
 /* What _lay_out is handed once (summary_table._TABLE_CONTEXT). */
 typedef struct {
-    PyObject *literals, *literal, *shape_texts, *shapes, *count, *other_row, *cells_of;
+    PyObject *literals, *literal, *shape_texts, *shape_label, *count, *cells_of;
     PyObject *fallback, *head_widths;
     int digits;
     double whole_below;
@@ -1305,19 +1305,18 @@ typedef struct {
 static int table_context(PyObject *ctx, TableContext *c)
 {
     long digits;
-    if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != 11) {
-        PyErr_SetString(PyExc_TypeError, "lay_out: the context is a tuple of 11");
+    if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != 10) {
+        PyErr_SetString(PyExc_TypeError, "lay_out: the context is a tuple of 10");
         return -1;
     }
     c->literals = PyTuple_GET_ITEM(ctx, 0);
     c->literal = PyTuple_GET_ITEM(ctx, 1);
     c->shape_texts = PyTuple_GET_ITEM(ctx, 2);
-    c->shapes = PyTuple_GET_ITEM(ctx, 3);
+    c->shape_label = PyTuple_GET_ITEM(ctx, 3);
     c->count = PyTuple_GET_ITEM(ctx, 4);
-    c->other_row = PyTuple_GET_ITEM(ctx, 5);
-    c->cells_of = PyTuple_GET_ITEM(ctx, 6);
-    c->fallback = PyTuple_GET_ITEM(ctx, 7);
-    digits = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 8));
+    c->cells_of = PyTuple_GET_ITEM(ctx, 5);
+    c->fallback = PyTuple_GET_ITEM(ctx, 6);
+    digits = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 7));
     if (digits == -1 && PyErr_Occurred())
         return -1;
     if (digits < 1 || digits > 17) {
@@ -1325,10 +1324,10 @@ static int table_context(PyObject *ctx, TableContext *c)
         return -1;
     }
     c->digits = (int)digits;
-    c->whole_below = PyFloat_AsDouble(PyTuple_GET_ITEM(ctx, 9));
+    c->whole_below = PyFloat_AsDouble(PyTuple_GET_ITEM(ctx, 8));
     if (c->whole_below == -1.0 && PyErr_Occurred())
         return -1;
-    c->head_widths = PyTuple_GET_ITEM(ctx, 10);
+    c->head_widths = PyTuple_GET_ITEM(ctx, 9);
     if (!PyDict_CheckExact(c->literals) || !PyDict_CheckExact(c->shape_texts) ||
         !PyTuple_Check(c->head_widths)) {
         PyErr_SetString(PyExc_TypeError, "lay_out: the caches are dicts, the widths a tuple");
@@ -1416,6 +1415,85 @@ static PyObject *row_label(TableContext *c, PyObject *call, PyObject *kind, PyOb
     return label;
 }
 
+/* _shapes(records, usual_dtype): one line per record, "slot: shape" (a tensor's shape, with
+ * its dtype where that differs from ``usual``; an object's type name), or the shape alone for
+ * one unnamed record. ``usual``: NULL for None. */
+static PyObject *shapes_text(TableContext *c, PyObject *records, PyObject *usual)
+{
+    PyObject *seq = PySequence_Fast(records, "lay_out: records are a sequence");
+    if (seq == NULL)
+        return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *lines = PyList_New(0), *result = NULL;
+    if (lines == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = PySequence_Fast_GET_ITEM(seq, i), *label = NULL;
+        PyObject *dtype = PyObject_GetAttr(r, t_dtype);
+        if (dtype == NULL)
+            goto done;
+        int tensor = PyObject_RichCompareBool(dtype, t_empty, Py_NE);
+        if (tensor > 0) {
+            PyObject *shape = PyObject_GetAttr(r, t_shape);
+            if (shape != NULL) {
+                label = PyDict_GetItemWithError(c->shape_texts, shape);
+                if (label != NULL)
+                    Py_INCREF(label);
+                else if (!PyErr_Occurred())
+                    label = PyObject_CallOneArg(c->shape_label, shape);
+                Py_DECREF(shape);
+            }
+            int differs = label == NULL || usual == NULL ? 0
+                                                           : PyObject_RichCompareBool(dtype, usual, Py_NE);
+            if (differs < 0) {
+                Py_CLEAR(label);
+            }
+            else if (differs > 0) {
+                PyObject *named = shown(c, dtype);
+                Py_SETREF(label, named == NULL ? NULL : PyUnicode_FromFormat("%U %U", label, named));
+                Py_XDECREF(named);
+            }
+        }
+        else if (tensor == 0) {
+            PyObject *type_name = PyObject_GetAttr(r, t_type_name);
+            label = type_name == NULL ? NULL : shown(c, type_name);
+            Py_XDECREF(type_name);
+        }
+        Py_DECREF(dtype);
+        if (label == NULL)
+            goto done;
+        PyObject *slot = PyObject_GetAttr(r, t_slot);
+        if (slot == NULL) {
+            Py_DECREF(label);
+            goto done;
+        }
+        int alone = n == 1 ? same(slot, t_slot_zero) : 0;
+        if (alone != 0) {
+            Py_DECREF(slot);
+            if (alone > 0)
+                result = label;
+            else
+                Py_DECREF(label);
+            goto done;
+        }
+        PyObject *slot_text = shown(c, slot);
+        Py_DECREF(slot);
+        PyObject *line = slot_text == NULL ? NULL : PyUnicode_FromFormat("%U: %U", slot_text, label);
+        Py_XDECREF(slot_text);
+        Py_DECREF(label);
+        if (line == NULL || PyList_Append(lines, line) < 0) {
+            Py_XDECREF(line);
+            goto done;
+        }
+        Py_DECREF(line);
+    }
+    result = PyUnicode_Join(t_newline, lines);
+done:
+    Py_XDECREF(lines);
+    Py_DECREF(seq);
+    return result;
+}
+
 /* known.get(shape) where it is a non-empty text, else shapes(records[, dtype]). */
 static PyObject *shape_cell(TableContext *c, PyObject *record, PyObject *records, PyObject *dtype)
 {
@@ -1436,10 +1514,138 @@ static PyObject *shape_cell(TableContext *c, PyObject *record, PyObject *records
             return NULL;
         }
     }
-    if (dtype == NULL)
-        return PyObject_CallOneArg(c->shapes, records);
-    PyObject *args[2] = {records, dtype};
-    return PyObject_Vectorcall(c->shapes, args, 2, NULL);
+    return shapes_text(c, records, dtype);
+}
+
+/* A record's mean (a bool tensor's share of True), std, min and max cells, into cells[0..3]. */
+static int stat_cells(TableContext *c, PyObject *record, PyObject **cells)
+{
+    int ok = -1;
+    PyObject *get = NULL, *values[4] = {NULL, NULL, NULL, NULL};
+    PyObject *stats = PyObject_GetAttr(record, t_stats);
+    if (stats == NULL)
+        return -1;
+    if (!PyDict_CheckExact(stats)) {
+        get = PyObject_GetAttr(stats, t_get);
+        if (get == NULL)
+            goto done;
+    }
+    PyObject *keys[4] = {t_mean, t_std, t_min, t_max};
+    for (int i = 0; i < 4; i++) {
+        values[i] = get_of(stats, get, keys[i]);
+        if (values[i] == NULL)
+            goto done;
+    }
+    if (values[0] == Py_None) {  /* bool tensors: the share of True */
+        Py_DECREF(values[0]);
+        values[0] = get_of(stats, get, t_true_frac);
+        if (values[0] == NULL)
+            goto done;
+    }
+    for (int i = 0; i < 4; i++) {
+        cells[i] = number_text(values[i], c->digits, c->whole_below, c->fallback);
+        if (cells[i] == NULL)
+            goto done;
+    }
+    ok = 0;
+done:
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(values[i]);
+    Py_DECREF(stats);
+    Py_XDECREF(get);
+    return ok;
+}
+
+/* The cells after label and params of a call of several outputs (or none): the tensors among
+ * them (all of them where none is a tensor), one line each. */
+static int other_cells(TableContext *c, PyObject *inputs, PyObject *outputs, PyObject **cells)
+{
+    int ok = -1;
+    PyObject *all = PySequence_Fast(outputs, "lay_out: outputs are a sequence");
+    if (all == NULL)
+        return -1;
+    PyObject *shown_list = PyList_New(0), *columns[6] = {NULL};
+    if (shown_list == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(all); i++) {
+        PyObject *r = PySequence_Fast_GET_ITEM(all, i);
+        PyObject *is_tensor = PyObject_GetAttr(r, t_is_tensor);
+        int yes = is_tensor == NULL ? -1 : PyObject_IsTrue(is_tensor);
+        Py_XDECREF(is_tensor);
+        if (yes < 0 || (yes && PyList_Append(shown_list, r) < 0))
+            goto done;
+    }
+    if (PyList_GET_SIZE(shown_list) == 0)
+        Py_SETREF(shown_list, PySequence_List(all));
+    if (shown_list == NULL)
+        goto done;
+    const Py_ssize_t n = PyList_GET_SIZE(shown_list);
+    PyObject *usual = t_empty;
+    PyObject *first_dtype = NULL;
+    if (n > 0) {
+        first_dtype = PyObject_GetAttr(PyList_GET_ITEM(shown_list, 0), t_dtype);
+        if (first_dtype == NULL)
+            goto done;
+        usual = first_dtype;
+    }
+    cells[0] = shapes_text(c, inputs, usual);
+    Py_XDECREF(first_dtype);
+    if (cells[0] == NULL)
+        goto done;
+    cells[1] = shapes_text(c, outputs, NULL);
+    if (cells[1] == NULL)
+        goto done;
+    /* per column (dtype, device, mean, std, min, max): one line per shown record */
+    for (int k = 0; k < 6; k++) {
+        columns[k] = PyList_New(n);
+        if (columns[k] == NULL)
+            goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = PyList_GET_ITEM(shown_list, i), *dtype = PyObject_GetAttr(r, t_dtype);
+        int typed = dtype == NULL ? -1 : PyObject_IsTrue(dtype);
+        PyObject *named = NULL;
+        if (typed > 0) {
+            named = shown(c, dtype);
+        }
+        else if (typed == 0) {
+            PyObject *type_name = PyObject_GetAttr(r, t_type_name);
+            named = type_name == NULL ? NULL : shown(c, type_name);
+            Py_XDECREF(type_name);
+        }
+        Py_XDECREF(dtype);
+        if (named == NULL)
+            goto done;
+        PyList_SET_ITEM(columns[0], i, named);
+        PyObject *device = PyObject_GetAttr(r, t_device);
+        PyObject *where = device == NULL ? NULL : shown(c, device);
+        Py_XDECREF(device);
+        if (where == NULL)
+            goto done;
+        PyList_SET_ITEM(columns[1], i, where);
+        PyObject *numbers[4] = {NULL, NULL, NULL, NULL};
+        if (stat_cells(c, r, numbers) < 0) {
+            for (int k = 0; k < 4; k++)
+                Py_XDECREF(numbers[k]);
+            goto done;
+        }
+        for (int k = 0; k < 4; k++)
+            PyList_SET_ITEM(columns[2 + k], i, numbers[k]);
+    }
+    for (int k = 0; k < 6; k++) {
+        /* cells[4] is the params cell, filled by the caller */
+        PyObject *joined = PyUnicode_Join(t_newline, columns[k]);
+        if (joined == NULL)
+            goto done;
+        cells[k < 2 ? 2 + k : 3 + k] = joined;
+    }
+    ok = 0;
+done:
+    for (int k = 0; k < 6; k++)
+        Py_XDECREF(columns[k]);
+    Py_XDECREF(shown_list);
+    Py_DECREF(all);
+    return ok;
 }
 
 /* The usual row's cells after label and params: one output (and its statistics). */
@@ -1447,8 +1653,7 @@ static int one_output_cells(TableContext *c, PyObject *inputs, PyObject *outputs
                             PyObject **cells)
 {
     int ok = -1;
-    PyObject *dtype = NULL, *slot = NULL, *first = NULL, *stats = NULL, *get = NULL;
-    PyObject *values[4] = {NULL, NULL, NULL, NULL};
+    PyObject *dtype = NULL, *slot = NULL, *first = NULL;
     dtype = PyObject_GetAttr(out, t_dtype);
     if (dtype == NULL)
         goto done;
@@ -1509,40 +1714,13 @@ static int one_output_cells(TableContext *c, PyObject *inputs, PyObject *outputs
     Py_XDECREF(device);
     if (cells[3] == NULL)
         goto done;
-    stats = PyObject_GetAttr(out, t_stats);
-    if (stats == NULL)
+    if (stat_cells(c, out, cells + 5) < 0)
         goto done;
-    if (!PyDict_CheckExact(stats)) {
-        get = PyObject_GetAttr(stats, t_get);
-        if (get == NULL)
-            goto done;
-    }
-    PyObject *keys[4] = {t_mean, t_std, t_min, t_max};
-    for (int i = 0; i < 4; i++) {
-        values[i] = get_of(stats, get, keys[i]);
-        if (values[i] == NULL)
-            goto done;
-    }
-    if (values[0] == Py_None) {  /* bool tensors: the share of True */
-        Py_DECREF(values[0]);
-        values[0] = get_of(stats, get, t_true_frac);
-        if (values[0] == NULL)
-            goto done;
-    }
-    for (int i = 0; i < 4; i++) {
-        cells[5 + i] = number_text(values[i], c->digits, c->whole_below, c->fallback);
-        if (cells[5 + i] == NULL)
-            goto done;
-    }
     ok = 0;
 done:
-    for (int i = 0; i < 4; i++)
-        Py_XDECREF(values[i]);
     Py_XDECREF(dtype);
     Py_XDECREF(slot);
     Py_XDECREF(first);
-    Py_XDECREF(stats);
-    Py_XDECREF(get);
     return ok;
 }
 
@@ -1634,20 +1812,16 @@ static PyObject *table_row(TableContext *c, PyObject *call, PyObject *own)
     Py_ssize_t n_out = PyObject_Length(outputs);
     if (n_out < 0)
         goto done;
-    if (n_out != 1) {  /* several outputs (or none): the Python row */
-        PyObject *args[3] = {call, label, params};
-        row = PyObject_Vectorcall(c->other_row, args, 3, NULL);
-        if (row != NULL && !PyList_CheckExact(row)) {
-            Py_SETREF(row, NULL);
-            PyErr_SetString(PyExc_TypeError, "lay_out: a row is a list");
-        }
-        goto done;
-    }
-    out = PySequence_GetItem(outputs, 0);
-    if (out == NULL)
-        goto done;
     PyObject *cells[9] = {NULL};
-    if (one_output_cells(c, inputs, outputs, out, cells) < 0) {
+    int filled;
+    if (n_out == 1) {
+        out = PySequence_GetItem(outputs, 0);
+        filled = out == NULL ? -1 : one_output_cells(c, inputs, outputs, out, cells);
+    }
+    else {
+        filled = other_cells(c, inputs, outputs, cells);
+    }
+    if (filled < 0) {
         for (int i = 0; i < 9; i++)
             Py_XDECREF(cells[i]);
         goto done;

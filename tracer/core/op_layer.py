@@ -140,6 +140,29 @@ OP_FREE_MODULES: frozenset[type[torch.nn.Module]] = frozenset(
     if hasattr(torch.nn, name)
 )
 
+#: torch.nn classes whose ``forward`` runs none of the recorded ops when called with one plain
+#: tensor of this many dimensions (and no other argument), held to account by the same tests:
+#: the recurrent layers on a batched input (an unbatched one is unsqueezed and squeezed back;
+#: a PackedSequence is indexed).
+OP_FREE_WITH_DIMS: dict[type[torch.nn.Module], int] = {
+    torch.nn.RNN: 3,
+    torch.nn.LSTM: 3,
+    torch.nn.GRU: 3,
+}
+
+#: Each class of either kind, with what a wrapper's ``op_free`` holds for it: True (op-free
+#: in every call) or the number of dimensions its one input must have.
+OP_FREE: dict[type[torch.nn.Module], bool | int] = {
+    **dict.fromkeys(OP_FREE_MODULES, True),
+    **OP_FREE_WITH_DIMS,
+}
+
+
+def op_free_call(free: bool | int, x: torch.Tensor) -> bool:
+    """Whether a call of one plain tensor ``x`` to a module whose wrapper's ``op_free`` is
+    ``free`` runs no recorded op (the compiled wrapper's record_input asks the same)."""
+    return free is True or (type(free) is int and x.dim() == free)
+
 
 def _set_aside_with(
     stack: tuple[Callable[..., Any], ...] | None,

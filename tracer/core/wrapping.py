@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from tracer.core.op_layer import OP_FREE_MODULES, put_back, set_aside
+from tracer.core.op_layer import OP_FREE, op_free_call, put_back, set_aside
 from tracer.core.positions import (
     DURATION,
     GRADS,
@@ -123,8 +123,10 @@ class Wrap(_WrapBase):
         # (made by with_ops on the first such call after each attach).
         self.ops: Wrap | None = None
         # A module of a class whose forward runs no recorded op (tracer.core.op_layer), with
-        # its class forward: its calls run with the op layer's mode set aside.
-        self.op_free = False
+        # its class forward: True, or the number of dimensions its one input must have for
+        # that (op_layer.OP_FREE). Such calls run with the op layer's mode set aside, and an
+        # outermost one does not push it at all.
+        self.op_free: bool | int = False
 
     def with_ops(self) -> Wrap | None:
         """Make :attr:`ops` for the forward being wrapped now (see :func:`_traced_ops`); None
@@ -232,9 +234,9 @@ def _traced_forward(w: Wrap, /, *args: Any, **kwargs: Any) -> Any:
             call[INPUTS] = probe.meta(x)
             if request is not None:
                 call[IN_REF] = request(x)
-        if rec.on_outermost is not None and len(stack) == 1:
-            rec.on_outermost(True)  # the op layer runs only inside traced forwards
-    except Exception as exc:
+        if rec.on_outermost is not None and len(stack) == 1 and not op_free_call(w.op_free, x):
+            rec.on_outermost(True)  # the op layer runs only inside traced forwards that can
+    except Exception as exc:  # record an op
         rec.fail(exc)
     call[START] = start = _clock()
     try:
@@ -266,7 +268,7 @@ def _traced_ops(w: Wrap, rec: Recorder, x: torch.Tensor) -> Any:
     """A one-tensor call while the op layer records: the fast path above, with torch functions
     off for its own bookkeeping (which the op layer must not see) and back on for the module's
     forward, whose ops are recorded (:func:`_forward_with_ops`)."""
-    if w.op_free:
+    if op_free_call(w.op_free, x):
         mode = set_aside()
         if mode is not None:
             rec.ops_on = False  # the fast path, as with the op layer off
@@ -467,7 +469,7 @@ class HookSet:
                 state = module.__dict__
                 wrap.saved = saved = state.get("forward", _MISSING)
                 # The class's own forward only: a forward set on the instance promises nothing.
-                wrap.op_free = saved is _MISSING and type(module) in OP_FREE_MODULES
+                wrap.op_free = saved is _MISSING and OP_FREE.get(type(module), False)
                 wrap.inner = module.forward  # the instance's forward, or the class's
                 wrap.live = True
                 wrap.ops = None  # for this forward: made by the first call that records ops
