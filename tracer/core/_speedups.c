@@ -336,6 +336,20 @@ static PyObject *number_text(PyObject *value, int digits, double whole_below, Py
     return result;
 }
 
+/* The significant digits of formatting.number's style, 1 to 17 (-1 with an error raised). */
+static int digits_of(PyObject *value, const char *who, int *digits)
+{
+    const long n = PyLong_AsLong(value);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    if (n < 1 || n > 17) {
+        PyErr_Format(PyExc_ValueError, "%s: digits must be 1 to 17", who);
+        return -1;
+    }
+    *digits = (int)n;
+    return 0;
+}
+
 static PyObject *numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 3) {
@@ -343,13 +357,9 @@ static PyObject *numbers(PyObject *module, PyObject *const *args, Py_ssize_t nar
                         "numbers(fallback, digits, whole_below, *values) takes 3 or more arguments");
         return NULL;
     }
-    const long digits = PyLong_AsLong(args[1]);
-    if (digits == -1 && PyErr_Occurred())
+    int digits;
+    if (digits_of(args[1], "numbers", &digits) < 0)
         return NULL;
-    if (digits < 1 || digits > 17) {
-        PyErr_SetString(PyExc_ValueError, "numbers: digits must be 1 to 17");
-        return NULL;
-    }
     const double whole_below = PyFloat_AsDouble(args[2]);
     if (whole_below == -1.0 && PyErr_Occurred())
         return NULL;
@@ -357,7 +367,7 @@ static PyObject *numbers(PyObject *module, PyObject *const *args, Py_ssize_t nar
     if (out == NULL)
         return NULL;
     for (Py_ssize_t i = 3; i < nargs; i++) {
-        PyObject *text = number_text(args[i], (int)digits, whole_below, args[0]);
+        PyObject *text = number_text(args[i], digits, whole_below, args[0]);
         if (text == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -1304,7 +1314,6 @@ typedef struct {
 
 static int table_context(PyObject *ctx, TableContext *c)
 {
-    long digits;
     if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != 10) {
         PyErr_SetString(PyExc_TypeError, "lay_out: the context is a tuple of 10");
         return -1;
@@ -1316,14 +1325,8 @@ static int table_context(PyObject *ctx, TableContext *c)
     c->count = PyTuple_GET_ITEM(ctx, 4);
     c->cells_of = PyTuple_GET_ITEM(ctx, 5);
     c->fallback = PyTuple_GET_ITEM(ctx, 6);
-    digits = PyLong_AsLong(PyTuple_GET_ITEM(ctx, 7));
-    if (digits == -1 && PyErr_Occurred())
+    if (digits_of(PyTuple_GET_ITEM(ctx, 7), "lay_out", &c->digits) < 0)
         return -1;
-    if (digits < 1 || digits > 17) {
-        PyErr_SetString(PyExc_ValueError, "lay_out: digits must be 1 to 17");
-        return -1;
-    }
-    c->digits = (int)digits;
     c->whole_below = PyFloat_AsDouble(PyTuple_GET_ITEM(ctx, 8));
     if (c->whole_below == -1.0 && PyErr_Occurred())
         return -1;
