@@ -349,7 +349,6 @@ def _text(
         ops = None if op is None else [call.kind == "op" for call in calls]
         written: str | None = _compiled_text(
             layout.rows,
-            layout.plain,
             frame.widths,
             _RIGHT,
             frame.top,

@@ -1277,8 +1277,9 @@ done:
  * Python cost as much as the traced forward. These are the two functions' compiled twins, held to
  * them by tests/core/test_summary.py (the same text for any records, hostile ones included):
  * every text that is escaped, measured in terminal cells or formatted in an unusual way is still
- * made by the Python functions they are handed (a cache miss, a row of several outputs, a line of
- * wide characters), so the two cannot drift apart in what they show. */
+ * made by the Python functions they are handed (a text or shape not cached yet, a count, a line
+ * of wide characters; table_text leaves a table with a line beyond ASCII to _text), so the two
+ * cannot drift apart in what they show. */
 
 static PyObject *t_kind, *t_depth, *t_op, *t_module, *t_type, *t_call_index, *t_inputs,
     *t_outputs, *t_slot, *t_dtype, *t_shape, *t_stats, *t_type_name, *t_device, *t_get, *t_mean,
@@ -1352,6 +1353,24 @@ static PyObject *shown(TableContext *c, PyObject *value)
     return PyObject_CallOneArg(c->literal, value);
 }
 
+/* _literal(obj.<name>). */
+static PyObject *shown_attr(TableContext *c, PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    PyObject *text = value == NULL ? NULL : shown(c, value);
+    Py_XDECREF(value);
+    return text;
+}
+
+/* _literal(record.dtype or record.type_name), ``dtype`` being the record's. */
+static PyObject *dtype_text(TableContext *c, PyObject *record, PyObject *dtype)
+{
+    const int typed = PyObject_IsTrue(dtype);
+    if (typed < 0)
+        return NULL;
+    return typed ? shown(c, dtype) : shown_attr(c, record, t_type_name);
+}
+
 /* ``mapping.get(key)`` of a dict, or of anything else through its own ``get``. */
 static PyObject *get_of(PyObject *mapping, PyObject *get, PyObject *key)
 {
@@ -1368,7 +1387,7 @@ static PyObject *get_of(PyObject *mapping, PyObject *get, PyObject *key)
 static int same(PyObject *a, PyObject *b) { return PyObject_RichCompareBool(a, b, Py_EQ); }
 
 /* A row's label: indent, then the op, the module's last name and type (and call), or the type. */
-static PyObject *row_label(TableContext *c, PyObject *call, PyObject *kind, PyObject *module,
+static PyObject *row_label(TableContext *c, PyObject *call, PyObject *module,
                            PyObject *call_index, int is_op)
 {
     PyObject *label = NULL, *indent = NULL, *depth = PyObject_GetAttr(call, t_depth);
@@ -1390,9 +1409,7 @@ static PyObject *row_label(TableContext *c, PyObject *call, PyObject *kind, PyOb
         Py_DECREF(indent);
         return label;
     }
-    PyObject *type = PyObject_GetAttr(call, t_type), *type_text = NULL;
-    type_text = type == NULL ? NULL : shown(c, type);
-    Py_XDECREF(type);
+    PyObject *type_text = shown_attr(c, call, t_type);
     int named = type_text == NULL ? -1 : PyObject_IsTrue(module);
     if (named == 0) {
         label = PyUnicode_Concat(indent, type_text);
@@ -1458,9 +1475,7 @@ static PyObject *shapes_text(TableContext *c, PyObject *records, PyObject *usual
             }
         }
         else if (tensor == 0) {
-            PyObject *type_name = PyObject_GetAttr(r, t_type_name);
-            label = type_name == NULL ? NULL : shown(c, type_name);
-            Py_XDECREF(type_name);
+            label = shown_attr(c, r, t_type_name);
         }
         Py_DECREF(dtype);
         if (label == NULL)
@@ -1606,23 +1621,12 @@ static int other_cells(TableContext *c, PyObject *inputs, PyObject *outputs, PyO
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *r = PyList_GET_ITEM(shown_list, i), *dtype = PyObject_GetAttr(r, t_dtype);
-        int typed = dtype == NULL ? -1 : PyObject_IsTrue(dtype);
-        PyObject *named = NULL;
-        if (typed > 0) {
-            named = shown(c, dtype);
-        }
-        else if (typed == 0) {
-            PyObject *type_name = PyObject_GetAttr(r, t_type_name);
-            named = type_name == NULL ? NULL : shown(c, type_name);
-            Py_XDECREF(type_name);
-        }
+        PyObject *named = dtype == NULL ? NULL : dtype_text(c, r, dtype);
         Py_XDECREF(dtype);
         if (named == NULL)
             goto done;
         PyList_SET_ITEM(columns[0], i, named);
-        PyObject *device = PyObject_GetAttr(r, t_device);
-        PyObject *where = device == NULL ? NULL : shown(c, device);
-        Py_XDECREF(device);
+        PyObject *where = shown_attr(c, r, t_device);
         if (where == NULL)
             goto done;
         PyList_SET_ITEM(columns[1], i, where);
@@ -1699,22 +1703,10 @@ static int one_output_cells(TableContext *c, PyObject *inputs, PyObject *outputs
     cells[1] = shape_cell(c, alone && tensor ? out : NULL, outputs, NULL);
     if (cells[1] == NULL)
         goto done;
-    int typed = PyObject_IsTrue(dtype);
-    if (typed < 0)
-        goto done;
-    if (typed) {
-        cells[2] = shown(c, dtype);
-    }
-    else {
-        PyObject *type_name = PyObject_GetAttr(out, t_type_name);
-        cells[2] = type_name == NULL ? NULL : shown(c, type_name);
-        Py_XDECREF(type_name);
-    }
+    cells[2] = dtype_text(c, out, dtype);
     if (cells[2] == NULL)
         goto done;
-    PyObject *device = PyObject_GetAttr(out, t_device);
-    cells[3] = device == NULL ? NULL : shown(c, device);
-    Py_XDECREF(device);
+    cells[3] = shown_attr(c, out, t_device);
     if (cells[3] == NULL)
         goto done;
     if (stat_cells(c, out, cells + 5) < 0)
@@ -1777,7 +1769,7 @@ static PyObject *table_row(TableContext *c, PyObject *call, PyObject *own)
     const int is_op = same(kind, t_kind_op);
     if (is_op < 0)
         goto done;
-    label = row_label(c, call, kind, module, call_index, is_op);
+    label = row_label(c, call, module, call_index, is_op);
     if (label == NULL)
         goto done;
     /* params: a module's own parameter count, on its first call */
@@ -2012,23 +2004,22 @@ static PyObject *styled_line(const char *const *values, const Py_ssize_t *length
     return line;
 }
 
-/* table_text(rows, plain, widths, right, top, head, head_rule, bottom, footer, ops, render) ->
+/* table_text(rows, widths, right, top, head, head_rule, bottom, footer, ops, render) ->
  * the table and its footer as summary_table._text writes them, or None where a row holds
  * anything but ASCII (then _text writes it). ``ops``: None (no style) or each row's "is an op"
  * (its label, on its first line, rendered by ``render``). */
 static PyObject *table_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "table_text takes 11 arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "table_text takes 10 arguments");
         return NULL;
     }
-    PyObject *rows = args[0], *plain = args[1], *width_seq = args[2], *right_seq = args[3];
-    PyObject *ops = args[9], *render = args[10];
-    if (!PyList_CheckExact(rows) || !PyList_CheckExact(plain) ||
-        PyList_GET_SIZE(plain) != PyList_GET_SIZE(rows) || !PyTuple_Check(right_seq) ||
+    PyObject *rows = args[0], *width_seq = args[1], *right_seq = args[2];
+    PyObject *ops = args[8], *render = args[9];
+    if (!PyList_CheckExact(rows) || !PyTuple_Check(right_seq) ||
         (ops != Py_None && (!PyList_CheckExact(ops) ||
                             PyList_GET_SIZE(ops) != PyList_GET_SIZE(rows)))) {
-        PyErr_SetString(PyExc_TypeError, "table_text: rows, plain (and ops) are lists alike");
+        PyErr_SetString(PyExc_TypeError, "table_text: rows (and ops) are lists alike");
         return NULL;
     }
     const Py_ssize_t columns = PyTuple_GET_SIZE(right_seq);
@@ -2058,7 +2049,7 @@ static PyObject *table_text(PyObject *module, PyObject *const *args, Py_ssize_t 
             goto done;
         right[i] = (char)r;
     }
-    for (int i = 4; i <= 6; i++)  /* top, head, head_rule */
+    for (int i = 3; i <= 5; i++)  /* top, head, head_rule */
         if (PyList_Append(lines, args[i]) < 0)
             goto done;
     for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
@@ -2112,7 +2103,7 @@ static PyObject *table_text(PyObject *module, PyObject *const *args, Py_ssize_t 
             }
         }
     }
-    if (PyList_Append(lines, args[7]) < 0 || PyList_Append(lines, args[8]) < 0 ||
+    if (PyList_Append(lines, args[6]) < 0 || PyList_Append(lines, args[7]) < 0 ||
         PyList_Append(lines, t_empty) < 0)
         goto done;
     result = PyUnicode_Join(t_newline, lines);
@@ -2156,7 +2147,7 @@ static PyMethodDef methods[] = {
      "lay_out(calls, own, ctx) -> (rows, plain, widths, width): the summary's cells and column "
      "widths (tracer.summary_table._lay_out, compiled)."},
     {"table_text", (PyCFunction)(void (*)(void))table_text, METH_FASTCALL,
-     "table_text(rows, plain, widths, right, top, head, head_rule, bottom, footer, ops, render) "
+     "table_text(rows, widths, right, top, head, head_rule, bottom, footer, ops, render) "
      "-> the summary's text, or None where a row is not ASCII (tracer.summary_table._text, "
      "compiled)."},
     {"width", width, METH_NOARGS,
